@@ -1,0 +1,134 @@
+//! The response futures of the adapters.
+
+use std::{
+    fmt,
+    future::Future,
+    ops::ControlFlow,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll, ready},
+};
+
+use bytes::Bytes;
+
+use crate::{body::ResponseBody, context::DropGuard, middleware::Hook};
+
+/// The response future of [`MiddlewareService`](crate::MiddlewareService).
+///
+/// An around-style middleware is an `async fn`, whose future has no name on stable Rust, so it
+/// is boxed here: one allocation per request for the whole chain.
+#[must_use = "futures do nothing unless polled"]
+pub struct ResponseFuture<T, E> {
+    inner: Pin<Box<dyn Future<Output = Result<T, E>> + Send>>,
+}
+
+impl<T, E> ResponseFuture<T, E> {
+    pub(crate) fn new(future: impl Future<Output = Result<T, E>> + Send + 'static) -> Self {
+        Self {
+            inner: Box::pin(future),
+        }
+    }
+}
+
+impl<T, E> Future for ResponseFuture<T, E> {
+    type Output = Result<T, E>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.inner.as_mut().poll(cx)
+    }
+}
+
+impl<T, E> fmt::Debug for ResponseFuture<T, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of [`HookService`](crate::HookService): named, no allocation.
+    #[must_use = "futures do nothing unless polled"]
+    pub struct HookFuture<H: Hook, F> {
+        #[pin]
+        kind: Kind<H, F>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = KindProj]
+    enum Kind<H: Hook, F> {
+        Inner {
+            #[pin]
+            future: F,
+            hook: Arc<H>,
+            state: Option<H::State>,
+            guard: DropGuard,
+        },
+        Short {
+            response: Option<http::Response<Bytes>>,
+        },
+    }
+}
+
+impl<H: Hook, F> HookFuture<H, F> {
+    pub(crate) fn new(
+        before: ControlFlow<http::Response<Bytes>, H::State>,
+        hook: &Arc<H>,
+        call: impl FnOnce() -> (F, DropGuard),
+    ) -> Self {
+        let kind = match before {
+            ControlFlow::Break(response) => Kind::Short {
+                response: Some(response),
+            },
+            ControlFlow::Continue(state) => {
+                let (future, guard) = call();
+                Kind::Inner {
+                    future,
+                    hook: Arc::clone(hook),
+                    state: Some(state),
+                    guard,
+                }
+            }
+        };
+        Self { kind }
+    }
+}
+
+impl<H, F, B, E> Future for HookFuture<H, F>
+where
+    H: Hook,
+    F: Future<Output = Result<http::Response<B>, E>>,
+{
+    type Output = Result<http::Response<ResponseBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            KindProj::Inner {
+                future,
+                hook,
+                state,
+                guard,
+            } => {
+                let result = ready!(future.poll(cx));
+                guard.disarm();
+                let state = state.take().expect("future polled after completion");
+                Poll::Ready(result.map(|res| {
+                    let mut res = res.map(ResponseBody::new);
+                    hook.after(state, &mut res);
+                    res
+                }))
+            }
+            KindProj::Short { response } => {
+                let response = response.take().expect("future polled after completion");
+                Poll::Ready(Ok(ResponseBody::response(response)))
+            }
+        }
+    }
+}
+
+impl<H: Hook, F> fmt::Debug for HookFuture<H, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HookFuture")
+            .field("hook", &std::any::type_name::<H>())
+            .finish_non_exhaustive()
+    }
+}

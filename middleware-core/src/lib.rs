@@ -1,0 +1,53 @@
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+#[macro_use]
+mod macros;
+
+pub mod body;
+pub mod context;
+pub mod error;
+pub mod future;
+mod layer;
+mod middleware;
+pub mod next;
+mod service;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+#[doc(inline)]
+pub use self::{
+    body::ResponseBody,
+    context::{CancelCause, Cancelled, Context, DropGuard, Mark, RequestExt, RequestId},
+    error::{BoxError, Error, ProblemDetails, RenderError, Renderer},
+    layer::{HookLayer, MiddlewareLayer},
+    middleware::{Chain, Hook, Middleware, Outcome},
+    next::Next,
+    service::{HookService, MiddlewareService},
+};
+
+#[cfg(feature = "macros")]
+#[doc(inline)]
+#[allow(unused_imports, unreachable_pub)] // empty until the macros land (issue 3)
+pub use middleware_macros::*;
+
+/// Paths used by code that `middleware-macros` generates.
+///
+/// Not public API: nothing here is covered by semver.
+#[doc(hidden)]
+pub mod __private {
+    /// Not public API.
+    pub use crate::{Context, Hook, Middleware, Next, Outcome, RequestExt, ResponseBody};
+    /// Not public API.
+    pub use ::bytes::Bytes;
+    /// Not public API.
+    pub use ::http;
+    /// Not public API.
+    pub use ::std::{
+        boxed::Box, future::Future, ops::ControlFlow, option::Option, pin::Pin, result::Result,
+    };
+    /// Not public API.
+    pub use ::tower_layer::Layer;
+    /// Not public API.
+    pub use ::tower_service::Service;
+}

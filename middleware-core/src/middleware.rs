@@ -1,0 +1,277 @@
+//! The two authoring styles: [`Middleware`] (around) and [`Hook`] (before/after).
+
+use std::{future::Future, ops::ControlFlow};
+
+use bytes::Bytes;
+
+use crate::{
+    body::ResponseBody,
+    next::{ChainNext, Next},
+};
+
+/// What a middleware or a [`Next`] resolves to: the response, with a [`ResponseBody`] over the
+/// inner body, or the inner service's error, passed through unchanged.
+pub type Outcome<N> =
+    Result<http::Response<ResponseBody<<N as Next>::ResBody>>, <N as Next>::Error>;
+
+/// A middleware in the around style: `handle(req, next)`, like Go's `func(w, r, next)`.
+///
+/// `handle` may change the request, call `next.run(req)` at most once (it consumes `next`), or
+/// return without calling it (short-circuit), and may change the response afterwards. The
+/// request's [`Context`](crate::Context) is at hand through
+/// [`RequestExt::context`](crate::RequestExt::context); the adapter creates it before `handle`
+/// runs.
+///
+/// Turn a middleware into a tower layer with [`MiddlewareLayer::new`](crate::MiddlewareLayer::new)
+/// and compose several into one layer with [`Middleware::then`].
+///
+/// # Example
+///
+/// ```
+/// use std::convert::Infallible;
+/// use http::{HeaderValue, Request, Response, StatusCode};
+/// use middleware_core::{Middleware, MiddlewareLayer, Next, Outcome, RequestExt, ResponseBody};
+/// use tower::{ServiceBuilder, ServiceExt, service_fn};
+///
+/// struct RequireJson;
+///
+/// impl Middleware for RequireJson {
+///     async fn handle<N: Next>(&self, mut req: Request<N::ReqBody>, next: N) -> Outcome<N> {
+///         if req.headers().get("content-type") != Some(&HeaderValue::from_static("application/json")) {
+///             // Short-circuit: the inner service is not called.
+///             let res = Response::builder()
+///                 .status(StatusCode::UNSUPPORTED_MEDIA_TYPE)
+///                 .body(ResponseBody::full("expected application/json"))
+///                 .unwrap();
+///             return Ok(res);
+///         }
+///         let cx = req.context().clone();
+///         let mut res = next.run(req).await?;
+///         let ms = u64::try_from(cx.elapsed().as_millis()).unwrap_or(u64::MAX);
+///         res.headers_mut().insert("x-elapsed-ms", ms.into());
+///         Ok(res)
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let svc = ServiceBuilder::new()
+///     .layer(MiddlewareLayer::new(RequireJson))
+///     .service(service_fn(|_: Request<String>| async {
+///         Ok::<_, Infallible>(Response::new(String::from("ok")))
+///     }));
+///
+/// let res = svc.clone().oneshot(Request::new(String::new())).await.unwrap();
+/// assert_eq!(res.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+///
+/// let req = Request::builder().header("content-type", "application/json").body(String::new()).unwrap();
+/// let res = svc.oneshot(req).await.unwrap();
+/// assert_eq!(res.status(), StatusCode::OK);
+/// assert!(res.headers().contains_key("x-elapsed-ms"));
+/// # }
+/// ```
+///
+/// # Around or hook: the trade-off
+///
+/// There are two traits because there are two costs.
+///
+/// - `Middleware` (this trait) is the flexible one: arbitrary async code before and after the
+///   inner call. Its future cannot be named on stable Rust, so the adapter boxes it: **one heap
+///   allocation per request**, plus the request's [`Context`](crate::Context), which the adapter
+///   creates (two allocations, once per request however many layers share it). A
+///   [`Chain`] of any number of around-style middlewares is still boxed once: the futures nest
+///   into one state machine.
+/// - [`Hook`] is the zero-cost one: a synchronous `before` (which may short-circuit) and a
+///   synchronous `after`. Its tower future is a named pin-project-lite type: **zero heap
+///   allocations per request**, and it creates no context unless `before` asks for one. Most
+///   header-level middleware (auth checks, header stamping, request ids) fits this shape.
+///
+/// # Backpressure / readiness
+///
+/// The adapter's `poll_ready` forwards to the inner service, so an inner service that is not
+/// ready keeps the whole stack not ready. In `call`, the adapter takes the *ready* inner service
+/// out with `mem::replace` (leaving a fresh clone behind for the next `poll_ready`) and hands it
+/// to `next`: the service that `next.run` calls is always the one that reported ready. A
+/// middleware that short-circuits simply drops `next`, which releases any reservation the inner
+/// service took in `poll_ready`.
+///
+/// # Errors
+///
+/// The inner service's error passes through unchanged (`next.run(req).await?`): the adapter's
+/// `Service::Error` is the inner one, so a stack over an axum router stays `Infallible`. A
+/// middleware that wants to fail answers with a response instead, usually a rendered
+/// [`Error`](crate::Error) (see [`Context::render_error`](crate::Context::render_error)).
+///
+/// # Pitfalls
+///
+/// - `handle` is generic over `N: Next`; it must work for any inner service and any body
+///   types, which is what makes the same middleware usable around axum, tonic and hyper. A
+///   middleware that needs to read or rewrite body bytes is better written as a plain tower
+///   layer.
+/// - The future is `Send` and `'static`: state shared with spawned work goes through a
+///   [`Context`](crate::Context) clone, not through borrows of the request.
+/// - Dropping the request future (client gone, outer timeout) cancels the context with
+///   [`CancelCause::Dropped`](crate::CancelCause::Dropped); work spawned from `handle` should
+///   watch [`Context::cancelled`](crate::Context::cancelled).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an around-style middleware",
+    label = "does not implement `Middleware`",
+    note = "implement `middleware_core::Middleware` (async `handle(req, next)`), or `middleware_core::Hook` and wrap it in `HookLayer`; see https://docs.rs/middleware-core/latest/middleware_core/trait.Middleware.html"
+)]
+pub trait Middleware: Send + Sync + 'static {
+    /// Handles one request; see the [trait docs](Middleware).
+    fn handle<N: Next>(
+        &self,
+        req: http::Request<N::ReqBody>,
+        next: N,
+    ) -> impl Future<Output = Outcome<N>> + Send;
+
+    /// Composes `self` (outer) with `inner`: a request passes `self` first, then `inner`.
+    ///
+    /// The chain is itself a [`Middleware`]; however long, one [`MiddlewareLayer`] over it boxes
+    /// its future once per request.
+    ///
+    /// [`MiddlewareLayer`]: crate::MiddlewareLayer
+    #[must_use]
+    fn then<M: Middleware>(self, inner: M) -> Chain<Self, M>
+    where
+        Self: Sized,
+    {
+        Chain { outer: self, inner }
+    }
+}
+
+/// Two middlewares composed: `outer` sees the request first and the response last.
+///
+/// Made with [`Middleware::then`].
+#[derive(Clone, Debug, Default)]
+pub struct Chain<O, I> {
+    outer: O,
+    inner: I,
+}
+
+impl<O, I> Chain<O, I> {
+    /// The outer and inner middleware.
+    pub fn into_parts(self) -> (O, I) {
+        (self.outer, self.inner)
+    }
+}
+
+impl<O: Middleware, I: Middleware> Middleware for Chain<O, I> {
+    fn handle<N: Next>(
+        &self,
+        req: http::Request<N::ReqBody>,
+        next: N,
+    ) -> impl Future<Output = Outcome<N>> + Send {
+        self.outer.handle(req, ChainNext::new(&self.inner, next))
+    }
+}
+
+/// A middleware in the hook style: synchronous `before` and `after`, zero allocations.
+///
+/// `before` sees the request and either lets it continue with some state, or short-circuits
+/// with a response (the inner service is then not called). `after` gets that state back with
+/// the inner service's response. The state is dropped without `after` when the inner service
+/// fails or the request future is dropped, so a `Drop` impl on it sees every ending.
+///
+/// Wrap a hook in [`HookLayer`](crate::HookLayer) to use it as a tower layer; see the
+/// [`Middleware`] trait docs for when to pick which style.
+///
+/// # Example
+///
+/// ```
+/// use std::{convert::Infallible, ops::ControlFlow};
+/// use bytes::Bytes;
+/// use http::{Request, Response, StatusCode};
+/// use middleware_core::{Hook, HookLayer, ResponseBody};
+/// use tower::{ServiceBuilder, ServiceExt, service_fn};
+///
+/// /// Rejects requests without an `x-tenant` header and echoes it on the response.
+/// struct Tenant;
+///
+/// impl Hook for Tenant {
+///     type State = http::HeaderValue;
+///
+///     fn before<B>(&self, req: &mut Request<B>) -> ControlFlow<Response<Bytes>, Self::State> {
+///         match req.headers().get("x-tenant") {
+///             Some(tenant) => ControlFlow::Continue(tenant.clone()),
+///             None => {
+///                 let mut res = Response::new(Bytes::from_static(b"missing x-tenant"));
+///                 *res.status_mut() = StatusCode::BAD_REQUEST;
+///                 ControlFlow::Break(res)
+///             }
+///         }
+///     }
+///
+///     fn after<B>(&self, tenant: Self::State, res: &mut Response<ResponseBody<B>>) {
+///         res.headers_mut().insert("x-tenant", tenant);
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let svc = ServiceBuilder::new()
+///     .layer(HookLayer::new(Tenant))
+///     .service(service_fn(|_: Request<String>| async {
+///         Ok::<_, Infallible>(Response::new(String::from("ok")))
+///     }));
+///
+/// let res = svc.clone().oneshot(Request::new(String::new())).await.unwrap();
+/// assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+///
+/// let req = Request::builder().header("x-tenant", "acme").body(String::new()).unwrap();
+/// let res = svc.oneshot(req).await.unwrap();
+/// assert_eq!(res.headers()["x-tenant"], "acme");
+/// # }
+/// ```
+///
+/// # Backpressure / readiness
+///
+/// The adapter forwards `poll_ready` and calls the inner service synchronously inside its own
+/// `call`, so the service that reported ready is the one called, with no clone at all.
+///
+/// # Pitfalls
+///
+/// - Nothing here may block: `before` and `after` run inside `call` and `poll`.
+/// - `after` is not called for short-circuited requests, inner errors, or dropped futures.
+/// - The [`Context`](crate::Context) is not created for a hook unless `before` asks for it with
+///   [`RequestExt::context`](crate::RequestExt::context); a hook that only reads it uses
+///   [`RequestExt::try_context`](crate::RequestExt::try_context) and stays allocation-free.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a hook-style middleware",
+    label = "does not implement `Hook`",
+    note = "implement `middleware_core::Hook` (synchronous `before`/`after`); see https://docs.rs/middleware-core/latest/middleware_core/trait.Hook.html"
+)]
+pub trait Hook: Send + Sync + 'static {
+    /// What `before` hands to `after`.
+    type State: Send + 'static;
+
+    /// Runs before the inner service: continue with a state, or break with a response.
+    fn before<B>(
+        &self,
+        req: &mut http::Request<B>,
+    ) -> ControlFlow<http::Response<Bytes>, Self::State>;
+
+    /// Runs after the inner service produced a response (not on errors, short-circuits or drops).
+    fn after<B>(&self, state: Self::State, res: &mut http::Response<ResponseBody<B>>);
+}
+
+impl Hook for () {
+    type State = ();
+
+    fn before<B>(&self, _: &mut http::Request<B>) -> ControlFlow<http::Response<Bytes>> {
+        ControlFlow::Continue(())
+    }
+
+    fn after<B>(&self, (): (), _: &mut http::Response<ResponseBody<B>>) {}
+}
+
+impl Middleware for () {
+    fn handle<N: Next>(
+        &self,
+        req: http::Request<N::ReqBody>,
+        next: N,
+    ) -> impl Future<Output = Outcome<N>> + Send {
+        next.run(req)
+    }
+}

@@ -1,0 +1,564 @@
+//! [`MiddlewareService`] and [`HookService`]: the tower services the layers make.
+
+use std::{
+    fmt, mem,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use http_body::Body;
+use tower_service::Service;
+
+use crate::{
+    body::ResponseBody,
+    context::{DropGuard, RequestExt},
+    future::{HookFuture, ResponseFuture},
+    layer::{HookLayer, MiddlewareLayer},
+    middleware::{Hook, Middleware},
+    next::ServiceNext,
+};
+
+/// The tower service of a [`MiddlewareLayer`]: runs an around-style [`Middleware`] around `S`.
+///
+/// Generic over request and response bodies; `Clone`, `Send` and `Sync` when `S` is; its error
+/// is `S::Error`, unchanged.
+pub struct MiddlewareService<M, S> {
+    middleware: Arc<M>,
+    inner: S,
+}
+
+impl<M: Middleware, S> MiddlewareService<M, S> {
+    /// Wraps `inner` with `middleware`.
+    pub fn new(inner: S, middleware: M) -> Self {
+        Self::from_arc(Arc::new(middleware), inner)
+    }
+
+    /// The layer form, same as [`MiddlewareLayer::new`].
+    pub fn layer(middleware: M) -> MiddlewareLayer<M> {
+        MiddlewareLayer::new(middleware)
+    }
+}
+
+impl<M, S> MiddlewareService<M, S> {
+    pub(crate) fn from_arc(middleware: Arc<M>, inner: S) -> Self {
+        Self { middleware, inner }
+    }
+
+    define_inner_service_accessors!();
+}
+
+impl<M, S: Clone> Clone for MiddlewareService<M, S> {
+    fn clone(&self) -> Self {
+        Self {
+            middleware: Arc::clone(&self.middleware),
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<M: fmt::Debug, S: fmt::Debug> fmt::Debug for MiddlewareService<M, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct(stringify!(MiddlewareService))
+            .field("middleware", &self.middleware)
+            .field("inner", &self.inner)
+            .finish()
+    }
+}
+
+impl<M, S, B, RB> Service<http::Request<B>> for MiddlewareService<M, S>
+where
+    M: Middleware,
+    S: Service<http::Request<B>, Response = http::Response<RB>> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: Send + 'static,
+    B: Body + Send + 'static,
+    RB: Body + Send + 'static,
+{
+    type Response = http::Response<ResponseBody<RB>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<Self::Response, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        let mut guard = req.context().drop_guard();
+        // The clone stays behind for the next `poll_ready`; the ready service goes to `next`.
+        let clone = self.inner.clone();
+        let inner = mem::replace(&mut self.inner, clone);
+        let middleware = Arc::clone(&self.middleware);
+        ResponseFuture::new(async move {
+            let result = middleware.handle(req, ServiceNext::new(inner)).await;
+            guard.disarm();
+            result
+        })
+    }
+}
+
+/// The tower service of a [`HookLayer`]: runs a [`Hook`] before and after `S`.
+///
+/// Generic over request and response bodies; `Clone`, `Send` and `Sync` when `S` is; its error
+/// is `S::Error`, unchanged; its future is the named, allocation-free [`HookFuture`].
+pub struct HookService<H, S> {
+    hook: Arc<H>,
+    inner: S,
+}
+
+impl<H: Hook, S> HookService<H, S> {
+    /// Wraps `inner` with `hook`.
+    pub fn new(inner: S, hook: H) -> Self {
+        Self::from_arc(Arc::new(hook), inner)
+    }
+
+    /// The layer form, same as [`HookLayer::new`].
+    pub fn layer(hook: H) -> HookLayer<H> {
+        HookLayer::new(hook)
+    }
+}
+
+impl<H, S> HookService<H, S> {
+    pub(crate) fn from_arc(hook: Arc<H>, inner: S) -> Self {
+        Self { hook, inner }
+    }
+
+    define_inner_service_accessors!();
+}
+
+impl<H, S: Clone> Clone for HookService<H, S> {
+    fn clone(&self) -> Self {
+        Self {
+            hook: Arc::clone(&self.hook),
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<H: fmt::Debug, S: fmt::Debug> fmt::Debug for HookService<H, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct(stringify!(HookService))
+            .field("hook", &self.hook)
+            .field("inner", &self.inner)
+            .finish()
+    }
+}
+
+impl<H, S, B, RB> Service<http::Request<B>> for HookService<H, S>
+where
+    H: Hook,
+    S: Service<http::Request<B>, Response = http::Response<RB>>,
+{
+    type Response = http::Response<ResponseBody<RB>>;
+    type Error = S::Error;
+    type Future = HookFuture<H, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        let before = self.hook.before(&mut req);
+        // The inner service is called right here, so the service that reported ready is the one
+        // called: no clone, no `mem::replace` needed.
+        HookFuture::new(before, &self.hook, || {
+            let guard = req
+                .try_context()
+                .map_or_else(DropGuard::none, crate::Context::drop_guard);
+            (self.inner.call(req), guard)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        convert::Infallible,
+        ops::ControlFlow,
+        sync::{
+            Mutex,
+            atomic::{AtomicUsize, Ordering},
+        },
+        time::Duration,
+    };
+
+    use bytes::Bytes;
+    use http::{HeaderValue, Request, Response, StatusCode};
+    use http_body_util::BodyExt;
+    use tower::{ServiceBuilder, ServiceExt, service_fn};
+    use tower_layer::Layer;
+
+    use super::*;
+    #[cfg(feature = "testing")]
+    use crate::testing::Conformance;
+    use crate::{CancelCause, Context, Next, Outcome};
+
+    #[tokio::test]
+    async fn around_middleware_changes_request_and_response() {
+        let svc = ServiceBuilder::new()
+            .layer(MiddlewareLayer::new(Stamp("outer")))
+            .service(echo_header());
+        let res = svc.oneshot(Request::new(String::new())).await.unwrap();
+        assert_eq!(res.headers()["x-seen"], "outer");
+        assert_eq!(res.headers()["x-stamp"], "outer");
+        assert_eq!(body_string(res).await, "echo");
+    }
+
+    #[tokio::test]
+    async fn around_middleware_short_circuits_without_calling_inner() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let svc = ServiceBuilder::new()
+            .layer(MiddlewareLayer::new(Deny))
+            .service(counting(&calls));
+        let res = svc.oneshot(Request::new(String::new())).await.unwrap();
+        assert_eq!(res.status(), StatusCode::FORBIDDEN);
+        assert_eq!(res.headers()["content-type"], "application/problem+json");
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn chain_runs_outer_first_and_sees_response_last() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let chain = Record("a", Arc::clone(&log))
+            .then(Record("b", Arc::clone(&log)))
+            .then(Record("c", Arc::clone(&log)));
+        let svc = MiddlewareLayer::new(chain).layer(echo_header());
+        svc.oneshot(Request::new(String::new())).await.unwrap();
+        assert_eq!(*log.lock().unwrap(), ["a>", "b>", "c>", "<c", "<b", "<a"]);
+    }
+
+    #[tokio::test]
+    async fn hook_short_circuits_and_stamps() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let svc = HookLayer::new(RequireHeader).layer(counting(&calls));
+        let res = svc
+            .clone()
+            .oneshot(Request::new(String::new()))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(body_string(res).await, "missing x-key");
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
+
+        let req = Request::builder()
+            .header("x-key", "k")
+            .body(String::new())
+            .unwrap();
+        let res = svc.oneshot(req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.headers()["x-key-echo"], "k");
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn not_ready_inner_keeps_both_adapters_not_ready() {
+        let (inner, mut handle) = tower_test_mock();
+        let mut around = MiddlewareLayer::new(Stamp("x")).layer(inner.clone());
+        let mut hook = HookLayer::new(()).layer(inner);
+        handle.allow(0);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(around.poll_ready(&mut cx).is_pending());
+        assert!(hook.poll_ready(&mut cx).is_pending());
+        handle.allow(2);
+        assert!(around.poll_ready(&mut cx).is_ready());
+        assert!(hook.poll_ready(&mut cx).is_ready());
+    }
+
+    #[tokio::test]
+    async fn inner_errors_pass_through_unchanged() {
+        let failing = service_fn(|_: Request<String>| async {
+            Err::<Response<String>, _>(std::io::Error::other("boom"))
+        });
+        let err = MiddlewareLayer::new(Stamp("x"))
+            .layer(failing)
+            .oneshot(Request::new(String::new()))
+            .await
+            .unwrap_err();
+        assert_eq!(err.to_string(), "boom");
+        let err = HookLayer::new(())
+            .layer(failing)
+            .oneshot(Request::new(String::new()))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::Other);
+    }
+
+    #[tokio::test]
+    async fn one_context_per_request_through_several_layers() {
+        let seen = Arc::new(Mutex::new(Vec::<Context>::new()));
+        let svc = ServiceBuilder::new()
+            .layer(MiddlewareLayer::new(Capture(Arc::clone(&seen))))
+            .layer(HookLayer::new(CaptureHook(Arc::clone(&seen))))
+            .layer(MiddlewareLayer::new(
+                Capture(Arc::clone(&seen)).then(Capture(Arc::clone(&seen))),
+            ))
+            .service(service_fn({
+                let seen = Arc::clone(&seen);
+                move |req: Request<String>| {
+                    seen.lock()
+                        .unwrap()
+                        .push(req.try_context().unwrap().clone());
+                    async { Ok::<_, Infallible>(Response::new(String::new())) }
+                }
+            }));
+        svc.clone()
+            .oneshot(Request::new(String::new()))
+            .await
+            .unwrap();
+        svc.oneshot(Request::new(String::new())).await.unwrap();
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 10);
+        let (first, second) = seen.split_at(5);
+        assert!(first.iter().all(|cx| cx.same_request(&first[0])));
+        assert!(second.iter().all(|cx| cx.same_request(&second[0])));
+        assert!(
+            !first[0].same_request(&second[0]),
+            "each request gets its own context"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn dropping_the_response_future_cancels_with_dropped() {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let tx = Arc::new(Mutex::new(Some(tx)));
+        let svc =
+            MiddlewareLayer::new(Stamp("x")).layer(service_fn(move |req: Request<String>| {
+                let cx = req.try_context().unwrap().clone();
+                let tx = tx.lock().unwrap().take().unwrap();
+                // Spawned work watches the context and reports why it stopped.
+                tokio::spawn(async move { tx.send(cx.cancelled().await).unwrap() });
+                std::future::pending::<Result<Response<String>, Infallible>>()
+            }));
+        let outcome = tokio::time::timeout(
+            Duration::from_secs(1),
+            svc.oneshot(Request::new(String::new())),
+        )
+        .await;
+        assert!(outcome.is_err(), "the handler never finishes");
+        assert_eq!(rx.await.unwrap(), CancelCause::Dropped);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_hook_adapter_fires_dropped_when_a_context_exists() {
+        let mut req = Request::new(String::new());
+        let cx = crate::RequestExt::context(&mut req).clone();
+        let svc = HookLayer::new(()).layer(service_fn(|_: Request<String>| {
+            std::future::pending::<Result<Response<String>, Infallible>>()
+        }));
+        let outcome = tokio::time::timeout(Duration::from_millis(10), svc.oneshot(req)).await;
+        assert!(outcome.is_err());
+        assert_eq!(cx.cause(), Some(CancelCause::Dropped));
+    }
+
+    #[tokio::test]
+    async fn a_completed_request_is_not_cancelled() {
+        let mut req = Request::new(String::new());
+        let cx = crate::RequestExt::context(&mut req).clone();
+        MiddlewareLayer::new(Stamp("x"))
+            .layer(echo_header())
+            .oneshot(req)
+            .await
+            .unwrap();
+        assert_eq!(cx.cause(), None);
+    }
+
+    #[cfg(feature = "testing")]
+    #[tokio::test]
+    async fn adapters_pass_the_conformance_kit() {
+        Conformance::new(MiddlewareLayer::new(Stamp("x")))
+            .run()
+            .await;
+        Conformance::new(MiddlewareLayer::new(Stamp("x").then(Stamp("y")).then(())))
+            .run()
+            .await;
+        Conformance::new(HookLayer::new(())).run().await;
+        Conformance::new(HookLayer::new(RequireHeader))
+            .with_request(|| {
+                Request::builder()
+                    .header("x-key", "k")
+                    .body(String::new())
+                    .unwrap()
+            })
+            .run()
+            .await;
+    }
+
+    #[test]
+    fn adapters_are_clone_send_sync_when_their_parts_are() {
+        fn assert_all<T: Clone + Send + Sync + 'static>(_: &T) {}
+        let svc = echo_header();
+        assert_all(&MiddlewareLayer::new(Stamp("x")).layer(svc.clone()));
+        assert_all(&HookLayer::new(RequireHeader).layer(svc));
+        assert_all(&MiddlewareLayer::new(Stamp("x")));
+        assert_all(&HookLayer::new(()));
+    }
+
+    #[test]
+    fn response_futures_are_send() {
+        fn assert_send<T: Send + 'static>(_: T) {}
+        let mut around = MiddlewareLayer::new(Stamp("x").then(Deny)).layer(echo_header());
+        assert_send(around.call(Request::new(String::new())));
+        let mut hook = HookLayer::new(RequireHeader).layer(echo_header());
+        assert_send(hook.call(Request::new(String::new())));
+    }
+
+    // ----- fixtures -----------------------------------------------------------------------
+
+    /// Sets `x-seen` on the request and `x-stamp` on the response.
+    #[derive(Debug)]
+    struct Stamp(&'static str);
+
+    impl Middleware for Stamp {
+        async fn handle<N: Next>(&self, mut req: Request<N::ReqBody>, next: N) -> Outcome<N> {
+            req.headers_mut()
+                .insert("x-seen", HeaderValue::from_static(self.0));
+            let mut res = next.run(req).await?;
+            res.headers_mut()
+                .insert("x-stamp", HeaderValue::from_static(self.0));
+            Ok(res)
+        }
+    }
+
+    /// Answers 403 through the error model.
+    struct Deny;
+
+    impl Middleware for Deny {
+        async fn handle<N: Next>(&self, mut req: Request<N::ReqBody>, _next: N) -> Outcome<N> {
+            let cx = crate::RequestExt::context(&mut req).clone();
+            Ok(crate::Error::new(StatusCode::FORBIDDEN).into_response(&cx))
+        }
+    }
+
+    struct Record(&'static str, Arc<Mutex<Vec<String>>>);
+
+    impl Middleware for Record {
+        async fn handle<N: Next>(&self, req: Request<N::ReqBody>, next: N) -> Outcome<N> {
+            self.1.lock().unwrap().push(format!("{}>", self.0));
+            let res = next.run(req).await;
+            self.1.lock().unwrap().push(format!("<{}", self.0));
+            res
+        }
+    }
+
+    struct Capture(Arc<Mutex<Vec<Context>>>);
+
+    impl Middleware for Capture {
+        async fn handle<N: Next>(&self, mut req: Request<N::ReqBody>, next: N) -> Outcome<N> {
+            let cx = crate::RequestExt::context(&mut req).clone();
+            self.0.lock().unwrap().push(cx);
+            next.run(req).await
+        }
+    }
+
+    struct CaptureHook(Arc<Mutex<Vec<Context>>>);
+
+    impl Hook for CaptureHook {
+        type State = ();
+
+        fn before<B>(&self, req: &mut Request<B>) -> ControlFlow<Response<Bytes>> {
+            let cx = crate::RequestExt::try_context(req).expect("an outer layer created it");
+            self.0.lock().unwrap().push(cx.clone());
+            ControlFlow::Continue(())
+        }
+
+        fn after<B>(&self, (): (), _: &mut Response<ResponseBody<B>>) {}
+    }
+
+    struct RequireHeader;
+
+    impl Hook for RequireHeader {
+        type State = HeaderValue;
+
+        fn before<B>(&self, req: &mut Request<B>) -> ControlFlow<Response<Bytes>, HeaderValue> {
+            if let Some(key) = req.headers().get("x-key") {
+                ControlFlow::Continue(key.clone())
+            } else {
+                let mut res = Response::new(Bytes::from_static(b"missing x-key"));
+                *res.status_mut() = StatusCode::BAD_REQUEST;
+                ControlFlow::Break(res)
+            }
+        }
+
+        fn after<B>(&self, key: HeaderValue, res: &mut Response<ResponseBody<B>>) {
+            res.headers_mut().insert("x-key-echo", key);
+        }
+    }
+
+    type BoxFut<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+
+    fn echo_header() -> impl Service<
+        Request<String>,
+        Response = Response<String>,
+        Error = Infallible,
+        Future = BoxFut<Result<Response<String>, Infallible>>,
+    > + Clone
+    + Send
+    + Sync
+    + 'static {
+        service_fn(|req: Request<String>| -> BoxFut<_> {
+            let seen = req.headers().get("x-seen").cloned();
+            Box::pin(async move {
+                let mut res = Response::new(String::from("echo"));
+                if let Some(seen) = seen {
+                    res.headers_mut().insert("x-seen", seen);
+                }
+                Ok(res)
+            })
+        })
+    }
+
+    fn counting(
+        calls: &Arc<AtomicUsize>,
+    ) -> impl Service<Request<String>, Response = Response<String>, Error = Infallible, Future: Send>
+    + Clone
+    + Send
+    + 'static {
+        let calls = Arc::clone(calls);
+        service_fn(move |_: Request<String>| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            std::future::ready(Ok(Response::new(String::from("inner"))))
+        })
+    }
+
+    async fn body_string<B: http_body::Body>(res: Response<B>) -> String
+    where
+        B::Error: std::fmt::Debug,
+    {
+        String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
+    }
+
+    /// A service that is ready only while the handle allows it.
+    #[derive(Clone)]
+    struct Gate(Arc<AtomicUsize>);
+
+    struct GateHandle(Arc<AtomicUsize>);
+
+    impl GateHandle {
+        fn allow(&mut self, n: usize) {
+            self.0.store(n, Ordering::SeqCst);
+        }
+    }
+
+    fn tower_test_mock() -> (Gate, GateHandle) {
+        let permits = Arc::new(AtomicUsize::new(0));
+        (Gate(Arc::clone(&permits)), GateHandle(permits))
+    }
+
+    impl Service<Request<String>> for Gate {
+        type Response = Response<String>;
+        type Error = Infallible;
+        type Future = std::future::Ready<Result<Response<String>, Infallible>>;
+
+        fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> Poll<Result<(), Infallible>> {
+            if self.0.load(Ordering::SeqCst) > 0 {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+                Poll::Ready(Ok(()))
+            } else {
+                Poll::Pending
+            }
+        }
+
+        fn call(&mut self, _: Request<String>) -> Self::Future {
+            std::future::ready(Ok(Response::new(String::new())))
+        }
+    }
+}

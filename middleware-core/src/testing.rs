@@ -1,0 +1,320 @@
+//! A conformance kit for layer authors (feature `testing`).
+//!
+//! [`Conformance`] wraps a [`Probe`] service with your layer and checks the contract every layer
+//! of this ecosystem keeps:
+//!
+//! 1. **readiness is forwarded**: while the probe is not ready, the layered service is not ready;
+//! 2. **the ready service is the one called**: a clone that was never made ready is never called
+//!    (the `mem::replace` rule), and the probe is never called without a `poll_ready`;
+//! 3. **the context survives**: a [`Context`] inserted before the layer reaches the inner service
+//!    as the same request's context, with its values;
+//! 4. **inner errors pass through** unchanged.
+//!
+//! Failures panic with a message naming the broken rule, so the kit drops into any test.
+//!
+//! # Example
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use middleware_core::{HookLayer, testing::Conformance};
+//!
+//! // `()` is the do-nothing hook; put your own layer here.
+//! Conformance::new(HookLayer::new(())).run().await;
+//! # }
+//! ```
+
+use std::{
+    fmt,
+    future::{Future, poll_fn},
+    pin::pin,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+    task::{Context as TaskContext, Poll, Waker},
+    time::Duration,
+};
+
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::context::{Context, RequestExt};
+
+/// How long one step of the kit may take before it is reported as a hang.
+const STEP: Duration = Duration::from_secs(5);
+
+/// The value the kit puts in the context to recognise it downstream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProbeMarker(pub u64);
+
+/// The error the [`Probe`] returns when told to fail; it must come out of the layer unchanged.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProbeError(pub u64);
+
+impl fmt::Display for ProbeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "probe error {}", self.0)
+    }
+}
+
+impl std::error::Error for ProbeError {}
+
+#[derive(Default)]
+struct ProbeState {
+    open: AtomicBool,
+    waiters: Mutex<Vec<Waker>>,
+    fail_with: Mutex<Option<u64>>,
+    calls: AtomicUsize,
+    unready_calls: AtomicUsize,
+    seen: Mutex<Vec<Option<Context>>>,
+}
+
+/// The inner service the kit wraps with the layer under test.
+///
+/// Every clone tracks its own readiness: `call` on a clone whose `poll_ready` did not return
+/// `Ready(Ok)` is recorded as a violation.
+pub struct Probe {
+    state: Arc<ProbeState>,
+    ready: bool,
+}
+
+impl Probe {
+    fn new() -> Self {
+        let state = ProbeState::default();
+        state.open.store(true, Ordering::SeqCst);
+        Self {
+            state: Arc::new(state),
+            ready: false,
+        }
+    }
+
+    fn set_open(&self, open: bool) {
+        self.state.open.store(open, Ordering::SeqCst);
+        if open {
+            for waker in self.state.waiters.lock().expect("probe lock").drain(..) {
+                waker.wake();
+            }
+        }
+    }
+}
+
+impl Clone for Probe {
+    fn clone(&self) -> Self {
+        // A clone is a new handle: it must be made ready before it is called.
+        Self {
+            state: Arc::clone(&self.state),
+            ready: false,
+        }
+    }
+}
+
+impl fmt::Debug for Probe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Probe")
+            .field("ready", &self.ready)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Service<http::Request<String>> for Probe {
+    type Response = http::Response<String>;
+    type Error = ProbeError;
+    type Future = std::future::Ready<Result<Self::Response, ProbeError>>;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), ProbeError>> {
+        if self.state.open.load(Ordering::SeqCst) {
+            self.ready = true;
+            Poll::Ready(Ok(()))
+        } else {
+            self.state
+                .waiters
+                .lock()
+                .expect("probe lock")
+                .push(cx.waker().clone());
+            Poll::Pending
+        }
+    }
+
+    fn call(&mut self, req: http::Request<String>) -> Self::Future {
+        self.state.calls.fetch_add(1, Ordering::SeqCst);
+        if !std::mem::take(&mut self.ready) {
+            self.state.unready_calls.fetch_add(1, Ordering::SeqCst);
+        }
+        self.state
+            .seen
+            .lock()
+            .expect("probe lock")
+            .push(req.try_context().cloned());
+        let result = match *self.state.fail_with.lock().expect("probe lock") {
+            Some(code) => Err(ProbeError(code)),
+            None => Ok(http::Response::new(String::from("probe"))),
+        };
+        std::future::ready(result)
+    }
+}
+
+/// Runs the conformance checks on a layer. See the [module docs](self).
+pub struct Conformance<L> {
+    layer: L,
+    make_request: Box<dyn Fn() -> http::Request<String> + Send + Sync>,
+}
+
+impl<L> fmt::Debug for Conformance<L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Conformance")
+            .field("layer", &std::any::type_name::<L>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<L> Conformance<L>
+where
+    L: Layer<Probe>,
+    L::Service: Service<http::Request<String>, Error = ProbeError> + Clone,
+    <L::Service as Service<http::Request<String>>>::Response: fmt::Debug,
+{
+    /// Checks `layer` with plain `GET /` requests.
+    #[must_use]
+    pub fn new(layer: L) -> Self {
+        Self {
+            layer,
+            make_request: Box::new(|| http::Request::new(String::new())),
+        }
+    }
+
+    /// Checks `layer` with requests from `make`: use it when the layer only lets some requests
+    /// through (credentials, required headers). The requests must reach the inner service.
+    #[must_use]
+    pub fn with_request(
+        mut self,
+        make: impl Fn() -> http::Request<String> + Send + Sync + 'static,
+    ) -> Self {
+        self.make_request = Box::new(make);
+        self
+    }
+
+    /// Runs every check; panics on the first broken rule.
+    ///
+    /// # Panics
+    ///
+    /// When the layer breaks a rule, or a step hangs for more than 5 seconds.
+    pub async fn run(self) {
+        self.readiness_is_forwarded().await;
+        self.the_ready_service_is_called().await;
+        self.context_survives().await;
+        self.inner_errors_pass_through().await;
+    }
+
+    async fn readiness_is_forwarded(&self) {
+        let probe = Probe::new();
+        probe.set_open(false);
+        let mut svc = self.layer.layer(probe.clone());
+        let mut cx = TaskContext::from_waker(Waker::noop());
+        assert!(
+            svc.poll_ready(&mut cx).is_pending(),
+            "readiness is not forwarded: the layered service is ready while the inner service is not"
+        );
+        probe.set_open(true);
+        let ready = step(
+            poll_fn(|cx| svc.poll_ready(cx)),
+            "poll_ready after the inner service became ready",
+        )
+        .await;
+        assert!(
+            ready.is_ok(),
+            "poll_ready failed once the inner service was ready"
+        );
+        let res = step(svc.call((self.make_request)()), "call").await;
+        assert!(res.is_ok(), "the request failed: {res:?}");
+        assert_eq!(
+            probe.state.calls.load(Ordering::SeqCst),
+            1,
+            "the inner service was not called exactly once"
+        );
+    }
+
+    async fn the_ready_service_is_called(&self) {
+        let probe = Probe::new();
+        let mut svc = self.layer.layer(probe.clone());
+        for round in 0..3 {
+            step(poll_fn(|cx| svc.poll_ready(cx)), "poll_ready")
+                .await
+                .expect("poll_ready failed");
+            // A clone made after `poll_ready` is not ready; the layer must not call it instead.
+            let _idle_clone = svc.clone();
+            let res = step(svc.call((self.make_request)()), "call").await;
+            assert!(res.is_ok(), "round {round}: the request failed: {res:?}");
+        }
+        assert_eq!(
+            probe.state.calls.load(Ordering::SeqCst),
+            3,
+            "the inner service was not called once per request"
+        );
+        assert_eq!(
+            probe.state.unready_calls.load(Ordering::SeqCst),
+            0,
+            "the inner service was called without a successful poll_ready: take the ready \
+             service with `mem::replace` instead of calling a fresh clone"
+        );
+    }
+
+    async fn context_survives(&self) {
+        let probe = Probe::new();
+        let mut svc = self.layer.layer(probe.clone());
+        let mut req = (self.make_request)();
+        req.context().insert(ProbeMarker(42));
+        let sent = req.context().clone();
+        step(poll_fn(|cx| svc.poll_ready(cx)), "poll_ready")
+            .await
+            .expect("poll_ready failed");
+        let res = step(svc.call(req), "call").await;
+        assert!(res.is_ok(), "the request failed: {res:?}");
+        let seen = probe.state.seen.lock().expect("probe lock").pop().flatten();
+        let seen = seen.expect("the context did not reach the inner service");
+        assert!(
+            seen.same_request(&sent),
+            "the inner service got a different context: the layer must find the request's context, not create a new one"
+        );
+        assert_eq!(
+            seen.get::<ProbeMarker>(),
+            Some(&ProbeMarker(42)),
+            "a value inserted before the layer is missing downstream"
+        );
+    }
+
+    async fn inner_errors_pass_through(&self) {
+        let probe = Probe::new();
+        *probe.state.fail_with.lock().expect("probe lock") = Some(7);
+        let mut svc = self.layer.layer(probe.clone());
+        step(poll_fn(|cx| svc.poll_ready(cx)), "poll_ready")
+            .await
+            .expect("poll_ready failed");
+        let res = step(svc.call((self.make_request)()), "call").await;
+        match res {
+            Err(ProbeError(7)) => {}
+            other => panic!("the inner error did not pass through unchanged: {other:?}"),
+        }
+    }
+}
+
+/// Checks `layer` with the default requests: shorthand for `Conformance::new(layer).run()`.
+///
+/// # Panics
+///
+/// When the layer breaks a rule; see [`Conformance::run`].
+pub async fn assert_conformance<L>(layer: L)
+where
+    L: Layer<Probe>,
+    L::Service: Service<http::Request<String>, Error = ProbeError> + Clone,
+    <L::Service as Service<http::Request<String>>>::Response: fmt::Debug,
+{
+    Conformance::new(layer).run().await;
+}
+
+async fn step<F: Future>(future: F, what: &str) -> F::Output {
+    let future = pin!(future);
+    tokio::time::timeout(STEP, future)
+        .await
+        .unwrap_or_else(|_elapsed| panic!("`{what}` did not complete within {STEP:?}"))
+}

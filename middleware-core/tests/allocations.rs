@@ -1,0 +1,193 @@
+//! Heap allocations per request, counted by a counting global allocator (`allocation-counter`,
+//! per thread, so parallel tests do not disturb each other). The counts are deterministic and
+//! asserted exactly.
+//!
+//! Every request is driven by hand with a no-op waker: the inner service is ready at once and
+//! answers with a ready future, so nothing but the layers under test can allocate.
+#![allow(missing_docs)]
+
+use std::{
+    convert::Infallible,
+    future::Future,
+    ops::ControlFlow,
+    pin::pin,
+    task::{Context as TaskContext, Poll, Waker},
+};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use middleware_core::{
+    Hook, HookLayer, Middleware, MiddlewareLayer, Next, Outcome, RequestExt, ResponseBody,
+};
+use tower_layer::Layer;
+use tower_service::Service;
+
+const REQUESTS: u64 = 100;
+
+/// The bare inner service: `200` with an empty body, no allocation.
+#[derive(Clone, Copy)]
+struct Bare;
+
+impl Service<Request<String>> for Bare {
+    type Response = Response<String>;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<Response<String>, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut TaskContext<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: Request<String>) -> Self::Future {
+        std::future::ready(Ok(Response::new(String::new())))
+    }
+}
+
+/// Allocations per request through `svc`, for requests made by `make`.
+fn per_request<S>(mut svc: S, make: impl Fn() -> Request<String>) -> u64
+where
+    S: Service<Request<String>>,
+    S::Error: std::fmt::Debug,
+{
+    let mut cx = TaskContext::from_waker(Waker::noop());
+    let mut one = || {
+        let req = make();
+        assert!(svc.poll_ready(&mut cx).is_ready());
+        let mut future = pin!(svc.call(req));
+        match future.as_mut().poll(&mut cx) {
+            Poll::Ready(res) => drop(res.expect("request failed")),
+            Poll::Pending => panic!("the request did not complete in one poll"),
+        }
+    };
+    one(); // warm-up: lazily initialised statics are not per-request costs
+    let info = allocation_counter::measure(|| {
+        for _ in 0..REQUESTS {
+            one();
+        }
+    });
+    assert_eq!(info.count_current, 0, "a request leaked memory");
+    assert_eq!(
+        info.count_total % REQUESTS,
+        0,
+        "allocations are not the same for every request: {info:?}"
+    );
+    info.count_total / REQUESTS
+}
+
+fn plain() -> Request<String> {
+    Request::new(String::new())
+}
+
+/// A request whose extension map is already allocated, as it is once any layer (a router, a
+/// connection-info layer) has put something in it.
+fn with_extensions() -> Request<String> {
+    let mut req = Request::new(String::new());
+    req.extensions_mut().insert(ConnInfo);
+    req
+}
+
+#[derive(Clone, Copy)]
+struct ConnInfo;
+
+/// A hook that reads a header, carries state, rewrites the status, and never touches the
+/// context.
+struct StaticHeader;
+
+impl Hook for StaticHeader {
+    type State = bool;
+
+    fn before<B>(&self, req: &mut Request<B>) -> ControlFlow<Response<Bytes>, bool> {
+        ControlFlow::Continue(req.headers().contains_key("x-accept"))
+    }
+
+    fn after<B>(&self, accept: bool, res: &mut Response<ResponseBody<B>>) {
+        if !accept {
+            *res.status_mut() = http::StatusCode::ACCEPTED;
+        }
+    }
+}
+
+/// A hook that makes sure the request has a context.
+struct NeedsContext;
+
+impl Hook for NeedsContext {
+    type State = ();
+
+    fn before<B>(&self, req: &mut Request<B>) -> ControlFlow<Response<Bytes>> {
+        let _ = req.context();
+        ControlFlow::Continue(())
+    }
+
+    fn after<B>(&self, (): (), _: &mut Response<ResponseBody<B>>) {}
+}
+
+/// An around-style middleware that reads the context and passes through.
+struct Around;
+
+impl Middleware for Around {
+    async fn handle<N: Next>(&self, mut req: Request<N::ReqBody>, next: N) -> Outcome<N> {
+        let cancelled = req.context().is_cancelled();
+        let res = next.run(req).await?;
+        assert!(!cancelled);
+        Ok(res)
+    }
+}
+
+#[test]
+fn the_bare_service_does_not_allocate() {
+    assert_eq!(per_request(Bare, plain), 0);
+}
+
+#[test]
+fn a_hook_that_does_not_touch_the_context_adds_no_allocation() {
+    let svc = HookLayer::new(StaticHeader).layer(Bare);
+    assert_eq!(per_request(svc, plain), 0);
+    let five =
+        HookLayer::new(StaticHeader).layer(HookLayer::new(StaticHeader).layer(
+            HookLayer::new(StaticHeader).layer(
+                HookLayer::new(StaticHeader).layer(HookLayer::new(StaticHeader).layer(Bare)),
+            ),
+        ));
+    assert_eq!(per_request(five, plain), 0);
+}
+
+#[test]
+fn the_context_costs_two_allocations_once_per_request() {
+    // The context: its shared state (one `Arc`) and its extension slot (one `Box`).
+    let base = per_request(Bare, with_extensions);
+    let one = HookLayer::new(NeedsContext).layer(Bare);
+    assert_eq!(per_request(one, with_extensions) - base, 2);
+    // Found, not re-created, by every later layer.
+    let three = HookLayer::new(NeedsContext)
+        .layer(HookLayer::new(NeedsContext).layer(HookLayer::new(NeedsContext).layer(Bare)));
+    assert_eq!(per_request(three, with_extensions) - base, 2);
+}
+
+#[test]
+fn an_empty_extension_map_costs_two_more_on_first_insert() {
+    // `http::Extensions` allocates its map (a `Box` and the hash table) on the first insert of
+    // anything; a request that already carries an extension has paid that.
+    let svc = HookLayer::new(NeedsContext).layer(Bare);
+    assert_eq!(per_request(svc, plain), 4);
+    // Making such a request costs the same two (`ConnInfo` is zero-sized: its box is free).
+    assert_eq!(per_request(Bare, with_extensions), 2);
+}
+
+#[test]
+fn a_chain_of_five_around_middlewares_adds_one_allocation() {
+    let base = per_request(Bare, with_extensions);
+    let chain = Around.then(Around).then(Around).then(Around).then(Around);
+    let svc = MiddlewareLayer::new(chain).layer(Bare);
+    // 2 for the context + 1 box for the whole chain's future.
+    assert_eq!(per_request(svc, with_extensions) - base, 3);
+
+    let single = MiddlewareLayer::new(Around).layer(Bare);
+    assert_eq!(per_request(single, with_extensions) - base, 3);
+}
+
+#[test]
+fn around_layers_share_one_context() {
+    let base = per_request(Bare, with_extensions);
+    let two_layers = MiddlewareLayer::new(Around).layer(MiddlewareLayer::new(Around).layer(Bare));
+    // One context (2) + one box per layer (2).
+    assert_eq!(per_request(two_layers, with_extensions) - base, 4);
+}
