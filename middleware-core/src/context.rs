@@ -909,6 +909,7 @@ mod tests {
         assert_eq!(cx.cause(), Some(CancelCause::Dropped));
     }
 
+    #[cfg(feature = "tokio")] // the timer and the paused clock are tokio's
     #[tokio::test(start_paused = true)]
     async fn cancelled_fires_at_the_deadline() {
         let cx = Context::new();
@@ -923,6 +924,7 @@ mod tests {
         assert!(elapsed < Duration::from_millis(260), "{elapsed:?}");
     }
 
+    #[cfg(feature = "tokio")] // the timer and the paused clock are tokio's
     #[tokio::test(start_paused = true)]
     async fn tightening_the_deadline_rearms_waiters() {
         let cx = Context::new();

@@ -1,0 +1,1 @@
+//! Authentication: Basic, Bearer, API key, JWT (feature `jwt`).

@@ -1,0 +1,1 @@
+//! Access logging with `tracing`.
