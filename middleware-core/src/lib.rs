@@ -21,7 +21,7 @@ pub use self::{
     context::{CancelCause, Cancelled, Context, DropGuard, Mark, RequestExt, RequestId},
     error::{BoxError, Error, ProblemDetails, RenderError, Renderer},
     layer::{HookLayer, MiddlewareLayer},
-    middleware::{Chain, Hook, Middleware, Outcome},
+    middleware::{Chain, EnsureContext, Hook, Middleware, Outcome},
     next::Next,
     service::{HookService, MiddlewareService},
 };

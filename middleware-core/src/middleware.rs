@@ -19,8 +19,9 @@ pub type Outcome<N> =
 /// `handle` may change the request, call `next.run(req)` at most once (it consumes `next`), or
 /// return without calling it (short-circuit), and may change the response afterwards. The
 /// request's [`Context`](crate::Context) is at hand through
-/// [`RequestExt::context`](crate::RequestExt::context); the adapter creates it before `handle`
-/// runs.
+/// [`RequestExt::context`](crate::RequestExt::context), which finds it or creates it: the
+/// adapter itself never creates one, so a middleware that does not need a context does not pay
+/// for it.
 ///
 /// Turn a middleware into a tower layer with [`MiddlewareLayer::new`](crate::MiddlewareLayer::new)
 /// and compose several into one layer with [`Middleware::then`].
@@ -77,10 +78,10 @@ pub type Outcome<N> =
 ///
 /// - `Middleware` (this trait) is the flexible one: arbitrary async code before and after the
 ///   inner call. Its future cannot be named on stable Rust, so the adapter boxes it: **one heap
-///   allocation per request**, plus the request's [`Context`](crate::Context), which the adapter
-///   creates (two allocations, once per request however many layers share it). A
-///   [`Chain`] of any number of around-style middlewares is still boxed once: the futures nest
-///   into one state machine.
+///   allocation per request**. A [`Chain`] of any number of around-style middlewares is still
+///   boxed once: the futures nest into one state machine. The request's
+///   [`Context`](crate::Context) costs two more allocations, once per request however many
+///   layers share it, and only if some layer or the handler asks for it.
 /// - [`Hook`] is the zero-cost one: a synchronous `before` (which may short-circuit) and a
 ///   synchronous `after`. Its tower future is a named pin-project-lite type: **zero heap
 ///   allocations per request**, and it creates no context unless `before` asks for one. Most
@@ -111,8 +112,12 @@ pub type Outcome<N> =
 /// - The future is `Send` and `'static`: state shared with spawned work goes through a
 ///   [`Context`](crate::Context) clone, not through borrows of the request.
 /// - Dropping the request future (client gone, outer timeout) cancels the context with
-///   [`CancelCause::Dropped`](crate::CancelCause::Dropped); work spawned from `handle` should
-///   watch [`Context::cancelled`](crate::Context::cancelled).
+///   [`CancelCause::Dropped`](crate::CancelCause::Dropped) if the context existed when the
+///   request entered the adapter or reached the inner service; work spawned from `handle` should
+///   watch [`Context::cancelled`](crate::Context::cancelled). A context first created by the
+///   handler itself is invisible to the layers above it: put [`EnsureContext`] (or any layer
+///   that creates the context, as every `middleware-std` layer does) in front of handlers that
+///   rely on drop cancellation.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not an around-style middleware",
     label = "does not implement `Middleware`",
@@ -254,6 +259,40 @@ pub trait Hook: Send + Sync + 'static {
 
     /// Runs after the inner service produced a response (not on errors, short-circuits or drops).
     fn after<B>(&self, state: Self::State, res: &mut http::Response<ResponseBody<B>>);
+}
+
+/// A hook that makes sure the request has a [`Context`](crate::Context), so that the layers it
+/// passes watch it for drops (see the [`Middleware`] pitfalls).
+///
+/// ```
+/// use std::convert::Infallible;
+/// use http::{Request, Response};
+/// use middleware_core::{EnsureContext, HookLayer, RequestExt};
+/// use tower::{ServiceBuilder, ServiceExt, service_fn};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let svc = ServiceBuilder::new()
+///     .layer(HookLayer::new(EnsureContext))
+///     .service(service_fn(|req: Request<String>| async move {
+///         assert!(req.try_context().is_some());
+///         Ok::<_, Infallible>(Response::new(String::new()))
+///     }));
+/// svc.oneshot(Request::new(String::new())).await.unwrap();
+/// # }
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EnsureContext;
+
+impl Hook for EnsureContext {
+    type State = ();
+
+    fn before<B>(&self, req: &mut http::Request<B>) -> ControlFlow<http::Response<Bytes>> {
+        let _ = crate::RequestExt::context(req);
+        ControlFlow::Continue(())
+    }
+
+    fn after<B>(&self, (): (), _: &mut http::Response<ResponseBody<B>>) {}
 }
 
 impl Hook for () {

@@ -1,12 +1,13 @@
 //! [`Next`]: the rest of the stack, as seen from an around-style [`Middleware`].
 
-use std::{fmt, future::Future, marker::PhantomData};
+use std::{fmt, future::Future, marker::PhantomData, sync::OnceLock};
 
 use http_body::Body;
 use tower_service::Service;
 
 use crate::{
     body::ResponseBody,
+    context::{DropGuard, RequestExt},
     middleware::{Middleware, Outcome},
 };
 
@@ -29,22 +30,28 @@ pub trait Next: Send + Sized {
 }
 
 /// The [`Next`] that calls the inner tower service (already made ready).
-pub struct ServiceNext<S, B> {
+///
+/// When the request reaches the inner service with a [`Context`](crate::Context), it arms the
+/// adapter's drop guard for it (if no guard is armed yet), so dropping the response future
+/// cancels that context with [`CancelCause::Dropped`](crate::CancelCause::Dropped).
+pub struct ServiceNext<'a, S, B> {
     inner: S,
+    guard: &'a OnceLock<DropGuard>,
     _body: PhantomData<fn(B)>,
 }
 
-impl<S, B> ServiceNext<S, B> {
-    /// Wraps an inner service that has reported ready.
-    pub fn new(inner: S) -> Self {
+impl<'a, S, B> ServiceNext<'a, S, B> {
+    /// Wraps an inner service that has reported ready; `guard` is the adapter's drop guard slot.
+    pub fn new(inner: S, guard: &'a OnceLock<DropGuard>) -> Self {
         Self {
             inner,
+            guard,
             _body: PhantomData,
         }
     }
 }
 
-impl<S: fmt::Debug, B> fmt::Debug for ServiceNext<S, B> {
+impl<S: fmt::Debug, B> fmt::Debug for ServiceNext<'_, S, B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ServiceNext")
             .field("inner", &self.inner)
@@ -52,7 +59,7 @@ impl<S: fmt::Debug, B> fmt::Debug for ServiceNext<S, B> {
     }
 }
 
-impl<S, B, RB> Next for ServiceNext<S, B>
+impl<S, B, RB> Next for ServiceNext<'_, S, B>
 where
     S: Service<http::Request<B>, Response = http::Response<RB>> + Send + 'static,
     S::Future: Send,
@@ -65,6 +72,11 @@ where
     type Error = S::Error;
 
     fn run(mut self, req: http::Request<B>) -> impl Future<Output = Outcome<Self>> + Send {
+        if self.guard.get().is_none() {
+            if let Some(cx) = req.try_context() {
+                let _ = self.guard.set(cx.drop_guard());
+            }
+        }
         let future = self.inner.call(req);
         async move { future.await.map(|res| res.map(ResponseBody::new)) }
     }

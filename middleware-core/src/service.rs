@@ -2,7 +2,7 @@
 
 use std::{
     fmt, mem,
-    sync::Arc,
+    sync::{Arc, OnceLock},
     task::{Context, Poll},
 };
 
@@ -82,15 +82,22 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
-        let mut guard = req.context().drop_guard();
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
         // The clone stays behind for the next `poll_ready`; the ready service goes to `next`.
         let clone = self.inner.clone();
         let inner = mem::replace(&mut self.inner, clone);
         let middleware = Arc::clone(&self.middleware);
         ResponseFuture::new(async move {
-            let result = middleware.handle(req, ServiceNext::new(inner)).await;
-            guard.disarm();
+            // Armed now if the request has a context, else by `ServiceNext` if one exists by
+            // the time the inner service is called: the context stays lazy.
+            let mut guard = OnceLock::new();
+            if let Some(cx) = req.try_context() {
+                let _ = guard.set(cx.drop_guard());
+            }
+            let result = middleware.handle(req, ServiceNext::new(inner, &guard)).await;
+            if let Some(guard) = guard.get_mut() {
+                guard.disarm();
+            }
             result
         })
     }
@@ -316,25 +323,51 @@ mod tests {
         );
     }
 
+    /// Spawns work that reports why the context was cancelled, then never answers.
+    fn never_answers(
+        tx: tokio::sync::oneshot::Sender<CancelCause>,
+    ) -> impl Service<Request<String>, Response = Response<String>, Error = Infallible, Future: Send>
+    + Clone
+    + Send
+    + 'static {
+        let tx = Arc::new(Mutex::new(Some(tx)));
+        service_fn(move |mut req: Request<String>| {
+            let cx = crate::RequestExt::context(&mut req).clone();
+            let tx = tx.lock().unwrap().take().unwrap();
+            tokio::spawn(async move { tx.send(cx.cancelled().await).unwrap() });
+            std::future::pending::<Result<Response<String>, Infallible>>()
+        })
+    }
+
     #[tokio::test(start_paused = true)]
     async fn dropping_the_response_future_cancels_with_dropped() {
+        // The middleware creates the context; the adapter watches it.
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let tx = Arc::new(Mutex::new(Some(tx)));
-        let svc =
-            MiddlewareLayer::new(Stamp("x")).layer(service_fn(move |req: Request<String>| {
-                let cx = req.try_context().unwrap().clone();
-                let tx = tx.lock().unwrap().take().unwrap();
-                // Spawned work watches the context and reports why it stopped.
-                tokio::spawn(async move { tx.send(cx.cancelled().await).unwrap() });
-                std::future::pending::<Result<Response<String>, Infallible>>()
-            }));
-        let outcome = tokio::time::timeout(
-            Duration::from_secs(1),
-            svc.oneshot(Request::new(String::new())),
-        )
-        .await;
+        let svc = MiddlewareLayer::new(Capture(Arc::default())).layer(never_answers(tx));
+        let outcome = tokio::time::timeout(Duration::from_secs(1), svc.oneshot(Request::new(String::new()))).await;
         assert!(outcome.is_err(), "the handler never finishes");
         assert_eq!(rx.await.unwrap(), CancelCause::Dropped);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_context_made_before_the_adapter_is_watched_even_if_the_middleware_ignores_it() {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let svc = ServiceBuilder::new()
+            .layer(HookLayer::new(crate::EnsureContext))
+            .layer(MiddlewareLayer::new(Stamp("x")))
+            .service(never_answers(tx));
+        let outcome = tokio::time::timeout(Duration::from_secs(1), svc.oneshot(Request::new(String::new()))).await;
+        assert!(outcome.is_err());
+        assert_eq!(rx.await.unwrap(), CancelCause::Dropped);
+    }
+
+    #[tokio::test]
+    async fn the_around_adapter_does_not_create_a_context() {
+        let svc = MiddlewareLayer::new(Stamp("x")).layer(service_fn(|req: Request<String>| async move {
+            assert!(req.try_context().is_none());
+            Ok::<_, Infallible>(Response::new(String::new()))
+        }));
+        svc.oneshot(Request::new(String::new())).await.unwrap();
     }
 
     #[tokio::test(start_paused = true)]

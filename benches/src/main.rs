@@ -1,0 +1,496 @@
+//! The benchmark harness: every variant in one run, interleaved, on the same trivial inner
+//! service (200, a small fixed body).
+//!
+//! ```text
+//! cargo run -p middleware-benches --release                 # full run, writes target/bench/
+//! cargo run -p middleware-benches --release -- --smoke      # a few thousand iterations
+//! cargo run -p middleware-benches --release -- --no-e2e     # in-process figures only
+//! ```
+//!
+//! In-process, each request is built (method, URI, `Authorization` header), the service is made
+//! ready, called, and the response body drained, inside one current-thread tokio runtime. Time is
+//! the median of interleaved rounds; allocations are counted per thread by `allocation-counter`.
+//! End to end, a hyper server on 127.0.0.1 serves each variant to a bounded Rust load client.
+#![allow(clippy::print_stdout, clippy::print_stderr)] // a benchmark reports to its user
+#![allow(missing_docs, unreachable_pub, missing_debug_implementations)] // an unpublished binary
+
+mod chart;
+mod e2e;
+mod hand;
+mod variants;
+
+use std::{
+    convert::Infallible,
+    fmt::Write as _,
+    future::Ready,
+    path::PathBuf,
+    pin::pin,
+    time::{Duration, Instant},
+};
+
+use axum::body::Body;
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, header};
+use http_body_util::{BodyExt, Full};
+use middleware_core::{BoxError, HookLayer, Middleware, MiddlewareLayer};
+use tokio::runtime::Runtime;
+use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+
+pub const TOKEN: &str = "secret-token";
+const AUTHORIZATION: &str = "Bearer secret-token";
+
+/// The inner service: `200` with a small fixed body, ready at once.
+pub type Inner = tower::util::ServiceFn<fn(Request<Body>) -> Ready<Result<Response<Full<Bytes>>, Infallible>>>;
+
+pub fn inner() -> Inner {
+    fn respond(_: Request<Body>) -> Ready<Result<Response<Full<Bytes>>, Infallible>> {
+        std::future::ready(Ok(Response::new(Full::new(Bytes::from_static(
+            b"hello, world",
+        )))))
+    }
+    service_fn(respond as fn(_) -> _)
+}
+
+pub fn request() -> Request<Body> {
+    Request::builder()
+        .uri("/bench")
+        .header(header::AUTHORIZATION, HeaderValue::from_static(AUTHORIZATION))
+        .body(Body::empty())
+        .expect("valid request")
+}
+
+/// One variant, type-erased at the harness level only (never per request).
+pub trait Runner {
+    /// Sends `n` requests; returns the time taken.
+    fn run(&mut self, rt: &Runtime, n: u64) -> Duration;
+    /// Sends `n` requests counting allocations: (count, bytes) in total.
+    fn allocs(&mut self, rt: &Runtime, n: u64) -> (u64, u64);
+    /// The size of the response future.
+    fn future_size(&mut self) -> usize;
+    /// Sends `req` and returns the response status, for the sanity checks.
+    fn send(&mut self, rt: &Runtime, req: Request<Body>) -> u16;
+}
+
+pub struct Bench<S>(pub S);
+
+async fn one<S, B>(svc: &mut S, req: Request<Body>) -> u16
+where
+    S: Service<Request<Body>, Response = Response<B>>,
+    S::Error: std::fmt::Debug,
+    B: http_body::Body,
+    B::Error: std::fmt::Debug,
+{
+    let svc = svc.ready().await.expect("ready");
+    let res = svc.call(req).await.expect("call");
+    let status = res.status().as_u16();
+    let mut body = pin!(res.into_body());
+    while let Some(frame) = body.as_mut().frame().await {
+        frame.expect("body frame");
+    }
+    status
+}
+
+impl<S, B> Runner for Bench<S>
+where
+    S: Service<Request<Body>, Response = Response<B>>,
+    S::Error: std::fmt::Debug,
+    B: http_body::Body,
+    B::Error: std::fmt::Debug,
+{
+    fn run(&mut self, rt: &Runtime, n: u64) -> Duration {
+        let svc = &mut self.0;
+        rt.block_on(async move {
+            let start = Instant::now();
+            for _ in 0..n {
+                std::hint::black_box(one(svc, request()).await);
+            }
+            start.elapsed()
+        })
+    }
+
+    fn allocs(&mut self, rt: &Runtime, n: u64) -> (u64, u64) {
+        let svc = &mut self.0;
+        let info = allocation_counter::measure(|| {
+            rt.block_on(async move {
+                for _ in 0..n {
+                    one(svc, request()).await;
+                }
+            });
+        });
+        (info.count_total, info.bytes_total)
+    }
+
+    fn future_size(&mut self) -> usize {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(self.0.poll_ready(&mut cx).is_ready(), "the inner service is ready at once");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime");
+        let _guard = rt.enter();
+        let future = self.0.call(request());
+        std::mem::size_of_val(&future)
+    }
+
+    fn send(&mut self, rt: &Runtime, req: Request<Body>) -> u16 {
+        let svc = &mut self.0;
+        rt.block_on(one(svc, req))
+    }
+}
+
+pub struct Variant {
+    pub name: &'static str,
+    pub what: &'static str,
+    pub runner: Box<dyn Runner>,
+}
+
+fn variant<S, B>(name: &'static str, what: &'static str, svc: S) -> Variant
+where
+    S: Service<Request<Body>, Response = Response<B>> + 'static,
+    S::Error: std::fmt::Debug,
+    B: http_body::Body + 'static,
+    B::Error: std::fmt::Debug,
+{
+    Variant {
+        name,
+        what,
+        runner: Box::new(Bench(svc)),
+    }
+}
+
+/// The five layers hand-written (log, catch-panic, timing, timeout, auth).
+pub fn hand_written() -> impl Service<
+    Request<Body>,
+    Response = Response<impl http_body::Body<Data = Bytes, Error: Into<BoxError> + std::fmt::Debug> + Send + 'static>,
+    Error = Infallible,
+    Future: Send + 'static,
+> + Clone
++ Send
++ 'static {
+    ServiceBuilder::new()
+        .layer(hand::LogLayer)
+        .layer(hand::CatchPanicLayer)
+        .layer(hand::TimingLayer)
+        .layer(hand::TimeoutLayer(TIMEOUT))
+        .layer(hand::AuthLayer::new(TOKEN))
+        .service(inner())
+}
+
+/// tower-http's closest equivalents of the five.
+#[allow(deprecated)] // `TimeoutLayer::new` is what tower-http's users call
+pub fn tower_http() -> impl Service<
+    Request<Body>,
+    Response = Response<impl http_body::Body<Data = Bytes, Error: Into<BoxError> + std::fmt::Debug> + Send + 'static>,
+    Error = Infallible,
+    Future: Send + 'static,
+> + Clone
++ Send
++ 'static {
+    ServiceBuilder::new()
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(tower_http::catch_panic::CatchPanicLayer::new())
+        .layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
+            http::header::HeaderName::from_static("server-timing"),
+            |_: &Response<_>| Some(hand::server_timing(Duration::from_micros(3))),
+        ))
+        .layer(tower_http::timeout::TimeoutLayer::new(TIMEOUT))
+        .layer(tower_http::validate_request::ValidateRequestHeaderLayer::bearer(TOKEN))
+        .service(inner())
+}
+
+/// The five as axum `from_fn` layers.
+pub fn axum_from_fn() -> impl Service<
+    Request<Body>,
+    Response = Response<impl http_body::Body<Data = Bytes, Error: Into<BoxError> + std::fmt::Debug> + Send + 'static>,
+    Error = Infallible,
+    Future: Send + 'static,
+> + Clone
++ Send
++ 'static {
+    ServiceBuilder::new()
+        .layer(axum::middleware::from_fn(variants::axum_log))
+        .layer(axum::middleware::from_fn(variants::axum_catch_panic))
+        .layer(axum::middleware::from_fn(variants::axum_timing))
+        .layer(axum::middleware::from_fn(variants::axum_timeout))
+        .layer(axum::middleware::from_fn_with_state(
+            variants::digest(TOKEN),
+            variants::axum_auth,
+        ))
+        .service(inner())
+}
+
+/// The five as one around-style chain of ours.
+pub fn ours_chain() -> impl Service<
+    Request<Body>,
+    Response = Response<impl http_body::Body<Data = Bytes, Error: Into<BoxError> + std::fmt::Debug> + Send + 'static>,
+    Error = Infallible,
+    Future: Send + 'static,
+> + Clone
++ Send
++ 'static {
+    ServiceBuilder::new()
+        .layer(MiddlewareLayer::new(
+            variants::AroundLog
+                .then(variants::AroundCatchPanic)
+                .then(variants::AroundTiming)
+                .then(variants::AroundTimeout(TIMEOUT))
+                .then(variants::AroundAuth(variants::digest(TOKEN))),
+        ))
+        .service(inner())
+}
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Every variant, in report order. `bare` and `hand-written` come first: ratios refer to them.
+pub fn variants() -> Vec<Variant> {
+    let digest = variants::digest(TOKEN);
+    vec![
+        variant("bare", "the inner service alone", inner()),
+        variant(
+            "hand-written",
+            "5 hand-written tower layers (pin-project-lite futures): log, catch-panic, timing, timeout, auth",
+            hand_written(),
+        ),
+        variant(
+            "hand-written-3",
+            "3 hand-written tower layers: log, timing, auth",
+            ServiceBuilder::new()
+                .layer(hand::LogLayer)
+                .layer(hand::TimingLayer)
+                .layer(hand::AuthLayer::new(TOKEN))
+                .service(inner()),
+        ),
+        variant(
+            "tower-http",
+            "TraceLayer, CatchPanicLayer, SetResponseHeaderLayer, TimeoutLayer, ValidateRequestHeaderLayer::bearer",
+            tower_http(),
+        ),
+        variant(
+            "axum-from-fn",
+            "the same five as axum::middleware::from_fn layers",
+            axum_from_fn(),
+        ),
+        variant(
+            "ours-hook-3",
+            "log, timing, auth as hook-style custom middleware (HookLayer each)",
+            ServiceBuilder::new()
+                .layer(HookLayer::new(variants::HookLog))
+                .layer(HookLayer::new(variants::HookTiming))
+                .layer(HookLayer::new(variants::HookAuth(digest)))
+                .service(inner()),
+        ),
+        variant(
+            "ours-around-5",
+            "the five as separate around-style layers (MiddlewareLayer each)",
+            ServiceBuilder::new()
+                .layer(MiddlewareLayer::new(variants::AroundLog))
+                .layer(MiddlewareLayer::new(variants::AroundCatchPanic))
+                .layer(MiddlewareLayer::new(variants::AroundTiming))
+                .layer(MiddlewareLayer::new(variants::AroundTimeout(TIMEOUT)))
+                .layer(MiddlewareLayer::new(variants::AroundAuth(digest)))
+                .service(inner()),
+        ),
+        variant(
+            "ours-chain-5",
+            "the five as one around-style chain (one MiddlewareLayer)",
+            ours_chain(),
+        ),
+    ]
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub rounds: usize,
+    pub iters: u64,
+    pub alloc_iters: u64,
+    pub e2e: bool,
+    pub e2e_requests: u64,
+    pub e2e_connections: usize,
+    pub e2e_rounds: usize,
+    pub out: PathBuf,
+}
+
+impl Config {
+    pub fn full() -> Self {
+        Self {
+            rounds: 9,
+            iters: 50_000,
+            alloc_iters: 1_000,
+            e2e: true,
+            e2e_requests: 40_000,
+            e2e_connections: 32,
+            e2e_rounds: 3,
+            out: PathBuf::from("target/bench"),
+        }
+    }
+
+    pub fn smoke() -> Self {
+        Self {
+            rounds: 3,
+            iters: 500,
+            alloc_iters: 100,
+            e2e: true,
+            e2e_requests: 400,
+            e2e_connections: 4,
+            e2e_rounds: 1,
+            out: PathBuf::from("target/bench-smoke"),
+        }
+    }
+}
+
+/// The in-process figures of one variant.
+#[derive(Clone, Debug)]
+pub struct Row {
+    pub name: &'static str,
+    pub what: &'static str,
+    pub median_ns: f64,
+    pub min_ns: f64,
+    pub max_ns: f64,
+    pub allocs: f64,
+    pub bytes: f64,
+    pub future_size: usize,
+}
+
+pub fn run_in_process(config: &Config, variants: &mut [Variant]) -> Vec<Row> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
+    for v in variants.iter_mut() {
+        let status = v.runner.send(&rt, request());
+        assert_eq!(status, 200, "variant {} answered {status}", v.name);
+        v.runner.run(&rt, config.iters / 10 + 1); // warm-up
+    }
+    let mut samples = vec![Vec::with_capacity(config.rounds); variants.len()];
+    for round in 0..config.rounds {
+        for (i, v) in variants.iter_mut().enumerate() {
+            let elapsed = v.runner.run(&rt, config.iters);
+            samples[i].push(elapsed.as_nanos() as f64 / config.iters as f64);
+        }
+        eprintln!("round {}/{} done", round + 1, config.rounds);
+    }
+    variants
+        .iter_mut()
+        .zip(samples)
+        .map(|(v, mut ns)| {
+            ns.sort_by(f64::total_cmp);
+            let (count, bytes) = v.runner.allocs(&rt, config.alloc_iters);
+            Row {
+                name: v.name,
+                what: v.what,
+                median_ns: ns[ns.len() / 2],
+                min_ns: ns[0],
+                max_ns: ns[ns.len() - 1],
+                allocs: count as f64 / config.alloc_iters as f64,
+                bytes: bytes as f64 / config.alloc_iters as f64,
+                future_size: v.runner.future_size(),
+            }
+        })
+        .collect()
+}
+
+pub fn table(rows: &[Row]) -> String {
+    let bare = rows.iter().find(|r| r.name == "bare").expect("bare variant");
+    let hand = rows.iter().find(|r| r.name == "hand-written").expect("hand-written variant");
+    let hand_over = hand.median_ns - bare.median_ns;
+    let mut out = String::new();
+    out.push_str("| variant | ns/req median (min–max) | overhead ns | × bare | overhead × hand-written | allocs/req (over bare) | bytes/req | future bytes |\n");
+    out.push_str("| --- | --- | --- | --- | --- | --- | --- | --- |\n");
+    for r in rows {
+        let over = r.median_ns - bare.median_ns;
+        let _ = writeln!(
+            out,
+            "| {} | {:.0} ({:.0}–{:.0}) | {:.0} | {:.2} | {} | {:.2} ({:+.2}) | {:.0} | {} |",
+            r.name,
+            r.median_ns,
+            r.min_ns,
+            r.max_ns,
+            over,
+            r.median_ns / bare.median_ns,
+            if r.name == "bare" { "–".to_owned() } else { format!("{:.2}", over / hand_over) },
+            r.allocs,
+            r.allocs - bare.allocs,
+            r.bytes,
+            r.future_size,
+        );
+    }
+    out
+}
+
+fn main() {
+    let mut config = Config::full();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--smoke" => config = Config { out: config.out.clone(), ..Config::smoke() },
+            "--no-e2e" => config.e2e = false,
+            "--out" => config.out = PathBuf::from(args.next().expect("--out DIR")),
+            other => {
+                eprintln!("unknown argument {other:?}; use --smoke, --no-e2e, --out DIR");
+                std::process::exit(2);
+            }
+        }
+    }
+    let report = run(&config);
+    println!("{report}");
+}
+
+/// Runs everything and writes `report.md` and `chart.svg` into `config.out`.
+pub fn run(config: &Config) -> String {
+    let mut variants = variants();
+    let rows = run_in_process(config, &mut variants);
+    let mut report = String::new();
+    let _ = writeln!(report, "## In process ({} rounds × {} requests, interleaved)\n", config.rounds, config.iters);
+    report.push_str(&table(&rows));
+    report.push('\n');
+    for r in &rows {
+        let _ = writeln!(report, "- `{}`: {}", r.name, r.what);
+    }
+    if config.e2e {
+        let e2e = e2e::run(config);
+        report.push_str(&e2e::table(&e2e, config));
+    }
+    std::fs::create_dir_all(&config.out).expect("create output dir");
+    std::fs::write(config.out.join("report.md"), &report).expect("write report");
+    std::fs::write(config.out.join("chart.svg"), chart::svg(&rows)).expect("write chart");
+    report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The smoke mode: every variant answers 200, the harness runs end to end. Asserts nothing
+    /// about time.
+    #[test]
+    fn smoke_run_completes() {
+        let config = Config {
+            rounds: 1,
+            iters: 200,
+            alloc_iters: 20,
+            e2e_requests: 200,
+            e2e_connections: 2,
+            out: std::env::temp_dir().join("middleware-bench-smoke"),
+            ..Config::smoke()
+        };
+        let report = run(&config);
+        assert!(report.contains("| bare |"));
+        assert!(report.contains("End to end"));
+        assert!(config.out.join("chart.svg").exists());
+    }
+
+    #[test]
+    fn every_variant_but_bare_rejects_a_bad_token() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        for v in &mut variants() {
+            let mut req = request();
+            req.headers_mut()
+                .insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer wrong"));
+            let expected = if v.name == "bare" { 200 } else { 401 };
+            assert_eq!(v.runner.send(&rt, req), expected, "{}", v.name);
+        }
+    }
+}
