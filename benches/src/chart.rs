@@ -5,7 +5,9 @@ use std::fmt::Write as _;
 use crate::Row;
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 pub fn svg(rows: &[Row]) -> String {
@@ -13,7 +15,13 @@ pub fn svg(rows: &[Row]) -> String {
     let bars: Vec<(&str, f64, f64)> = rows
         .iter()
         .filter(|r| r.name != "bare")
-        .map(|r| (r.name, (r.median_ns - bare.median_ns).max(0.0), r.allocs - bare.allocs))
+        .map(|r| {
+            (
+                r.name,
+                (r.median_ns - bare.median_ns).max(0.0),
+                r.allocs - bare.allocs,
+            )
+        })
         .collect();
     let max_ns = bars.iter().map(|b| b.1).fold(1.0, f64::max);
     let max_alloc = bars.iter().map(|b| b.2).fold(1.0, f64::max);

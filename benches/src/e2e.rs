@@ -58,7 +58,9 @@ where
         let addr = listener.local_addr().expect("addr");
         let handle = rt.spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { return };
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
                 let svc = svc.clone();
                 tokio::spawn(async move {
                     let hyper_svc = hyper::service::service_fn(move |req: Request<Incoming>| {
@@ -87,7 +89,9 @@ fn servers() -> Vec<(&'static str, Serve)> {
 /// CPU time (user + system) of the server's worker threads, in microseconds.
 fn server_cpu_us() -> f64 {
     let mut ticks = 0u64;
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return f64::NAN };
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return f64::NAN;
+    };
     for task in tasks.flatten() {
         let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
         if comm.trim() != SERVER_THREAD {
@@ -158,13 +162,20 @@ pub fn run(config: &Config) -> Vec<E2eRow> {
     let servers = servers();
     let mut rows: Vec<E2eRow> = servers
         .iter()
-        .map(|(name, _)| E2eRow { name, rounds: Vec::new() })
+        .map(|(name, _)| E2eRow {
+            name,
+            rounds: Vec::new(),
+        })
         .collect();
     for round in 0..config.e2e_rounds {
         for (i, (name, serve)) in servers.iter().enumerate() {
             let (addr, handle) = serve(&server_rt);
             // Warm-up: connections, allocator, caches.
-            client_rt.block_on(load(addr, config.e2e_connections, config.e2e_requests / 10 + 1));
+            client_rt.block_on(load(
+                addr,
+                config.e2e_connections,
+                config.e2e_requests / 10 + 1,
+            ));
             let cpu_before = server_cpu_us();
             let (elapsed, mut latencies) =
                 client_rt.block_on(load(addr, config.e2e_connections, config.e2e_requests));
@@ -175,7 +186,11 @@ pub fn run(config: &Config) -> Vec<E2eRow> {
             let p99 = f64::from(latencies[(n * 99 / 100).min(n - 1)]);
             let rps = n as f64 / elapsed.as_secs_f64();
             rows[i].rounds.push((rps, p99, cpu / n as f64));
-            eprintln!("e2e round {}/{} {name}: {rps:.0} req/s, p99 {p99} µs", round + 1, config.e2e_rounds);
+            eprintln!(
+                "e2e round {}/{} {name}: {rps:.0} req/s, p99 {p99} µs",
+                round + 1,
+                config.e2e_rounds
+            );
         }
     }
     rows

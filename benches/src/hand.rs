@@ -104,7 +104,9 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project() {
             AuthProj::Inner { future } => future.poll(cx),
-            AuthProj::Reject { res } => Poll::Ready(Ok(res.take().expect("polled after completion"))),
+            AuthProj::Reject { res } => {
+                Poll::Ready(Ok(res.take().expect("polled after completion")))
+            }
         }
     }
 }

@@ -12,7 +12,16 @@
 //! the median of interleaved rounds; allocations are counted per thread by `allocation-counter`.
 //! End to end, a hyper server on 127.0.0.1 serves each variant to a bounded Rust load client.
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a benchmark reports to its user
-#![allow(missing_docs, unreachable_pub, missing_debug_implementations)] // an unpublished binary
+#![allow(missing_docs, unreachable_pub, missing_debug_implementations)]
+// an unpublished binary
+// Statistics on counts (precision far beyond what timing noise allows), and a binary's
+// functions are neither a public API nor documented for panics.
+#![allow(
+    clippy::cast_precision_loss,
+    clippy::must_use_candidate,
+    clippy::missing_panics_doc,
+    clippy::similar_names
+)]
 
 mod chart;
 mod e2e;
@@ -40,7 +49,8 @@ pub const TOKEN: &str = "secret-token";
 const AUTHORIZATION: &str = "Bearer secret-token";
 
 /// The inner service: `200` with a small fixed body, ready at once.
-pub type Inner = tower::util::ServiceFn<fn(Request<Body>) -> Ready<Result<Response<Full<Bytes>>, Infallible>>>;
+pub type Inner =
+    tower::util::ServiceFn<fn(Request<Body>) -> Ready<Result<Response<Full<Bytes>>, Infallible>>>;
 
 pub fn inner() -> Inner {
     fn respond(_: Request<Body>) -> Ready<Result<Response<Full<Bytes>>, Infallible>> {
@@ -54,7 +64,10 @@ pub fn inner() -> Inner {
 pub fn request() -> Request<Body> {
     Request::builder()
         .uri("/bench")
-        .header(header::AUTHORIZATION, HeaderValue::from_static(AUTHORIZATION))
+        .header(
+            header::AUTHORIZATION,
+            HeaderValue::from_static(AUTHORIZATION),
+        )
         .body(Body::empty())
         .expect("valid request")
 }
@@ -122,7 +135,10 @@ where
 
     fn future_size(&mut self) -> usize {
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        assert!(self.0.poll_ready(&mut cx).is_ready(), "the inner service is ready at once");
+        assert!(
+            self.0.poll_ready(&mut cx).is_ready(),
+            "the inner service is ready at once"
+        );
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build()
@@ -161,7 +177,9 @@ where
 /// The five layers hand-written (log, catch-panic, timing, timeout, auth).
 pub fn hand_written() -> impl Service<
     Request<Body>,
-    Response = Response<impl http_body::Body<Data = Bytes, Error: Into<BoxError> + std::fmt::Debug> + Send + 'static>,
+    Response = Response<
+        impl http_body::Body<Data = Bytes, Error: Into<BoxError> + std::fmt::Debug> + Send + 'static,
+    >,
     Error = Infallible,
     Future: Send + 'static,
 > + Clone
@@ -180,7 +198,9 @@ pub fn hand_written() -> impl Service<
 #[allow(deprecated)] // `TimeoutLayer::new` is what tower-http's users call
 pub fn tower_http() -> impl Service<
     Request<Body>,
-    Response = Response<impl http_body::Body<Data = Bytes, Error: Into<BoxError> + std::fmt::Debug> + Send + 'static>,
+    Response = Response<
+        impl http_body::Body<Data = Bytes, Error: Into<BoxError> + std::fmt::Debug> + Send + 'static,
+    >,
     Error = Infallible,
     Future: Send + 'static,
 > + Clone
@@ -201,7 +221,9 @@ pub fn tower_http() -> impl Service<
 /// The five as axum `from_fn` layers.
 pub fn axum_from_fn() -> impl Service<
     Request<Body>,
-    Response = Response<impl http_body::Body<Data = Bytes, Error: Into<BoxError> + std::fmt::Debug> + Send + 'static>,
+    Response = Response<
+        impl http_body::Body<Data = Bytes, Error: Into<BoxError> + std::fmt::Debug> + Send + 'static,
+    >,
     Error = Infallible,
     Future: Send + 'static,
 > + Clone
@@ -222,7 +244,9 @@ pub fn axum_from_fn() -> impl Service<
 /// The five as one around-style chain of ours.
 pub fn ours_chain() -> impl Service<
     Request<Body>,
-    Response = Response<impl http_body::Body<Data = Bytes, Error: Into<BoxError> + std::fmt::Debug> + Send + 'static>,
+    Response = Response<
+        impl http_body::Body<Data = Bytes, Error: Into<BoxError> + std::fmt::Debug> + Send + 'static,
+    >,
     Error = Infallible,
     Future: Send + 'static,
 > + Clone
@@ -390,8 +414,14 @@ pub fn run_in_process(config: &Config, variants: &mut [Variant]) -> Vec<Row> {
 }
 
 pub fn table(rows: &[Row]) -> String {
-    let bare = rows.iter().find(|r| r.name == "bare").expect("bare variant");
-    let hand = rows.iter().find(|r| r.name == "hand-written").expect("hand-written variant");
+    let bare = rows
+        .iter()
+        .find(|r| r.name == "bare")
+        .expect("bare variant");
+    let hand = rows
+        .iter()
+        .find(|r| r.name == "hand-written")
+        .expect("hand-written variant");
     let hand_over = hand.median_ns - bare.median_ns;
     let mut out = String::new();
     out.push_str("| variant | ns/req median (min–max) | overhead ns | × bare | overhead × hand-written | allocs/req (over bare) | bytes/req | future bytes |\n");
@@ -407,7 +437,11 @@ pub fn table(rows: &[Row]) -> String {
             r.max_ns,
             over,
             r.median_ns / bare.median_ns,
-            if r.name == "bare" { "–".to_owned() } else { format!("{:.2}", over / hand_over) },
+            if r.name == "bare" {
+                "–".to_owned()
+            } else {
+                format!("{:.2}", over / hand_over)
+            },
             r.allocs,
             r.allocs - bare.allocs,
             r.bytes,
@@ -422,7 +456,12 @@ fn main() {
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--smoke" => config = Config { out: config.out.clone(), ..Config::smoke() },
+            "--smoke" => {
+                config = Config {
+                    out: config.out.clone(),
+                    ..Config::smoke()
+                }
+            }
             "--no-e2e" => config.e2e = false,
             "--out" => config.out = PathBuf::from(args.next().expect("--out DIR")),
             other => {
@@ -439,8 +478,12 @@ fn main() {
 pub fn run(config: &Config) -> String {
     let mut variants = variants();
     let rows = run_in_process(config, &mut variants);
-    let mut report = String::new();
-    let _ = writeln!(report, "## In process ({} rounds × {} requests, interleaved)\n", config.rounds, config.iters);
+    let mut report = machine();
+    let _ = writeln!(
+        report,
+        "## In process ({} rounds × {} requests, interleaved)\n",
+        config.rounds, config.iters
+    );
     report.push_str(&table(&rows));
     report.push('\n');
     for r in &rows {
@@ -454,6 +497,35 @@ pub fn run(config: &Config) -> String {
     std::fs::write(config.out.join("report.md"), &report).expect("write report");
     std::fs::write(config.out.join("chart.svg"), chart::svg(&rows)).expect("write chart");
     report
+}
+
+/// The machine and toolchain, for the report header.
+fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .and_then(|r| r.split_once(':'))
+                .map(|(_, m)| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown".to_owned());
+    let cores = std::thread::available_parallelism().map_or(0, std::num::NonZeroUsize::get);
+    let rustc = std::process::Command::new("rustc")
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .unwrap_or_default();
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
+    format!(
+        "Machine: {model}, {cores} cores; {}; {profile} build.\n\n",
+        rustc.trim()
+    )
 }
 
 #[cfg(test)]
@@ -487,8 +559,10 @@ mod tests {
             .unwrap();
         for v in &mut variants() {
             let mut req = request();
-            req.headers_mut()
-                .insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer wrong"));
+            req.headers_mut().insert(
+                header::AUTHORIZATION,
+                HeaderValue::from_static("Bearer wrong"),
+            );
             let expected = if v.name == "bare" { 200 } else { 401 };
             assert_eq!(v.runner.send(&rt, req), expected, "{}", v.name);
         }

@@ -1,10 +1,6 @@
 //! The non-hand-written variants: tower-http, axum `from_fn`, and ours written against core.
 
-use std::{
-    panic::AssertUnwindSafe,
-    ops::ControlFlow,
-    time::Duration,
-};
+use std::{ops::ControlFlow, panic::AssertUnwindSafe, time::Duration};
 
 use axum::{
     extract::{Request, State},
@@ -27,7 +23,11 @@ pub fn digest(token: &str) -> [u8; 32] {
 
 // ----- axum from_fn -------------------------------------------------------------------------
 
-pub async fn axum_auth(State(digest): State<[u8; 32]>, req: Request, next: AxumNext) -> AxumResponse {
+pub async fn axum_auth(
+    State(digest): State<[u8; 32]>,
+    req: Request,
+    next: AxumNext,
+) -> AxumResponse {
     if !credential_ok(req.headers().get(header::AUTHORIZATION), &digest) {
         return StatusCode::UNAUTHORIZED.into_response();
     }
