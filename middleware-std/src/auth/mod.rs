@@ -1,1 +1,154 @@
-//! Authentication: Basic, Bearer, API key, JWT (feature `jwt`).
+//! Authentication: Basic, Bearer, API key, your own async validator, and JWT (feature `jwt`).
+//!
+//! [`AuthLayer`] reads credentials from the request, checks them, and on success puts the
+//! [`Principal`] (identity, roles, scopes) into the request's [`Context`](crate::Context), where
+//! inner layers and the handler read it with `cx.get::<Principal>()`. Role and scope
+//! requirements ([`AuthLayer::require_role`], [`AuthLayer::require_scope`]) answer
+//! `403 Forbidden` when the principal lacks them.
+//!
+//! | constructor | reads | checked |
+//! | --- | --- | --- |
+//! | [`AuthLayer::basic`] | `Authorization: Basic base64(user:password)` | static users, in `call` |
+//! | [`AuthLayer::bearer`] | `Authorization: Bearer <token>` | static tokens, in `call` |
+//! | [`AuthLayer::api_key`] | a header of your choice, e.g. `x-api-key` | static keys, in `call` |
+//! | [`AuthLayer::validator`] | any [`Scheme`] | your async [`Validator`] (closures work) |
+//! | `AuthLayer::jwt` | `Authorization: Bearer <jwt>` | `Jwt`: HS256 / RS256 / ES256 |
+//!
+//! # Failures
+//!
+//! Every failure — no header, several headers, an empty value, more than 8 KiB, a scheme with
+//! no credentials, extra or unusual whitespace, bad base64 or padding, no `:`, non-UTF-8, a
+//! wrong user, password, token or key, a validator's [`Rejection`] — gets the *same* response:
+//! `401 Unauthorized` with the scheme's `WWW-Authenticate` challenge (realm configurable with
+//! [`AuthLayer::with_realm`], quoted and escaped) and the body of the application's error
+//! renderer (`Context::render_error`, RFC 9457 problem details by default) for an error with no
+//! detail. Nothing in it depends on which part was wrong, so it is no oracle. The inner service
+//! is not called for a rejected request. Scheme names match without regard to case; a Basic
+//! password may contain `:` (the user name ends at the first one). The `WWW-Authenticate`
+//! scheme for API keys is `ApiKey` with a `header` parameter, since no standard one exists.
+//!
+//! # Secrets
+//!
+//! Static secrets are stored as SHA-256 digests only. A presented secret is hashed and compared
+//! with every stored digest using `subtle`'s constant-time equality, so neither its length, a
+//! common prefix, nor which entry matched shows in the timing. Secrets never appear in `Debug`
+//! output (every type here redacts by hand) or in error responses, and on an authenticated
+//! request the credentials header is marked sensitive ([`http::HeaderValue::set_sensitive`])
+//! before it is passed inward, so HTTP/2 encoders and well-behaved loggers leave it alone.
+//! Static checks run synchronously in `call` and allocate nothing beyond inserting the principal
+//! into the context; a validator's future is stored unboxed in the [`ResponseFuture`].
+//!
+//! The timing of the comparison can be checked with a dudect-style Welch t-test. It is not a CI
+//! gate (it wants an optimized build and a machine that is not too busy); it prints the median t
+//! of several rounds for the bearer check and for a deliberately leaky early-exit comparison,
+//! and fails when the check's |t| exceeds 4.5 (dudect's threshold) or the leaky one's does not:
+//!
+//! ```text
+//! cargo test -p middleware-std --release --features auth --lib -- --ignored --nocapture comparison_time
+//! ```
+//!
+//! # Example
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use std::convert::Infallible;
+//! use http::{Request, Response, StatusCode, header};
+//! use middleware_std::{RequestExt, auth::{AuthLayer, Principal}};
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//!
+//! let app = ServiceBuilder::new()
+//!     .layer(
+//!         AuthLayer::bearer("s3cr3t", Principal::new("ci").with_role("deploy"))
+//!             .with_realm("api")
+//!             .require_role("deploy"),
+//!     )
+//!     .service(service_fn(|req: Request<String>| async move {
+//!         let who = req.try_context().and_then(|cx| cx.get::<Principal>()).unwrap().id().to_owned();
+//!         Ok::<_, Infallible>(Response::new(format!("hello {who}")))
+//!     }));
+//!
+//! let req = Request::builder()
+//!     .header(header::AUTHORIZATION, "bearer s3cr3t")
+//!     .body(String::new())
+//!     .unwrap();
+//! let res = app.clone().oneshot(req).await.unwrap();
+//! assert_eq!(res.status(), StatusCode::OK);
+//!
+//! let res = app.oneshot(Request::new(String::new())).await.unwrap();
+//! assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+//! assert_eq!(res.headers()[header::WWW_AUTHENTICATE], r#"Bearer realm="api""#);
+//! # }
+//! ```
+//!
+//! An async validator, here for Basic credentials:
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use std::convert::Infallible;
+//! use http::{Request, Response, StatusCode, header};
+//! use middleware_std::auth::{AuthLayer, Credentials, Principal, Rejection, Scheme};
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//!
+//! let app = ServiceBuilder::new()
+//!     .layer(AuthLayer::validator(Scheme::Basic, |credentials| async move {
+//!         match credentials {
+//!             // A real validator would look the user up; `matches` is constant time.
+//!             Credentials::Basic { username, password } if password.matches("pw:with:colons") => {
+//!                 Ok(Principal::new(username))
+//!             }
+//!             _ => Err(Rejection::new()),
+//!         }
+//!     }))
+//!     .service(service_fn(|_: Request<String>| async {
+//!         Ok::<_, Infallible>(Response::new(String::from("ok")))
+//!     }));
+//!
+//! // base64("ada:pw:with:colons")
+//! let req = Request::builder()
+//!     .header(header::AUTHORIZATION, "Basic YWRhOnB3OndpdGg6Y29sb25z")
+//!     .body(String::new())
+//!     .unwrap();
+//! assert_eq!(app.oneshot(req).await.unwrap().status(), StatusCode::OK);
+//! # }
+//! ```
+//!
+//! # Differences from tower-http
+//!
+//! tower-http's `ValidateRequestHeaderLayer::basic` / `::bearer` compare the header with the
+//! expected value using `==` (time depends on the common prefix and the length), print the
+//! expected header value — the secret — in `Debug`, answer `401` without a realm, do not mark
+//! the header sensitive, and hand the handler no identity. Here the comparison is over
+//! fixed-size digests in constant time, `Debug` redacts, the challenge carries a realm, every
+//! failure is byte-identical, and the principal travels in the context. tower-http's
+//! `AsyncRequireAuthorizationLayer` is closer to [`AuthLayer::validator`], but leaves parsing,
+//! constant-time comparison and the failure response to you.
+
+mod authenticate;
+mod credentials;
+mod future;
+#[cfg(feature = "jwt")]
+mod jwt;
+mod layer;
+mod principal;
+mod service;
+mod validator;
+
+#[doc(inline)]
+pub use self::{
+    authenticate::{ApiKey, Authenticate, Basic, Bearer, Custom},
+    credentials::{Credentials, Scheme, Secret},
+    future::ResponseFuture,
+    layer::AuthLayer,
+    principal::{Principal, Rejection},
+    service::Auth,
+    validator::Validator,
+};
+
+#[cfg(feature = "jwt")]
+#[doc(inline)]
+pub use self::jwt::{Claims, Jwt, JwtKey, JwtKeyError};
+
+#[cfg(test)]
+mod tests;

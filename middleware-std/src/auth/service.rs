@@ -1,0 +1,118 @@
+//! The [`Auth`] service.
+
+use std::{
+    fmt,
+    sync::Arc,
+    task::{Context as TaskContext, Poll},
+};
+
+use http::{Request, Response};
+use middleware_core::ResponseBody;
+use tower_service::Service;
+
+use super::{
+    AuthLayer, Authenticate, authenticate::Verdict, future::ResponseFuture, layer::Settings,
+};
+
+/// Authenticates each request before calling `inner`; rejected requests never reach it.
+///
+/// See the [module docs](super) for an example.
+pub struct Auth<S, A> {
+    inner: S,
+    authenticator: Arc<A>,
+    settings: Arc<Settings>,
+}
+
+impl<S, A: Authenticate> Auth<S, A> {
+    /// Wraps `inner` with the default settings (realm `"restricted"`, no requirements). Use
+    /// [`AuthLayer`] to change them.
+    pub fn new(inner: S, authenticator: A) -> Self {
+        let settings = Settings::new(authenticator.scheme());
+        Self::from_parts(inner, Arc::new(authenticator), Arc::new(settings))
+    }
+
+    /// A layer that authenticates with `authenticator`; same as [`AuthLayer::new`].
+    pub fn layer(authenticator: A) -> AuthLayer<A> {
+        AuthLayer::new(authenticator)
+    }
+}
+
+impl<S, A> Auth<S, A> {
+    pub(crate) fn from_parts(inner: S, authenticator: Arc<A>, settings: Arc<Settings>) -> Self {
+        Self {
+            inner,
+            authenticator,
+            settings,
+        }
+    }
+
+    /// Gets a reference to the inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// Gets a mutable reference to the inner service.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consumes `self`, returning the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: Clone, A> Clone for Auth<S, A> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            authenticator: Arc::clone(&self.authenticator),
+            settings: Arc::clone(&self.settings),
+        }
+    }
+}
+
+impl<S: fmt::Debug, A: fmt::Debug> fmt::Debug for Auth<S, A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct(stringify!(Auth))
+            .field("inner", &self.inner)
+            .field("authenticator", &self.authenticator)
+            .field("settings", &self.settings)
+            .finish()
+    }
+}
+
+impl<S, A, ReqBody, ResBody> Service<Request<ReqBody>> for Auth<S, A>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    A: Authenticate,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, ReqBody, A::Future>;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let (mut parts, body) = req.into_parts();
+        let verdict = self
+            .authenticator
+            .authenticate(&parts.headers, &mut parts.extensions);
+        let mut req = Request::from_parts(parts, body);
+        match verdict {
+            Verdict::Granted(principal) => match self.settings.admit(principal, &mut req) {
+                None => ResponseFuture::called(self.inner.call(req)),
+                Some(forbidden) => ResponseFuture::rejected(forbidden),
+            },
+            Verdict::Denied => ResponseFuture::rejected(self.settings.unauthorized(&req)),
+            Verdict::Pending(validation) => {
+                // The ready service goes into the future; this handle keeps a fresh clone.
+                let clone = self.inner.clone();
+                let inner = std::mem::replace(&mut self.inner, clone);
+                ResponseFuture::validating(validation, req, inner, Arc::clone(&self.settings))
+            }
+        }
+    }
+}
