@@ -157,6 +157,18 @@ fn an_around_chain_that_ignores_the_context_costs_one_box() {
 }
 
 #[test]
+fn inserting_a_typed_value_costs_two_allocations() {
+    let mut cx = middleware_core::Context::new();
+    cx.insert(1_u8);
+    let info = allocation_counter::measure(|| cx.insert(2_u16));
+    assert_eq!(info.count_total, 2);
+    let info = allocation_counter::measure(|| cx.insert(3_u8)); // replaces
+    assert_eq!(info.count_total, 2);
+    assert_eq!(cx.get::<u8>(), Some(&3));
+    assert_eq!(cx.get::<u16>(), Some(&2));
+}
+
+#[test]
 fn the_bare_service_does_not_allocate() {
     assert_eq!(per_request(Bare, plain), 0);
 }

@@ -1,1 +1,0 @@
-//! Access logging with `tracing`.

@@ -1,0 +1,275 @@
+//! The access record of one request: created in `call`, carried by the future and then the
+//! body, and turned into exactly one event: by `finish`, or by its `Drop`.
+
+use std::{
+    fmt,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use bytes::Buf;
+use http::{HeaderMap, Request, Response, StatusCode};
+use middleware_core::{CancelCause, Context};
+use tracing::{Level, Span, field};
+
+use super::{
+    MakeLevel, RequestOutcome,
+    capture::{self, Capture, SharedCapture},
+    escape::{EscapeDisplay, Headers, MaskedQuery, escape},
+    layer::Config,
+};
+
+/// `tracing::span!` with a level chosen at run time.
+macro_rules! dyn_span {
+    ($level:expr, $($rest:tt)+) => {
+        match $level {
+            Level::ERROR => tracing::span!(Level::ERROR, $($rest)+),
+            Level::WARN => tracing::span!(Level::WARN, $($rest)+),
+            Level::INFO => tracing::span!(Level::INFO, $($rest)+),
+            Level::DEBUG => tracing::span!(Level::DEBUG, $($rest)+),
+            _ => tracing::span!(Level::TRACE, $($rest)+),
+        }
+    };
+}
+
+/// `tracing::event!` with a level chosen at run time.
+macro_rules! dyn_event {
+    (parent: $parent:expr, $level:expr, $($rest:tt)+) => {
+        match $level {
+            Level::ERROR => tracing::event!(parent: $parent, Level::ERROR, $($rest)+),
+            Level::WARN => tracing::event!(parent: $parent, Level::WARN, $($rest)+),
+            Level::INFO => tracing::event!(parent: $parent, Level::INFO, $($rest)+),
+            Level::DEBUG => tracing::event!(parent: $parent, Level::DEBUG, $($rest)+),
+            _ => tracing::event!(parent: $parent, Level::TRACE, $($rest)+),
+        }
+    };
+}
+
+/// The request span with its OpenTelemetry HTTP fields.
+pub(crate) fn make_span<B>(config: &Config, req: &Request<B>, cx: Option<&Context>) -> Span {
+    let span = dyn_span!(
+        config.span_level,
+        "request",
+        http.request.method = %escape(req.method().as_str().as_bytes()),
+        url.path = %escape(req.uri().path().as_bytes()),
+        url.query = field::Empty,
+        client.address = field::Empty,
+        client.port = field::Empty,
+        request_id = field::Empty,
+        http.request.headers = field::Empty,
+        http.response.status_code = field::Empty,
+    );
+    if span.is_disabled() {
+        return span;
+    }
+    if config.query {
+        if let Some(query) = req.uri().query() {
+            let keys = &config.query_keys;
+            span.record("url.query", field::display(MaskedQuery { query, keys }));
+        }
+    }
+    if let Some(addr) = req.extensions().get::<SocketAddr>() {
+        span.record("client.address", field::display(addr.ip()));
+        span.record("client.port", addr.port());
+    }
+    if let Some(id) = cx.and_then(Context::request_id) {
+        span.record("request_id", field::display(escape(id.as_str().as_bytes())));
+    }
+    if config.headers {
+        let headers = Headers {
+            map: req.headers(),
+            redacted: &config.redacted,
+        };
+        span.record("http.request.headers", field::display(headers));
+    }
+    span
+}
+
+/// The clock: the context's (tokio's, so paused test clocks are honoured) when the request
+/// has a context, the standard monotonic clock otherwise.
+enum Start {
+    Context(Duration),
+    Std(std::time::Instant),
+}
+
+/// One request's pending access event.
+pub(crate) struct Access<L: MakeLevel> {
+    pub(crate) span: Span,
+    /// Set while the inner service is being called or polled: if the record is dropped while
+    /// it is still set, the poll unwound (a panic), whoever caught it.
+    pub(crate) polling: bool,
+    config: Arc<Config>,
+    level: L,
+    cx: Option<Context>,
+    start: Start,
+    id_recorded: bool,
+    status: Option<StatusCode>,
+    headers_at: Option<Duration>,
+    /// The outcome if the body ends normally: `TimedOut` when the deadline had passed by the
+    /// time the response arrived (an inner timeout layer's answer).
+    on_complete: RequestOutcome,
+    response_headers: Option<HeaderMap>,
+    body_bytes: u64,
+    capture: Option<Capture>,
+    request_capture: Option<SharedCapture>,
+    done: bool,
+}
+
+impl<L: MakeLevel> Access<L> {
+    pub(crate) fn new(config: Arc<Config>, level: L, cx: Option<Context>) -> Self {
+        let start = match &cx {
+            Some(cx) => Start::Context(cx.elapsed()),
+            None => Start::Std(std::time::Instant::now()),
+        };
+        Self {
+            span: Span::none(),
+            polling: false,
+            config,
+            level,
+            cx,
+            start,
+            id_recorded: false,
+            status: None,
+            headers_at: None,
+            on_complete: RequestOutcome::Completed,
+            response_headers: None,
+            body_bytes: 0,
+            capture: None,
+            request_capture: None,
+            done: false,
+        }
+    }
+
+    pub(crate) fn set_span(&mut self, span: Span) {
+        self.id_recorded = self.cx.as_ref().and_then(Context::request_id).is_some();
+        self.span = span;
+    }
+
+    /// Starts a request body capture of `limit` bytes; the body wrapper gets the other handle.
+    pub(crate) fn capture_request(&mut self, limit: usize) -> SharedCapture {
+        let capture = Arc::new(Mutex::new(Capture::new(limit)));
+        self.request_capture = Some(Arc::clone(&capture));
+        capture
+    }
+
+    pub(crate) fn context(&self) -> Option<&Context> {
+        self.cx.as_ref()
+    }
+
+    pub(crate) fn elapsed(&self) -> Duration {
+        match &self.start {
+            // `Start::Context` is only chosen when there is a context, which is never removed.
+            Start::Context(start) => self
+                .cx
+                .as_ref()
+                .map_or(Duration::ZERO, |cx| cx.elapsed().saturating_sub(*start)),
+            Start::Std(start) => start.elapsed(),
+        }
+    }
+
+    /// Notes the response head; the body is still to come.
+    pub(crate) fn response<B>(&mut self, res: &Response<B>) {
+        self.status = Some(res.status());
+        self.headers_at = Some(self.elapsed());
+        if self.cause() == Some(CancelCause::Deadline) {
+            self.on_complete = RequestOutcome::TimedOut;
+        }
+        self.span
+            .record("http.response.status_code", res.status().as_u16());
+        if self.config.headers && !self.span.is_disabled() {
+            self.response_headers = Some(res.headers().clone());
+        }
+        if let Some(limit) = self.config.response_body {
+            self.capture = Some(Capture::new(limit));
+        }
+    }
+
+    /// Counts (and, when asked, copies the start of) a data frame.
+    pub(crate) fn data(&mut self, data: &impl Buf) {
+        self.body_bytes = self.body_bytes.saturating_add(data.remaining() as u64);
+        if let Some(capture) = &mut self.capture {
+            capture.push(data);
+        }
+    }
+
+    fn cause(&self) -> Option<CancelCause> {
+        self.cx.as_ref().and_then(Context::cause)
+    }
+
+    /// The outcome of a response whose body ended normally.
+    pub(crate) const fn completed(&self) -> RequestOutcome {
+        self.on_complete
+    }
+
+    /// The outcome of a request dropped before its end.
+    fn dropped(&self) -> RequestOutcome {
+        if self.polling || std::thread::panicking() {
+            return RequestOutcome::Panicked;
+        }
+        match self.cause() {
+            Some(CancelCause::Deadline) => RequestOutcome::TimedOut,
+            Some(CancelCause::Explicit) => RequestOutcome::Cancelled,
+            _ => RequestOutcome::Disconnected,
+        }
+    }
+
+    /// Emits the access event, once.
+    pub(crate) fn finish(&mut self, outcome: RequestOutcome, error: Option<&dyn fmt::Display>) {
+        if std::mem::replace(&mut self.done, true) {
+            return;
+        }
+        if !self.id_recorded {
+            if let Some(id) = self.cx.as_ref().and_then(Context::request_id) {
+                let id = escape(id.as_str().as_bytes());
+                self.span.record("request_id", field::display(id));
+            }
+        }
+        let level = self.level.make_level(outcome, self.status);
+        let cause = self.cause();
+        let request_body = self.request_capture.as_ref().map(capture::lock);
+        let headers = self.response_headers.as_ref().map(|map| Headers {
+            map,
+            redacted: &self.config.redacted,
+        });
+        dyn_event!(
+            parent: &self.span,
+            level,
+            outcome = outcome.as_str(),
+            http.response.status_code = self.status.map(|s| s.as_u16()),
+            duration_ms = millis(self.elapsed()),
+            headers_ms = self.headers_at.map(millis),
+            http.response.body.size = self.status.map(|_| self.body_bytes),
+            cancel_cause = cause.map(CancelCause::as_str),
+            error = error.map(|e| field::display(EscapeDisplay(e))),
+            http.response.headers = headers.map(field::display),
+            http.response.body = self.capture.as_ref().map(field::display),
+            http.request.body = request_body.as_deref().map(field::display),
+            http.request.body.size = request_body.as_deref().map(Capture::size),
+            "request finished"
+        );
+    }
+}
+
+impl<L: MakeLevel> Drop for Access<L> {
+    fn drop(&mut self) {
+        if !self.done {
+            let outcome = self.dropped();
+            self.finish(outcome, None);
+        }
+    }
+}
+
+impl<L: MakeLevel> fmt::Debug for Access<L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Access")
+            .field("span", &self.span)
+            .field("status", &self.status)
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
+}
+
+fn millis(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
+}

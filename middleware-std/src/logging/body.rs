@@ -1,0 +1,95 @@
+use std::{
+    fmt,
+    pin::Pin,
+    task::{Context as TaskContext, Poll, ready},
+};
+
+use http_body::{Body, Frame, SizeHint};
+
+use super::{MakeLevel, RequestOutcome, access::Access};
+
+pin_project_lite::pin_project! {
+    /// The response body of [`Log`](super::Log): streams the inner body through unchanged and
+    /// emits the access event when it ends.
+    ///
+    /// The end is the first of: the inner body returns `None` or an error, yields trailers, or
+    /// reports [`Body::is_end_stream`] after a frame (servers stop polling then); otherwise the
+    /// drop of this body, logged as a disconnect (or a panic, a timeout; see
+    /// [`RequestOutcome`]).
+    pub struct ResponseBody<B, L: MakeLevel> {
+        #[pin]
+        inner: B,
+        access: Option<Access<L>>,
+    }
+}
+
+impl<B, L: MakeLevel> ResponseBody<B, L> {
+    pub(crate) const fn new(inner: B, access: Option<Access<L>>) -> Self {
+        Self { inner, access }
+    }
+
+    /// The inner body.
+    pub const fn get_ref(&self) -> &B {
+        &self.inner
+    }
+}
+
+impl<B, L: MakeLevel> fmt::Debug for ResponseBody<B, L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct(stringify!(ResponseBody))
+            .field("inner", &"...")
+            .field("access", &self.access)
+            .finish()
+    }
+}
+
+impl<B, L> Body for ResponseBody<B, L>
+where
+    B: Body,
+    B::Error: fmt::Display,
+    L: MakeLevel,
+{
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let mut this = self.project();
+        let Some(access) = this.access.as_mut() else {
+            return this.inner.poll_frame(cx);
+        };
+        let frame = {
+            let _entered = access.span.enter();
+            access.polling = true;
+            let poll = this.inner.as_mut().poll_frame(cx);
+            access.polling = false;
+            ready!(poll)
+        };
+        let end = match &frame {
+            None => Some((access.completed(), None)),
+            Some(Err(err)) => Some((RequestOutcome::Error, Some(err as &dyn fmt::Display))),
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    access.data(data);
+                }
+                (frame.is_trailers() || this.inner.is_end_stream())
+                    .then(|| (access.completed(), None))
+            }
+        };
+        if let Some((outcome, error)) = end {
+            access.finish(outcome, error);
+            *this.access = None;
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

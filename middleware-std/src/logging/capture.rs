@@ -1,0 +1,178 @@
+//! Bounded body capture: the first bytes of a body, copied as it streams through.
+
+use std::{
+    fmt,
+    pin::Pin,
+    sync::{Arc, Mutex, PoisonError},
+    task::{Context as TaskContext, Poll, ready},
+};
+
+use bytes::Buf;
+use http_body::{Body, Frame, SizeHint};
+
+use super::escape::escape;
+
+/// The default request-body mode of [`LogLayer`](super::LogLayer): the request body is passed
+/// to the inner service as it is, and not captured.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PassRequestBody;
+
+/// The request-body mode set by
+/// [`LogLayer::capture_request_body`](super::LogLayer::capture_request_body): the inner service
+/// receives a [`RequestBody`] that copies the first bytes for the access event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CaptureRequestBody {
+    pub(crate) limit: usize,
+}
+
+/// The first `limit` bytes of a body and how many bytes went by.
+#[derive(Debug)]
+pub(crate) struct Capture {
+    bytes: Vec<u8>,
+    limit: usize,
+    size: u64,
+}
+
+impl Capture {
+    pub(crate) const fn new(limit: usize) -> Self {
+        Self {
+            bytes: Vec::new(),
+            limit,
+            size: 0,
+        }
+    }
+
+    /// Copies what still fits of `data` (every chunk of a non-contiguous buffer, up to 16).
+    pub(crate) fn push(&mut self, data: &impl Buf) {
+        self.size = self.size.saturating_add(data.remaining() as u64);
+        let mut slices = [std::io::IoSlice::new(&[]); 16];
+        let n = data.chunks_vectored(&mut slices);
+        for slice in &slices[..n] {
+            let room = self.limit - self.bytes.len();
+            if room == 0 {
+                return;
+            }
+            self.bytes
+                .extend_from_slice(&slice[..slice.len().min(room)]);
+        }
+    }
+
+    pub(crate) const fn size(&self) -> u64 {
+        self.size
+    }
+}
+
+impl fmt::Display for Capture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", escape(&self.bytes))?;
+        if self.size > self.bytes.len() as u64 {
+            f.write_str("...[truncated]")?;
+        }
+        Ok(())
+    }
+}
+
+/// A request body capture shared between the body (inside the inner service) and the access
+/// record.
+pub(crate) type SharedCapture = Arc<Mutex<Capture>>;
+
+pub(crate) fn lock(capture: &SharedCapture) -> std::sync::MutexGuard<'_, Capture> {
+    // A panic while copying bytes leaves a valid (if short) capture.
+    capture.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+pin_project_lite::pin_project! {
+    /// The request body the inner service sees when [`LogLayer::capture_request_body`] is on:
+    /// the client's body, unchanged, whose first bytes are copied for the access event as the
+    /// inner service reads them.
+    ///
+    /// [`LogLayer::capture_request_body`]: super::LogLayer::capture_request_body
+    pub struct RequestBody<B> {
+        #[pin]
+        inner: B,
+        capture: SharedCapture,
+    }
+}
+
+impl<B> RequestBody<B> {
+    pub(crate) const fn new(inner: B, capture: SharedCapture) -> Self {
+        Self { inner, capture }
+    }
+
+    /// The client's body.
+    pub const fn get_ref(&self) -> &B {
+        &self.inner
+    }
+
+    /// The client's body, leaving the capture behind.
+    pub fn into_inner(self) -> B {
+        self.inner
+    }
+}
+
+impl<B> fmt::Debug for RequestBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct(stringify!(RequestBody))
+            .field("inner", &"...")
+            .field("captured", &lock(&self.capture).bytes.len())
+            .finish()
+    }
+}
+
+impl<B: Body> Body for RequestBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let frame = ready!(this.inner.poll_frame(cx));
+        if let Some(data) = frame.as_ref().and_then(|f| f.as_ref().ok()?.data_ref()) {
+            lock(this.capture).push(data);
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn captured(limit: usize, chunks: &[&'static [u8]]) -> String {
+        let mut capture = Capture::new(limit);
+        for chunk in chunks {
+            capture.push(&bytes::Bytes::from_static(chunk));
+        }
+        capture.to_string()
+    }
+
+    #[test]
+    fn only_the_first_bytes_are_kept_and_a_cut_is_marked() {
+        assert_eq!(captured(8, &[b"hello"]), "hello");
+        assert_eq!(captured(5, &[b"hello"]), "hello");
+        assert_eq!(captured(4, &[b"hello"]), "hell...[truncated]");
+        assert_eq!(captured(6, &[b"abc", b"def", b"g"]), "abcdef...[truncated]");
+        assert_eq!(captured(0, &[b"x"]), "...[truncated]");
+        assert_eq!(captured(3, &[]), "");
+        assert_eq!(captured(4, &[b"\r\n\x1b\xff"]), r"\r\n\x1b\xff");
+    }
+
+    #[test]
+    fn non_contiguous_buffers_are_copied_in_order() {
+        let mut capture = Capture::new(5);
+        let chained = bytes::Bytes::from_static(b"ab").chain(bytes::Bytes::from_static(b"cdef"));
+        capture.push(&chained);
+        assert_eq!(capture.to_string(), "abcde...[truncated]");
+        assert_eq!(capture.size(), 6);
+    }
+}

@@ -1,0 +1,188 @@
+use std::{borrow::Cow, fmt, sync::Arc};
+
+use http::HeaderName;
+use tower_layer::Layer;
+use tracing::Level;
+
+use super::{CaptureRequestBody, DefaultLevel, Log, PassRequestBody, escape::SENSITIVE_HEADERS};
+
+/// Query keys whose values are masked by default when query logging is on.
+const SENSITIVE_QUERY_KEYS: [&str; 10] = [
+    "access_token",
+    "api_key",
+    "apikey",
+    "code",
+    "id_token",
+    "key",
+    "password",
+    "refresh_token",
+    "secret",
+    "token",
+];
+
+/// Settings shared by every request of one layer.
+#[derive(Clone, Debug)]
+pub(crate) struct Config {
+    pub(crate) span_level: Level,
+    pub(crate) query: bool,
+    pub(crate) query_keys: Vec<Cow<'static, str>>,
+    pub(crate) headers: bool,
+    pub(crate) redacted: Vec<HeaderName>,
+    pub(crate) response_body: Option<usize>,
+    pub(crate) create_context: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            span_level: Level::INFO,
+            query: false,
+            query_keys: SENSITIVE_QUERY_KEYS
+                .into_iter()
+                .map(Cow::Borrowed)
+                .collect(),
+            headers: false,
+            redacted: SENSITIVE_HEADERS.to_vec(),
+            response_body: None,
+            create_context: false,
+        }
+    }
+}
+
+/// Logs every request with `tracing`: one span, one access event. See the
+/// [module docs](super).
+#[derive(Clone)]
+#[must_use]
+pub struct LogLayer<L = DefaultLevel, C = PassRequestBody> {
+    pub(crate) config: Arc<Config>,
+    pub(crate) level: L,
+    pub(crate) request_body: C,
+}
+
+impl LogLayer {
+    /// Safe defaults: span at `INFO`, event levels by [`DefaultLevel`], no query string, no
+    /// headers, no bodies.
+    pub fn new() -> Self {
+        Self {
+            config: Arc::new(Config::default()),
+            level: DefaultLevel::new(),
+            request_body: PassRequestBody,
+        }
+    }
+}
+
+impl Default for LogLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<L, C> LogLayer<L, C> {
+    fn config(&mut self) -> &mut Config {
+        Arc::make_mut(&mut self.config)
+    }
+
+    /// The level of the request span (`INFO` by default). A subscriber that filters the span
+    /// out still sees the access event, without the span's fields.
+    pub fn span_level(mut self, level: Level) -> Self {
+        self.config().span_level = level;
+        self
+    }
+
+    /// Chooses the access event's level with `level` (a [`MakeLevel`](super::MakeLevel): a
+    /// configured [`DefaultLevel`] or a closure).
+    pub fn level<L2>(self, level: L2) -> LogLayer<L2, C> {
+        LogLayer {
+            config: self.config,
+            level,
+            request_body: self.request_body,
+        }
+    }
+
+    /// Logs the query string as `url.query` (off by default: query strings carry tokens). The
+    /// values of sensitive keys are masked: `access_token`, `api_key`, `apikey`, `code`,
+    /// `id_token`, `key`, `password`, `refresh_token`, `secret`, `token`, and those added with
+    /// [`mask_query_key`](Self::mask_query_key). Keys are matched after percent-decoding,
+    /// ASCII-case-insensitively, with or without a `[...]` suffix.
+    pub fn log_query(mut self, enabled: bool) -> Self {
+        self.config().query = enabled;
+        self
+    }
+
+    /// Masks the value of query key `key` too (see [`log_query`](Self::log_query)).
+    pub fn mask_query_key(mut self, key: impl Into<Cow<'static, str>>) -> Self {
+        self.config().query_keys.push(key.into());
+        self
+    }
+
+    /// Logs the request headers on the span (`http.request.headers`) and the response headers
+    /// on the event (`http.response.headers`); off by default. Every value of `authorization`,
+    /// `proxy-authorization`, `cookie`, `set-cookie`, `x-api-key`, of the headers added with
+    /// [`redact_header`](Self::redact_header), and of values marked
+    /// [sensitive](http::HeaderValue::set_sensitive) is written as `[redacted]`. The response
+    /// headers are copied (one header map clone) only when the request span is enabled.
+    pub fn log_headers(mut self, enabled: bool) -> Self {
+        self.config().headers = enabled;
+        self
+    }
+
+    /// Redacts header `name` too (see [`log_headers`](Self::log_headers)).
+    pub fn redact_header(mut self, name: HeaderName) -> Self {
+        self.config().redacted.push(name);
+        self
+    }
+
+    /// Logs the first `limit` bytes of the response body (`http.response.body`, escaped,
+    /// ending in `...[truncated]` when cut). The body streams through unchanged; the copy costs
+    /// one buffer of at most `limit` bytes per request. Off by default.
+    pub fn capture_response_body(mut self, limit: usize) -> Self {
+        self.config().response_body = Some(limit);
+        self
+    }
+
+    /// Logs the first `limit` bytes of the request body as the inner service reads them
+    /// (`http.request.body`, escaped, ending in `...[truncated]` when cut, and
+    /// `http.request.body.size`, the bytes read). Off by default.
+    ///
+    /// The inner service then receives a [`RequestBody<B>`](super::RequestBody) instead of the
+    /// client's `B`, which streams through unchanged; a body the inner service never read is
+    /// logged empty. Costs a shared buffer (two allocations and a lock per frame) per request.
+    pub fn capture_request_body(self, limit: usize) -> LogLayer<L, CaptureRequestBody> {
+        LogLayer {
+            config: self.config,
+            level: self.level,
+            request_body: CaptureRequestBody { limit },
+        }
+    }
+
+    /// Creates the request's context when no outer layer did (off by default: it costs two
+    /// allocations). Without a context, the layer cannot see a cancellation cause or a request
+    /// id recorded by layers inside it; see the [module docs](super#the-context).
+    pub fn create_context(mut self, enabled: bool) -> Self {
+        self.config().create_context = enabled;
+        self
+    }
+}
+
+impl<S, L: Clone, C: Clone> Layer<S> for LogLayer<L, C> {
+    type Service = Log<S, L, C>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Log {
+            inner,
+            config: Arc::clone(&self.config),
+            level: self.level.clone(),
+            request_body: self.request_body.clone(),
+        }
+    }
+}
+
+impl<L, C: fmt::Debug> fmt::Debug for LogLayer<L, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct(stringify!(LogLayer))
+            .field("config", &self.config)
+            .field("level", &std::any::type_name::<L>())
+            .field("request_body", &self.request_body)
+            .finish()
+    }
+}

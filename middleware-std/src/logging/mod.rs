@@ -1,0 +1,177 @@
+//! Access logging with `tracing`: one span and exactly one access event per request.
+//!
+//! [`LogLayer`] opens a span named `request` for every request and, when the request is over,
+//! emits one event (`request finished`) inside it, whatever the ending: a response whose body
+//! was read to the end, an error, a panic, a timeout, a cancellation, or a client that went
+//! away in the middle of the body. The event's `outcome` field says which
+//! ([`RequestOutcome`]), and its duration covers the body stream, not only the time to the
+//! response headers.
+//!
+//! # Fields
+//!
+//! The span carries the [OpenTelemetry HTTP semantic conventions]:
+//!
+//! | field | when |
+//! | --- | --- |
+//! | `http.request.method`, `url.path` | always |
+//! | `url.query` | with [`LogLayer::log_query`], sensitive keys masked |
+//! | `client.address`, `client.port` | when the request's extensions hold a [`std::net::SocketAddr`] |
+//! | `request_id` | when the request's [`Context`](crate::Context) has one |
+//! | `http.request.headers` | with [`LogLayer::log_headers`], sensitive headers redacted |
+//! | `http.response.status_code` | once the response head arrives |
+//!
+//! The event carries `outcome`, `http.response.status_code` (when a response was produced),
+//! `duration_ms` (to the end of the body), `headers_ms` (to the response head),
+//! `http.response.body.size` (bytes streamed), `cancel_cause` (the context's
+//! [`CancelCause`](crate::CancelCause), when it was cancelled), `error` (the inner service's or
+//! the body's error, escaped), and with the options `http.response.headers` and
+//! `http.response.body`; with [`LogLayer::capture_request_body`], `http.request.body` and
+//! `http.request.body.size`.
+//!
+//! The client address is read from a `SocketAddr` in the request extensions: hyper-util
+//! servers and tests can insert one directly; axum's `ConnectInfo<SocketAddr>` is a different
+//! type, so map it with `axum::middleware::map_request` (or any layer) into a plain
+//! `SocketAddr` before this layer.
+//!
+//! # Levels
+//!
+//! The event's level comes from a [`MakeLevel`]: by default ([`DefaultLevel`]) `ERROR` for
+//! 5xx responses, errors, panics and timeouts, `WARN` for 4xx, `INFO` for the rest; configure
+//! it or pass a closure with [`LogLayer::level`]. The span's level is set with
+//! [`LogLayer::span_level`].
+//!
+//! # Safe by default
+//!
+//! - Query strings are not logged unless asked; then the values of sensitive keys are
+//!   masked.
+//! - Headers are not logged unless asked; then `authorization`, `proxy-authorization`,
+//!   `cookie`, `set-cookie`, `x-api-key` (plus [`LogLayer::redact_header`] and values marked
+//!   sensitive) are `[redacted]`, every value of a repeated header included.
+//! - Every logged value that comes from the request or the response (method, path, query,
+//!   header values, bodies, error messages) is escaped with [`escape`]: CR, LF, other control
+//!   characters, ANSI escape sequences, bidirectional overrides and invalid UTF-8 become
+//!   visible escapes, so a value can neither forge a log line nor repaint a terminal.
+//! - Bodies are not captured unless asked ([`LogLayer::capture_request_body`],
+//!   [`LogLayer::capture_response_body`]); then only the first `limit` bytes are kept, and the
+//!   body streams through unchanged.
+//!
+//! # The context
+//!
+//! The layer does not create the request's [`Context`](crate::Context) (unless
+//! [`LogLayer::create_context`]): it clones the one an outer layer made, if any, at the time of
+//! the request, and reads through it, once the request is over, the cancellation cause and a
+//! request id that an inner layer set. Durations are then measured on the context's clock
+//! (tokio's, so tests with a paused clock are exact).
+//!
+//! Without a context (no outer layer made one): there is no `request_id` and no
+//! `cancel_cause`, a future dropped by an outer timeout is logged as `disconnected` (the layer
+//! cannot tell why it was dropped), a late answer from an inner timeout layer as a completed
+//! 503, and durations use the standard monotonic clock. Put a request-id layer (which creates
+//! the context) outside this one, as the recommended order does, or turn on
+//! [`LogLayer::create_context`].
+//!
+//! # Panics
+//!
+//! A panic in the inner service's `call`, in its future or in the response body unwinds
+//! through this layer; whoever catches it (a panic-recovery layer outside, the runtime's
+//! task), the request is logged once with outcome `panic`. A panic-recovery layer *inside*
+//! this one turns the panic into a response, logged as that response.
+//!
+//! # Cost
+//!
+//! Nothing is allocated by the layer for a request without options (the span's storage is the
+//! subscriber's business): the context is cloned, not created, and the record travels inside
+//! the future and then the body. Header logging clones the response header map; body capture
+//! allocates its buffer; [`LogLayer::create_context`] costs the context. Measured in
+//! `tests/logging_fmt.rs`.
+//!
+//! Inside a timing layer that asks for per-layer times (`per_layer_times` of the `timing`
+//! module's `ServerTimingLayer`), the time this layer spends before calling the inner service
+//! is reported as `mw.logging`.
+//!
+//! # Example
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use std::convert::Infallible;
+//! use http::{Request, Response, StatusCode};
+//! use http_body_util::BodyExt;
+//! use middleware_std::logging::LogLayer;
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//!
+//! # let (writer, logs) = writer();
+//! # let subscriber = tracing_subscriber::fmt().with_writer(writer).with_ansi(false).finish();
+//! # let _guard = tracing::subscriber::set_default(subscriber);
+//! let app = ServiceBuilder::new()
+//!     .layer(LogLayer::new().log_query(true))
+//!     .service(service_fn(|_req: Request<String>| async {
+//!         let mut res = Response::new(String::from("not here"));
+//!         *res.status_mut() = StatusCode::NOT_FOUND;
+//!         Ok::<_, Infallible>(res)
+//!     }));
+//!
+//! let req = Request::get("/users/7?token=s3cret&page=2").body(String::new()).unwrap();
+//! let res = app.oneshot(req).await.unwrap();
+//! assert_eq!(res.status(), StatusCode::NOT_FOUND);
+//! res.into_body().collect().await.unwrap(); // the event is emitted at the end of the body
+//!
+//! let logs = logs();
+//! assert_eq!(logs.lines().count(), 1, "{logs}");
+//! assert!(logs.contains(" WARN request{"), "{logs}");
+//! assert!(logs.contains("url.path=/users/7 url.query=token=[redacted]&page=2"), "{logs}");
+//! assert!(logs.contains("outcome=\"completed\""), "{logs}");
+//! assert!(!logs.contains("s3cret"), "{logs}");
+//! # }
+//! # fn writer() -> (impl for<'a> tracing_subscriber::fmt::MakeWriter<'a> + 'static, impl Fn() -> String) {
+//! #     use std::sync::{Arc, Mutex};
+//! #     #[derive(Clone)]
+//! #     struct Buf(Arc<Mutex<Vec<u8>>>);
+//! #     impl std::io::Write for Buf {
+//! #         fn write(&mut self, b: &[u8]) -> std::io::Result<usize> { self.0.lock().unwrap().extend_from_slice(b); Ok(b.len()) }
+//! #         fn flush(&mut self) -> std::io::Result<()> { Ok(()) }
+//! #     }
+//! #     let buf = Buf(Arc::default());
+//! #     let read = buf.clone();
+//! #     (move || buf.clone(), move || String::from_utf8(read.0.lock().unwrap().clone()).unwrap())
+//! # }
+//! ```
+//!
+//! # Differences from tower-http
+//!
+//! tower-http's `TraceLayer` is a toolkit: it calls `on_request`, `on_response`,
+//! `on_body_chunk`, `on_eos` and `on_failure` callbacks that you write, and logs what its
+//! defaults log. Its callbacks fire from the future's and the body's polls, so nothing is
+//! reported for a future dropped before the response or a body dropped mid-stream (a client
+//! that went away), and its defaults log the response and the end of the stream as separate
+//! events. With `include_headers(true)` its default span prints every header, and redaction
+//! relies on values marked sensitive (its `SetSensitiveHeadersLayer`); it has no query
+//! masking and no body capture.
+//!
+//! This layer is one opinionated access log instead: exactly one event per request that names
+//! its outcome (drops and panics included), OpenTelemetry field names, escaping, query masking
+//! and header redaction built in, bounded body capture, and the context's request id and
+//! cancellation cause. Use `TraceLayer` when you need per-chunk callbacks or gRPC
+//! classification.
+//!
+//! [OpenTelemetry HTTP semantic conventions]: https://opentelemetry.io/docs/specs/semconv/http/http-spans/
+
+mod access;
+mod body;
+mod capture;
+mod escape;
+mod future;
+mod layer;
+mod level;
+mod service;
+
+#[doc(inline)]
+pub use self::{
+    body::ResponseBody,
+    capture::{CaptureRequestBody, PassRequestBody, RequestBody},
+    escape::{Escape, escape},
+    future::ResponseFuture,
+    layer::LogLayer,
+    level::{DefaultLevel, MakeLevel, RequestOutcome},
+    service::Log,
+};

@@ -1,0 +1,154 @@
+use std::{
+    fmt,
+    sync::Arc,
+    task::{Context as TaskContext, Poll},
+};
+
+use http::{Request, Response};
+use http_body::Body;
+use tower_service::Service;
+
+use super::{
+    CaptureRequestBody, DefaultLevel, LogLayer, MakeLevel, PassRequestBody, RequestBody,
+    ResponseBody, ResponseFuture,
+    access::{Access, make_span},
+    layer::Config,
+};
+use crate::{RequestExt, layer_time};
+
+/// The service of [`LogLayer`]. See the [module docs](super) for an example.
+#[derive(Clone)]
+pub struct Log<S, L = DefaultLevel, C = PassRequestBody> {
+    pub(crate) inner: S,
+    pub(crate) config: Arc<Config>,
+    pub(crate) level: L,
+    pub(crate) request_body: C,
+}
+
+impl<S> Log<S> {
+    /// Wraps `inner` with the defaults of [`LogLayer::new`].
+    pub fn new(inner: S) -> Self {
+        let layer = LogLayer::new();
+        Self {
+            inner,
+            config: layer.config,
+            level: layer.level,
+            request_body: layer.request_body,
+        }
+    }
+
+    /// The layer form, same as [`LogLayer::new`].
+    pub fn layer() -> LogLayer {
+        LogLayer::new()
+    }
+}
+
+impl<S, L, C> Log<S, L, C> {
+    /// Gets a reference to the inner service.
+    pub const fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// Gets a mutable reference to the inner service.
+    pub const fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consumes `self`, returning the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, L: MakeLevel + Clone, C> Log<S, L, C> {
+    /// Opens the span and the access record of a request.
+    fn start<B>(&self, req: &mut Request<B>) -> Access<L> {
+        if self.config.create_context {
+            req.context();
+        }
+        // A clone, not a new context: the cause and a late request id are read through it.
+        let cx = req.try_context().cloned();
+        let mut access = Access::new(Arc::clone(&self.config), self.level.clone(), cx);
+        access.set_span(make_span(&self.config, req, access.context()));
+        if layer_time::wanted(access.context()) {
+            layer_time::record(access.context(), "mw.logging", access.elapsed());
+        }
+        access
+    }
+
+    /// Calls the inner service inside the span.
+    fn call_inner<B>(
+        &mut self,
+        mut access: Access<L>,
+        req: Request<B>,
+    ) -> ResponseFuture<S::Future, L>
+    where
+        S: Service<Request<B>>,
+    {
+        // A panic in `call` unwinds through here: `access` is dropped while `polling`.
+        access.polling = true;
+        let future = {
+            let _entered = access.span.enter();
+            self.inner.call(req)
+        };
+        access.polling = false;
+        ResponseFuture::new(future, access)
+    }
+}
+
+impl<S: fmt::Debug, L, C: fmt::Debug> fmt::Debug for Log<S, L, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct(stringify!(Log))
+            .field("inner", &self.inner)
+            .field("config", &self.config)
+            .field("level", &std::any::type_name::<L>())
+            .field("request_body", &self.request_body)
+            .finish()
+    }
+}
+
+impl<S, L, B, RB> Service<Request<B>> for Log<S, L, PassRequestBody>
+where
+    S: Service<Request<B>, Response = Response<RB>>,
+    S::Error: fmt::Display,
+    RB: Body,
+    RB::Error: fmt::Display,
+    L: MakeLevel + Clone,
+{
+    type Response = Response<ResponseBody<RB, L>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, L>;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let access = self.start(&mut req);
+        self.call_inner(access, req)
+    }
+}
+
+impl<S, L, B, RB> Service<Request<B>> for Log<S, L, CaptureRequestBody>
+where
+    S: Service<Request<RequestBody<B>>, Response = Response<RB>>,
+    S::Error: fmt::Display,
+    RB: Body,
+    RB::Error: fmt::Display,
+    L: MakeLevel + Clone,
+{
+    type Response = Response<ResponseBody<RB, L>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, L>;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let mut access = self.start(&mut req);
+        let capture = access.capture_request(self.request_body.limit);
+        let req = req.map(|body| RequestBody::new(body, capture));
+        self.call_inner(access, req)
+    }
+}

@@ -1,0 +1,231 @@
+//! Rendering of the `Server-Timing` and `x-response-time` values.
+
+use std::{fmt::Write as _, time::Duration};
+
+use bytes::Bytes;
+use http::HeaderValue;
+use middleware_core::Mark;
+
+/// The longest metric name we emit, in bytes after escaping; longer names are cut.
+pub(crate) const MAX_NAME: usize = 64;
+
+/// Whether `b` is a `tchar` of RFC 9110's `token` grammar (the Server-Timing metric name).
+const fn is_tchar(b: u8) -> bool {
+    matches!(b,
+        b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|'
+        | b'~' | b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z')
+}
+
+/// Writes `name` as a token: tchars pass, every other byte (and `%` itself) is
+/// percent-encoded, an empty name becomes `_`, and the result is cut at [`MAX_NAME`] bytes
+/// (never inside an escape).
+fn write_token(out: &mut impl Sink, name: &str) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    if name.is_empty() {
+        out.push(b"_");
+        return;
+    }
+    let mut written = 0;
+    for &b in name.as_bytes() {
+        if is_tchar(b) && b != b'%' {
+            if written + 1 > MAX_NAME {
+                return;
+            }
+            out.push(&[b]);
+            written += 1;
+        } else {
+            if written + 3 > MAX_NAME {
+                return;
+            }
+            out.push(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]]);
+            written += 3;
+        }
+    }
+}
+
+/// Writes a duration in milliseconds with three decimals (`12.345`), without floats.
+fn write_millis(out: &mut impl Sink, duration: Duration) {
+    let micros = duration.as_micros();
+    let mut buf = Buf::default();
+    let _ = write!(buf, "{}.{:03}", micros / 1000, micros % 1000);
+    out.push(buf.as_bytes());
+}
+
+/// Writes one `name;dur=ms` metric, with a leading `, ` unless it is the first.
+fn write_metric(out: &mut impl Sink, first: bool, name: &str, duration: Duration) {
+    if !first {
+        out.push(b", ");
+    }
+    write_token(out, name);
+    out.push(b";dur=");
+    write_millis(out, duration);
+}
+
+fn write_server_timing(out: &mut impl Sink, total: Duration, marks: &[Mark], max_marks: usize) {
+    write_metric(out, true, "total", total);
+    for mark in marks.iter().take(max_marks) {
+        write_metric(out, false, mark.name(), mark.duration());
+    }
+}
+
+/// The `Server-Timing` value: `total` first, then up to `max_marks` marks in recording order.
+///
+/// One allocation: the exact length is measured first, so the buffer becomes the header's
+/// `Bytes` without a copy or a second allocation.
+pub(crate) fn server_timing(total: Duration, marks: &[Mark], max_marks: usize) -> HeaderValue {
+    let mut len = Counter(0);
+    write_server_timing(&mut len, total, marks, max_marks);
+    let mut buf = Vec::with_capacity(len.0);
+    write_server_timing(&mut buf, total, marks, max_marks);
+    debug_assert_eq!(buf.len(), buf.capacity());
+    HeaderValue::from_maybe_shared(Bytes::from(buf))
+        .expect("tokens, digits and separators are visible ascii")
+}
+
+/// The `x-response-time` value: `12.345ms`.
+pub(crate) fn response_time(total: Duration) -> HeaderValue {
+    let mut buf = Buf::default();
+    write_millis(&mut buf, total);
+    buf.push(b"ms");
+    HeaderValue::from_bytes(buf.as_bytes()).expect("digits, a dot and `ms` are visible ascii")
+}
+
+/// Where rendered bytes go: a length counter or the real buffer.
+trait Sink {
+    fn push(&mut self, bytes: &[u8]);
+}
+
+struct Counter(usize);
+
+impl Sink for Counter {
+    fn push(&mut self, bytes: &[u8]) {
+        self.0 += bytes.len();
+    }
+}
+
+impl Sink for Vec<u8> {
+    fn push(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+/// A stack buffer for one number (`u128` milliseconds need at most 39 digits + 4 + 2).
+struct Buf {
+    bytes: [u8; 48],
+    len: usize,
+}
+
+impl Default for Buf {
+    fn default() -> Self {
+        Self {
+            bytes: [0; 48],
+            len: 0,
+        }
+    }
+}
+
+impl Buf {
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+impl Sink for Buf {
+    fn push(&mut self, bytes: &[u8]) {
+        let end = self.len + bytes.len();
+        self.bytes[self.len..end].copy_from_slice(bytes);
+        self.len = end;
+    }
+}
+
+impl std::fmt::Write for Buf {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        if self.len + s.len() > self.bytes.len() {
+            return Err(std::fmt::Error);
+        }
+        self.push(s.as_bytes());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use middleware_core::Context;
+    use proptest::prelude::*;
+
+    fn token(name: &str) -> String {
+        let mut out = Vec::new();
+        write_token(&mut out, name);
+        String::from_utf8(out).unwrap()
+    }
+
+    fn marks(names: &[&str]) -> Vec<Mark> {
+        let cx = Context::new();
+        for (i, name) in names.iter().enumerate() {
+            cx.mark(
+                name.to_string(),
+                Duration::from_micros(1500 * (i as u64 + 1)),
+            );
+        }
+        cx.marks()
+    }
+
+    #[test]
+    fn durations_are_milliseconds_with_three_decimals() {
+        let value = server_timing(Duration::from_micros(12_345), &marks(&["db"]), 8);
+        assert_eq!(value, "total;dur=12.345, db;dur=1.500");
+        assert_eq!(response_time(Duration::from_millis(7)), "7.000ms");
+        assert_eq!(response_time(Duration::ZERO), "0.000ms");
+        assert_eq!(
+            response_time(Duration::MAX),
+            "18446744073709551615999.999ms"
+        );
+    }
+
+    #[test]
+    fn hostile_mark_names_become_tokens() {
+        let table = [
+            ("db", "db"),
+            ("mw.timeout", "mw.timeout"),
+            ("", "_"),
+            ("a b", "a%20b"),
+            ("a,b;dur=1", "a%2Cb%3Bdur%3D1"),
+            ("x\r\nSet-Cookie: a=b", "x%0D%0ASet-Cookie%3A%20a%3Db"),
+            ("\"quoted\"", "%22quoted%22"),
+            ("100%", "100%25"),
+            ("é", "%C3%A9"),
+            ("\u{1b}[31mred", "%1B%5B31mred"),
+            ("nul\0", "nul%00"),
+        ];
+        for (name, expected) in table {
+            assert_eq!(token(name), expected, "{name:?}");
+        }
+    }
+
+    #[test]
+    fn long_names_are_cut_outside_escapes() {
+        assert_eq!(token(&"a".repeat(500)).len(), MAX_NAME);
+        let cut = token(&format!("{}é", "a".repeat(MAX_NAME - 2)));
+        assert_eq!(cut, "a".repeat(MAX_NAME - 2), "a half escape was emitted");
+    }
+
+    #[test]
+    fn only_max_marks_are_reported() {
+        let value = server_timing(Duration::ZERO, &marks(&["a", "b", "c"]), 2);
+        assert_eq!(value, "total;dur=0.000, a;dur=1.500, b;dur=3.000");
+    }
+
+    proptest! {
+        #[test]
+        fn any_name_renders_a_valid_metric(name in any::<String>()) {
+            let value = server_timing(Duration::from_millis(1), &marks(&[name.as_str()]), 8);
+            let text = value.to_str().unwrap();
+            let metric = text.strip_prefix("total;dur=1.000, ").unwrap();
+            let (token, dur) = metric.split_once(";dur=").unwrap();
+            prop_assert!(!token.is_empty() && token.len() <= MAX_NAME);
+            prop_assert!(token.bytes().all(is_tchar), "{token:?}");
+            prop_assert_eq!(dur, "1.500");
+        }
+    }
+}

@@ -1,0 +1,101 @@
+use std::{
+    fmt,
+    task::{Context as TaskContext, Poll},
+};
+
+use http::{Request, Response};
+use http_body::Body;
+use tower_service::Service;
+
+use super::{
+    OnBodyEnd, ResponseBody, ResponseFuture, ServerTimingLayer, future::State, layer::Config,
+};
+use crate::{RequestExt, layer_time::LayerTimes};
+
+/// The service of [`ServerTimingLayer`]. See the [module docs](super) for an example.
+#[derive(Clone)]
+pub struct ServerTiming<S, H = ()> {
+    pub(crate) inner: S,
+    pub(crate) config: Config,
+    pub(crate) on_body_end: H,
+}
+
+impl<S> ServerTiming<S> {
+    /// Wraps `inner` with the default settings of [`ServerTimingLayer::new`].
+    pub const fn new(inner: S) -> Self {
+        let layer = ServerTimingLayer::new();
+        Self {
+            inner,
+            config: layer.config,
+            on_body_end: (),
+        }
+    }
+
+    /// The layer form, same as [`ServerTimingLayer::new`].
+    pub const fn layer() -> ServerTimingLayer {
+        ServerTimingLayer::new()
+    }
+}
+
+impl<S, H> ServerTiming<S, H> {
+    /// Gets a reference to the inner service.
+    pub const fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// Gets a mutable reference to the inner service.
+    pub const fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consumes `self`, returning the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: fmt::Debug, H> fmt::Debug for ServerTiming<S, H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct(stringify!(ServerTiming))
+            .field("inner", &self.inner)
+            .field("per_layer", &self.config.per_layer)
+            .field("response_time", &self.config.response_time)
+            .field("max_marks", &self.config.max_marks)
+            .field("on_body_end", &std::any::type_name::<H>())
+            .finish()
+    }
+}
+
+impl<S, H, B, RB> Service<Request<B>> for ServerTiming<S, H>
+where
+    S: Service<Request<B>, Response = Response<RB>>,
+    RB: Body,
+    H: OnBodyEnd + Clone,
+{
+    type Response = Response<ResponseBody<RB, H>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, H>;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        // The marks recorded inside are read through this handle, so the context must exist.
+        let cx = req.context();
+        if self.config.per_layer && cx.get::<LayerTimes>().is_none() {
+            cx.insert(LayerTimes);
+        }
+        let cx = cx.clone();
+        let start = cx.elapsed();
+        ResponseFuture::new(
+            self.inner.call(req),
+            State {
+                cx,
+                start,
+                config: self.config,
+                hook: self.on_body_end.clone(),
+            },
+        )
+    }
+}

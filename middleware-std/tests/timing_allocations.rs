@@ -1,0 +1,162 @@
+//! Heap allocations per request through the timing layer, counted by `allocation-counter` (per
+//! thread, so parallel tests do not disturb each other). The counts are asserted exactly; they
+//! are the numbers the timing module docs promise.
+#![cfg(feature = "timing")]
+#![allow(missing_docs)]
+
+use std::{
+    convert::Infallible,
+    future::Future,
+    pin::pin,
+    task::{Context as TaskContext, Poll, Waker},
+    time::Duration,
+};
+
+use http::{Request, Response};
+use middleware_std::{
+    RequestExt,
+    timing::{BodyEnd, ServerTimingLayer},
+};
+use tower_layer::Layer;
+use tower_service::Service;
+
+const REQUESTS: u64 = 100;
+
+/// The inner service: `200` with an empty body and, if asked, one header (so the response's
+/// header map is already allocated, as it is for nearly every real response).
+#[derive(Clone, Copy)]
+struct Bare {
+    with_header: bool,
+    mark: bool,
+}
+
+impl Service<Request<String>> for Bare {
+    type Response = Response<String>;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<Response<String>, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut TaskContext<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<String>) -> Self::Future {
+        if self.mark {
+            if let Some(cx) = req.try_context() {
+                cx.mark("db", Duration::from_millis(1));
+            }
+        }
+        let mut res = Response::new(String::new());
+        if self.with_header {
+            res.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain"),
+            );
+        }
+        std::future::ready(Ok(res))
+    }
+}
+
+/// A request whose extension map is already allocated (a router or connection-info layer put
+/// something there), so only the context itself is counted.
+fn request() -> Request<String> {
+    let mut req = Request::new(String::new());
+    req.extensions_mut().insert(ConnInfo);
+    req
+}
+
+#[derive(Clone, Copy)]
+struct ConnInfo;
+
+/// Allocations per request through `svc`.
+fn per_request<S>(mut svc: S) -> u64
+where
+    S: Service<Request<String>>,
+    S::Error: std::fmt::Debug,
+{
+    let mut cx = TaskContext::from_waker(Waker::noop());
+    let mut one = || {
+        let req = request();
+        assert!(svc.poll_ready(&mut cx).is_ready());
+        let mut future = pin!(svc.call(req));
+        match future.as_mut().poll(&mut cx) {
+            Poll::Ready(res) => drop(res.expect("request failed")),
+            Poll::Pending => panic!("the request did not complete in one poll"),
+        }
+    };
+    one(); // warm-up: lazily initialised statics are not per-request costs
+    let info = allocation_counter::measure(|| {
+        for _ in 0..REQUESTS {
+            one();
+        }
+    });
+    assert_eq!(info.count_current, 0, "a request leaked memory");
+    assert_eq!(
+        info.count_total % REQUESTS,
+        0,
+        "allocations are not the same for every request: {info:?}"
+    );
+    info.count_total / REQUESTS
+}
+
+const PLAIN: Bare = Bare {
+    with_header: true,
+    mark: false,
+};
+
+#[test]
+fn server_timing_costs_the_context_and_one_header_value() {
+    let base = per_request(PLAIN);
+    let svc = ServerTimingLayer::new().layer(PLAIN);
+    // The context (2) + the `Server-Timing` value (1).
+    assert_eq!(per_request(svc) - base, 3);
+}
+
+#[test]
+fn a_context_made_outside_is_not_paid_again() {
+    let svc = ServerTimingLayer::new().layer(PLAIN);
+    let outer = ServerTimingLayer::new().layer(svc);
+    // Two timing layers share one context: 2 + 2 header values + 1 for the header map's
+    // list of extra values (the second `Server-Timing` is appended, not replaced).
+    assert_eq!(per_request(outer) - per_request(PLAIN), 5);
+}
+
+#[test]
+fn an_empty_response_header_map_allocates_itself_on_first_insert() {
+    let bare = Bare {
+        with_header: false,
+        mark: false,
+    };
+    let svc = ServerTimingLayer::new().layer(bare);
+    // 3 as above + the header map's two buffers (indices and entries).
+    assert_eq!(per_request(svc) - per_request(bare), 5);
+}
+
+#[test]
+fn options_cost_what_the_docs_say() {
+    let base = per_request(PLAIN);
+    let response_time = ServerTimingLayer::new()
+        .response_time_header(true)
+        .layer(PLAIN);
+    assert_eq!(per_request(response_time) - base, 4, "x-response-time: +1");
+
+    let per_layer = ServerTimingLayer::new().per_layer_times(true).layer(PLAIN);
+    // `Context::insert`: the value's `Arc` and the new list, which core collects through a
+    // temporary `Vec` (its docs say two; measured three).
+    assert_eq!(per_request(per_layer) - base, 6, "LayerTimes value: +3");
+
+    let hook = ServerTimingLayer::new()
+        .on_body_end(|end: BodyEnd| assert!(end.duration >= end.headers))
+        .layer(PLAIN);
+    assert_eq!(per_request(hook) - base, 3, "the hook itself is free");
+}
+
+#[test]
+fn a_mark_costs_its_first_push() {
+    let marking = Bare {
+        with_header: true,
+        mark: true,
+    };
+    let svc = ServerTimingLayer::new().layer(marking);
+    // 3 + the marks vector's first buffer (borrowed names are free).
+    assert_eq!(per_request(svc) - per_request(marking), 4);
+}
