@@ -94,7 +94,9 @@ where
             if let Some(cx) = req.try_context() {
                 let _ = guard.set(cx.drop_guard());
             }
-            let result = middleware.handle(req, ServiceNext::new(inner, &guard)).await;
+            let result = middleware
+                .handle(req, ServiceNext::new(inner, &guard))
+                .await;
             if let Some(guard) = guard.get_mut() {
                 guard.disarm();
             }
@@ -344,7 +346,11 @@ mod tests {
         // The middleware creates the context; the adapter watches it.
         let (tx, rx) = tokio::sync::oneshot::channel();
         let svc = MiddlewareLayer::new(Capture(Arc::default())).layer(never_answers(tx));
-        let outcome = tokio::time::timeout(Duration::from_secs(1), svc.oneshot(Request::new(String::new()))).await;
+        let outcome = tokio::time::timeout(
+            Duration::from_secs(1),
+            svc.oneshot(Request::new(String::new())),
+        )
+        .await;
         assert!(outcome.is_err(), "the handler never finishes");
         assert_eq!(rx.await.unwrap(), CancelCause::Dropped);
     }
@@ -356,17 +362,22 @@ mod tests {
             .layer(HookLayer::new(crate::EnsureContext))
             .layer(MiddlewareLayer::new(Stamp("x")))
             .service(never_answers(tx));
-        let outcome = tokio::time::timeout(Duration::from_secs(1), svc.oneshot(Request::new(String::new()))).await;
+        let outcome = tokio::time::timeout(
+            Duration::from_secs(1),
+            svc.oneshot(Request::new(String::new())),
+        )
+        .await;
         assert!(outcome.is_err());
         assert_eq!(rx.await.unwrap(), CancelCause::Dropped);
     }
 
     #[tokio::test]
     async fn the_around_adapter_does_not_create_a_context() {
-        let svc = MiddlewareLayer::new(Stamp("x")).layer(service_fn(|req: Request<String>| async move {
-            assert!(req.try_context().is_none());
-            Ok::<_, Infallible>(Response::new(String::new()))
-        }));
+        let svc =
+            MiddlewareLayer::new(Stamp("x")).layer(service_fn(|req: Request<String>| async move {
+                assert!(req.try_context().is_none());
+                Ok::<_, Infallible>(Response::new(String::new()))
+            }));
         svc.oneshot(Request::new(String::new())).await.unwrap();
     }
 

@@ -20,8 +20,7 @@ use hyper_util::{
     service::TowerToHyperService,
 };
 use middleware_core::{
-    Context, Hook, HookLayer, Middleware, MiddlewareLayer, Next, Outcome, RequestExt,
-    ResponseBody,
+    Context, Hook, HookLayer, Middleware, MiddlewareLayer, Next, Outcome, RequestExt, ResponseBody,
 };
 use tokio::net::TcpListener;
 use tower::{ServiceBuilder, ServiceExt, service_fn};
@@ -39,7 +38,8 @@ impl Middleware for Probe {
         let cx = req.context().clone();
         self.seen.lock().unwrap().push((self.name, cx));
         let mut res = next.run(req).await?;
-        res.headers_mut().append("x-probe", HeaderValue::from_static(self.name));
+        res.headers_mut()
+            .append("x-probe", HeaderValue::from_static(self.name));
         Ok(res)
     }
 }
@@ -61,7 +61,8 @@ impl Hook for RequireKey {
     }
 
     fn after<B>(&self, (): (), res: &mut Response<ResponseBody<B>>) {
-        res.headers_mut().insert("x-key-ok", HeaderValue::from_static("1"));
+        res.headers_mut()
+            .insert("x-key-ok", HeaderValue::from_static("1"));
     }
 }
 
@@ -96,7 +97,10 @@ async fn composes_between_tower_http_layers() {
         ))
         .layer(HookLayer::new(RequireKey))
         .service(service_fn(|req: Request<Full<Bytes>>| async move {
-            assert!(req.try_context().is_some(), "the context crossed tower-http layers");
+            assert!(
+                req.try_context().is_some(),
+                "the context crossed tower-http layers"
+            );
             Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
         }));
     let res = svc.oneshot(Request::new(Full::default())).await.unwrap();
@@ -127,14 +131,20 @@ async fn composes_in_an_axum_router_with_layer_and_route_layer() {
         .route("/public", get(|| async { "public" }))
         .layer(MiddlewareLayer::new(probe("router", &seen)));
 
-    let req = Request::get("/private").header("x-key", "k").body(Body::empty()).unwrap();
+    let req = Request::get("/private")
+        .header("x-key", "k")
+        .body(Body::empty())
+        .unwrap();
     let res = app.clone().oneshot(req).await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     let probes: Vec<_> = res.headers().get_all("x-probe").iter().collect();
     assert_eq!(probes, ["route", "router"]);
     assert_eq!(body_bytes(res.into_body()).await, "private");
     assert_eq!(names(&seen), ["router", "route"]);
-    assert!(all_same_request(&seen), "one context per request through axum");
+    assert!(
+        all_same_request(&seen),
+        "one context per request through axum"
+    );
     let handler_cx = handler_saw.lock().unwrap().take().expect("handler ran");
     assert!(handler_cx.same_request(&seen.lock().unwrap()[0].1));
 
@@ -161,13 +171,15 @@ async fn serves_over_tcp_around_a_hyper_util_server() {
             probe("outer", &seen).then(probe("inner", &seen)),
         ))
         .layer(HookLayer::new(RequireKey))
-        .service(service_fn(|req: Request<hyper::body::Incoming>| async move {
-            let id = req
-                .try_context()
-                .map(|cx| cx.elapsed() < std::time::Duration::from_secs(5));
-            assert_eq!(id, Some(true));
-            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"over tcp"))))
-        }));
+        .service(service_fn(
+            |req: Request<hyper::body::Incoming>| async move {
+                let id = req
+                    .try_context()
+                    .map(|cx| cx.elapsed() < std::time::Duration::from_secs(5));
+                assert_eq!(id, Some(true));
+                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"over tcp"))))
+            },
+        ));
 
     let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
         .await
@@ -197,7 +209,11 @@ async fn serves_over_tcp_around_a_hyper_util_server() {
             .unwrap();
         let res = client.request(req).await.unwrap();
         assert_eq!(res.status(), StatusCode::OK);
-        let expected = if http2 { http::Version::HTTP_2 } else { http::Version::HTTP_11 };
+        let expected = if http2 {
+            http::Version::HTTP_2
+        } else {
+            http::Version::HTTP_11
+        };
         assert_eq!(res.version(), expected);
         let probes: Vec<_> = res.headers().get_all("x-probe").iter().collect();
         assert_eq!(probes, ["inner", "outer"]);
