@@ -28,8 +28,7 @@ pub use self::{
 
 #[cfg(feature = "macros")]
 #[doc(inline)]
-#[allow(unused_imports, unreachable_pub)] // empty until the macros land (issue 3)
-pub use middleware_macros::*;
+pub use middleware_macros::{Layer, middleware_fn};
 
 /// Paths used by code that `middleware-macros` generates.
 ///
@@ -37,14 +36,18 @@ pub use middleware_macros::*;
 #[doc(hidden)]
 pub mod __private {
     /// Not public API.
-    pub use crate::{Context, Hook, Middleware, Next, Outcome, RequestExt, ResponseBody};
+    pub use crate::{
+        Context, Hook, HookService, Middleware, MiddlewareService, Next, Outcome, RequestExt,
+        ResponseBody,
+    };
     /// Not public API.
     pub use ::bytes::Bytes;
     /// Not public API.
     pub use ::http;
     /// Not public API.
     pub use ::std::{
-        boxed::Box, future::Future, ops::ControlFlow, option::Option, pin::Pin, result::Result,
+        boxed::Box, clone::Clone, default::Default, fmt, future::Future, marker::Copy,
+        ops::ControlFlow, option::Option, pin::Pin, result::Result, unreachable,
     };
     /// Not public API.
     pub use ::tower_layer::Layer;

@@ -1,2 +1,276 @@
 //! Proc macros for `middleware-core`. Use them through `middleware-core` (feature `macros`) or
 //! `middleware-std`, which re-export them.
+//!
+//! - [`macro@Layer`]: `#[derive(Layer)]` on a struct that implements `Middleware` or `Hook`
+//!   gives it a tower `Layer` impl, a named service type, a redacting `Debug`, and a builder.
+//! - [`macro@middleware_fn`]: an `async fn(req, next)` becomes an around-style middleware
+//!   value; with `before`, a synchronous `fn(&mut req)` becomes a zero-allocation hook.
+//!
+//! Generated code names nothing but `::middleware_core::__private` (or `<path>::__private`
+//! with `crate = "<path>"`), so it compiles with hostile names in scope, and its hidden locals
+//! start with `__middleware_`. It adds no warning under
+//! `#![deny(warnings, clippy::all, clippy::pedantic)]` (`tests/lints.rs`). Every misuse is a
+//! compile error on the narrowest token, several at once when independent, with the item still
+//! emitted so nothing downstream fails a second time (`tests/ui/`).
+
+mod attr;
+mod layer;
+mod middleware_fn;
+mod paths;
+
+use proc_macro::TokenStream;
+
+/// Derives a tower `Layer` for a struct whose fields are a middleware's configuration.
+///
+/// Write the struct and implement `middleware_core::Middleware` (around style, the default) or
+/// `middleware_core::Hook` (hook style, with `#[middleware(hook)]`) for it; the derive does the
+/// tower plumbing. The struct must be `Clone`: each `layer` call clones it once into the
+/// service's shared `Arc` (never per request).
+///
+/// # Example
+///
+/// ```
+/// use std::{convert::Infallible, time::Duration};
+/// use http::{HeaderValue, Request, Response};
+/// use middleware_core::{Layer, Middleware, Next, Outcome, RequestExt};
+/// use tower::{ServiceBuilder, ServiceExt, service_fn};
+///
+/// /// Stamps a header on every response and gives the request a time budget.
+/// #[derive(Clone, Layer)]
+/// struct Stamp {
+///     value: &'static str,
+///     #[middleware(secret)]
+///     signing_key: String,
+///     #[middleware(default = Duration::from_secs(5))]
+///     budget: Duration,
+/// }
+///
+/// impl Middleware for Stamp {
+///     async fn handle<N: Next>(&self, mut req: Request<N::ReqBody>, next: N) -> Outcome<N> {
+///         req.context().set_timeout(self.budget);
+///         let mut res = next.run(req).await?;
+///         res.headers_mut().insert("x-stamp", HeaderValue::from_static(self.value));
+///         Ok(res)
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let stamp = Stamp::new("v1", String::from("k3y")).budget(Duration::from_millis(250));
+/// assert_eq!(
+///     format!("{stamp:?}"),
+///     r#"Stamp { value: "v1", signing_key: "<redacted>", budget: 250ms }"#,
+/// );
+///
+/// let svc = ServiceBuilder::new()
+///     .layer(stamp) // the struct is the layer
+///     .service(service_fn(|_: Request<String>| async {
+///         Ok::<_, Infallible>(Response::new(String::from("ok")))
+///     }));
+/// let res = svc.oneshot(Request::new(String::new())).await.unwrap();
+/// assert_eq!(res.headers()["x-stamp"], "v1");
+/// # }
+/// ```
+///
+/// # Generated items
+///
+/// For `struct Name`:
+///
+/// | item | what |
+/// | --- | --- |
+/// | `impl<S> tower::Layer<S> for Name` | `Service = NameService<S>`; clones `Name` into the service |
+/// | `type NameService<S> = MiddlewareService<Name, S>` | the service, named (`HookService` in hook mode); same visibility as the struct |
+/// | `impl Debug for Name` | every field, `"<redacted>"` for `#[middleware(secret)]` ones |
+/// | `Name::new(required..) -> Name` | named-field structs: one argument per field without a default, in order; `#[must_use]` |
+/// | `Name::field(self, value) -> Name` | one `#[must_use]` setter per field with a default |
+///
+/// Do not also derive `Debug`, and do not write a `new` unless you opt out with
+/// `#[middleware(new = false)]`. A generic struct gets a generic layer and alias
+/// (`NameService<S, T>`, the inner service first); the layer requires `Name<T>: Clone +
+/// Middleware`.
+///
+/// # Attributes
+///
+/// On the struct, `#[middleware(...)]` with any of:
+///
+/// - `around` (default): the struct implements `Middleware`; the layer is a
+///   `MiddlewareService` (one allocation per request for the future).
+/// - `hook`: the struct implements `Hook`; the layer is a `HookService` (no allocation).
+/// - `service = Ident`: name the service alias (default `<Name>Service`), e.g.
+///   `#[middleware(service = Stamp)]` on `struct StampLayer`, after tower-http's naming.
+/// - `new = false`: do not generate `new` (and so no `default`s either).
+/// - `crate = "path"`: the crate that re-exports `middleware_core`, for users who depend on a
+///   re-exporter only, e.g. `crate = "middleware_std"`.
+///
+/// On a field:
+///
+/// - `secret`: `Debug` prints `"<redacted>"` instead of the value.
+/// - `default` or `default = <expr>`: `new` does not take this field; it starts at
+///   `Default::default()` or `<expr>`, and gets a setter. Named fields only.
+///
+/// # Errors
+///
+/// Compile errors, on the offending token: the derive on an enum or union, lifetime
+/// parameters, unknown keys (with the closest key suggested), duplicate or conflicting keys,
+/// a field key on the struct or the other way round, a `default` without a value or on a
+/// tuple field; and, from rustc on the struct's name, a struct that is not `Clone` or does
+/// not implement the chosen trait.
+#[proc_macro_derive(Layer, attributes(middleware))]
+pub fn derive_layer(input: TokenStream) -> TokenStream {
+    let input = syn::parse_macro_input!(input as syn::DeriveInput);
+    layer::derive(&input)
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
+}
+
+/// Turns a function into a middleware value: an `async fn` into an around-style
+/// `Middleware`, a synchronous `fn` with `before` into a zero-allocation `Hook`.
+///
+/// The function is written with the trait's own types, and nothing is rewritten: what you
+/// write is what rustc checks, so a type error lands on your token and the IDE shows the real
+/// types. The function's name becomes the name of the middleware's type and of a `const fn`
+/// that makes it: `MiddlewareLayer::new(stamp())`.
+///
+/// # Around: `#[middleware_fn]`
+///
+/// ```text
+/// async fn name<N: Next>(req: Request<N::ReqBody>, next: N, [extras]) -> Outcome<N>
+/// ```
+///
+/// The request comes first, the rest of the stack second; then, in any order:
+///
+/// - `cx: &Context` or `cx: Context`: a handle on the request's context (created by the
+///   adapter anyway; cloning it is a reference-count increment). Values a middleware wants
+///   later layers to see go in through `req.context().insert(..)`; a `&mut Context` parameter
+///   is refused because it would change a copy.
+/// - `state: &T` (or `state: T`, cloned per request) with `#[middleware_fn(state = T)]`:
+///   shared state held by the middleware value.
+///
+/// ```
+/// use std::convert::Infallible;
+/// use http::{HeaderValue, Request, Response, StatusCode};
+/// use middleware_core::{
+///     Context, MiddlewareLayer, Next, Outcome, ResponseBody, middleware_fn,
+/// };
+/// use tower::{ServiceBuilder, ServiceExt, service_fn};
+///
+/// struct Config {
+///     admin_header: &'static str,
+/// }
+///
+/// /// Lets admins through, marks the context, stamps the response.
+/// #[middleware_fn(state = Config)]
+/// async fn admins_only<N: Next>(
+///     req: Request<N::ReqBody>,
+///     next: N,
+///     cx: &Context,
+///     config: &Config,
+/// ) -> Outcome<N> {
+///     if !req.headers().contains_key(config.admin_header) {
+///         let mut res = Response::new(ResponseBody::full("admins only"));
+///         *res.status_mut() = StatusCode::FORBIDDEN;
+///         return Ok(res);
+///     }
+///     cx.mark("admin", cx.elapsed());
+///     let mut res = next.run(req).await?;
+///     res.headers_mut().insert("x-admin", HeaderValue::from_static("1"));
+///     Ok(res)
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let svc = ServiceBuilder::new()
+///     .layer(MiddlewareLayer::new(admins_only(Config { admin_header: "x-admin-token" })))
+///     .service(service_fn(|_: Request<String>| async {
+///         Ok::<_, Infallible>(Response::new(String::from("ok")))
+///     }));
+///
+/// let res = svc.clone().oneshot(Request::new(String::new())).await.unwrap();
+/// assert_eq!(res.status(), StatusCode::FORBIDDEN);
+///
+/// let req = Request::builder().header("x-admin-token", "t").body(String::new()).unwrap();
+/// let res = svc.oneshot(req).await.unwrap();
+/// assert_eq!(res.headers()["x-admin"], "1");
+/// # }
+/// ```
+///
+/// # Hook: `#[middleware_fn(before)]` and `after = path`
+///
+/// ```text
+/// fn name<B>(req: &mut Request<B>, [state]) -> ControlFlow<Response<Bytes>, State>
+/// fn after_fn<B>(state: State, res: &mut Response<ResponseBody<B>>, [state])
+/// ```
+///
+/// `before` continues with a `State` (`()` when the second argument is left out) or breaks
+/// with a response; the optional `after = after_fn` names a plain function that gets the
+/// `State` back with the inner service's response (it is not called on short-circuits or
+/// inner errors). With `state = T`, both take the shared state the same way (`&T` or `T`).
+/// There is no context parameter: `req.context()` creates it, `req.try_context()` only reads.
+///
+/// ```
+/// use std::{convert::Infallible, ops::ControlFlow};
+/// use bytes::Bytes;
+/// use http::{HeaderValue, Request, Response, StatusCode};
+/// use middleware_core::{HookLayer, ResponseBody, middleware_fn};
+/// use tower::{ServiceBuilder, ServiceExt, service_fn};
+///
+/// /// Requires `x-tenant` and echoes it back: zero allocations per request.
+/// #[middleware_fn(before, after = echo_tenant)]
+/// fn tenant<B>(req: &mut Request<B>) -> ControlFlow<Response<Bytes>, HeaderValue> {
+///     if let Some(tenant) = req.headers().get("x-tenant") {
+///         return ControlFlow::Continue(tenant.clone());
+///     }
+///     let mut res = Response::new(Bytes::from_static(b"missing x-tenant"));
+///     *res.status_mut() = StatusCode::BAD_REQUEST;
+///     ControlFlow::Break(res)
+/// }
+///
+/// fn echo_tenant<B>(tenant: HeaderValue, res: &mut Response<ResponseBody<B>>) {
+///     res.headers_mut().insert("x-tenant", tenant);
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let svc = ServiceBuilder::new()
+///     .layer(HookLayer::new(tenant()))
+///     .service(service_fn(|_: Request<String>| async {
+///         Ok::<_, Infallible>(Response::new(String::from("ok")))
+///     }));
+/// let req = Request::builder().header("x-tenant", "acme").body(String::new()).unwrap();
+/// let res = svc.oneshot(req).await.unwrap();
+/// assert_eq!(res.headers()["x-tenant"], "acme");
+/// # }
+/// ```
+///
+/// # Generated items
+///
+/// For `fn name`, with the function's visibility:
+///
+/// | item | what |
+/// | --- | --- |
+/// | `struct name {}` / `struct name { pub state: T }` | the middleware; implements `Middleware` (around) or `Hook` (with `before`, `State` = the `Continue` type), and `Debug`; `Clone + Copy` without state |
+/// | `const fn name() -> name` / `const fn name(state: T) -> name` | makes it; carries the function's docs |
+///
+/// The type is a braced struct so that it lives in the type namespace only: a local variable
+/// may still be called `name`. The function's body moves, unchanged, into the trait method.
+/// Use the value with `MiddlewareLayer::new(name())` / `HookLayer::new(name())`, or compose it
+/// with `Middleware::then`.
+///
+/// # Attributes
+///
+/// `#[middleware_fn(...)]` with any of `before`, `after = path` (with `before`),
+/// `state = Type`, `crate = "path"` (see [`macro@Layer`]).
+///
+/// # Errors
+///
+/// Compile errors, on the offending token: a non-`async` function (or an `async` one with
+/// `before`), `const`/`unsafe`/`extern` functions, `self` receivers, lifetime or const
+/// parameters, a type parameter other than the one `N: Next` (around) or unbounded `B`
+/// (hook), `where` clauses, parameters in the wrong order or of the wrong type (a concrete
+/// request body, `&mut Context`, a context in a hook), a missing or different return type,
+/// state taken without `state = T` or declared and not taken, unknown (with the closest key
+/// suggested), duplicate or misplaced keys.
+#[proc_macro_attribute]
+pub fn middleware_fn(args: TokenStream, item: TokenStream) -> TokenStream {
+    middleware_fn::expand(args.into(), item.into()).into()
+}

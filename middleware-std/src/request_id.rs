@@ -1,1 +1,753 @@
-//! Request ids.
+//! Request ids: accept a safe incoming `x-request-id` or generate a time-sortable one, put it
+//! into the request's [`Context`](crate::Context), the request header and the response header.
+//!
+//! [`SetRequestIdLayer`] (service [`SetRequestId`]; the id *value* is core's
+//! [`RequestId`], hence the `Set` prefix) does, for every request:
+//!
+//! 1. If the request's context already has an id (an outer layer set one), that id is kept.
+//! 2. Otherwise it looks at the request header (`x-request-id`, configurable with
+//!    [`SetRequestIdLayer::with_header`]). Exactly one value of 1 to 128 characters from
+//!    `A-Z a-z 0-9 - _ . : / + = @` is accepted as it is ([`is_valid_request_id`]). Anything
+//!    else — empty, too long, spaces, CR/LF, quotes, `;`, `,`, `%`, control characters,
+//!    non-ASCII, or the header repeated — is replaced by a fresh id. The rejected raw value is
+//!    never logged, stored or echoed: this layer logs nothing at all, and the header the
+//!    inner service sees is overwritten.
+//! 3. A fresh id is a UUID v7 ([`DefaultMakeRequestId`]): 48 bits of Unix milliseconds, then
+//!    randomness, lowercase hyphenated, so ids sort by creation time as plain strings (within a
+//!    process, strictly: `uuid` keeps a monotonic counter). A custom generator is any
+//!    [`MakeRequestId`] or closure `Fn() -> RequestId + Clone`.
+//! 4. The id is set on the context ([`Context::set_request_id`](crate::Context::set_request_id);
+//!    the context is created if the request has none), on the request header, and on the
+//!    response header (overwriting one the inner service set).
+//!
+//! Put it **outermost**: then every response carries the id, including those made by layers
+//! inside it (a timeout's `503`, a caught panic's `500`, an auth `401`), and those layers find
+//! the id in the context for their problem-details bodies and logs.
+//!
+//! # Example
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use http::{Request, Response};
+//! use middleware_std::{RequestExt, request_id::SetRequestIdLayer};
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let svc = ServiceBuilder::new()
+//!     .layer(SetRequestIdLayer::new())
+//!     .service(service_fn(|req: Request<String>| async move {
+//!         let id = req.try_context().and_then(|cx| cx.request_id()).unwrap();
+//!         Ok::<_, Infallible>(Response::new(format!("handled {id}")))
+//!     }));
+//!
+//! // A safe incoming id is kept...
+//! let req = Request::builder().header("x-request-id", "trace-42").body(String::new()).unwrap();
+//! let res = svc.clone().oneshot(req).await.unwrap();
+//! assert_eq!(res.headers()["x-request-id"], "trace-42");
+//! assert_eq!(res.body(), "handled trace-42");
+//!
+//! // ...a hostile one is replaced by a fresh UUID v7.
+//! let req = Request::builder().header("x-request-id", "a b\"c").body(String::new()).unwrap();
+//! let res = svc.oneshot(req).await.unwrap();
+//! let id = res.headers()["x-request-id"].to_str().unwrap();
+//! assert_eq!(id.len(), 36);
+//! assert_eq!(&id[14..15], "7"); // the UUID version
+//! # }
+//! ```
+//!
+//! # Differences from tower-http
+//!
+//! - tower-http's `SetRequestIdLayer` keeps *any* incoming header value (spaces, quotes,
+//!   kilobytes of it) and hands it to logs and responses; here only a short, safe charset is
+//!   accepted.
+//! - tower-http generates nothing by default (`MakeRequestUuid` is a random v4, not sortable);
+//!   here the default is a time-sortable UUID v7.
+//! - tower-http splits setting and propagating into two layers and stores the id in the
+//!   request extensions; here one layer sets the id on the shared [`Context`](crate::Context),
+//!   where every layer and the error renderer find it, and on both headers.
+
+use std::{
+    fmt,
+    future::Future,
+    pin::Pin,
+    task::{Context as TaskContext, Poll, ready},
+};
+
+use http::{HeaderName, HeaderValue, Request, Response};
+use middleware_core::{RequestExt, RequestId};
+use tower_layer::Layer;
+use tower_service::Service;
+
+/// The default header: `x-request-id`.
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The longest incoming id accepted.
+pub const MAX_LEN: usize = 128;
+
+/// Whether `value` is an acceptable incoming request id: 1 to [`MAX_LEN`] bytes, each one of
+/// `A-Z a-z 0-9 - _ . : / + = @`.
+#[must_use]
+pub fn is_valid_request_id(value: &[u8]) -> bool {
+    (1..=MAX_LEN).contains(&value.len())
+        && value
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b"-_.:/+=@".contains(&b))
+}
+
+/// Makes a fresh request id.
+///
+/// Implemented for [`DefaultMakeRequestId`] (UUID v7) and closures `Fn() -> RequestId + Clone`.
+pub trait MakeRequestId: Clone {
+    /// A fresh id.
+    fn make_request_id(&self) -> RequestId;
+}
+
+impl<F> MakeRequestId for F
+where
+    F: Fn() -> RequestId + Clone,
+{
+    fn make_request_id(&self) -> RequestId {
+        self()
+    }
+}
+
+/// The default generator: a UUID v7, lowercase and hyphenated (36 characters), sortable by
+/// creation time.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DefaultMakeRequestId;
+
+impl MakeRequestId for DefaultMakeRequestId {
+    fn make_request_id(&self) -> RequestId {
+        let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        let text = uuid::Uuid::now_v7().hyphenated().encode_lower(&mut buf);
+        let value = HeaderValue::from_str(text).expect("a uuid is a valid header value");
+        RequestId::new(value).expect("a uuid is visible ascii")
+    }
+}
+
+/// Sets a request id on the context and both headers. See the [module docs](self) for the
+/// rules and an example.
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct SetRequestIdLayer<M = DefaultMakeRequestId> {
+    header: HeaderName,
+    make: M,
+}
+
+impl SetRequestIdLayer {
+    /// Uses `x-request-id` and UUID v7 ids.
+    pub const fn new() -> Self {
+        Self {
+            header: X_REQUEST_ID,
+            make: DefaultMakeRequestId,
+        }
+    }
+}
+
+impl Default for SetRequestIdLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<M: MakeRequestId> SetRequestIdLayer<M> {
+    /// Uses `x-request-id` and ids from `make`.
+    pub const fn custom(make: M) -> Self {
+        Self {
+            header: X_REQUEST_ID,
+            make,
+        }
+    }
+}
+
+impl<M> SetRequestIdLayer<M> {
+    /// Reads and writes the header `name` instead of `x-request-id`.
+    pub fn with_header(mut self, name: HeaderName) -> Self {
+        self.header = name;
+        self
+    }
+
+    /// Replaces the id generator.
+    pub fn with_generator<M2: MakeRequestId>(self, make: M2) -> SetRequestIdLayer<M2> {
+        SetRequestIdLayer {
+            header: self.header,
+            make,
+        }
+    }
+}
+
+impl<S, M: Clone> Layer<S> for SetRequestIdLayer<M> {
+    type Service = SetRequestId<S, M>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        SetRequestId {
+            inner,
+            header: self.header.clone(),
+            make: self.make.clone(),
+        }
+    }
+}
+
+/// The service of [`SetRequestIdLayer`]. See the [module docs](self) for an example.
+#[derive(Clone)]
+pub struct SetRequestId<S, M = DefaultMakeRequestId> {
+    inner: S,
+    header: HeaderName,
+    make: M,
+}
+
+impl<S> SetRequestId<S> {
+    /// Wraps `inner` with `x-request-id` and UUID v7 ids.
+    pub const fn new(inner: S) -> Self {
+        Self {
+            inner,
+            header: X_REQUEST_ID,
+            make: DefaultMakeRequestId,
+        }
+    }
+
+    /// The layer form, same as [`SetRequestIdLayer::new`].
+    pub const fn layer() -> SetRequestIdLayer {
+        SetRequestIdLayer::new()
+    }
+}
+
+impl<S, M> SetRequestId<S, M> {
+    /// Gets a reference to the inner service.
+    pub const fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// Gets a mutable reference to the inner service.
+    pub const fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consumes `self`, returning the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+
+    /// The id for `req`: the context's, a safe incoming one, or a fresh one.
+    fn request_id<B>(&self, req: &mut Request<B>) -> RequestId
+    where
+        M: MakeRequestId,
+    {
+        if let Some(id) = req.try_context().and_then(|cx| cx.request_id()) {
+            return id.clone();
+        }
+        let mut values = req.headers().get_all(&self.header).iter();
+        let incoming = match (values.next(), values.next()) {
+            (Some(value), None) if is_valid_request_id(value.as_bytes()) => {
+                RequestId::new(value.clone()).ok()
+            }
+            _ => None,
+        };
+        let id = incoming.unwrap_or_else(|| self.make.make_request_id());
+        match req.context().set_request_id(id.clone()) {
+            Ok(()) => id,
+            // Set meanwhile through a clone of the context: the first one wins.
+            Err(_) => req
+                .try_context()
+                .and_then(|cx| cx.request_id())
+                .cloned()
+                .unwrap_or(id),
+        }
+    }
+}
+
+impl<S: fmt::Debug, M> fmt::Debug for SetRequestId<S, M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct(stringify!(SetRequestId))
+            .field("inner", &self.inner)
+            .field("header", &self.header)
+            .field("make", &std::any::type_name::<M>())
+            .finish()
+    }
+}
+
+impl<S, M, ReqBody, ResBody> Service<Request<ReqBody>> for SetRequestId<S, M>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    M: MakeRequestId,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let id = self.request_id(&mut req);
+        // Replaces a rejected (or repeated) incoming value: the inner service sees the id only.
+        req.headers_mut()
+            .insert(&self.header, id.header_value().clone());
+        ResponseFuture {
+            inner: self.inner.call(req),
+            id: Some(id),
+            header: self.header.clone(),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of [`SetRequestId`]: sets the id on the response header.
+    #[must_use = "futures do nothing unless polled"]
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: F,
+        id: Option<RequestId>,
+        header: HeaderName,
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<B>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut res = ready!(this.inner.poll(cx))?;
+        let id = this.id.take().expect("future polled after completion");
+        res.headers_mut()
+            .insert(this.header.clone(), id.header_value().clone());
+        Poll::Ready(Ok(res))
+    }
+}
+
+impl<F> fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct(stringify!(ResponseFuture))
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        collections::HashSet,
+        convert::Infallible,
+        pin::pin,
+        sync::{Arc, Mutex},
+        task::Waker,
+    };
+
+    use middleware_core::{Context, testing::Conformance};
+    use proptest::prelude::*;
+    use tower::{ServiceExt, service_fn};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_fresh_uuid_v7_is_set_on_context_and_both_headers() {
+        let (svc, seen) = recording();
+        let res = svc.oneshot(Request::new(String::new())).await.unwrap();
+        let id = res.headers()[X_REQUEST_ID].to_str().unwrap().to_owned();
+        let uuid = uuid::Uuid::parse_str(&id).unwrap();
+        assert_eq!(uuid.get_version_num(), 7);
+        assert_eq!(id, uuid.hyphenated().to_string(), "lowercase, hyphenated");
+        let (in_context, in_header) = seen.lock().unwrap().pop().unwrap();
+        assert_eq!(in_context.as_deref(), Some(id.as_str()));
+        assert_eq!(in_header.as_deref(), Some(id.as_str()));
+    }
+
+    #[tokio::test]
+    async fn safe_incoming_ids_are_kept() {
+        let longest = "a".repeat(MAX_LEN);
+        for good in [
+            "abc",
+            "0",
+            "trace-42_x.y:z/w+v=u@t",
+            "ABCxyz019",
+            "01890a5d-ac96-774b-bcce-b302099a8057",
+            longest.as_str(),
+        ] {
+            let (svc, seen) = recording();
+            let req = Request::builder()
+                .header(X_REQUEST_ID, good)
+                .body(String::new())
+                .unwrap();
+            let res = svc.oneshot(req).await.unwrap();
+            assert_eq!(res.headers()[X_REQUEST_ID], good);
+            let (in_context, in_header) = seen.lock().unwrap().pop().unwrap();
+            assert_eq!(in_context.as_deref(), Some(good));
+            assert_eq!(in_header.as_deref(), Some(good));
+        }
+    }
+
+    #[tokio::test]
+    async fn hostile_incoming_ids_are_replaced_and_never_echoed() {
+        let too_long = "a".repeat(MAX_LEN + 1);
+        let table: Vec<&[u8]> = vec![
+            b"",
+            too_long.as_bytes(),
+            b" ",
+            b"a b",
+            b"a\tb",
+            b"\"quoted\"",
+            b"'single'",
+            b"<script>alert(1)</script>",
+            b"a;b",
+            b"a,b",
+            b"a%0d%0ab",
+            b"a\\b",
+            b"{json}",
+            b"\xc3\xa9t\xc3\xa9", // non-ASCII (UTF-8)
+            b"\xff\xfe",
+            b"\x80",
+        ];
+        for bad in table {
+            let value = HeaderValue::from_bytes(bad).unwrap();
+            assert_rejected(&[value]).await;
+        }
+        // `HeaderValue` itself refuses the other control characters; the validator too.
+        for bad in [
+            &b"a\r\nb"[..],
+            b"a\nb",
+            b"a\0b",
+            b"a\x7fb",
+            b"\x1b[31m",
+            b"\x01",
+        ] {
+            assert!(HeaderValue::from_bytes(bad).is_err());
+            assert!(!is_valid_request_id(bad));
+        }
+        // A repeated header is ambiguous, even with safe values.
+        assert_rejected(&[
+            HeaderValue::from_static("first"),
+            HeaderValue::from_static("second"),
+        ])
+        .await;
+    }
+
+    #[tokio::test]
+    async fn an_id_already_in_the_context_wins() {
+        let (svc, seen) = recording();
+        let mut req = Request::builder()
+            .header(X_REQUEST_ID, "from-header")
+            .body(String::new())
+            .unwrap();
+        req.context()
+            .set_request_id(RequestId::try_from("from-outer").unwrap())
+            .unwrap();
+        let res = svc.oneshot(req).await.unwrap();
+        assert_eq!(res.headers()[X_REQUEST_ID], "from-outer");
+        let (in_context, in_header) = seen.lock().unwrap().pop().unwrap();
+        assert_eq!(in_context.as_deref(), Some("from-outer"));
+        assert_eq!(in_header.as_deref(), Some("from-outer"));
+    }
+
+    #[tokio::test]
+    async fn the_header_and_the_generator_are_configurable() {
+        let svc = SetRequestIdLayer::custom(|| RequestId::try_from("fixed").unwrap())
+            .with_header(HeaderName::from_static("x-correlation-id"))
+            .layer(service_fn(|_: Request<String>| async {
+                let mut res = Response::new(String::new());
+                // The inner service's own value is overwritten.
+                res.headers_mut()
+                    .insert("x-correlation-id", HeaderValue::from_static("inner"));
+                Ok::<_, Infallible>(res)
+            }));
+        let res = svc
+            .clone()
+            .oneshot(Request::new(String::new()))
+            .await
+            .unwrap();
+        assert_eq!(res.headers()["x-correlation-id"], "fixed");
+        assert!(res.headers().get(X_REQUEST_ID).is_none());
+        let req = Request::builder()
+            .header("x-correlation-id", "mine")
+            .body(String::new())
+            .unwrap();
+        let res = svc.oneshot(req).await.unwrap();
+        assert_eq!(res.headers()["x-correlation-id"], "mine");
+
+        let layer = SetRequestIdLayer::new().with_generator(|| RequestId::try_from("gen").unwrap());
+        let res = layer
+            .layer(ok())
+            .oneshot(Request::new(String::new()))
+            .await
+            .unwrap();
+        assert_eq!(res.headers()[X_REQUEST_ID], "gen");
+    }
+
+    #[cfg(all(feature = "timeout", feature = "catch-panic"))]
+    #[tokio::test(start_paused = true)]
+    async fn responses_made_by_inner_layers_carry_the_id() {
+        use std::time::Duration;
+
+        use http::StatusCode;
+        use http_body_util::BodyExt;
+        use tower::ServiceBuilder;
+
+        use crate::{catch_panic::CatchPanicLayer, timeout::TimeoutLayer};
+
+        let svc = ServiceBuilder::new()
+            .layer(SetRequestIdLayer::new())
+            .layer(CatchPanicLayer::new())
+            .layer(TimeoutLayer::new(Duration::from_secs(1)))
+            .service(service_fn(|req: Request<String>| async move {
+                match req.body().as_str() {
+                    "panic" => panic!("boom"),
+                    _ => tokio::time::sleep(Duration::from_secs(60)).await,
+                }
+                Ok::<_, Infallible>(Response::new(String::new()))
+            }));
+        for (body, status) in [
+            ("panic", StatusCode::INTERNAL_SERVER_ERROR),
+            ("slow", StatusCode::SERVICE_UNAVAILABLE),
+        ] {
+            let req = Request::builder()
+                .header(X_REQUEST_ID, "req-9")
+                .body(String::from(body))
+                .unwrap();
+            let res = svc.clone().oneshot(req).await.unwrap();
+            assert_eq!(res.status(), status);
+            assert_eq!(res.headers()[X_REQUEST_ID], "req-9");
+            let body = res.into_body().collect().await.unwrap().to_bytes();
+            let body = String::from_utf8(body.to_vec()).unwrap();
+            assert!(body.contains(r#""request_id":"req-9""#), "{body}");
+        }
+    }
+
+    #[test]
+    fn a_hundred_thousand_ids_are_unique_and_sorted_by_time() {
+        let ids: Vec<String> = (0..100_000)
+            .map(|_| DefaultMakeRequestId.make_request_id().as_str().to_owned())
+            .collect();
+        // Strictly increasing as plain strings: sorted by creation, and so all distinct.
+        assert!(ids.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(ids.iter().collect::<HashSet<_>>().len(), ids.len());
+        // The leading 48 bits are the Unix time in milliseconds.
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis();
+        let first = uuid::Uuid::parse_str(&ids[0]).unwrap();
+        let (secs, nanos) = first.get_timestamp().unwrap().to_unix();
+        let first_ms = u128::from(secs) * 1000 + u128::from(nanos / 1_000_000);
+        assert!(first_ms <= now_ms && now_ms - first_ms < 60_000);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn multi_thread_concurrent_requests_get_distinct_ids() {
+        let svc = SetRequestIdLayer::new().layer(ok());
+        let mut tasks = Vec::new();
+        for _ in 0..256 {
+            let svc = svc.clone();
+            tasks.push(tokio::spawn(async move {
+                let res = svc.oneshot(Request::new(String::new())).await.unwrap();
+                res.headers()[X_REQUEST_ID].to_str().unwrap().to_owned()
+            }));
+        }
+        let mut ids = HashSet::new();
+        for task in tasks {
+            assert!(ids.insert(task.await.unwrap()));
+        }
+        Conformance::new(SetRequestIdLayer::new()).run().await;
+    }
+
+    #[tokio::test]
+    async fn the_layer_passes_the_conformance_kit() {
+        Conformance::new(SetRequestIdLayer::new()).run().await;
+        Conformance::new(SetRequestIdLayer::new())
+            .with_request(|| {
+                Request::builder()
+                    .header(X_REQUEST_ID, "bad value")
+                    .body(String::new())
+                    .unwrap()
+            })
+            .run()
+            .await;
+    }
+
+    #[test]
+    fn allocations_per_request_are_counted_exactly() {
+        // A request whose extension map exists (as after a router) and that has headers.
+        let make = || {
+            let mut req = Request::new(String::new());
+            req.extensions_mut().insert(ConnInfo);
+            req.headers_mut()
+                .insert("accept", HeaderValue::from_static("*/*"));
+            req
+        };
+        let base = allocations_per_request(ok_with_header(), make);
+        let svc = SetRequestIdLayer::new().layer(ok_with_header());
+        // The context (2), the generated id's bytes (1) and their promotion to a shared buffer
+        // on the first clone (1).
+        assert_eq!(allocations_per_request(svc, make) - base, 4);
+
+        let incoming = move || {
+            let mut req = make();
+            req.headers_mut()
+                .insert(X_REQUEST_ID, HeaderValue::from_static("trace-1"));
+            req
+        };
+        let base = allocations_per_request(ok_with_header(), incoming);
+        let svc = SetRequestIdLayer::new().layer(ok_with_header());
+        // An accepted id is shared, not copied: only the context.
+        assert_eq!(allocations_per_request(svc, incoming) - base, 2);
+    }
+
+    #[test]
+    fn debug_output_names_the_parts() {
+        let debug = format!("{:?}", SetRequestIdLayer::new().layer(()));
+        assert!(debug.starts_with("SetRequestId {"), "{debug}");
+        assert!(debug.contains("x-request-id"), "{debug}");
+        assert!(debug.contains("DefaultMakeRequestId"), "{debug}");
+    }
+
+    proptest! {
+        #[test]
+        fn validation_matches_the_documented_charset(bytes in proptest::collection::vec(any::<u8>(), 0..140)) {
+            let expected = !bytes.is_empty()
+                && bytes.len() <= MAX_LEN
+                && bytes.iter().all(|b| matches!(b, b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b':' | b'/' | b'+' | b'=' | b'@'));
+            prop_assert_eq!(is_valid_request_id(&bytes), expected);
+        }
+
+        #[test]
+        fn an_incoming_value_is_echoed_only_when_valid(text in "[ -~\t]{0,140}") {
+            let Ok(value) = HeaderValue::from_str(&text) else { return Ok(()) };
+            let mut svc = SetRequestIdLayer::new().layer(ok());
+            let mut req = Request::new(String::new());
+            req.headers_mut().insert(X_REQUEST_ID, value);
+            let mut cx = TaskContext::from_waker(Waker::noop());
+            prop_assert!(svc.poll_ready(&mut cx).is_ready());
+            let Poll::Ready(Ok(res)) = pin!(svc.call(req)).poll(&mut cx) else {
+                return Err(TestCaseError::fail("not ready"));
+            };
+            let echoed = res.headers()[X_REQUEST_ID].to_str().unwrap();
+            if is_valid_request_id(text.as_bytes()) {
+                prop_assert_eq!(echoed, text.as_str());
+            } else {
+                prop_assert_ne!(echoed, text.as_str());
+                prop_assert_eq!(uuid::Uuid::parse_str(echoed).unwrap().get_version_num(), 7);
+            }
+        }
+    }
+
+    // ----- fixtures ---------------------------------------------------------------------------
+
+    type Seen = Arc<Mutex<Vec<(Option<String>, Option<String>)>>>;
+
+    /// A layered service that records the id in the context and in the request header.
+    fn recording() -> (SetRequestId<Recorder>, Seen) {
+        let seen = Seen::default();
+        let svc = SetRequestIdLayer::new().layer(Recorder(Arc::clone(&seen)));
+        (svc, seen)
+    }
+
+    #[derive(Clone, Debug)]
+    struct Recorder(Seen);
+
+    impl Service<Request<String>> for Recorder {
+        type Response = Response<String>;
+        type Error = Infallible;
+        type Future = std::future::Ready<Result<Response<String>, Infallible>>;
+
+        fn poll_ready(&mut self, _: &mut TaskContext<'_>) -> Poll<Result<(), Infallible>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, req: Request<String>) -> Self::Future {
+            let in_context = req
+                .try_context()
+                .and_then(Context::request_id)
+                .map(|id| id.as_str().to_owned());
+            let mut values = req.headers().get_all(X_REQUEST_ID).iter();
+            let in_header = values.next().map(|v| v.to_str().unwrap().to_owned());
+            assert!(values.next().is_none(), "the header was not replaced");
+            self.0.lock().unwrap().push((in_context, in_header));
+            std::future::ready(Ok(Response::new(String::new())))
+        }
+    }
+
+    async fn assert_rejected(values: &[HeaderValue]) {
+        let (svc, seen) = recording();
+        let mut req = Request::new(String::new());
+        for value in values {
+            req.headers_mut().append(X_REQUEST_ID, value.clone());
+        }
+        let res = svc.oneshot(req).await.unwrap();
+        let id = res.headers()[X_REQUEST_ID].to_str().unwrap().to_owned();
+        assert_eq!(
+            uuid::Uuid::parse_str(&id).unwrap().get_version_num(),
+            7,
+            "{values:?}"
+        );
+        for value in values {
+            assert_ne!(id.as_bytes(), value.as_bytes());
+        }
+        let (in_context, in_header) = seen.lock().unwrap().pop().unwrap();
+        assert_eq!(in_context.as_deref(), Some(id.as_str()));
+        assert_eq!(in_header.as_deref(), Some(id.as_str()));
+    }
+
+    fn ok() -> impl Service<
+        Request<String>,
+        Response = Response<String>,
+        Error = Infallible,
+        Future = std::future::Ready<Result<Response<String>, Infallible>>,
+    > + Clone {
+        service_fn(|_: Request<String>| {
+            std::future::ready(Ok::<_, Infallible>(Response::new(String::new())))
+        })
+    }
+
+    /// Answers with a header already set, so the response's header map is allocated by the
+    /// inner service, not by the layer.
+    fn ok_with_header() -> impl Service<
+        Request<String>,
+        Response = Response<String>,
+        Error = Infallible,
+        Future = std::future::Ready<Result<Response<String>, Infallible>>,
+    > + Clone {
+        service_fn(|_: Request<String>| {
+            let mut res = Response::new(String::new());
+            res.headers_mut()
+                .insert("content-type", HeaderValue::from_static("text/plain"));
+            std::future::ready(Ok::<_, Infallible>(res))
+        })
+    }
+
+    #[derive(Clone, Copy)]
+    struct ConnInfo;
+
+    /// Allocations per request through `svc` (which must answer in one poll), on this thread.
+    fn allocations_per_request<S>(mut svc: S, make: impl Fn() -> Request<String>) -> u64
+    where
+        S: Service<Request<String>>,
+        S::Error: fmt::Debug,
+    {
+        let mut cx = TaskContext::from_waker(Waker::noop());
+        let mut one = || {
+            let req = make();
+            assert!(svc.poll_ready(&mut cx).is_ready());
+            let mut future = pin!(svc.call(req));
+            match future.as_mut().poll(&mut cx) {
+                Poll::Ready(res) => drop(res.expect("request failed")),
+                Poll::Pending => panic!("the request did not complete in one poll"),
+            }
+        };
+        one();
+        let info = allocation_counter::measure(|| {
+            for _ in 0..100 {
+                one();
+            }
+        });
+        assert_eq!(info.count_current, 0, "a request leaked memory");
+        assert_eq!(
+            info.count_total % 100,
+            0,
+            "not the same for every request: {info:?}"
+        );
+        info.count_total / 100
+    }
+}

@@ -1,1 +1,175 @@
-//! Request budgets.
+//! Request budgets that name their phases: the whole request, reading the request body, and
+//! streaming the response body; inbound and outbound deadline propagation.
+//!
+//! # The whole-request budget: [`TimeoutLayer`]
+//!
+//! Each request gets a budget, which becomes the deadline of its [`Context`](crate::Context)
+//! (created if the request has none). Deadlines only tighten, so nested budgets compose and the
+//! earliest wins: the budget in force is `min(own budget, deadline already set)`, and the
+//! handler sees it with [`Context::remaining`](crate::Context::remaining).
+//!
+//! When the deadline passes before the response head is ready:
+//!
+//! 1. the context is cancelled with [`CancelCause::Deadline`](crate::CancelCause) (so a
+//!    handler, or work it spawned, that awaits [`Context::cancelled`](crate::Context::cancelled)
+//!    sees the cause, including from `Drop` impls run in step 2);
+//! 2. the inner future is dropped: the work is cancelled;
+//! 3. the timeout response is returned: `503 Service Unavailable`
+//!    ([`TimeoutLayer::new`]) or `504 Gateway Timeout` ([`TimeoutLayer::gateway`]), or any
+//!    status ([`TimeoutLayer::with_status_code`]), with the problem details rendered by the
+//!    request's renderer (carrying the request id) or a fixed body
+//!    ([`TimeoutLayer::with_body`]), and the header `x-timeout-phase: request`.
+//!
+//! **The tie rule.** Every poll polls the inner future *first*. A response that is ready wins,
+//! even if the deadline passed in the same instant; the timeout answers only when the inner
+//! future is still pending after the deadline. This holds for a zero budget too: a handler that
+//! answers without waiting is never timed out.
+//!
+//! **No timer on the fast path.** The `tokio::time::Sleep` is armed only when the inner future
+//! returned `Pending` once; it lives inside the response future (no box, no allocation). A
+//! request answered in its first poll costs no timer registration and no allocation beyond the
+//! context's (none when an outer layer already made one). Arming the timer needs a tokio
+//! runtime with its time driver.
+//!
+//! # Naming the phase that expired
+//!
+//! | phase | seen as |
+//! | --- | --- |
+//! | whole request, until the response head | the configured status, `x-timeout-phase: request` |
+//! | reading the request body ([`RequestBodyTimeoutLayer`]) | `408`, `Connection: close`, `x-timeout-phase: request-body` |
+//! | streaming the response body ([`TimeoutLayer::response_body_idle`] / [`_total`](TimeoutLayer::response_body_total)) | the head is already sent: the body ends with a [`BodyTimeoutError`] whose [`phase`](BodyTimeoutError::phase) is [`TimeoutPhase::ResponseBody`] and the context is cancelled with `Deadline`; hyper then closes the connection |
+//!
+//! # Request-body deadlines: [`RequestBodyTimeoutLayer`]
+//!
+//! It wraps the request body in a [`TimeoutBody`] with an idle deadline (the longest wait for
+//! the next frame while the handler reads) and a total one (counted from the request's
+//! arrival at the layer). When one passes, the handler's next read yields a
+//! [`BodyTimeoutError`] and the body ends. The body also raises a flag shared with the layer's
+//! future, and that flag — not whatever the handler makes of the error — decides the answer:
+//! once it is raised, the response is `408 Request Timeout` with `Connection: close` (the rest
+//! of the request body was not read, so the connection cannot be reused), whether the handler
+//! then answers anything (its response is dropped) or keeps waiting (the layer cancels the
+//! context with `Deadline` and drops it). An empty body (`is_end_stream`) is passed through
+//! without flag or timer. Place it inside [`TimeoutLayer`].
+//!
+//! # Deadline propagation
+//!
+//! **Inbound.** [`TimeoutLayer::inbound_grpc_timeout`] (or
+//! [`inbound_header`](TimeoutLayer::inbound_header) with a [`DeadlineFormat`]) lets a caller
+//! *shorten* the budget: the budget in force is `min(header, server maximum)`. A malformed or
+//! repeated header is ignored (the server maximum applies) and the context gets a
+//! [`MalformedDeadlineHeader`] marker, so a logging layer can report it; the raw value is not
+//! kept. This feature has no logging of its own.
+//!
+//! **Outbound.** [`PropagateDeadlineLayer`] goes on a client: it stamps the request's remaining
+//! budget (`grpc-timeout` by default, rounded down) on each outgoing request, and enforces it
+//! with the same future, answering `504` when it runs out. A request whose budget is already
+//! spent is not sent.
+//!
+//! # Example
+//!
+//! ```
+//! use std::{convert::Infallible, time::Duration};
+//! use http::{Request, Response, StatusCode};
+//! use middleware_std::{RequestExt, timeout::TimeoutLayer};
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() {
+//! let svc = ServiceBuilder::new()
+//!     .layer(TimeoutLayer::new(Duration::from_secs(1)).inbound_grpc_timeout())
+//!     .service(service_fn(|req: Request<String>| async move {
+//!         // The caller's `grpc-timeout: 200m` tightened the one-second maximum.
+//!         let left = req.try_context().and_then(|cx| cx.remaining()).unwrap();
+//!         assert!(left <= Duration::from_millis(200));
+//!         tokio::time::sleep(Duration::from_secs(5)).await;
+//!         Ok::<_, Infallible>(Response::new(String::from("too late")))
+//!     }));
+//!
+//! let req = Request::builder().header("grpc-timeout", "200m").body(String::new()).unwrap();
+//! let res = svc.oneshot(req).await.unwrap();
+//! assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+//! assert_eq!(res.headers()["x-timeout-phase"], "request");
+//! # }
+//! ```
+//!
+//! The request-body layer goes inside the budget, and a client stamps what is left:
+//!
+//! ```
+//! use std::{convert::Infallible, time::Duration};
+//! use http::{Request, Response, StatusCode};
+//! use http_body_util::BodyExt;
+//! use middleware_std::{
+//!     RequestExt,
+//!     timeout::{PropagateDeadlineLayer, RequestBodyTimeoutLayer, TimeoutBody, TimeoutLayer},
+//! };
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() {
+//! // An upstream client that reports the budget it was given.
+//! let upstream = ServiceBuilder::new()
+//!     .layer(PropagateDeadlineLayer::new())
+//!     .service(service_fn(|req: Request<String>| async move {
+//!         let budget = req.headers()["grpc-timeout"].to_str().unwrap().to_owned();
+//!         Ok::<_, Infallible>(Response::new(budget))
+//!     }));
+//!
+//! let app = ServiceBuilder::new()
+//!     .layer(TimeoutLayer::new(Duration::from_secs(2)))
+//!     .layer(RequestBodyTimeoutLayer::idle(Duration::from_millis(500)))
+//!     .service(service_fn(move |req: Request<TimeoutBody<String>>| {
+//!         let upstream = upstream.clone();
+//!         async move {
+//!             let cx = req.try_context().unwrap().clone();
+//!             let body = req.into_body().collect().await.unwrap().to_bytes();
+//!             assert_eq!(body, "hello");
+//!             // Pass the request's context on: the call gets what is left of the 2 s.
+//!             let mut call = Request::new(String::new());
+//!             call.extensions_mut().insert(cx);
+//!             let res = upstream.oneshot(call).await.unwrap();
+//!             let budget = res.into_body().collect().await.unwrap().to_bytes();
+//!             Ok::<_, Infallible>(Response::new(String::from_utf8(budget.to_vec()).unwrap()))
+//!         }
+//!     }));
+//!
+//! let res = app.oneshot(Request::new(String::from("hello"))).await.unwrap();
+//! assert_eq!(res.status(), StatusCode::OK);
+//! let stamped = res.into_body().collect().await.unwrap().to_bytes();
+//! assert_eq!(stamped, "2000000u"); // the clock is paused: all 2 s are left
+//! # }
+//! ```
+//!
+//! # Differences from tower-http
+//!
+//! - tower-http's `TimeoutLayer` arms a `tokio::time::Sleep` for every request, before the
+//!   inner future is polled; here the timer is armed only for requests still pending after
+//!   their first poll.
+//! - tower-http answers an expired request with `408 Request Timeout`, which tells the client
+//!   that *it* was too slow to send the request. Here the server ran out of time, so the
+//!   default is `503` (`504` for gateways) and `408` is kept for a stalled request body.
+//! - tower-http knows nothing of a request context: here the budget is the context's deadline,
+//!   shared by nested layers (earliest wins), visible to handlers, cancelled with a cause
+//!   *before* the inner future is dropped, and propagated in and out with `grpc-timeout`.
+//! - tower-http's `RequestBodyTimeoutLayer` and `ResponseBodyTimeoutLayer` have one deadline
+//!   each (idle); here each body has an idle and a total deadline, and errors name the phase.
+
+mod body;
+mod error;
+mod future;
+mod header;
+mod layer;
+mod service;
+
+#[doc(inline)]
+pub use self::{
+    body::TimeoutBody,
+    error::{BodyTimeoutError, MalformedDeadlineHeader, TIMEOUT_PHASE, TimeoutPhase},
+    future::{RequestBodyTimeoutFuture, ResponseFuture},
+    header::DeadlineFormat,
+    layer::{PropagateDeadlineLayer, RequestBodyTimeoutLayer, TimeoutLayer},
+    service::{PropagateDeadline, RequestBodyTimeout, Timeout},
+};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,8 @@
+use middleware_core::Layer;
+
+#[derive(Layer)]
+enum Stamp {
+    A,
+}
+
+fn main() {}

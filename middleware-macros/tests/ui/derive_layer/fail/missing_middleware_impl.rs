@@ -1,0 +1,6 @@
+use middleware_core::Layer;
+
+#[derive(Clone, Layer)]
+struct Stamp;
+
+fn main() {}

@@ -1,0 +1,8 @@
+use middleware_core::Layer;
+
+#[derive(Layer)]
+union Stamp {
+    a: u32,
+}
+
+fn main() {}

@@ -1,0 +1,9 @@
+use http::Request;
+use middleware_core::{Next, middleware_fn};
+
+#[middleware_fn]
+async fn stamp<N: Next>(req: Request<N::ReqBody>, next: N) {
+    let _ = (req, next);
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+use middleware_core::middleware_fn;
+
+#[middleware_fn]
+struct Stamp;
+
+fn main() {}

@@ -1,0 +1,117 @@
+//! [`CatchPanicBody`] and [`PanicError`].
+
+use std::{
+    fmt,
+    panic::{AssertUnwindSafe, catch_unwind},
+    pin::Pin,
+    task::{Context as TaskContext, Poll},
+};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use middleware_core::{BoxError, Context, ResponseBody};
+
+use super::panic::{Panic, PanicSite};
+
+pin_project_lite::pin_project! {
+    /// The response body of [`CatchPanic`](super::CatchPanic): the inner body (or the panic
+    /// response's fixed body) with every `poll_frame` inside `catch_unwind`.
+    ///
+    /// The head is already sent when the body streams, so a panic cannot become a `500`:
+    /// the body yields one [`PanicError`] and then ends. hyper answers a body error by closing
+    /// the connection (HTTP/1.1) or resetting the stream (HTTP/2), so the client sees a
+    /// truncated response, never a hang. The panic is logged once, like the others.
+    pub struct CatchPanicBody<B> {
+        #[pin]
+        inner: ResponseBody<B>,
+        cx: Option<Context>,
+        panicked: bool,
+    }
+}
+
+impl<B> CatchPanicBody<B> {
+    pub(crate) const fn new(inner: ResponseBody<B>, cx: Option<Context>) -> Self {
+        Self {
+            inner,
+            cx,
+            panicked: false,
+        }
+    }
+
+    /// The wrapped body.
+    pub fn into_inner(self) -> ResponseBody<B> {
+        self.inner
+    }
+}
+
+impl<B> Body for CatchPanicBody<B>
+where
+    B: Body,
+    B::Data: From<Bytes>,
+    B::Error: Into<BoxError>,
+{
+    type Data = B::Data;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        if *this.panicked {
+            return Poll::Ready(None);
+        }
+        match catch_unwind(AssertUnwindSafe(|| this.inner.poll_frame(cx))) {
+            Ok(Poll::Ready(Some(Err(err)))) => Poll::Ready(Some(Err(err.into()))),
+            Ok(Poll::Ready(Some(Ok(frame)))) => Poll::Ready(Some(Ok(frame))),
+            Ok(Poll::Ready(None)) => Poll::Ready(None),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(payload) => {
+                *this.panicked = true;
+                Panic::new(payload, PanicSite::ResponseBody).log(this.cx.as_ref());
+                Poll::Ready(Some(Err(Box::new(PanicError(())))))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        // A panic here is reported by the next `poll_frame`, which panics again or answers.
+        self.panicked
+            || catch_unwind(AssertUnwindSafe(|| self.inner.is_end_stream())).unwrap_or(false)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        if self.panicked {
+            return SizeHint::with_exact(0);
+        }
+        catch_unwind(AssertUnwindSafe(|| self.inner.size_hint())).unwrap_or_default()
+    }
+}
+
+impl<B> fmt::Debug for CatchPanicBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct(stringify!(CatchPanicBody))
+            .field("inner", &self.inner)
+            .field("panicked", &self.panicked)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The error a [`CatchPanicBody`] ends with when the inner body panicked. It carries nothing of
+/// the payload.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct PanicError(pub(crate) ());
+
+impl fmt::Debug for PanicError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(stringify!(PanicError))
+    }
+}
+
+impl fmt::Display for PanicError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("response body panicked")
+    }
+}
+
+impl std::error::Error for PanicError {}

@@ -1,0 +1,127 @@
+//! [`CatchPanic`], the service.
+
+use std::{
+    fmt,
+    panic::{AssertUnwindSafe, catch_unwind},
+    task::{Context as TaskContext, Poll},
+};
+
+use http::{Request, Response};
+use middleware_core::RequestExt;
+use tower_service::Service;
+
+use super::{
+    body::CatchPanicBody,
+    future::ResponseFuture,
+    layer::CatchPanicLayer,
+    panic::{DefaultResponseForPanic, Panic, PanicSite, ResponseForPanic},
+};
+
+/// Catches panics in `S`'s `poll_ready`, `call`, response future and response body. See
+/// [`CatchPanicLayer`] and the [module docs](super) for an example.
+pub struct CatchPanic<S, R = DefaultResponseForPanic> {
+    inner: S,
+    responder: R,
+    // A panic caught in `poll_ready`, answered by the next `call` without calling `inner`.
+    ready_panic: Option<Panic>,
+}
+
+impl<S> CatchPanic<S> {
+    /// Wraps `inner` with the default responder.
+    pub const fn new(inner: S) -> Self {
+        Self::from_parts(inner, DefaultResponseForPanic)
+    }
+
+    /// The layer form, same as [`CatchPanicLayer::new`].
+    pub const fn layer() -> CatchPanicLayer {
+        CatchPanicLayer::new()
+    }
+}
+
+impl<S, R> CatchPanic<S, R> {
+    /// Wraps `inner`, answering panics with `responder`.
+    pub const fn custom(inner: S, responder: R) -> Self
+    where
+        R: ResponseForPanic,
+    {
+        Self::from_parts(inner, responder)
+    }
+
+    pub(crate) const fn from_parts(inner: S, responder: R) -> Self {
+        Self {
+            inner,
+            responder,
+            ready_panic: None,
+        }
+    }
+
+    /// Gets a reference to the inner service.
+    pub const fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// Gets a mutable reference to the inner service.
+    pub const fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consumes `self`, returning the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: Clone, R: Clone> Clone for CatchPanic<S, R> {
+    fn clone(&self) -> Self {
+        // A clone is not ready: it does not inherit a pending `poll_ready` panic.
+        Self::from_parts(self.inner.clone(), self.responder.clone())
+    }
+}
+
+impl<S: fmt::Debug, R> fmt::Debug for CatchPanic<S, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct(stringify!(CatchPanic))
+            .field("inner", &self.inner)
+            .field("responder", &std::any::type_name::<R>())
+            .field("ready_panic", &self.ready_panic)
+            .finish()
+    }
+}
+
+impl<S, R, ReqBody, ResBody> Service<Request<ReqBody>> for CatchPanic<S, R>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    R: ResponseForPanic,
+{
+    type Response = Response<CatchPanicBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, R>;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+        if self.ready_panic.is_some() {
+            return Poll::Ready(Ok(()));
+        }
+        match catch_unwind(AssertUnwindSafe(|| self.inner.poll_ready(cx))) {
+            Ok(poll) => poll,
+            Err(payload) => {
+                // Ready to answer one request: with the 500, without touching `inner`.
+                self.ready_panic = Some(Panic::new(payload, PanicSite::PollReady));
+                Poll::Ready(Ok(()))
+            }
+        }
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let cx = req.try_context().cloned();
+        let responder = self.responder.clone();
+        if let Some(panic) = self.ready_panic.take() {
+            return ResponseFuture::panicked(panic, responder, cx);
+        }
+        match catch_unwind(AssertUnwindSafe(|| self.inner.call(req))) {
+            Ok(future) => ResponseFuture::new(future, responder, cx),
+            Err(payload) => {
+                ResponseFuture::panicked(Panic::new(payload, PanicSite::Call), responder, cx)
+            }
+        }
+    }
+}

@@ -1,0 +1,344 @@
+//! [`TimeoutBody`]: idle and total deadlines on a streaming body, request or response side.
+
+use std::{
+    fmt,
+    future::Future,
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    task::{Context as TaskContext, Poll},
+    time::Duration,
+};
+
+use http_body::{Body, Frame, SizeHint};
+use middleware_core::{BoxError, CancelCause, Context};
+use tokio::time::{Instant, Sleep};
+
+use super::error::{BodyTimeoutError, TimeoutPhase};
+
+/// Idle and total deadlines for one body (`Copy`, carried by layers and futures).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct BodyDeadlines {
+    pub(crate) idle: Option<Duration>,
+    pub(crate) total: Option<Duration>,
+}
+
+impl BodyDeadlines {
+    pub(crate) const fn is_none(self) -> bool {
+        self.idle.is_none() && self.total.is_none()
+    }
+}
+
+/// What a body does when its deadline passes, besides ending with the error.
+enum OnExpiry {
+    Nothing,
+    /// Request side: tell the layer's future, which answers `408`.
+    Signal(Arc<AtomicBool>),
+    /// Response side: cancel the request's context with [`CancelCause::Deadline`], so spawned
+    /// work that produces the stream stops.
+    Cancel(Context),
+}
+
+pin_project_lite::pin_project! {
+    /// A body with an idle and a total deadline; without deadlines it streams through untouched
+    /// and never touches a timer.
+    ///
+    /// - **idle**: the longest wait for the next frame while the body is being read. Measured
+    ///   only while the reader waits (a handler busy elsewhere is not the peer's fault).
+    /// - **total**: a point in time fixed when the body was wrapped (request: when the request
+    ///   reached the layer; response: when the response head did). It is checked while the
+    ///   body is being read.
+    ///
+    /// When a deadline passes, the body yields one [`BodyTimeoutError`] and then ends. The
+    /// timer is a `tokio::time::Sleep` armed only when the inner body is pending, and only one
+    /// per body (set to the earlier of the two deadlines).
+    ///
+    /// See the [module docs](super) for an example.
+    pub struct TimeoutBody<B> {
+        #[pin]
+        inner: B,
+        #[pin]
+        sleep: Option<Sleep>,
+        deadlines: BodyDeadlines,
+        total: Option<Instant>,
+        // A frame arrived since the idle timer was last set.
+        progressed: bool,
+        expired: bool,
+        phase: TimeoutPhase,
+        on_expiry: OnExpiry,
+    }
+}
+
+impl<B> TimeoutBody<B> {
+    /// A body without deadlines: streams through, never arms a timer.
+    pub(crate) const fn passthrough(inner: B, phase: TimeoutPhase) -> Self {
+        Self {
+            inner,
+            sleep: None,
+            deadlines: BodyDeadlines {
+                idle: None,
+                total: None,
+            },
+            total: None,
+            progressed: false,
+            expired: false,
+            phase,
+            on_expiry: OnExpiry::Nothing,
+        }
+    }
+
+    /// The request side: on expiry, sets `signal`.
+    pub(crate) fn request(inner: B, deadlines: BodyDeadlines, signal: Arc<AtomicBool>) -> Self {
+        let mut body = Self::passthrough(inner, TimeoutPhase::RequestBody);
+        body.set_deadlines(deadlines);
+        body.on_expiry = OnExpiry::Signal(signal);
+        body
+    }
+
+    /// The response side: on expiry, cancels `cx` (when there is one).
+    pub(crate) fn response(inner: B, deadlines: BodyDeadlines, cx: Option<Context>) -> Self {
+        let mut body = Self::passthrough(inner, TimeoutPhase::ResponseBody);
+        if deadlines.is_none() {
+            return body;
+        }
+        body.set_deadlines(deadlines);
+        if let Some(cx) = cx {
+            body.on_expiry = OnExpiry::Cancel(cx);
+        }
+        body
+    }
+
+    fn set_deadlines(&mut self, deadlines: BodyDeadlines) {
+        self.deadlines = deadlines;
+        self.total = deadlines
+            .total
+            .map(|total| Instant::now().checked_add(total).unwrap_or_else(far_future));
+    }
+
+    /// The wrapped body.
+    pub fn get_ref(&self) -> &B {
+        &self.inner
+    }
+
+    /// The wrapped body, without its deadlines.
+    pub fn into_inner(self) -> B {
+        self.inner
+    }
+
+    /// Which side this body is on: [`TimeoutPhase::RequestBody`] or
+    /// [`TimeoutPhase::ResponseBody`].
+    pub fn phase(&self) -> TimeoutPhase {
+        self.phase
+    }
+}
+
+/// A deadline a century away, for budgets too large to add to the clock.
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
+}
+
+impl<B> Body for TimeoutBody<B>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    type Data = B::Data;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let mut this = self.project();
+        if *this.expired {
+            return Poll::Ready(None);
+        }
+        match this.inner.poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                *this.progressed = true;
+                return Poll::Ready(Some(Ok(frame)));
+            }
+            Poll::Ready(Some(Err(err))) => return Poll::Ready(Some(Err(err.into()))),
+            Poll::Ready(None) => return Poll::Ready(None),
+            Poll::Pending => {}
+        }
+        if this.deadlines.is_none() {
+            return Poll::Pending;
+        }
+        // The inner body is pending: (re)arm the one timer for the earlier deadline.
+        let idle = match this.deadlines.idle {
+            Some(idle) if *this.progressed || this.sleep.is_none() => {
+                Some(Instant::now().checked_add(idle).unwrap_or_else(far_future))
+            }
+            _ => None,
+        };
+        *this.progressed = false;
+        let target = match (idle, *this.total) {
+            (Some(idle), Some(total)) => Some(idle.min(total)),
+            (idle, total) => idle.or(total),
+        };
+        if let Some(target) = target {
+            match this.sleep.as_mut().as_pin_mut() {
+                Some(sleep) => {
+                    if sleep.deadline() != target {
+                        sleep.reset(target);
+                    }
+                }
+                None => this.sleep.set(Some(tokio::time::sleep_until(target))),
+            }
+        }
+        let Some(sleep) = this.sleep.as_mut().as_pin_mut() else {
+            return Poll::Pending;
+        };
+        let fired_at = sleep.deadline();
+        if sleep.poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        *this.expired = true;
+        let idle = this.total.is_none_or(|total| fired_at < total);
+        match this.on_expiry {
+            OnExpiry::Nothing => {}
+            OnExpiry::Signal(signal) => signal.store(true, Ordering::Release),
+            OnExpiry::Cancel(context) => {
+                context.cancel_with(CancelCause::Deadline);
+            }
+        }
+        let err = BodyTimeoutError::new(*this.phase, idle);
+        Poll::Ready(Some(Err(Box::new(err))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.expired || self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        if self.expired {
+            return SizeHint::with_exact(0);
+        }
+        self.inner.size_hint()
+    }
+}
+
+impl<B> fmt::Debug for TimeoutBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct(stringify!(TimeoutBody))
+            .field("phase", &self.phase)
+            .field("idle", &self.deadlines.idle)
+            .field("total", &self.deadlines.total)
+            .field("armed", &self.sleep.is_some())
+            .field("expired", &self.expired)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use http_body_util::BodyExt;
+
+    use super::*;
+    use crate::timeout::tests::{ChannelBody, channel_body};
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_deadline_resets_on_every_frame() {
+        let (tx, body) = channel_body();
+        let signal = Arc::new(AtomicBool::new(false));
+        let deadlines = BodyDeadlines {
+            idle: Some(Duration::from_secs(1)),
+            total: None,
+        };
+        let mut body = std::pin::pin!(TimeoutBody::request(body, deadlines, Arc::clone(&signal)));
+        let start = Instant::now();
+        let feeder = tokio::spawn(async move {
+            for _ in 0..3 {
+                tokio::time::sleep(Duration::from_millis(900)).await;
+                tx.send(Ok(Bytes::from_static(b"x"))).await.unwrap();
+            }
+            // Then stall, keeping the sender alive.
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            drop(tx);
+        });
+        for _ in 0..3 {
+            let frame = body.frame().await.unwrap().unwrap();
+            assert_eq!(frame.into_data().unwrap(), "x");
+        }
+        let err = body.frame().await.unwrap().unwrap_err();
+        let err = err.downcast_ref::<BodyTimeoutError>().unwrap();
+        assert_eq!(err.phase(), TimeoutPhase::RequestBody);
+        assert!(err.is_idle());
+        assert_eq!(err.to_string(), "request body idle timeout");
+        assert_eq!(start.elapsed(), Duration::from_millis(3700));
+        assert!(signal.load(Ordering::Acquire));
+        assert!(
+            body.frame().await.is_none(),
+            "the body ends after the error"
+        );
+        assert!(body.is_end_stream());
+        feeder.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn total_deadline_holds_even_while_frames_flow() {
+        let (tx, body) = channel_body();
+        let cx = Context::new();
+        let deadlines = BodyDeadlines {
+            idle: Some(Duration::from_secs(1)),
+            total: Some(Duration::from_millis(2500)),
+        };
+        let mut body = std::pin::pin!(TimeoutBody::response(body, deadlines, Some(cx.clone())));
+        let start = Instant::now();
+        let feeder = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(600)).await;
+                if tx.send(Ok(Bytes::from_static(b"x"))).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let mut frames = 0;
+        let err = loop {
+            match body.frame().await.unwrap() {
+                Ok(_) => frames += 1,
+                Err(err) => break err,
+            }
+        };
+        let err = err.downcast_ref::<BodyTimeoutError>().unwrap();
+        assert_eq!(err.phase(), TimeoutPhase::ResponseBody);
+        assert!(!err.is_idle());
+        assert_eq!(err.to_string(), "response body total timeout");
+        assert_eq!(start.elapsed(), Duration::from_millis(2500));
+        assert_eq!(frames, 4);
+        assert_eq!(cx.cause(), Some(CancelCause::Deadline));
+        feeder.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_without_deadlines_never_arms_a_timer() {
+        let (tx, body) = channel_body();
+        let mut body = std::pin::pin!(TimeoutBody::response(body, BodyDeadlines::default(), None));
+        let mut cx = TaskContext::from_waker(std::task::Waker::noop());
+        assert!(body.as_mut().poll_frame(&mut cx).is_pending());
+        assert!(body.sleep.is_none());
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        tx.send(Ok(Bytes::from_static(b"late"))).await.unwrap();
+        drop(tx);
+        let bytes = body.collect().await.unwrap().to_bytes();
+        assert_eq!(bytes, "late");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn inner_errors_pass_through_boxed() {
+        let (tx, body): (_, ChannelBody) = channel_body();
+        tx.send(Err(std::io::Error::other("boom"))).await.unwrap();
+        let deadlines = BodyDeadlines {
+            idle: Some(Duration::from_secs(1)),
+            total: None,
+        };
+        let mut body = std::pin::pin!(TimeoutBody::response(body, deadlines, None));
+        let err = body.frame().await.unwrap().unwrap_err();
+        assert!(err.downcast_ref::<BodyTimeoutError>().is_none());
+        assert_eq!(err.to_string(), "boom");
+    }
+}

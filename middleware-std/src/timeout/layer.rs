@@ -1,0 +1,213 @@
+//! The config-only layers: [`TimeoutLayer`], [`RequestBodyTimeoutLayer`],
+//! [`PropagateDeadlineLayer`].
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderName, StatusCode};
+use tower_layer::Layer;
+
+use super::{
+    body::BodyDeadlines,
+    future::OnTimeout,
+    header::DeadlineFormat,
+    service::{PropagateDeadline, RequestBodyTimeout, Timeout},
+};
+
+/// The `grpc-timeout` header name.
+const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
+
+/// Applies a whole-request budget to a service, and optionally deadlines on the response body.
+///
+/// [`TimeoutLayer::new`] answers an expired request with `503 Service Unavailable`,
+/// [`TimeoutLayer::gateway`] with `504 Gateway Timeout`. See the [module docs](super) for an
+/// example.
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct TimeoutLayer {
+    pub(crate) budget: Duration,
+    pub(crate) on_timeout: OnTimeout,
+    pub(crate) inbound: Option<(HeaderName, DeadlineFormat)>,
+    pub(crate) response_body: BodyDeadlines,
+}
+
+impl TimeoutLayer {
+    /// A budget of `budget` per request; an expired request gets `503 Service Unavailable`.
+    pub const fn new(budget: Duration) -> Self {
+        Self {
+            budget,
+            on_timeout: OnTimeout::new(StatusCode::SERVICE_UNAVAILABLE),
+            inbound: None,
+            response_body: BodyDeadlines {
+                idle: None,
+                total: None,
+            },
+        }
+    }
+
+    /// The preset for gateways and proxies: an expired request gets `504 Gateway Timeout`.
+    pub const fn gateway(budget: Duration) -> Self {
+        Self::new(budget).with_status_code(StatusCode::GATEWAY_TIMEOUT)
+    }
+
+    /// The status of the timeout response.
+    pub const fn with_status_code(mut self, status: StatusCode) -> Self {
+        self.on_timeout.status = status;
+        self
+    }
+
+    /// A fixed `text/plain` body for the timeout response, instead of the problem details
+    /// rendered by the request's [`Renderer`](crate::Renderer) (RFC 9457 JSON by default).
+    pub fn with_body(mut self, body: impl Into<Bytes>) -> Self {
+        self.on_timeout.body = Some(body.into());
+        self
+    }
+
+    /// Lets callers shorten the budget with a `grpc-timeout` header (never lengthen it: the
+    /// budget given to [`new`](Self::new) is the server maximum).
+    pub fn inbound_grpc_timeout(self) -> Self {
+        self.inbound_header(GRPC_TIMEOUT, DeadlineFormat::GrpcTimeout)
+    }
+
+    /// Lets callers shorten the budget with the header `name` in `format`. A malformed or
+    /// repeated header is ignored, and [`MalformedDeadlineHeader`](super::MalformedDeadlineHeader)
+    /// is put into the request's context.
+    pub fn inbound_header(mut self, name: HeaderName, format: DeadlineFormat) -> Self {
+        self.inbound = Some((name, format));
+        self
+    }
+
+    /// The longest wait for the next frame of the response body; after it the body ends with a
+    /// [`BodyTimeoutError`](super::BodyTimeoutError).
+    pub const fn response_body_idle(mut self, idle: Duration) -> Self {
+        self.response_body.idle = Some(idle);
+        self
+    }
+
+    /// The longest time the response body may stream, counted from the response head; after it
+    /// the body ends with a [`BodyTimeoutError`](super::BodyTimeoutError).
+    pub const fn response_body_total(mut self, total: Duration) -> Self {
+        self.response_body.total = Some(total);
+        self
+    }
+
+    /// The configured budget (the server maximum).
+    #[must_use]
+    pub const fn budget(&self) -> Duration {
+        self.budget
+    }
+}
+
+impl<S> Layer<S> for TimeoutLayer {
+    type Service = Timeout<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Timeout::from_layer(inner, self.clone())
+    }
+}
+
+/// Deadlines on reading the request body: idle (the longest wait for the next frame) and
+/// total. When one passes, the body yields a [`BodyTimeoutError`](super::BodyTimeoutError) to
+/// the handler and the response becomes `408 Request Timeout` with `Connection: close`.
+///
+/// It wraps the request body, so the inner service sees
+/// `Request<TimeoutBody<B>>`. See the [module docs](super) for an example.
+#[derive(Clone, Copy, Debug)]
+#[must_use]
+pub struct RequestBodyTimeoutLayer {
+    pub(crate) deadlines: BodyDeadlines,
+}
+
+impl RequestBodyTimeoutLayer {
+    /// Both deadlines.
+    pub const fn new(idle: Duration, total: Duration) -> Self {
+        Self {
+            deadlines: BodyDeadlines {
+                idle: Some(idle),
+                total: Some(total),
+            },
+        }
+    }
+
+    /// Only the idle deadline.
+    pub const fn idle(idle: Duration) -> Self {
+        Self {
+            deadlines: BodyDeadlines {
+                idle: Some(idle),
+                total: None,
+            },
+        }
+    }
+
+    /// Only the total deadline.
+    pub const fn total(total: Duration) -> Self {
+        Self {
+            deadlines: BodyDeadlines {
+                idle: None,
+                total: Some(total),
+            },
+        }
+    }
+}
+
+impl<S> Layer<S> for RequestBodyTimeoutLayer {
+    type Service = RequestBodyTimeout<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestBodyTimeout::from_layer(inner, *self)
+    }
+}
+
+/// The client side: stamps the remaining budget of the request's [`Context`](crate::Context)
+/// on the outgoing request (`grpc-timeout` by default) and enforces it.
+///
+/// Put the server request's context into the outgoing request's extensions
+/// (`out.extensions_mut().insert(cx.clone())`); a request without a context or without a
+/// deadline goes out untouched. A request whose deadline has already passed is not sent: it
+/// gets the timeout response (`504 Gateway Timeout` by default) at once. See the
+/// [module docs](super) for an example.
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct PropagateDeadlineLayer {
+    pub(crate) header: HeaderName,
+    pub(crate) format: DeadlineFormat,
+    pub(crate) on_timeout: OnTimeout,
+}
+
+impl PropagateDeadlineLayer {
+    /// Stamps `grpc-timeout`; an expired call gets `504 Gateway Timeout`.
+    pub const fn new() -> Self {
+        Self {
+            header: GRPC_TIMEOUT,
+            format: DeadlineFormat::GrpcTimeout,
+            on_timeout: OnTimeout::new(StatusCode::GATEWAY_TIMEOUT),
+        }
+    }
+
+    /// Stamps the header `name` in `format` instead.
+    pub fn with_header(mut self, name: HeaderName, format: DeadlineFormat) -> Self {
+        self.header = name;
+        self.format = format;
+        self
+    }
+
+    /// The status of the response made up when the budget runs out.
+    pub const fn with_status_code(mut self, status: StatusCode) -> Self {
+        self.on_timeout.status = status;
+        self
+    }
+}
+
+impl Default for PropagateDeadlineLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<S> Layer<S> for PropagateDeadlineLayer {
+    type Service = PropagateDeadline<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        PropagateDeadline::from_layer(inner, self.clone())
+    }
+}

@@ -1,0 +1,250 @@
+//! The services: [`Timeout`], [`RequestBodyTimeout`], [`PropagateDeadline`].
+
+use std::{
+    fmt,
+    sync::{Arc, atomic::AtomicBool},
+    task::{Context as TaskContext, Poll},
+    time::Duration,
+};
+
+use http::{Request, Response};
+use http_body::Body;
+use middleware_core::{RequestExt, ResponseBody};
+use tower_service::Service;
+
+use super::{
+    body::{BodyDeadlines, TimeoutBody},
+    error::{MalformedDeadlineHeader, TimeoutPhase},
+    future::{RequestBodyTimeoutFuture, ResponseFuture},
+    layer::{PropagateDeadlineLayer, RequestBodyTimeoutLayer, TimeoutLayer},
+};
+
+macro_rules! inner_accessors {
+    () => {
+        /// Gets a reference to the inner service.
+        pub fn get_ref(&self) -> &S {
+            &self.inner
+        }
+
+        /// Gets a mutable reference to the inner service.
+        pub fn get_mut(&mut self) -> &mut S {
+            &mut self.inner
+        }
+
+        /// Consumes `self`, returning the inner service.
+        pub fn into_inner(self) -> S {
+            self.inner
+        }
+    };
+}
+
+/// Enforces a whole-request budget on `S`. See [`TimeoutLayer`] and the
+/// [module docs](super) for an example.
+#[derive(Clone)]
+pub struct Timeout<S> {
+    inner: S,
+    layer: TimeoutLayer,
+}
+
+impl<S> Timeout<S> {
+    /// Wraps `inner` with a budget of `budget` (`503` on expiry).
+    pub const fn new(inner: S, budget: Duration) -> Self {
+        Self::from_layer(inner, TimeoutLayer::new(budget))
+    }
+
+    /// The layer form, same as [`TimeoutLayer::new`].
+    pub const fn layer(budget: Duration) -> TimeoutLayer {
+        TimeoutLayer::new(budget)
+    }
+
+    pub(crate) const fn from_layer(inner: S, layer: TimeoutLayer) -> Self {
+        Self { inner, layer }
+    }
+
+    inner_accessors!();
+}
+
+impl<S: fmt::Debug> fmt::Debug for Timeout<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct(stringify!(Timeout))
+            .field("inner", &self.inner)
+            .field("layer", &self.layer)
+            .finish()
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Timeout<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+{
+    type Response = Response<TimeoutBody<ResponseBody<ResBody>>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let mut budget = self.layer.budget;
+        let mut malformed = false;
+        if let Some((name, format)) = &self.layer.inbound {
+            match format.read_header(req.headers(), name) {
+                Ok(Some(inbound)) => budget = budget.min(inbound),
+                Ok(None) => {}
+                Err(()) => malformed = true,
+            }
+        }
+        let cx = req.context();
+        if malformed {
+            cx.insert(MalformedDeadlineHeader);
+        }
+        // Nested budgets: the earliest deadline wins.
+        cx.set_timeout(budget);
+        let cx = cx.clone();
+        // Called right here: the service that reported ready is the one called.
+        let future = self.inner.call(req);
+        ResponseFuture::new(
+            future,
+            cx,
+            self.layer.on_timeout.clone(),
+            self.layer.response_body,
+            true,
+        )
+    }
+}
+
+/// Enforces request-body read deadlines on `S`. See [`RequestBodyTimeoutLayer`] and the
+/// [module docs](super) for an example.
+#[derive(Clone)]
+pub struct RequestBodyTimeout<S> {
+    inner: S,
+    layer: RequestBodyTimeoutLayer,
+}
+
+impl<S> RequestBodyTimeout<S> {
+    /// Wraps `inner` with both deadlines.
+    pub const fn new(inner: S, idle: Duration, total: Duration) -> Self {
+        Self::from_layer(inner, RequestBodyTimeoutLayer::new(idle, total))
+    }
+
+    /// The layer form, same as [`RequestBodyTimeoutLayer::new`].
+    pub const fn layer(idle: Duration, total: Duration) -> RequestBodyTimeoutLayer {
+        RequestBodyTimeoutLayer::new(idle, total)
+    }
+
+    pub(crate) const fn from_layer(inner: S, layer: RequestBodyTimeoutLayer) -> Self {
+        Self { inner, layer }
+    }
+
+    inner_accessors!();
+}
+
+impl<S: fmt::Debug> fmt::Debug for RequestBodyTimeout<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct(stringify!(RequestBodyTimeout))
+            .field("inner", &self.inner)
+            .field("idle", &self.layer.deadlines.idle)
+            .field("total", &self.layer.deadlines.total)
+            .finish()
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RequestBodyTimeout<S>
+where
+    S: Service<Request<TimeoutBody<ReqBody>>, Response = Response<ResBody>>,
+    ReqBody: Body,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = RequestBodyTimeoutFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let (parts, body) = req.into_parts();
+        let deadlines = self.layer.deadlines;
+        // An empty body cannot stall: no signal, no timer, no allocation.
+        let (body, signal) = if deadlines.is_none() || body.is_end_stream() {
+            (
+                TimeoutBody::passthrough(body, TimeoutPhase::RequestBody),
+                None,
+            )
+        } else {
+            let signal = Arc::new(AtomicBool::new(false));
+            let body = TimeoutBody::request(body, deadlines, Arc::clone(&signal));
+            (body, Some(signal))
+        };
+        let cx = parts.try_context().cloned();
+        let future = self.inner.call(Request::from_parts(parts, body));
+        RequestBodyTimeoutFuture::new(future, signal, cx)
+    }
+}
+
+/// Stamps and enforces the remaining budget on outgoing requests. See
+/// [`PropagateDeadlineLayer`] and the [module docs](super) for an example.
+#[derive(Clone)]
+pub struct PropagateDeadline<S> {
+    inner: S,
+    layer: PropagateDeadlineLayer,
+}
+
+impl<S> PropagateDeadline<S> {
+    /// Wraps `inner`, stamping `grpc-timeout`.
+    pub const fn new(inner: S) -> Self {
+        Self::from_layer(inner, PropagateDeadlineLayer::new())
+    }
+
+    /// The layer form, same as [`PropagateDeadlineLayer::new`].
+    pub const fn layer() -> PropagateDeadlineLayer {
+        PropagateDeadlineLayer::new()
+    }
+
+    pub(crate) const fn from_layer(inner: S, layer: PropagateDeadlineLayer) -> Self {
+        Self { inner, layer }
+    }
+
+    inner_accessors!();
+}
+
+impl<S: fmt::Debug> fmt::Debug for PropagateDeadline<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct(stringify!(PropagateDeadline))
+            .field("inner", &self.inner)
+            .field("layer", &self.layer)
+            .finish()
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for PropagateDeadline<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+{
+    type Response = Response<TimeoutBody<ResponseBody<ResBody>>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let on_timeout = self.layer.on_timeout.clone();
+        let Some((cx, remaining)) = req
+            .try_context()
+            .and_then(|cx| Some((cx.clone(), cx.remaining()?)))
+        else {
+            return ResponseFuture::unbounded(self.inner.call(req), on_timeout);
+        };
+        if remaining.is_zero() {
+            // Spent already: do not send a request that cannot finish in time.
+            return ResponseFuture::expired(cx, on_timeout);
+        }
+        req.headers_mut()
+            .insert(&self.layer.header, self.layer.format.encode(remaining));
+        let future = self.inner.call(req);
+        ResponseFuture::new(future, cx, on_timeout, BodyDeadlines::default(), false)
+    }
+}
