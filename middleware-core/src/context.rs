@@ -325,8 +325,10 @@ impl Shared {
     }
 
     fn wake_all(&self) {
-        for waker in lock(&self.waiters).iter().flatten() {
-            waker.wake_by_ref();
+        // Wake outside the lock: a waker may poll inline and look at the context again.
+        let wakers: Vec<Waker> = lock(&self.waiters).iter().flatten().cloned().collect();
+        for waker in wakers {
+            waker.wake();
         }
     }
 }
@@ -552,7 +554,14 @@ impl Context {
     /// A future that completes with the cause once the request is cancelled.
     ///
     /// With the `tokio` feature, it also wakes when the deadline passes (see the
-    /// [module docs](self)).
+    /// [module docs](self)). The future borrows the context; for `'static` work, move a clone
+    /// into the task: `tokio::spawn(async move { cx.cancelled().await })`.
+    ///
+    /// # Panics
+    ///
+    /// With the `tokio` feature, polling it inside a tokio runtime built without timers
+    /// (`enable_time`) while a deadline is set panics, as every tokio timer does there. Outside
+    /// any tokio runtime there is no timer and no panic.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -611,6 +620,9 @@ impl Context {
     }
 
     /// Calls `f` with the marks recorded so far, without copying them.
+    ///
+    /// The marks stay locked while `f` runs: `f` must not record marks or read them again on
+    /// any handle of this request (that would deadlock); copy what it needs instead.
     pub fn with_marks<R>(&self, f: impl FnOnce(&[Mark]) -> R) -> R {
         f(&lock(&self.shared.marks))
     }
@@ -639,7 +651,15 @@ impl fmt::Debug for Context {
                 &CancelCause::from_u8(self.shared.cause.load(Ordering::Acquire)),
             )
             .field("values", &self.values.len())
-            .field("marks", &lock(&self.shared.marks).len())
+            .field(
+                "marks",
+                // `try_lock`: Debug may run inside `with_marks`, which holds the lock.
+                &self
+                    .shared
+                    .marks
+                    .try_lock()
+                    .map_or(None, |marks| Some(marks.len())),
+            )
             .finish()
     }
 }
@@ -650,6 +670,13 @@ impl fmt::Debug for Context {
 /// (the client went away, an outer timeout fired), the context's cancellation fires so spawned
 /// work can stop. The first cause wins, so a timeout that cancelled with
 /// [`CancelCause::Deadline`] before dropping the future keeps its cause.
+///
+/// Guards watch the response *future*: once the response head is out, a client that goes away
+/// while the body streams is seen by body wrappers (the logging layer's), not by this guard.
+///
+/// All handles of a request share one cancellation: a clone put into a sub-request that passes
+/// an adapter is guarded there too, so dropping that sub-request cancels the whole request.
+/// Hand sub-requests a fresh [`Context`] (copying what they need) when that is not wanted.
 #[derive(Debug)]
 pub struct DropGuard(Option<Arc<Shared>>);
 
@@ -1012,6 +1039,14 @@ mod tests {
         let names: Vec<_> = cx.marks().iter().map(|m| m.name().to_owned()).collect();
         assert_eq!(names, ["db", "render"]);
         assert_eq!(cx.with_marks(|m| m[0].duration()), Duration::from_millis(3));
+    }
+
+    #[test]
+    fn debug_inside_with_marks_does_not_deadlock() {
+        let cx = Context::new();
+        cx.mark("a", Duration::ZERO);
+        let debug = cx.with_marks(|_| format!("{cx:?}"));
+        assert!(debug.contains("marks: None"), "{debug}");
     }
 
     #[test]

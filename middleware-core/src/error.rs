@@ -8,7 +8,9 @@
 //!
 //! Any `std::error::Error` converts into an [`Error`] with `?`: it becomes an opaque
 //! `500 Internal Server Error`. Its message stays available to logs ([`Error::source`],
-//! `Display`) and never reaches the client.
+//! `Display`) and never reaches the client. Error types that do not implement
+//! `std::error::Error` themselves ([`BoxError`], `anyhow::Error`) go through
+//! [`Error::internal`].
 //!
 //! # Example
 //!
@@ -220,6 +222,10 @@ impl RenderError for ProblemDetails {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        // The error's headers replace ours of the same name (no duplicate `content-type`).
+        for name in error.headers().keys() {
+            res.headers_mut().remove(name);
+        }
         for (name, value) in error.headers() {
             res.headers_mut().append(name, value.clone());
         }
@@ -364,6 +370,15 @@ mod tests {
             r#"{"type":"about:blank","title":"Internal Server Error","status":500}"#
         );
         assert!(err.to_string().contains("invalid digit"), "{err}");
+    }
+
+    #[test]
+    fn error_headers_replace_the_renderer_defaults() {
+        let err = Error::new(StatusCode::BAD_REQUEST)
+            .with_header(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        let res = Context::new().render_error(&err);
+        let types: Vec<_> = res.headers().get_all(header::CONTENT_TYPE).iter().collect();
+        assert_eq!(types, ["text/plain"]);
     }
 
     #[test]

@@ -109,7 +109,8 @@ pub type Outcome<N> =
 ///   types, which is what makes the same middleware usable around axum, tonic and hyper. A
 ///   middleware that needs to read or rewrite body bytes is better written as a plain tower
 ///   layer.
-/// - The future is `Send` and `'static`: state shared with spawned work goes through a
+/// - The future must be `Send`. It may borrow `&self`, but the adapter's boxed future is
+///   `'static`, so state handed to spawned work goes through a
 ///   [`Context`](crate::Context) clone, not through borrows of the request.
 /// - Dropping the request future (client gone, outer timeout) cancels the context with
 ///   [`CancelCause::Dropped`](crate::CancelCause::Dropped) if the context existed when the

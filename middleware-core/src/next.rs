@@ -42,7 +42,7 @@ pub struct ServiceNext<'a, S, B> {
 
 impl<'a, S, B> ServiceNext<'a, S, B> {
     /// Wraps an inner service that has reported ready; `guard` is the adapter's drop guard slot.
-    pub fn new(inner: S, guard: &'a OnceLock<DropGuard>) -> Self {
+    pub(crate) fn new(inner: S, guard: &'a OnceLock<DropGuard>) -> Self {
         Self {
             inner,
             guard,
@@ -72,13 +72,24 @@ where
     type Error = S::Error;
 
     fn run(mut self, req: http::Request<B>) -> impl Future<Output = Outcome<Self>> + Send {
-        if self.guard.get().is_none() {
-            if let Some(cx) = req.try_context() {
-                let _ = self.guard.set(cx.drop_guard());
+        // Two guards: the adapter's (for drops after the inner call, if the middleware created
+        // the context itself) and this call's own (for a middleware that abandons the inner
+        // call, e.g. on its own timer, and answers by itself).
+        let mut call_guard = match req.try_context() {
+            Some(cx) => {
+                if self.guard.get().is_none() {
+                    let _ = self.guard.set(cx.drop_guard());
+                }
+                cx.drop_guard()
             }
-        }
+            None => DropGuard::none(),
+        };
         let future = self.inner.call(req);
-        async move { future.await.map(|res| res.map(ResponseBody::new)) }
+        async move {
+            let result = future.await;
+            call_guard.disarm();
+            result.map(|res| res.map(ResponseBody::new))
+        }
     }
 }
 
@@ -96,7 +107,7 @@ impl<'a, M, N> ChainNext<'a, M, N> {
 
 impl<M, N: fmt::Debug> fmt::Debug for ChainNext<'_, M, N> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ChainNext")
+        f.debug_struct(stringify!(ChainNext))
             .field("middleware", &std::any::type_name::<M>())
             .field("next", &self.next)
             .finish()

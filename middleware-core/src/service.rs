@@ -371,6 +371,30 @@ mod tests {
         assert_eq!(rx.await.unwrap(), CancelCause::Dropped);
     }
 
+    /// Races the inner call against a short timer and answers by itself when it wins.
+    struct GiveUp;
+
+    impl Middleware for GiveUp {
+        async fn handle<N: Next>(&self, mut req: Request<N::ReqBody>, next: N) -> Outcome<N> {
+            let _ = crate::RequestExt::context(&mut req);
+            tokio::select! {
+                res = next.run(req) => res,
+                () = tokio::time::sleep(Duration::from_millis(10)) => {
+                    Ok(Response::new(ResponseBody::full("gave up")))
+                }
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_abandoned_inner_call_cancels_with_dropped() {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let svc = MiddlewareLayer::new(GiveUp).layer(never_answers(tx));
+        let res = svc.oneshot(Request::new(String::new())).await.unwrap();
+        assert_eq!(body_string(res).await, "gave up");
+        assert_eq!(rx.await.unwrap(), CancelCause::Dropped);
+    }
+
     #[tokio::test]
     async fn the_around_adapter_does_not_create_a_context() {
         let svc =

@@ -3,9 +3,12 @@
 //! [`Conformance`] wraps a [`Probe`] service with your layer and checks the contract every layer
 //! of this ecosystem keeps:
 //!
-//! 1. **readiness is forwarded**: while the probe is not ready, the layered service is not ready;
+//! 1. **readiness is forwarded**: while the probe is not ready, the layered service is not ready,
+//!    and the task is woken when the probe becomes ready (no lost wakeups); `poll_ready` errors
+//!    pass through unchanged;
 //! 2. **the ready service is the one called**: a clone that was never made ready is never called
-//!    (the `mem::replace` rule), and the probe is never called without a `poll_ready`;
+//!    (the `mem::replace` rule), the probe is never called without a `poll_ready`, and no handle
+//!    is left holding a readiness reservation after the request;
 //! 3. **the context survives**: a [`Context`] inserted before the layer reaches the inner service
 //!    as the same request's context, with its values;
 //! 4. **inner errors pass through** unchanged.
@@ -30,9 +33,9 @@ use std::{
     pin::pin,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicIsize, AtomicUsize, Ordering},
     },
-    task::{Context as TaskContext, Poll, Waker},
+    task::{Context as TaskContext, Poll, Wake, Waker},
     time::Duration,
 };
 
@@ -65,6 +68,9 @@ struct ProbeState {
     open: AtomicBool,
     waiters: Mutex<Vec<Waker>>,
     fail_with: Mutex<Option<u64>>,
+    fail_ready: Mutex<Option<u64>>,
+    /// Handles that returned `Ready` from `poll_ready` and were neither called nor dropped.
+    reserved: AtomicIsize,
     calls: AtomicUsize,
     unready_calls: AtomicUsize,
     seen: Mutex<Vec<Option<Context>>>,
@@ -109,6 +115,24 @@ impl Clone for Probe {
     }
 }
 
+impl Drop for Probe {
+    fn drop(&mut self) {
+        if self.ready {
+            self.state.reserved.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// A waker that records that it was woken.
+#[derive(Default)]
+struct Flag(AtomicBool);
+
+impl Wake for Flag {
+    fn wake(self: Arc<Self>) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
 impl fmt::Debug for Probe {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Probe")
@@ -123,8 +147,14 @@ impl Service<http::Request<String>> for Probe {
     type Future = std::future::Ready<Result<Self::Response, ProbeError>>;
 
     fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), ProbeError>> {
+        if let Some(code) = *self.state.fail_ready.lock().expect("probe lock") {
+            return Poll::Ready(Err(ProbeError(code)));
+        }
         if self.state.open.load(Ordering::SeqCst) {
-            self.ready = true;
+            if !self.ready {
+                self.ready = true;
+                self.state.reserved.fetch_add(1, Ordering::SeqCst);
+            }
             Poll::Ready(Ok(()))
         } else {
             self.state
@@ -138,7 +168,9 @@ impl Service<http::Request<String>> for Probe {
 
     fn call(&mut self, req: http::Request<String>) -> Self::Future {
         self.state.calls.fetch_add(1, Ordering::SeqCst);
-        if !std::mem::take(&mut self.ready) {
+        if std::mem::take(&mut self.ready) {
+            self.state.reserved.fetch_sub(1, Ordering::SeqCst);
+        } else {
             self.state.unready_calls.fetch_add(1, Ordering::SeqCst);
         }
         self.state
@@ -210,12 +242,19 @@ where
         let probe = Probe::new();
         probe.set_open(false);
         let mut svc = self.layer.layer(probe.clone());
-        let mut cx = TaskContext::from_waker(Waker::noop());
+        let flag = Arc::new(Flag::default());
+        let waker = Waker::from(Arc::clone(&flag));
+        let mut cx = TaskContext::from_waker(&waker);
         assert!(
             svc.poll_ready(&mut cx).is_pending(),
             "readiness is not forwarded: the layered service is ready while the inner service is not"
         );
         probe.set_open(true);
+        assert!(
+            flag.0.load(Ordering::SeqCst),
+            "lost wakeup: the inner service became ready but the task that polled the layered \
+             service was not woken (pass the caller's `Context` to the inner `poll_ready`)"
+        );
         let ready = step(
             poll_fn(|cx| svc.poll_ready(cx)),
             "poll_ready after the inner service became ready",
@@ -242,9 +281,16 @@ where
                 .await
                 .expect("poll_ready failed");
             // A clone made after `poll_ready` is not ready; the layer must not call it instead.
-            let _idle_clone = svc.clone();
+            let idle_clone = svc.clone();
             let res = step(svc.call((self.make_request)()), "call").await;
             assert!(res.is_ok(), "round {round}: the request failed: {res:?}");
+            drop((idle_clone, res));
+            assert_eq!(
+                probe.state.reserved.load(Ordering::SeqCst),
+                0,
+                "round {round}: a readiness reservation leaked: the inner service that reported \
+                 ready was not the one called (call the ready service, not a fresh clone)"
+            );
         }
         assert_eq!(
             probe.state.calls.load(Ordering::SeqCst),
@@ -317,4 +363,110 @@ async fn step<F: Future>(future: F, what: &str) -> F::Output {
     tokio::time::timeout(STEP, future)
         .await
         .unwrap_or_else(|_elapsed| panic!("`{what}` did not complete within {STEP:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    //! The kit must catch broken layers, not just pass good ones.
+
+    use std::{future::Future, pin::Pin};
+
+    use super::*;
+
+    #[derive(Clone, Copy, Debug)]
+    enum Bug {
+        CallsAFreshClone,
+        PollsWithANoopWaker,
+        SwallowsErrors,
+        ReplacesTheContext,
+    }
+
+    #[derive(Clone, Copy, Debug)]
+    struct Broken(Bug);
+
+    impl<S> Layer<S> for Broken {
+        type Service = BrokenService<S>;
+
+        fn layer(&self, inner: S) -> BrokenService<S> {
+            BrokenService { inner, bug: self.0 }
+        }
+    }
+
+    #[derive(Clone, Debug)]
+    struct BrokenService<S> {
+        inner: S,
+        bug: Bug,
+    }
+
+    type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+    impl<S> Service<http::Request<String>> for BrokenService<S>
+    where
+        S: Service<http::Request<String>, Response = http::Response<String>, Error = ProbeError>
+            + Clone
+            + Send
+            + 'static,
+        S::Future: Send,
+    {
+        type Response = http::Response<String>;
+        type Error = ProbeError;
+        type Future = BoxFuture<Result<http::Response<String>, ProbeError>>;
+
+        fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), ProbeError>> {
+            if let Bug::PollsWithANoopWaker = self.bug {
+                let mut noop = TaskContext::from_waker(Waker::noop());
+                return self.inner.poll_ready(&mut noop);
+            }
+            self.inner.poll_ready(cx)
+        }
+
+        fn call(&mut self, mut req: http::Request<String>) -> Self::Future {
+            match self.bug {
+                Bug::CallsAFreshClone => {
+                    let mut clone = self.inner.clone();
+                    Box::pin(async move {
+                        poll_fn(|cx| clone.poll_ready(cx)).await?;
+                        clone.call(req).await
+                    })
+                }
+                Bug::SwallowsErrors => {
+                    let future = self.inner.call(req);
+                    Box::pin(async move {
+                        Ok(future
+                            .await
+                            .unwrap_or_else(|_| http::Response::new(String::new())))
+                    })
+                }
+                Bug::ReplacesTheContext => {
+                    req.extensions_mut().insert(Context::new());
+                    Box::pin(self.inner.call(req))
+                }
+                Bug::PollsWithANoopWaker => Box::pin(self.inner.call(req)),
+            }
+        }
+    }
+
+    #[tokio::test]
+    #[should_panic(expected = "a readiness reservation leaked")]
+    async fn catches_a_layer_that_calls_a_fresh_clone() {
+        assert_conformance(Broken(Bug::CallsAFreshClone)).await;
+    }
+
+    #[tokio::test]
+    #[should_panic(expected = "lost wakeup")]
+    async fn catches_a_layer_that_loses_wakeups() {
+        assert_conformance(Broken(Bug::PollsWithANoopWaker)).await;
+    }
+
+    #[tokio::test]
+    #[should_panic(expected = "the inner error did not pass through unchanged")]
+    async fn catches_a_layer_that_swallows_errors() {
+        assert_conformance(Broken(Bug::SwallowsErrors)).await;
+    }
+
+    #[tokio::test]
+    #[should_panic(expected = "the inner service got a different context")]
+    async fn catches_a_layer_that_replaces_the_context() {
+        assert_conformance(Broken(Bug::ReplacesTheContext)).await;
+    }
 }

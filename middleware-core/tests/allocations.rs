@@ -153,7 +153,10 @@ fn an_around_chain_that_ignores_the_context_costs_one_box() {
         .then(PassThrough);
     let svc = MiddlewareLayer::new(chain).layer(Bare);
     assert_eq!(per_request(svc, plain), 1);
-    assert_eq!(per_request(MiddlewareLayer::new(PassThrough).layer(Bare), plain), 1);
+    assert_eq!(
+        per_request(MiddlewareLayer::new(PassThrough).layer(Bare), plain),
+        1
+    );
 }
 
 #[test]
