@@ -16,6 +16,14 @@ pub mod catch_panic;
 pub mod logging;
 #[cfg(feature = "request-id")]
 pub mod request_id;
+#[cfg(all(
+    feature = "request-id",
+    feature = "logging",
+    feature = "timing",
+    feature = "catch-panic",
+    feature = "timeout"
+))]
+pub mod stack;
 #[cfg(feature = "timeout")]
 pub mod timeout;
 #[cfg(feature = "timing")]
