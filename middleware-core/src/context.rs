@@ -354,60 +354,126 @@ pub(crate) fn now() -> Instant {
     Instant::now()
 }
 
-type Entry = (TypeId, Arc<dyn Any + Send + Sync>);
+/// One node of the persistent value list: a value (or the removal of one) and the rest.
+trait Node: Send + Sync {
+    fn key(&self) -> TypeId;
+    /// `None` for a removal.
+    fn value(&self) -> Option<&(dyn Any + Send + Sync)>;
+    fn next(&self) -> Option<&Arc<dyn Node>>;
+    fn take_next(&mut self) -> Option<Arc<dyn Node>>;
+}
 
-/// An immutable list of typed values; inserting builds a new list, so clones are snapshots.
+struct ValueNode<T> {
+    value: T,
+    next: Option<Arc<dyn Node>>,
+}
+
+struct Removal {
+    key: TypeId,
+    next: Option<Arc<dyn Node>>,
+}
+
+impl<T: Send + Sync + 'static> Node for ValueNode<T> {
+    fn key(&self) -> TypeId {
+        TypeId::of::<T>()
+    }
+
+    fn value(&self) -> Option<&(dyn Any + Send + Sync)> {
+        Some(&self.value)
+    }
+
+    fn next(&self) -> Option<&Arc<dyn Node>> {
+        self.next.as_ref()
+    }
+
+    fn take_next(&mut self) -> Option<Arc<dyn Node>> {
+        self.next.take()
+    }
+}
+
+impl Node for Removal {
+    fn key(&self) -> TypeId {
+        self.key
+    }
+
+    fn value(&self) -> Option<&(dyn Any + Send + Sync)> {
+        None
+    }
+
+    fn next(&self) -> Option<&Arc<dyn Node>> {
+        self.next.as_ref()
+    }
+
+    fn take_next(&mut self) -> Option<Arc<dyn Node>> {
+        self.next.take()
+    }
+}
+
+/// Drops the rest of a list iteratively, so a long list cannot overflow the stack.
+fn drop_list(mut next: Option<Arc<dyn Node>>) {
+    while let Some(mut node) = next {
+        next = Arc::get_mut(&mut node).and_then(Node::take_next);
+    }
+}
+
+impl<T> Drop for ValueNode<T> {
+    fn drop(&mut self) {
+        drop_list(self.next.take());
+    }
+}
+
+impl Drop for Removal {
+    fn drop(&mut self) {
+        drop_list(self.next.take());
+    }
+}
+
+/// A persistent (immutable, shared) list of typed values, newest first. Inserting pushes one
+/// node in front (one allocation) and never changes nodes that clones share, so clones are
+/// snapshots.
 #[derive(Clone, Default)]
-struct Values(Option<Arc<[Entry]>>);
+struct Values(Option<Arc<dyn Node>>);
 
 impl Values {
+    fn nodes(&self) -> impl Iterator<Item = &dyn Node> {
+        std::iter::successors(self.0.as_deref(), |node| node.next().map(|next| &**next))
+    }
+
     fn get<T: Send + Sync + 'static>(&self) -> Option<&T> {
-        self.0
-            .as_deref()?
-            .iter()
-            .find(|(id, _)| *id == TypeId::of::<T>())
-            .and_then(|(_, value)| value.downcast_ref::<T>())
+        self.nodes()
+            .find(|node| node.key() == TypeId::of::<T>())?
+            .value()?
+            .downcast_ref::<T>()
     }
 
     fn insert<T: Send + Sync + 'static>(&mut self, value: T) {
-        let type_id = TypeId::of::<T>();
-        let old = self.0.as_deref().unwrap_or_default();
-        let replace = old.iter().position(|(id, _)| *id == type_id);
-        let len = if replace.is_some() {
-            old.len()
-        } else {
-            old.len() + 1
-        };
-        let mut entry = Some((type_id, Arc::new(value) as Arc<dyn Any + Send + Sync>));
-        // Collected from a `Range` (an exact-size iterator): one allocation for the new list.
-        let list: Arc<[Entry]> = (0..len)
-            .map(|i| match old.get(i) {
-                Some(_) if Some(i) == replace => entry.take().expect("replaced once"),
-                Some(kept) => kept.clone(),
-                None => entry.take().expect("appended once"),
-            })
-            .collect();
-        self.0 = Some(list);
+        let next = self.0.take();
+        self.0 = Some(Arc::new(ValueNode { value, next }));
     }
 
     fn remove<T: Send + Sync + 'static>(&mut self) -> bool {
-        let Some(old) = self.0.as_deref() else {
-            return false;
-        };
-        if !old.iter().any(|(id, _)| *id == TypeId::of::<T>()) {
+        if self.get::<T>().is_none() {
             return false;
         }
-        let list: Arc<[Entry]> = old
-            .iter()
-            .filter(|(id, _)| *id != TypeId::of::<T>())
-            .cloned()
-            .collect();
-        self.0 = (!list.is_empty()).then_some(list);
+        let next = self.0.take();
+        self.0 = Some(Arc::new(Removal {
+            key: TypeId::of::<T>(),
+            next,
+        }));
         true
     }
 
+    /// The number of live values (for `Debug`).
     fn len(&self) -> usize {
-        self.0.as_deref().map_or(0, <[Entry]>::len)
+        let mut seen: Vec<TypeId> = Vec::new();
+        let mut live = 0;
+        for node in self.nodes() {
+            if !seen.contains(&node.key()) {
+                seen.push(node.key());
+                live += usize::from(node.value().is_some());
+            }
+        }
+        live
     }
 }
 
@@ -444,7 +510,8 @@ impl Context {
     ///
     /// Visible to this handle, to the request's inner layers and handler (which receive this
     /// handle inside the request), and to clones made from now on; not to clones made before.
-    /// Costs two allocations (the value and the new list; asserted in `tests/allocations.rs`).
+    /// Costs one allocation (asserted in `tests/allocations.rs`); the replaced value stays alive
+    /// until the request's handles are gone.
     pub fn insert<T: Send + Sync + 'static>(&mut self, value: T) {
         self.values.insert(value);
     }
@@ -857,6 +924,17 @@ mod tests {
         assert_eq!(snapshot.get::<&str>(), None);
         assert_eq!(cx.get::<Marker>(), Some(&Marker(2)));
         assert_eq!(cx.get::<&str>(), Some(&"later"));
+    }
+
+    #[test]
+    fn a_long_value_list_drops_without_recursion() {
+        let mut cx = Context::new();
+        for i in 0..200_000_u32 {
+            cx.insert(i);
+        }
+        assert_eq!(cx.get::<u32>(), Some(&199_999));
+        assert_eq!(cx.values.len(), 1);
+        drop(cx);
     }
 
     #[test]

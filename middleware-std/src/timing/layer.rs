@@ -46,7 +46,7 @@ impl Default for ServerTimingLayer {
 
 impl<H> ServerTimingLayer<H> {
     /// Asks the std layers inside this one to record the time they spend in their own code, as
-    /// `mw.<layer>` marks (off by default; costs two allocations for the context value, plus
+    /// `mw.<layer>` marks (off by default; costs one allocation for the context value, plus
     /// the marks).
     pub const fn per_layer_times(mut self, enabled: bool) -> Self {
         self.config.per_layer = enabled;
