@@ -18,7 +18,7 @@ use hyper_util::{
     rt::{TokioExecutor, TokioIo},
     server::conn::auto,
 };
-use middleware_core::BoxError;
+use middleware_std::BoxError;
 use tokio::net::{TcpListener, TcpStream};
 use tower::{Service, ServiceExt};
 
@@ -83,6 +83,8 @@ fn servers() -> Vec<(&'static str, Serve)> {
         ("tower-http", server(crate::tower_http())),
         ("axum-from-fn", server(crate::axum_from_fn())),
         ("ours-chain-5", server(crate::ours_chain())),
+        ("ours-std-5", server(crate::ours_std_five())),
+        ("ours-std-stack", server(crate::ours_std_stack())),
     ]
 }
 

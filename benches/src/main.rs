@@ -41,9 +41,9 @@ use axum::body::Body;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, header};
 use http_body_util::{BodyExt, Full};
-use middleware_core::{BoxError, HookLayer, Middleware, MiddlewareLayer};
+use middleware_std::{BoxError, HookLayer, Middleware, MiddlewareLayer};
 use tokio::runtime::Runtime;
-use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
 
 pub const TOKEN: &str = "secret-token";
 const AUTHORIZATION: &str = "Bearer secret-token";
@@ -263,7 +263,114 @@ pub fn ours_chain() -> impl Service<
         .service(inner())
 }
 
+/// Our std five: logging, timing, panic recovery, a 30 s budget, bearer auth.
+pub fn ours_std_five() -> impl Service<
+    Request<Body>,
+    Response = Response<
+        impl http_body::Body<Data = Bytes, Error: Into<BoxError> + std::fmt::Debug> + Send + 'static,
+    >,
+    Error = Infallible,
+    Future: Send + 'static,
+> + Clone
++ Send
++ 'static {
+    ServiceBuilder::new()
+        .layer(middleware_std::logging::LogLayer::new())
+        .layer(middleware_std::timing::ServerTimingLayer::new())
+        .layer(middleware_std::catch_panic::CatchPanicLayer::new())
+        .layer(middleware_std::timeout::TimeoutLayer::new(TIMEOUT))
+        .layer(middleware_std::auth::AuthLayer::bearer(
+            TOKEN,
+            middleware_std::auth::Principal::new("bench"),
+        ))
+        .service(inner())
+}
+
+/// The full std stack (`StackLayer`: request id, logging, timing, panic recovery, budget) with
+/// bearer auth inside.
+pub fn ours_std_stack() -> impl Service<
+    Request<Body>,
+    Response = Response<
+        impl http_body::Body<Data = Bytes, Error: Into<BoxError> + std::fmt::Debug> + Send + 'static,
+    >,
+    Error = Infallible,
+    Future: Send + 'static,
+> + Clone
++ Send
++ 'static {
+    ServiceBuilder::new()
+        .layer(middleware_std::stack::StackLayer::new(TIMEOUT))
+        .layer(middleware_std::auth::AuthLayer::bearer(
+            TOKEN,
+            middleware_std::auth::Principal::new("bench"),
+        ))
+        .service(inner())
+}
+
 const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One layer at a time, ours and hand-written: where the overhead and allocations come from.
+pub fn per_layer_variants() -> Vec<Variant> {
+    use middleware_std::{auth, catch_panic, logging, request_id, timeout, timing};
+    vec![
+        variant("bare", "the inner service alone", inner()),
+        variant(
+            "hand-log",
+            "hand-written log layer",
+            hand::LogLayer.layer(inner()),
+        ),
+        variant(
+            "std-log",
+            "LogLayer",
+            logging::LogLayer::new().layer(inner()),
+        ),
+        variant(
+            "hand-timing",
+            "hand-written Server-Timing layer",
+            hand::TimingLayer.layer(inner()),
+        ),
+        variant(
+            "std-timing",
+            "ServerTimingLayer",
+            timing::ServerTimingLayer::new().layer(inner()),
+        ),
+        variant(
+            "hand-catch-panic",
+            "hand-written catch_unwind layer",
+            hand::CatchPanicLayer.layer(inner()),
+        ),
+        variant(
+            "std-catch-panic",
+            "CatchPanicLayer",
+            catch_panic::CatchPanicLayer::new().layer(inner()),
+        ),
+        variant(
+            "hand-timeout",
+            "hand-written 30 s timeout",
+            hand::TimeoutLayer(TIMEOUT).layer(inner()),
+        ),
+        variant(
+            "std-timeout",
+            "TimeoutLayer",
+            timeout::TimeoutLayer::new(TIMEOUT).layer(inner()),
+        ),
+        variant(
+            "hand-auth",
+            "hand-written bearer auth",
+            hand::AuthLayer::new(TOKEN).layer(inner()),
+        ),
+        variant(
+            "std-auth",
+            "AuthLayer::bearer",
+            auth::AuthLayer::bearer(TOKEN, auth::Principal::new("bench")).layer(inner()),
+        ),
+        variant(
+            "std-request-id",
+            "SetRequestIdLayer",
+            request_id::SetRequestIdLayer::new().layer(inner()),
+        ),
+    ]
+}
 
 /// Every variant, in report order. `bare` and `hand-written` come first: ratios refer to them.
 pub fn variants() -> Vec<Variant> {
@@ -293,6 +400,16 @@ pub fn variants() -> Vec<Variant> {
             "axum-from-fn",
             "the same five as axum::middleware::from_fn layers",
             axum_from_fn(),
+        ),
+        variant(
+            "ours-std-5",
+            "our std layers doing the same five: LogLayer, ServerTimingLayer, CatchPanicLayer, TimeoutLayer, AuthLayer::bearer",
+            ours_std_five(),
+        ),
+        variant(
+            "ours-std-stack",
+            "StackLayer (request id, log, timing, catch-panic, timeout) + AuthLayer::bearer",
+            ours_std_stack(),
         ),
         variant(
             "ours-hook-3",
@@ -331,6 +448,7 @@ pub struct Config {
     pub e2e_requests: u64,
     pub e2e_connections: usize,
     pub e2e_rounds: usize,
+    pub per_layer: bool,
     pub out: PathBuf,
 }
 
@@ -344,6 +462,7 @@ impl Config {
             e2e_requests: 40_000,
             e2e_connections: 32,
             e2e_rounds: 3,
+            per_layer: false,
             out: PathBuf::from("target/bench"),
         }
     }
@@ -357,6 +476,7 @@ impl Config {
             e2e_requests: 400,
             e2e_connections: 4,
             e2e_rounds: 1,
+            per_layer: false,
             out: PathBuf::from("target/bench-smoke"),
         }
     }
@@ -418,11 +538,10 @@ pub fn table(rows: &[Row]) -> String {
         .iter()
         .find(|r| r.name == "bare")
         .expect("bare variant");
-    let hand = rows
+    let hand_over = rows
         .iter()
         .find(|r| r.name == "hand-written")
-        .expect("hand-written variant");
-    let hand_over = hand.median_ns - bare.median_ns;
+        .map_or(f64::NAN, |hand| hand.median_ns - bare.median_ns);
     let mut out = String::new();
     out.push_str("| variant | ns/req median (min–max) | overhead ns | × bare | overhead × hand-written | allocs/req (over bare) | bytes/req | future bytes |\n");
     out.push_str("| --- | --- | --- | --- | --- | --- | --- | --- |\n");
@@ -463,6 +582,7 @@ fn main() {
                 }
             }
             "--no-e2e" => config.e2e = false,
+            "--per-layer" => config.per_layer = true,
             "--out" => config.out = PathBuf::from(args.next().expect("--out DIR")),
             other => {
                 eprintln!("unknown argument {other:?}; use --smoke, --no-e2e, --out DIR");
@@ -476,7 +596,11 @@ fn main() {
 
 /// Runs everything and writes `report.md` and `chart.svg` into `config.out`.
 pub fn run(config: &Config) -> String {
-    let mut variants = variants();
+    let mut variants = if config.per_layer {
+        per_layer_variants()
+    } else {
+        variants()
+    };
     let rows = run_in_process(config, &mut variants);
     let mut report = machine();
     let _ = writeln!(
@@ -489,7 +613,7 @@ pub fn run(config: &Config) -> String {
     for r in &rows {
         let _ = writeln!(report, "- `{}`: {}", r.name, r.what);
     }
-    if config.e2e {
+    if config.e2e && !config.per_layer {
         let e2e = e2e::run(config);
         report.push_str(&e2e::table(&e2e, config));
     }

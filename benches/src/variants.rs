@@ -10,7 +10,7 @@ use axum::{
 use bytes::Bytes;
 use futures_util::FutureExt;
 use http::{Method, Response, StatusCode, header};
-use middleware_core::{Hook, Middleware, Next, Outcome, ResponseBody};
+use middleware_std::{Hook, Middleware, Next, Outcome, ResponseBody};
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
