@@ -315,6 +315,11 @@ pub fn per_layer_variants() -> Vec<Variant> {
     vec![
         variant("bare", "the inner service alone", inner()),
         variant(
+            "ensure-context",
+            "HookLayer(EnsureContext): creating the request's context, nothing else",
+            middleware_std::HookLayer::new(middleware_std::EnsureContext).layer(inner()),
+        ),
+        variant(
             "hand-log",
             "hand-written log layer",
             hand::LogLayer.layer(inner()),

@@ -233,11 +233,8 @@ pub trait RequestExt: sealed::Sealed {
 
 impl RequestExt for Extensions {
     fn context(&mut self) -> &mut Context {
-        // `get_or_insert_with` would build the `Context` even when it is present; look first.
-        if self.get::<Context>().is_none() {
-            self.insert(Context::new());
-        }
-        self.get_mut::<Context>().expect("context inserted above")
+        // One map lookup; the context is built only when absent.
+        self.get_or_insert_with(Context::new)
     }
 
     fn try_context(&self) -> Option<&Context> {
