@@ -66,6 +66,11 @@ impl<S, L: MakeLevel + Clone, C> Log<S, L, C> {
         if self.config.create_context {
             req.context();
         }
+        if tracing::level_filters::LevelFilter::current()
+            == tracing::level_filters::LevelFilter::OFF
+        {
+            return Access::off(Arc::clone(&self.config), self.level.clone());
+        }
         // A clone, not a new context: the cause and a late request id are read through it.
         let cx = req.try_context().cloned();
         let mut access = Access::new(Arc::clone(&self.config), self.level.clone(), cx);
