@@ -256,6 +256,22 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "auth")]
+    #[tokio::test]
+    async fn an_auth_rejection_inside_the_stack_carries_the_id_and_timing() {
+        use crate::auth::{AuthLayer, Principal};
+        let app = StackLayer::new(Duration::from_secs(1)).layer(
+            AuthLayer::bearer("s3cret", Principal::new("ada")).layer(service_fn(
+                |_: Request<String>| async { Ok::<_, Infallible>(Response::new(String::new())) },
+            )),
+        );
+        let res = app.oneshot(Request::new(String::new())).await.unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        assert!(res.headers().contains_key("www-authenticate"));
+        assert!(res.headers().contains_key("x-request-id"));
+        assert!(res.headers().contains_key("server-timing"));
+    }
+
     #[tokio::test(start_paused = true)]
     async fn the_handler_sees_the_budget_and_the_id() {
         let app = StackLayer::new(Duration::from_secs(2)).layer(service_fn(
