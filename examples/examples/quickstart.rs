@@ -1,121 +1,261 @@
-//! The quickstart: a hyper server with middleware written against `middleware-core`.
+//! The quickstart: an axum app behind the whole std stack — request id, `Server-Timing`, one
+//! access record per request, panic recovery, a budget — plus Bearer auth on one route, with a
+//! graceful shutdown.
 //!
-//! Run it with `cargo run -p middleware-examples --example quickstart`, then try the curl lines
-//! it prints. It serves on 127.0.0.1:3000 (set `PORT` to change that):
+//! Run it with `cargo run -p middleware-examples --example quickstart` and paste the curl lines
+//! it prints (to stderr). It serves on 127.0.0.1:3000 (`PORT` overrides):
 //!
 //! - `GET /` answers 200;
-//! - `GET /slow` sleeps 5 s under a 1 s budget and answers 503 after about a second: the budget
-//!   middleware races the handler against the context's cancellation;
+//! - `GET /private` wants `Authorization: Bearer <token>` (the token is `DEMO_TOKEN`, default
+//!   `demo-token`) and greets the principal the auth layer put into the request's context;
+//!   anything else gets 401 with a `WWW-Authenticate: Bearer realm="quickstart"` challenge;
+//! - `GET /slow` sleeps 5 s under the 1 s budget: 503 after about a second, and its access
+//!   record says `outcome="timeout"` and `cancel_cause="deadline"`;
+//! - `GET /panic` panics: 500 whose problem-details body carries the request id, and the server
+//!   keeps serving;
 //! - anything else is a 404 rendered as RFC 9457 problem details.
 //!
-//! Every request prints exactly one access line to stdout; the banner goes to stderr.
-#![allow(clippy::print_stdout, clippy::print_stderr)] // an example talks to its user
+//! Every response, the ones the layers make included, carries `x-request-id` and
+//! `server-timing`. Every request writes exactly one access record to stdout: a human-readable
+//! line, or with `LOG_FORMAT=json` one JSON object per line, and then nothing else is written to
+//! stdout. The banner, panic reports and shutdown notes go to stderr. Neither query strings nor
+//! credentials are logged, and the banner never prints the token.
+//!
+//! Ctrl-C (or SIGTERM) stops accepting connections, lets requests in flight finish or run into
+//! their budget, and exits within the budget plus one second.
+// An example talks to its user: the banner and the shutdown notes go to stderr.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 
-use std::{convert::Infallible, net::SocketAddr, time::Duration};
+use std::{convert::Infallible, io, net::SocketAddr, time::Duration};
 
-use bytes::Bytes;
-use http::{Request, Response, StatusCode};
-use http_body_util::Full;
+use axum::{Extension, Router, body::Body, response::Response, routing::get};
+use http::{Request, StatusCode};
 use hyper::body::Incoming;
-use hyper_util::{rt::TokioIo, server::conn::auto, service::TowerToHyperService};
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo},
+    server::{conn::auto, graceful::GracefulShutdown},
+    service::TowerToHyperService,
+};
 use middleware_std::{
-    CancelCause, Error, HookLayer, Middleware, MiddlewareLayer, Next, Outcome, ProblemDetails,
-    Renderer, RequestExt,
+    Context, Error,
+    auth::{AuthLayer, Principal},
+    catch_panic::{self, CatchPanicLayer},
+    logging::LogLayer,
+    request_id::SetRequestIdLayer,
+    timeout::TimeoutLayer,
+    timing::ServerTimingLayer,
 };
 use tokio::net::TcpListener;
-use tower::{ServiceBuilder, service_fn};
+use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+use tracing_subscriber::{
+    Layer as _, filter::Targets, fmt, layer::SubscriberExt, util::SubscriberInitExt,
+};
 
-/// One access line per request: method, path (never the query), status, duration, and why the
-/// request was cancelled if it was.
-struct AccessLog;
-
-impl Middleware for AccessLog {
-    async fn handle<N: Next>(&self, mut req: Request<N::ReqBody>, next: N) -> Outcome<N> {
-        let cx = req.context().clone();
-        let method = req.method().clone();
-        let path = req.uri().path().to_owned();
-        let res = next.run(req).await;
-        let status = res.as_ref().map_or(500, |r| r.status().as_u16());
-        let cause = cx.cause().map_or("-", CancelCause::as_str);
-        println!(
-            "{method} {} {status} {:.1}ms cancelled={cause}",
-            path.escape_debug(),
-            cx.elapsed().as_secs_f64() * 1000.0,
-        );
-        res
-    }
-}
-
-/// Gives every request a budget and answers 503 when it runs out before the handler does.
-struct Budget(Duration);
-
-impl Middleware for Budget {
-    async fn handle<N: Next>(&self, mut req: Request<N::ReqBody>, next: N) -> Outcome<N> {
-        let cx = req.context().clone();
-        cx.set_timeout(self.0);
-        tokio::select! {
-            res = next.run(req) => res,
-            cause = cx.cancelled() => {
-                let detail = format!("request cancelled: {cause}");
-                let status = if cause == CancelCause::Deadline {
-                    StatusCode::SERVICE_UNAVAILABLE
-                } else {
-                    StatusCode::INTERNAL_SERVER_ERROR
-                };
-                Ok(Error::new(status).with_detail(detail).into_response(&cx))
-            }
-        }
-    }
-}
-
-async fn route(mut req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
-    let cx = req.context().clone();
-    let res = match req.uri().path() {
-        "/" => Response::new(Full::new(Bytes::from_static(b"hello from middleware-core\n"))),
-        "/slow" => {
-            tokio::time::sleep(Duration::from_secs(5)).await;
-            Response::new(Full::new(Bytes::from_static(b"finally\n")))
-        }
-        _ => cx
-            .render_error(&Error::new(StatusCode::NOT_FOUND).with_detail("no such route"))
-            .map(Full::new),
-    };
-    Ok(res)
-}
+/// Every request's budget: the longest a request may take, and so the longest a graceful
+/// shutdown waits for one.
+const BUDGET: Duration = Duration::from_secs(1);
 
 #[tokio::main]
-async fn main() -> std::io::Result<()> {
-    let port = std::env::var("PORT")
-        .ok()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(3000);
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let listener = TcpListener::bind(addr).await?;
+async fn main() -> io::Result<()> {
+    let json = std::env::var("LOG_FORMAT").is_ok_and(|format| format == "json");
+    init_logging(json);
+    // Lets the panic log name the file and line, then prints the usual panic message (stderr).
+    catch_panic::install_panic_hook();
+
+    let port = match std::env::var("PORT") {
+        Ok(port) => port.parse().map_err(|_| {
+            io::Error::new(io::ErrorKind::InvalidInput, "PORT must be a port number")
+        })?,
+        Err(_) => 3000,
+    };
+    let token = std::env::var("DEMO_TOKEN").unwrap_or_else(|_| String::from("demo-token"));
+
+    let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await?;
     let addr = listener.local_addr()?;
+    print_banner(addr);
 
+    // Outermost first. The request id is outermost, so every response carries it and every
+    // layer inside finds it; timing and logging see the answers of the layers inside them
+    // (a panic's 500, a timeout's 503, a 401), and the budget covers the handler.
     let app = ServiceBuilder::new()
-        .layer(HookLayer::new(Renderer::new(ProblemDetails)))
-        .layer(MiddlewareLayer::new(
-            AccessLog.then(Budget(Duration::from_secs(1))),
-        ))
-        .service(service_fn(route));
+        .layer(SetRequestIdLayer::new())
+        .layer(ServerTimingLayer::new())
+        .layer(LogLayer::new())
+        .layer(CatchPanicLayer::new())
+        .layer(TimeoutLayer::new(BUDGET))
+        .service(routes(&token));
+    serve(listener, app).await
+}
 
-    eprintln!("listening on http://{addr}");
-    eprintln!("  GET /       curl -i http://{addr}/");
-    eprintln!("  GET /slow   curl -i http://{addr}/slow      (503 after ~1 s)");
-    eprintln!("  GET /nope   curl -i http://{addr}/nope      (404 problem details)");
+/// The routes. Auth guards `/private` only; the std layers wrap the whole router in `main`.
+fn routes(token: &str) -> Router {
+    let auth = AuthLayer::bearer(token, Principal::new("demo-user").with_role("reader"))
+        .with_realm("quickstart");
+    Router::new()
+        .route("/", get(index))
+        .route("/private", get(private).layer(auth))
+        .route("/slow", get(slow))
+        .route("/panic", get(panics))
+        .fallback(not_found)
+}
 
+async fn index() -> &'static str {
+    "hello from middleware-std: try /private, /slow and /panic\n"
+}
+
+/// The auth layer put the principal into the context; axum hands the context over as an
+/// extension.
+async fn private(Extension(cx): Extension<Context>) -> String {
+    let principal = cx
+        .get::<Principal>()
+        .expect("the auth layer admitted the request");
+    let roles: Vec<&str> = principal.roles().collect();
+    format!("hello, {} (roles: {})\n", principal.id(), roles.join(", "))
+}
+
+/// Sleeps 5 s under the 1 s budget. At the deadline the timeout layer cancels the request's
+/// context (cause `deadline`, which the access record reports), drops this future and answers
+/// 503.
+async fn slow() -> &'static str {
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    "finally\n"
+}
+
+async fn panics() -> &'static str {
+    panic!("the /panic route panics on purpose")
+}
+
+/// Unknown paths get problem details carrying the request id, like every error here.
+async fn not_found(Extension(cx): Extension<Context>) -> Response {
+    cx.render_error(&Error::new(StatusCode::NOT_FOUND).with_detail("no such route"))
+        .map(Body::from)
+}
+
+/// Access records (the `middleware_std::logging` target) go to stdout, human-readable or JSON;
+/// everything else (panic reports, warnings) goes to stderr.
+fn init_logging(json: bool) {
+    let access = Targets::new().with_target("middleware_std::logging", tracing::Level::TRACE);
+    let other = Targets::new()
+        .with_default(tracing::Level::INFO)
+        .with_target(
+            "middleware_std::logging",
+            tracing::level_filters::LevelFilter::OFF,
+        );
+    let stdout = if json {
+        fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_span_list(false)
+            .with_writer(io::stdout)
+            .boxed()
+    } else {
+        fmt::layer()
+            .with_target(false)
+            .with_writer(io::stdout)
+            .boxed()
+    };
+    tracing_subscriber::registry()
+        .with(stdout.with_filter(access))
+        .with(fmt::layer().with_writer(io::stderr).with_filter(other))
+        .init();
+}
+
+fn print_banner(addr: SocketAddr) {
+    let base = format!("http://{addr}");
+    // The token is never printed: the curl line reads it from the shell.
+    let bearer = r#"-H "Authorization: Bearer ${DEMO_TOKEN:-demo-token}""#;
+    eprintln!("listening on {base} (Ctrl-C stops it gracefully)");
+    eprintln!("  GET /          200               curl -i {base}/");
+    eprintln!("  GET /private   200 with a token  curl -i {bearer} {base}/private");
+    eprintln!("                 401 without       curl -i {base}/private");
+    eprintln!("  GET /slow      503 after ~1 s    curl -i {base}/slow");
+    eprintln!("  GET /panic     500, keeps going  curl -i {base}/panic");
+    eprintln!("  anything else  404               curl -i {base}/nope");
+    eprintln!("access records go to stdout (LOG_FORMAT=json for JSON lines)");
+}
+
+/// Serves `app` until Ctrl-C or SIGTERM, then shuts down gracefully.
+async fn serve<S, B>(listener: TcpListener, app: S) -> io::Result<()>
+where
+    S: Service<Request<Incoming>, Response = http::Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let graceful = GracefulShutdown::new();
+    let mut signal = std::pin::pin!(shutdown_signal());
     loop {
-        let (stream, _) = listener.accept().await?;
-        let service = TowerToHyperService::new(app.clone());
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    eprintln!("accept failed: {err}");
+                    continue;
+                }
+            },
+            () = &mut signal => break,
+        };
+        // The access log reads the client address from a `SocketAddr` extension.
+        let app = app.clone();
+        let service = service_fn(move |mut req: Request<Incoming>| {
+            req.extensions_mut().insert(peer);
+            app.clone().oneshot(req)
+        });
+        let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let builder = auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-            if let Err(err) = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                eprintln!("connection error: {err}");
+            let builder = auto::Builder::new(TokioExecutor::new());
+            let conn =
+                builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+            if let Err(err) = watcher.watch(conn).await {
+                eprintln!("connection from {peer} ended: {err}");
             }
         });
+    }
+
+    // New connections are refused from here on; open ones finish their requests in flight (each
+    // within its budget) and then close.
+    drop(listener);
+    eprintln!(
+        "shutting down: waiting for {} connection(s)",
+        graceful.count()
+    );
+    let limit = BUDGET + Duration::from_secs(1);
+    if tokio::time::timeout(limit, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        eprintln!("gave up on connections still open after {limit:?}");
+    }
+    Ok(())
+}
+
+/// Completes on Ctrl-C or, on Unix, SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            eprintln!("cannot listen for Ctrl-C: {err}");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sigterm) => {
+                sigterm.recv().await;
+            }
+            Err(err) => {
+                eprintln!("cannot listen for SIGTERM: {err}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
     }
 }

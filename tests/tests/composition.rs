@@ -230,3 +230,26 @@ where
 {
     body.collect().await.unwrap().to_bytes()
 }
+
+#[tokio::test]
+async fn the_std_stack_fits_axum_router_layer() {
+    use middleware_std::stack::StackLayer;
+    fn assert_sync<T: Send + Sync>(_: &T) {}
+    let stack = StackLayer::new(std::time::Duration::from_secs(1));
+    assert_sync(&tower::Layer::layer(
+        &stack,
+        tower::service_fn(|_: Request<Body>| async {
+            Ok::<_, Infallible>(Response::new(Body::empty()))
+        }),
+    ));
+    let app = Router::new()
+        .route("/", get(|| async { "ok" }))
+        .layer(stack);
+    let res = app
+        .oneshot(Request::get("/").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.headers().contains_key("x-request-id"));
+    assert!(res.headers().contains_key("server-timing"));
+}

@@ -50,8 +50,15 @@ impl Middleware for Tag {
         // in it, and the marks (shared) carry only this request's names.
         assert_eq!(snapshot.get::<Marker>(), Some(&Marker(marker)));
         assert_eq!(snapshot.get::<Inner>(), None);
-        let names: Vec<String> = snapshot.marks().iter().map(|m| m.name().to_owned()).collect();
-        assert_eq!(names, [format!("tag-{marker}"), format!("handler-{marker}")]);
+        let names: Vec<String> = snapshot
+            .marks()
+            .iter()
+            .map(|m| m.name().to_owned())
+            .collect();
+        assert_eq!(
+            names,
+            [format!("tag-{marker}"), format!("handler-{marker}")]
+        );
         Ok(res)
     }
 }

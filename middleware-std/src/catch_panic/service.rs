@@ -22,8 +22,10 @@ use super::{
 pub struct CatchPanic<S, R = DefaultResponseForPanic> {
     inner: S,
     responder: R,
-    // A panic caught in `poll_ready`, answered by the next `call` without calling `inner`.
-    ready_panic: Option<Panic>,
+    // A panic caught in `poll_ready`, answered by the next `call` without calling `inner`. In a
+    // `Mutex` only so that the service stays `Sync` (a panic payload is `Send`, not `Sync`),
+    // as axum's `Router::layer` requires; it is never contended (`&mut self` everywhere).
+    ready_panic: Option<std::sync::Mutex<Panic>>,
 }
 
 impl<S> CatchPanic<S> {
@@ -105,7 +107,10 @@ where
             Ok(poll) => poll,
             Err(payload) => {
                 // Ready to answer one request: with the 500, without touching `inner`.
-                self.ready_panic = Some(Panic::new(payload, PanicSite::PollReady));
+                self.ready_panic = Some(std::sync::Mutex::new(Panic::new(
+                    payload,
+                    PanicSite::PollReady,
+                )));
                 Poll::Ready(Ok(()))
             }
         }
@@ -115,6 +120,9 @@ where
         let cx = req.try_context().cloned();
         let responder = self.responder.clone();
         if let Some(panic) = self.ready_panic.take() {
+            let panic = panic
+                .into_inner()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             return ResponseFuture::panicked(panic, responder, cx);
         }
         match catch_unwind(AssertUnwindSafe(|| self.inner.call(req))) {
