@@ -66,8 +66,10 @@ impl<S, L: MakeLevel + Clone, C> Log<S, L, C> {
         if self.config.create_context {
             req.context();
         }
+        // Nothing can be logged and no timing layer wants this layer's own time: skip the record.
         if tracing::level_filters::LevelFilter::current()
             == tracing::level_filters::LevelFilter::OFF
+            && !layer_time::wanted(req.try_context())
         {
             return Access::off(Arc::clone(&self.config), self.level.clone());
         }
