@@ -46,6 +46,13 @@ macro_rules! dyn_event {
     };
 }
 
+/// Whether the current subscriber (thread-local or global) would record an access event at
+/// any level: `ERROR` is the least verbose level an event can have, so if it is off, all are.
+/// Same target as the events (this module), so per-target filters agree.
+pub(crate) fn any_event_enabled() -> bool {
+    tracing::enabled!(Level::ERROR)
+}
+
 /// The request span with its OpenTelemetry HTTP fields.
 pub(crate) fn make_span<B>(config: &Config, req: &Request<B>, cx: Option<&Context>) -> Span {
     let span = dyn_span!(

@@ -11,7 +11,7 @@ use tower_service::Service;
 use super::{
     CaptureRequestBody, DefaultLevel, LogLayer, MakeLevel, PassRequestBody, RequestBody,
     ResponseBody, ResponseFuture,
-    access::{Access, make_span},
+    access::{self, Access, make_span},
     layer::Config,
 };
 use crate::{RequestExt, layer_time};
@@ -66,11 +66,8 @@ impl<S, L: MakeLevel + Clone, C> Log<S, L, C> {
         if self.config.create_context {
             req.context();
         }
-        // Nothing can be logged and no timing layer wants this layer's own time: skip the record.
-        if tracing::level_filters::LevelFilter::current()
-            == tracing::level_filters::LevelFilter::OFF
-            && !layer_time::wanted(req.try_context())
-        {
+        // No subscriber would see the event and no timing layer wants this layer's own time: skip the record.
+        if !access::any_event_enabled() && !layer_time::wanted(req.try_context()) {
             return Access::off(Arc::clone(&self.config), self.level.clone());
         }
         // A clone, not a new context: the cause and a late request id are read through it.
