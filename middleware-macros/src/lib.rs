@@ -1,19 +1,7 @@
-//! Proc macros for `middleware-core`. Use them through `middleware-core` (feature `macros`) or
-//! `middleware-std`, which re-export them.
-//!
-//! - [`macro@Layer`]: `#[derive(Layer)]` on a struct that implements `Middleware` or `Hook`
-//!   gives it a tower `Layer` impl, a named service type, a redacting `Debug`, and a builder.
-//! - [`macro@middleware_fn`]: an `async fn(req, next)` becomes an around-style middleware
-//!   value; with `before`, a synchronous `fn(&mut req)` becomes a zero-allocation hook.
-//!
-//! Generated code names nothing but `::middleware_core::__private` (or `<path>::__private`
-//! with `crate = "<path>"`), so it compiles with hostile names in scope, and its hidden locals
-//! start with `__middleware_`. It adds no warning under
-//! `#![deny(warnings, clippy::all, clippy::pedantic)]` (`tests/lints.rs`). Every misuse is a
-//! compile error on the narrowest token, several at once when independent, with the item still
-//! emitted so nothing downstream fails a second time (`tests/ui/`).
+#![doc = include_str!("../README.md")]
 
 mod attr;
+mod handler;
 mod layer;
 mod middleware_fn;
 mod paths;
@@ -273,4 +261,144 @@ pub fn derive_layer(input: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn middleware_fn(args: TokenStream, item: TokenStream) -> TokenStream {
     middleware_fn::expand(args.into(), item.into()).into()
+}
+
+/// Turns an `async fn` handler into a tower `Service` with its own layers: timeout, auth,
+/// access log, `Server-Timing`, panic recovery, request id, and any tower layer.
+///
+/// The layers it names are `middleware-std`'s, so the generated code reaches them (and core)
+/// through `middleware_std::__private` only: the crate using it depends on `middleware-std`
+/// (or names a re-exporter with `crate = "..."`).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use http::{Request, StatusCode, header};
+/// use middleware_macros::handler;
+/// use middleware_std::{RequestId, auth::{AuthLayer, Principal}};
+/// use tower::ServiceExt;
+///
+/// /// Who am I?
+/// #[handler(
+///     request_id,
+///     catch_panic,
+///     timeout = "250ms",
+///     auth = AuthLayer::bearer("s3cr3t", Principal::new("ada")),
+/// )]
+/// async fn whoami(who: Principal, id: RequestId) -> String {
+///     format!("{} ({id})", who.id())
+/// }
+///
+/// let svc = whoami.service();
+/// let req = Request::builder()
+///     .header(header::AUTHORIZATION, "Bearer s3cr3t")
+///     .header("x-request-id", "r-7")
+///     .body(String::new())
+///     .unwrap();
+/// let res = svc.clone().oneshot(req).await.unwrap();
+/// assert_eq!(res.status(), StatusCode::OK);
+/// assert_eq!(res.headers()["x-request-id"], "r-7");
+///
+/// let res = svc.oneshot(Request::new(String::new())).await.unwrap();
+/// assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+/// # }
+/// ```
+///
+/// # Layers
+///
+/// `#[handler(...)]` takes a comma-separated list. The layer keys apply **in the written
+/// order, the first key being the outermost layer** (as with `ServiceBuilder::layer`); the
+/// handler is innermost.
+///
+/// | key | layer | provides |
+/// | --- | --- | --- |
+/// | `timeout = "250ms"` | `TimeoutLayer::new(250ms)`: `503` when the budget runs out | the deadline (`Instant`) |
+/// | `timeout = <expr>` | your `TimeoutLayer` | the deadline |
+/// | `auth = <expr>` | your `AuthLayer` (`401`/`403`) | the `Principal` |
+/// | `log` / `log = <expr>` | `LogLayer::new()` / yours | |
+/// | `timing` / `timing = <expr>` | `ServerTimingLayer::new()` / yours | |
+/// | `catch_panic` / `catch_panic = <expr>` | `CatchPanicLayer::new()` / yours | |
+/// | `request_id` / `request_id = <expr>` | `SetRequestIdLayer::new()` / yours | the `RequestId` |
+/// | `layer(<expr>)` | any tower layer (tower-http, third-party); repeatable | |
+///
+/// Durations are an integer and a unit (`h`, `m`, `s`, `ms`, `us`), several largest first:
+/// `"250ms"`, `"5s"`, `"1m"`, `"1m30s"`. Each `layer(..)` must keep the error type
+/// `Infallible` (answer with a response, as every std layer does); wrap a failing one with
+/// axum's `HandleErrorLayer`.
+///
+/// Other keys: `state = Type` (shared state the handler value holds), `allow(<rule>, ..)`
+/// (see *Order*), `crate = "path"` (a crate that re-exports `middleware_std`).
+///
+/// # Order
+///
+/// Orders that lose information are compile errors that say the right order:
+///
+/// - `request_id` inside `log` (the access log has no id): opt out with
+///   `allow(request_id_inside_log)`;
+/// - `request_id` inside `catch_panic` (the panic's log line and `500` have no id):
+///   `allow(request_id_inside_catch_panic)`;
+/// - `catch_panic` inside `timing` (a panic in the timing layer escapes):
+///   `allow(catch_panic_inside_timing)`.
+///
+/// An order that passes every rule is `request_id, log, catch_panic, timing, timeout, auth`.
+/// `middleware_std::stack::StackLayer` instead puts timing outside panic recovery, so that a
+/// caught panic's `500` carries `Server-Timing` too; write that order with
+/// `allow(catch_panic_inside_timing)`.
+///
+/// # Parameters
+///
+/// In any order, each at most once:
+///
+/// | parameter | value |
+/// | --- | --- |
+/// | `req: Request<B>` | the request (fixes the service's request body type to `B`) |
+/// | `parts: Parts` and/or `#[body] body: B` | the request's parts and its body |
+/// | `cx: &Context` / `cx: Context` | the request's context (created if no layer made one) |
+/// | `who: Principal` | the authenticated principal; needs `auth` |
+/// | `id: RequestId` | the request id; needs `request_id` |
+/// | `deadline: Instant` | the request's deadline (`std::time::Instant`); needs `timeout` |
+/// | `Option<Principal>` / `Option<RequestId>` / `Option<Instant>` | the value if any layer, here or outside, provided it |
+/// | `#[from_outer] who: Principal` (or `RequestId`, `Instant`) | provided by an outer layer: when absent, the handler is not run; the answer is a logged `500` |
+/// | `state: &T` / `state: T` with `state = T` | the handler value's state (by value: cloned per request) |
+/// | anything else | an extractor: with the `axum` feature of `middleware-std`, any axum `FromRequestParts<()>` (`Path`, `Query`, `HeaderMap`, ...); the last one, when no parameter takes the request, its parts or its body, any `FromRequest<()>`, which may read the body (`Json<T>`, `String`, `Bytes`, `Form<T>`; the service's request body must then be an `http_body::Body` with `Bytes` data); a rejection is the response |
+///
+/// A context value that no layer of this handler provides is a compile error naming the key
+/// to add, unless it is an `Option` or `#[from_outer]`.
+///
+/// # Return types
+///
+/// `Response<B>`; `Result<R, middleware_std::Error>` with `R` any of these (the error is
+/// rendered with the request's renderer, RFC 9457 problem details by default); `()` (`200`,
+/// empty); `&'static str` and `String` (`200`, `text/plain`); `StatusCode` (empty);
+/// `(StatusCode, String)` and `(StatusCode, &'static str)`.
+///
+/// # Generated items
+///
+/// For `async fn name`, with the function's visibility and docs:
+///
+/// | item | what |
+/// | --- | --- |
+/// | `struct name;` (with `state = T`: `struct name(pub T);`) | the handler value: `Clone` (and `Copy` without state), `Debug` |
+/// | `fn name::service(self) -> impl Service<Request<B>, ..> + Clone + Send` | the handler inside its layers: `Error = Infallible`, a `Response` whose body is `Send` with `Bytes` data, a `Send` future; also `Sync` when every layer is (axum's `route_service` wants it); generic over `B` unless a parameter fixes it |
+/// | `impl axum::handler::Handler<_, S> for name` | with the `axum` feature, without state and body type: `get(name)` mounts it; the layers are built on the first request |
+///
+/// The function body moves unchanged into `service`; its future is boxed once per request
+/// (an `async fn`'s future cannot be named). Mount it with axum as `get(name)` or
+/// `route_service("/path", name.service())`, and with hyper through
+/// `hyper_util::service::TowerToHyperService::new(name.service())`.
+///
+/// # Errors
+///
+/// Compile errors, on the offending token: a non-`async` function, `const`/`unsafe`/`extern`
+/// functions, `self` receivers, generic parameters and `where` clauses, unknown (with the
+/// closest key suggested), duplicate or malformed keys, a bad duration literal (on the
+/// literal), `layer()` without a layer, an unknown or needless `allow` rule, the order mistakes
+/// above, a context value no layer provides, two requests, contexts or states, `&mut Context`,
+/// `#[from_outer]` on an `Option` or on another type, state taken without `state = T` or
+/// declared and not taken; and, from rustc on your token, a return type that does not convert
+/// to a response, a parameter type that is not an extractor, an `auth = ..` that is not an
+/// `AuthLayer`.
+#[proc_macro_attribute]
+pub fn handler(args: TokenStream, item: TokenStream) -> TokenStream {
+    handler::expand(args.into(), item.into()).into()
 }

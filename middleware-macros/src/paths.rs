@@ -19,6 +19,16 @@ pub(crate) fn private(krate: Option<&syn::Path>, span: Span) -> TokenStream {
     }
 }
 
+/// The base path for `#[handler]`'s generated code: `::middleware_std::__private` (core's
+/// hidden module plus the std layers and the handler runtime) or `<krate>::__private`.
+pub(crate) fn private_std(krate: Option<&syn::Path>, span: Span) -> TokenStream {
+    if let Some(krate) = krate {
+        quote_spanned!(span=> #krate::__private)
+    } else {
+        quote_spanned!(span=> ::middleware_std::__private)
+    }
+}
+
 /// A span that reports at `at` but resolves, and is linted, as macro output: rustc's
 /// `unused_qualifications` and clippy skip it, while errors still point at the user's token.
 pub(crate) fn generated_at(at: Span) -> Span {

@@ -166,8 +166,50 @@ fn after_status<B>(code: u16, res: &mut Response<ResponseBody<B>>, status: Statu
     }
 }
 
+/// A handler's re-exporter: `middleware_std` under another name.
+mod std_reexport {
+    pub(crate) use middleware_std::__private;
+}
+
+/// Handler with every layer key and every kind of parameter, public.
+#[middleware_macros::handler(
+    request_id,
+    log,
+    catch_panic,
+    timing,
+    timeout = "1m30s",
+    auth = middleware_std::auth::AuthLayer::bearer("t", middleware_std::auth::Principal::new("p")),
+    layer(tower::limit::ConcurrencyLimitLayer::new(8)),
+    allow(),
+)]
+pub async fn handler_everything(
+    who: middleware_std::auth::Principal,
+    id: middleware_std::RequestId,
+    deadline: std::time::Instant,
+    cx: &Context,
+    parts: http::request::Parts,
+    headers: http::HeaderMap,
+) -> Result<String, middleware_std::Error> {
+    let _ = (deadline, cx.elapsed(), parts.uri, headers.len());
+    Ok(format!("{} {id}", who.id()))
+}
+
+/// Handler with state, the whole request and outer values, private, through a re-exporter.
+#[middleware_macros::handler(state = Duration, crate = "std_reexport")]
+async fn handler_with_state(
+    req: Request<String>,
+    budget: Duration,
+    #[from_outer] who: middleware_std::auth::Principal,
+    id: Option<middleware_std::RequestId>,
+) -> StatusCode {
+    let _ = (req, budget, who, id);
+    StatusCode::OK
+}
+
 #[test]
 fn every_form_expands_without_warnings() {
+    let _ = handler_everything.service::<String>();
+    let _ = handler_with_state(Duration::ZERO).service();
     // Used only through their types: the point is that they compiled under the deny list.
     let _ = Full::new("n", String::new())
         .budget(Duration::ZERO)

@@ -1,12 +1,13 @@
-//! Batteries for [`middleware_core`]: one dependency for an application.
-//!
-//! This crate re-exports `middleware-core` (and its macros with the `macros` feature), so an
-//! application depends on `middleware-std` alone. Each layer sits behind a feature of its own
-//! name; `full` (the default) turns on all of them.
+#![doc = include_str!("../README.md")]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[doc(inline)]
 pub use middleware_core::*;
+/// Annotates an async fn handler with per-handler layers; see the
+/// [`middleware-macros` docs](middleware_macros::handler).
+#[cfg(feature = "macros")]
+#[doc(inline)]
+pub use middleware_macros::handler;
 
 #[cfg(feature = "auth")]
 pub mod auth;
@@ -32,3 +33,10 @@ pub mod timing;
 mod layer_time;
 #[cfg(test)]
 mod test_helpers;
+
+#[cfg(feature = "axum")]
+pub mod axum;
+
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;

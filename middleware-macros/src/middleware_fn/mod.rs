@@ -49,7 +49,7 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
 }
 
 /// The span of the token that says what kind of item this is (`struct`, `impl`, ...).
-fn item_keyword(item: &syn::Item) -> proc_macro2::Span {
+pub(crate) fn item_keyword(item: &syn::Item) -> proc_macro2::Span {
     use syn::spanned::Spanned;
     let tokens = match item {
         syn::Item::Const(item) => item.const_token.to_token_stream(),

@@ -1,0 +1,373 @@
+//! Behaviour of `#[handler]`: the generated service runs the handler inside its layers, in the
+//! written order, hands it the context values, and answers for it when it times out, is not
+//! authenticated, or panics; it mounts on axum with `get(name)` and `route_service`.
+#![allow(missing_docs)]
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use axum::{
+    Router,
+    extract::Path,
+    routing::{get, post},
+};
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode, header, request::Parts};
+use http_body_util::BodyExt;
+use middleware_macros::handler;
+use middleware_std::{
+    Context, Error, RequestExt, RequestId,
+    auth::{AuthLayer, Principal},
+    catch_panic::CatchPanicLayer,
+    logging::LogLayer,
+    request_id::SetRequestIdLayer,
+    timeout::TimeoutLayer,
+    timing::ServerTimingLayer,
+};
+use tower::{Service, ServiceExt, limit::ConcurrencyLimitLayer};
+
+async fn body_of<B>(res: Response<B>) -> Bytes
+where
+    B: axum::body::HttpBody<Data = Bytes>,
+    B::Error: Into<axum::BoxError>,
+{
+    match res.into_body().collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(error) => panic!("body error: {}", error.into()),
+    }
+}
+
+fn bearer(token: &str) -> Request<String> {
+    Request::builder()
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(String::new())
+        .unwrap()
+}
+
+/// Sleeps for the number of milliseconds in the body.
+#[handler(timeout = "250ms")]
+async fn sleepy(#[body] body: String, deadline: Instant) -> String {
+    let millis: u64 = body.parse().unwrap();
+    tokio::time::sleep(Duration::from_millis(millis)).await;
+    format!("{:?}", deadline.saturating_duration_since(Instant::now()))
+}
+
+#[tokio::test(start_paused = true)]
+async fn timeout_answers_503_when_the_handler_overruns_its_budget() {
+    let svc = sleepy.service();
+    let res = svc
+        .clone()
+        .oneshot(Request::new(String::from("100")))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+
+    let started = tokio::time::Instant::now();
+    let res = svc
+        .oneshot(Request::new(String::from("1000")))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(res.headers()["x-timeout-phase"], "request");
+    assert_eq!(started.elapsed(), Duration::from_millis(250));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn timeout_lets_a_quick_handler_answer_on_a_multi_thread_runtime() {
+    let res = sleepy
+        .service()
+        .oneshot(Request::new(String::from("1")))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
+/// Every std key with its own layer expression.
+#[handler(
+    request_id = SetRequestIdLayer::new().with_header(HeaderName::from_static("x-trace-id")),
+    log = LogLayer::new().log_query(true),
+    catch_panic = CatchPanicLayer::new(),
+    timing = ServerTimingLayer::new(),
+    timeout = TimeoutLayer::gateway(Duration::from_millis(10)),
+)]
+async fn configured(id: RequestId, deadline: Option<Instant>) -> String {
+    assert!(deadline.is_some());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    id.to_string()
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_key_takes_a_configured_layer_expression() {
+    let req = Request::builder()
+        .header("x-trace-id", "t-1")
+        .body(String::new())
+        .unwrap();
+    let res = configured.service().oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(res.headers()["x-trace-id"], "t-1");
+    assert!(res.headers().contains_key("server-timing"));
+}
+
+/// Greets the authenticated caller.
+#[handler(auth = AuthLayer::bearer("s3cr3t", Principal::new("ada").with_role("admin")))]
+async fn hello(who: Principal) -> String {
+    format!("hello {}", who.id())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn auth_hands_the_principal_over_on_a_multi_thread_runtime() {
+    let res = hello.service().oneshot(bearer("s3cr3t")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(body_of(res).await, "hello ada");
+}
+
+#[tokio::test]
+async fn auth_answers_401_without_credentials_and_hands_the_principal_over_with_them() {
+    let svc = hello.service();
+    let res = svc
+        .clone()
+        .oneshot(Request::new(String::new()))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert!(res.headers().contains_key(header::WWW_AUTHENTICATE));
+
+    let res = svc.clone().oneshot(bearer("wrong")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+
+    let res = svc.oneshot(bearer("s3cr3t")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        res.headers()[header::CONTENT_TYPE],
+        "text/plain; charset=utf-8"
+    );
+    assert_eq!(body_of(res).await, "hello ada");
+}
+
+/// Panics on demand.
+#[handler(request_id, catch_panic)]
+async fn fragile(req: Request<String>, id: RequestId) -> &'static str {
+    assert!(req.body().is_empty(), "boom for {id}");
+    "fine"
+}
+
+#[tokio::test]
+async fn a_panic_becomes_a_500_carrying_the_request_id() {
+    let svc = fragile.service();
+    let req = Request::builder()
+        .header("x-request-id", "req-9")
+        .body(String::from("panic please"))
+        .unwrap();
+    let res = svc.clone().oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(res.headers()["x-request-id"], "req-9");
+    let body = body_of(res).await;
+    assert!(
+        std::str::from_utf8(&body)
+            .unwrap()
+            .contains(r#""request_id":"req-9""#),
+        "{body:?}"
+    );
+
+    let res = svc.oneshot(Request::new(String::new())).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(body_of(res).await, "fine");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_panic_becomes_a_500_on_a_multi_thread_runtime() {
+    let res = fragile
+        .service()
+        .oneshot(Request::new(String::from("x")))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(res.headers().contains_key("x-request-id"));
+}
+
+/// Records the order in which the layers saw the request.
+#[derive(Clone)]
+struct Trace(&'static str, Arc<std::sync::Mutex<Vec<&'static str>>>);
+
+impl<S> tower::Layer<S> for Trace {
+    type Service = Traced<S>;
+    fn layer(&self, inner: S) -> Traced<S> {
+        Traced(self.clone(), inner)
+    }
+}
+
+#[derive(Clone)]
+struct Traced<S>(Trace, S);
+
+impl<S: Service<R>, R> Service<R> for Traced<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), S::Error>> {
+        self.1.poll_ready(cx)
+    }
+    fn call(&mut self, req: R) -> S::Future {
+        self.0.1.lock().unwrap().push(self.0.0);
+        self.1.call(req)
+    }
+}
+
+static SEEN: std::sync::LazyLock<Arc<std::sync::Mutex<Vec<&'static str>>>> =
+    std::sync::LazyLock::new(Arc::default);
+
+#[handler(layer(Trace("outer", Arc::clone(&SEEN))), layer(Trace("inner", Arc::clone(&SEEN))))]
+async fn traced() -> StatusCode {
+    SEEN.lock().unwrap().push("handler");
+    StatusCode::NO_CONTENT
+}
+
+#[tokio::test]
+async fn layers_apply_in_written_order_the_first_outermost() {
+    let res = traced.service().oneshot(Request::new(())).await.unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_eq!(*SEEN.lock().unwrap(), ["outer", "inner", "handler"]);
+}
+
+struct Greeting {
+    text: &'static str,
+    calls: AtomicUsize,
+}
+
+/// State, the context, the parts and a `Result`.
+#[handler(state = Arc<Greeting>)]
+async fn stateful(parts: Parts, greeting: &Arc<Greeting>, cx: &Context) -> Result<String, Error> {
+    greeting.calls.fetch_add(1, Ordering::SeqCst);
+    if parts.uri.path() == "/fail" {
+        return Err(Error::new(StatusCode::CONFLICT).with_detail("already there"));
+    }
+    cx.mark("stateful", Duration::ZERO);
+    Ok(format!("{} {}", greeting.text, parts.uri.path()))
+}
+
+#[tokio::test]
+async fn state_context_parts_and_errors_reach_the_handler() {
+    let greeting = Arc::new(Greeting {
+        text: "hi",
+        calls: AtomicUsize::new(0),
+    });
+    let svc = stateful(Arc::clone(&greeting)).service();
+    let res = svc
+        .clone()
+        .oneshot(Request::get("/there").body(()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(body_of(res).await, "hi /there");
+
+    let mut req = Request::get("/fail").body(()).unwrap();
+    req.context()
+        .set_request_id(RequestId::try_from("r-2").unwrap())
+        .unwrap();
+    let res = svc.oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::CONFLICT);
+    let body = body_of(res).await;
+    let body = std::str::from_utf8(&body).unwrap();
+    assert!(body.contains(r#""detail":"already there""#), "{body}");
+    assert!(body.contains(r#""request_id":"r-2""#), "{body}");
+    assert_eq!(greeting.calls.load(Ordering::SeqCst), 2);
+}
+
+/// Principal and id from outer layers.
+#[handler]
+async fn outer(#[from_outer] who: Principal, id: Option<RequestId>) -> String {
+    let id = id.as_ref().map_or("-", RequestId::as_str);
+    format!("{} {id}", who.id())
+}
+
+#[tokio::test]
+async fn from_outer_values_are_read_and_their_absence_is_a_500() {
+    let svc = outer.service();
+    let res = svc.clone().oneshot(Request::new(())).await.unwrap();
+    assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+
+    let mut req = Request::new(());
+    req.context().insert(Principal::new("bob"));
+    let res = svc.oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(body_of(res).await, "bob -");
+}
+
+/// Any tower layer, here one that keeps its state across requests.
+#[handler(layer(ConcurrencyLimitLayer::new(1)))]
+async fn limited() -> Response<String> {
+    let mut res = Response::new(String::from("limited"));
+    res.headers_mut()
+        .insert("x-limited", HeaderValue::from_static("1"));
+    res
+}
+
+/// An axum extractor next to our values; `catch_panic` makes the service `!Sync`, which
+/// `get` accepts.
+#[handler(request_id, catch_panic, auth = AuthLayer::bearer("t0ken", Principal::new("ada")))]
+async fn greet(Path(greeting): Path<String>, who: Principal, id: RequestId) -> String {
+    format!("{greeting}, {} ({id})", who.id())
+}
+
+#[tokio::test]
+async fn handlers_mount_on_axum_with_get_and_route_service() {
+    let app = Router::new()
+        .route("/greet/{greeting}", get(greet))
+        .route_service("/limited", limited.service());
+
+    let req = Request::get("/greet/hello")
+        .header(header::AUTHORIZATION, "Bearer t0ken")
+        .header("x-request-id", "r-1")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let res = app.clone().oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["x-request-id"], "r-1");
+    assert_eq!(body_of(res).await, "hello, ada (r-1)");
+
+    let req = Request::get("/greet/hello")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let res = app.clone().oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+
+    let req = Request::get("/limited")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let res = app.oneshot(req).await.unwrap();
+    assert_eq!(res.headers()["x-limited"], "1");
+    assert_eq!(body_of(res).await, "limited");
+}
+
+/// An axum extractor that consumes the body, last.
+#[handler(request_id)]
+async fn echo(Path(name): Path<String>, id: RequestId, body: String) -> String {
+    format!("{name} ({id}): {body}")
+}
+
+#[tokio::test]
+async fn the_last_parameter_may_be_an_extractor_that_reads_the_body() {
+    let app = Router::new().route("/echo/{name}", post(echo));
+    let req = Request::post("/echo/ada")
+        .header("x-request-id", "r-3")
+        .body(axum::body::Body::from("hi there"))
+        .unwrap();
+    let res = app.clone().oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(body_of(res).await, "ada (r-3): hi there");
+
+    // The extractor's rejection is the answer; our layers still wrap it.
+    let req = Request::post("/echo/ada")
+        .body(axum::body::Body::from(vec![0xff, 0xfe]))
+        .unwrap();
+    let res = app.oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert!(res.headers().contains_key("x-request-id"));
+}

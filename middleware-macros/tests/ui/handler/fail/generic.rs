@@ -1,0 +1,8 @@
+use middleware_macros::handler;
+
+#[handler]
+async fn hello<T: Default>() -> &'static str {
+    "hello"
+}
+
+fn main() {}

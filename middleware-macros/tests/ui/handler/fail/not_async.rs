@@ -1,0 +1,8 @@
+use middleware_macros::handler;
+
+#[handler]
+fn hello() -> &'static str {
+    "hello"
+}
+
+fn main() {}

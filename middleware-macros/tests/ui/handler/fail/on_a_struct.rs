@@ -1,0 +1,6 @@
+use middleware_macros::handler;
+
+#[handler]
+struct Hello;
+
+fn main() {}

@@ -1,0 +1,309 @@
+//! axum integration (feature `axum`): the context values are extractors, and a `#[handler]`
+//! mounts with `get(handler)`.
+//!
+//! - [`Principal`](crate::auth::Principal) (feature `auth`) implements axum's
+//!   `FromRequestParts`, so a plain axum handler behind an `AuthLayer` takes it as a
+//!   parameter. An absent principal means no layer provided it, a server misconfiguration, so
+//!   the handler is not run and the answer is [`MissingContextValue`]: a `500` rendered with
+//!   the request's error renderer. Take `Option<Principal>` (`OptionalFromRequestParts`) when
+//!   authentication is optional. (`Context` and `RequestId` belong to `middleware-core`; the
+//!   orphan rule keeps their extractor impls there.) In a `#[handler]`, all three are
+//!   parameters anyway.
+//! - A `#[handler]` without `state = T` implements axum's `Handler`, so `get(name)` mounts it
+//!   with its layers (built once, on the first request). Every `#[handler]` also mounts with
+//!   `route_service(path, name.service())`, the way to go with `state = T`.
+//! - A `#[handler]` parameter of any other type is extracted with `FromRequestParts<()>`:
+//!   `Path`, `Query`, `HeaderMap`, `Method`, `Uri`, `Extension`, ...; the last one, when the
+//!   handler takes neither the request, its parts nor its body, with `FromRequest<()>`, so it
+//!   may read the body: `Json<T>`, `String`, `Bytes`, `Form<T>`. (`State` needs the router's
+//!   state, which a service does not receive: use `#[handler(state = T)]`.)
+//!
+//! # Example
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use axum::{Router, extract::Path, routing::get};
+//! use http::{Request, StatusCode, header};
+//! use http_body_util::BodyExt;
+//! use middleware_macros::handler;
+//! use middleware_std::{RequestId, auth::{AuthLayer, Principal}};
+//! use tower::ServiceExt;
+//!
+//! /// Greets the caller: the path parameter comes from axum, the rest from our layers.
+//! #[handler(request_id, auth = AuthLayer::bearer("t0ken", Principal::new("ada")))]
+//! async fn greet(Path(greeting): Path<String>, who: Principal, id: RequestId) -> String {
+//!     format!("{greeting}, {} ({id})", who.id())
+//! }
+//!
+//! /// A plain axum handler behind our layers takes our context values too.
+//! async fn whoami(who: Option<Principal>) -> String {
+//!     who.map_or_else(|| String::from("anonymous"), |who| who.id().to_owned())
+//! }
+//!
+//! let app = Router::new()
+//!     .route("/greet/{greeting}", get(greet))
+//!     .route("/whoami", get(whoami));
+//!
+//! let req = Request::get("/greet/hello")
+//!     .header(header::AUTHORIZATION, "Bearer t0ken")
+//!     .header("x-request-id", "r-1")
+//!     .body(axum::body::Body::empty())
+//!     .unwrap();
+//! let res = app.clone().oneshot(req).await.unwrap();
+//! assert_eq!(res.status(), StatusCode::OK);
+//! let body = res.into_body().collect().await.unwrap().to_bytes();
+//! assert_eq!(body, "hello, ada (r-1)");
+//!
+//! let req = Request::get("/whoami").body(axum::body::Body::empty()).unwrap();
+//! let body = app.oneshot(req).await.unwrap().into_body().collect().await.unwrap().to_bytes();
+//! assert_eq!(body, "anonymous");
+//! # }
+//! ```
+
+use std::{
+    convert::Infallible,
+    fmt,
+    future::{Future, poll_fn},
+    pin::Pin,
+    sync::{Mutex, OnceLock},
+};
+
+use axum::{
+    extract::{FromRequest, FromRequestParts, Request},
+    response::{IntoResponse, Response},
+};
+use bytes::Bytes;
+use http::request::Parts;
+use tower_service::Service;
+
+#[doc(hidden)]
+pub use ::axum as __axum;
+
+#[cfg(feature = "auth")]
+pub use self::principal::MissingContextValue;
+
+#[cfg(feature = "auth")]
+mod principal {
+    use std::{convert::Infallible, fmt};
+
+    use axum::{
+        extract::{FromRequestParts, OptionalFromRequestParts},
+        response::{IntoResponse, Response},
+    };
+    use bytes::Bytes;
+    use http::{StatusCode, request::Parts};
+    use middleware_core::{Context, Error, RequestExt};
+
+    use crate::auth::Principal;
+
+    /// The rejection of a context-value extractor whose value no layer provided: `500 Internal
+    /// Server Error`, rendered with the request's error renderer.
+    ///
+    /// See the [module docs](super) for an example.
+    #[derive(Debug)]
+    pub struct MissingContextValue {
+        what: &'static str,
+        response: http::Response<Bytes>,
+    }
+
+    impl MissingContextValue {
+        fn new(parts: &Parts, what: &'static str) -> Self {
+            let error = Error::new(StatusCode::INTERNAL_SERVER_ERROR);
+            let response = match parts.try_context() {
+                Some(cx) => cx.render_error(&error),
+                None => Context::new().render_error(&error),
+            };
+            Self { what, response }
+        }
+
+        /// The type of the missing value, e.g. `"RequestId"`.
+        #[must_use]
+        pub fn what(&self) -> &'static str {
+            self.what
+        }
+    }
+
+    impl fmt::Display for MissingContextValue {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "no layer provided the `{}` context value", self.what)
+        }
+    }
+
+    impl std::error::Error for MissingContextValue {}
+
+    impl IntoResponse for MissingContextValue {
+        fn into_response(self) -> Response {
+            #[cfg(any(feature = "logging", feature = "catch-panic"))]
+            tracing::error!(missing = self.what, "{self}");
+            self.response.map(axum::body::Body::from).into_response()
+        }
+    }
+
+    impl<S: Send + Sync> FromRequestParts<S> for Principal {
+        type Rejection = MissingContextValue;
+
+        async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, MissingContextValue> {
+            crate::__private::value::<Self>(parts)
+                .ok_or_else(|| MissingContextValue::new(parts, stringify!(Principal)))
+        }
+    }
+
+    impl<S: Send + Sync> OptionalFromRequestParts<S> for Principal {
+        type Rejection = Infallible;
+
+        async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Option<Self>, Infallible> {
+            Ok(crate::__private::value::<Self>(parts))
+        }
+    }
+}
+
+/// Any axum parts extractor is a `#[handler]` parameter.
+impl<T> crate::__private::FromHandlerParts for T
+where
+    T: FromRequestParts<()> + Send,
+    T::Rejection: Send,
+{
+    async fn from_handler_parts(parts: &mut Parts) -> Result<Self, http::Response<Bytes>> {
+        match T::from_request_parts(parts, &()).await {
+            Ok(value) => Ok(value),
+            Err(rejection) => Err(rejection_bytes(rejection).await),
+        }
+    }
+}
+
+/// Any axum extractor is the last `#[handler]` parameter (when the handler takes neither the
+/// request nor its parts); it may consume the body.
+impl<T, M> crate::__private::FromHandlerRequest<M> for T
+where
+    T: FromRequest<(), M> + Send,
+    T::Rejection: Send,
+{
+    async fn from_handler_request<B>(req: http::Request<B>) -> Result<Self, http::Response<Bytes>>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<middleware_core::BoxError>,
+    {
+        match T::from_request(req.map(axum::body::Body::new), &()).await {
+            Ok(value) => Ok(value),
+            Err(rejection) => Err(rejection_bytes(rejection).await),
+        }
+    }
+}
+
+/// A rejection as a fixed-body response. Rejections are short, fixed bodies; one that cannot be
+/// read is dropped.
+async fn rejection_bytes(rejection: impl IntoResponse) -> http::Response<Bytes> {
+    let (parts, body) = rejection.into_response().into_parts();
+    let body = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    http::Response::from_parts(parts, body)
+}
+
+/// The `T` of axum's `Handler<T, S>` for `#[handler]`s. Not public API.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct AxumMarker(());
+
+/// The future of a `#[handler]` mounted as an axum `Handler`. Not public API.
+#[doc(hidden)]
+pub type AxumFuture = Pin<Box<dyn Future<Output = Response> + Send>>;
+
+/// A `#[handler]`'s layered service, built once on the first request. Not public API.
+#[doc(hidden)]
+pub struct AxumService(OnceLock<Mutex<Box<dyn Erased>>>);
+
+impl AxumService {
+    /// Not public API.
+    #[must_use]
+    pub const fn new() -> Self {
+        Self(OnceLock::new())
+    }
+
+    /// Calls the service that `make` builds (on the first call only). Not public API.
+    pub fn call<T>(&'static self, make: impl FnOnce() -> T, req: Request) -> AxumFuture
+    where
+        T: Service<Request, Error = Infallible> + Clone + Send + 'static,
+        T::Response: IntoResponse,
+        T::Future: Send + 'static,
+    {
+        // The mutex makes a service that is `Send` but not `Sync` storable in a `static`; it is
+        // held only to clone the service.
+        let service = self.0.get_or_init(|| Mutex::new(Box::new(make())));
+        let service = match service.lock() {
+            Ok(service) => service.clone_box(),
+            Err(poisoned) => poisoned.into_inner().clone_box(),
+        };
+        service.oneshot(req)
+    }
+}
+
+impl Default for AxumService {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for AxumService {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple(stringify!(AxumService))
+            .field(&"...")
+            .finish()
+    }
+}
+
+trait Erased: Send {
+    fn clone_box(&self) -> Box<dyn Erased>;
+    fn oneshot(self: Box<Self>, req: Request) -> AxumFuture;
+}
+
+impl<T> Erased for T
+where
+    T: Service<Request, Error = Infallible> + Clone + Send + 'static,
+    T::Response: IntoResponse,
+    T::Future: Send + 'static,
+{
+    fn clone_box(&self) -> Box<dyn Erased> {
+        Box::new(self.clone())
+    }
+
+    fn oneshot(self: Box<Self>, req: Request) -> AxumFuture {
+        let mut service = *self;
+        Box::pin(async move {
+            let Ok(()) = poll_fn(|cx| service.poll_ready(cx)).await;
+            let Ok(res) = service.call(req).await;
+            res.into_response()
+        })
+    }
+}
+
+/// With the `axum` feature, `#[handler]` implements axum's `Handler` for a handler without
+/// state. Not public API.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __middleware_std_axum_handler {
+    ($name:ident) => {
+        #[automatically_derived]
+        impl<__S> $crate::__private::__axum::handler::Handler<$crate::__private::AxumMarker, __S>
+            for $name
+        where
+            __S: $crate::__private::Clone
+                + $crate::__private::Send
+                + $crate::__private::Sync
+                + 'static,
+        {
+            type Future = $crate::__private::AxumFuture;
+
+            fn call(
+                self,
+                req: $crate::__private::__axum::extract::Request,
+                _: __S,
+            ) -> Self::Future {
+                static SERVICE: $crate::__private::AxumService =
+                    $crate::__private::AxumService::new();
+                SERVICE.call(|| self.service(), req)
+            }
+        }
+    };
+}
