@@ -4,6 +4,8 @@
 #[macro_use]
 mod macros;
 
+#[cfg(feature = "axum")]
+pub mod axum;
 pub mod body;
 pub mod context;
 pub mod error;

@@ -6,9 +6,9 @@
 //!   parameter. An absent principal means no layer provided it, a server misconfiguration, so
 //!   the handler is not run and the answer is [`MissingContextValue`]: a `500` rendered with
 //!   the request's error renderer. Take `Option<Principal>` (`OptionalFromRequestParts`) when
-//!   authentication is optional. (`Context` and `RequestId` belong to `middleware-core`; the
-//!   orphan rule keeps their extractor impls there.) In a `#[handler]`, all three are
-//!   parameters anyway.
+//!   authentication is optional. `Context` and `RequestId` are extractors too, from
+//!   `middleware-core`'s `axum` feature, which this feature turns on. In a `#[handler]`, all
+//!   three are parameters anyway.
 //! - A `#[handler]` without `state = T` implements axum's `Handler`, so `get(name)` mounts it
 //!   with its layers (built once, on the first request). Every `#[handler]` also mounts with
 //!   `route_service(path, name.service())`, the way to go with `state = T`.
