@@ -13,8 +13,10 @@
 //!    never logged, stored or echoed: this layer logs nothing at all, and the header the
 //!    inner service sees is overwritten.
 //! 3. A fresh id is a UUID v7 ([`DefaultMakeRequestId`]): 48 bits of Unix milliseconds, then
-//!    randomness, lowercase hyphenated, so ids sort by creation time as plain strings (within a
-//!    process, strictly: `uuid` keeps a monotonic counter). A custom generator is any
+//!    randomness, lowercase hyphenated, so ids sort by creation time as plain strings, to the
+//!    millisecond (within a millisecond, `uuid`'s counter orders most but not all ids: the
+//!    reliability suite saw 13 of 10 million out of order across 16 threads; ids are always
+//!    unique). A custom generator is any
 //!    [`MakeRequestId`] or closure `Fn() -> RequestId + Clone`.
 //! 4. The id is set on the context ([`Context::set_request_id`](crate::Context::set_request_id);
 //!    the context is created if the request has none), on the request header, and on the
