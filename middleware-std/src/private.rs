@@ -6,8 +6,8 @@
 pub use ::http_body::Body;
 /// Not public API.
 pub use ::std::{
-    convert::Infallible, convert::Into, marker::Send, marker::Sync, string::String,
-    time::Duration, time::Instant,
+    convert::Infallible, convert::Into, marker::Send, marker::Sync, string::String, time::Duration,
+    time::Instant,
 };
 /// Not public API.
 pub use middleware_core::__private::*;
