@@ -28,7 +28,7 @@
 
 use std::{convert::Infallible, io, net::SocketAddr, time::Duration};
 
-use axum::{Extension, Router, body::Body, response::Response, routing::get};
+use axum::{Router, body::Body, response::Response, routing::get};
 use http::{Request, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::{
@@ -40,6 +40,7 @@ use middleware_std::{
     Context, Error,
     auth::{AuthLayer, Principal},
     catch_panic::{self, CatchPanicLayer},
+    handler,
     logging::LogLayer,
     request_id::SetRequestIdLayer,
     timeout::TimeoutLayer,
@@ -68,7 +69,6 @@ async fn main() -> io::Result<()> {
         })?,
         Err(_) => 3000,
     };
-    let token = std::env::var("DEMO_TOKEN").unwrap_or_else(|_| String::from("demo-token"));
 
     let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await?;
     let addr = listener.local_addr()?;
@@ -83,17 +83,16 @@ async fn main() -> io::Result<()> {
         .layer(LogLayer::new())
         .layer(CatchPanicLayer::new())
         .layer(TimeoutLayer::new(BUDGET))
-        .service(routes(&token));
+        .service(routes());
     serve(listener, app).await
 }
 
-/// The routes. Auth guards `/private` only; the std layers wrap the whole router in `main`.
-fn routes(token: &str) -> Router {
-    let auth = AuthLayer::bearer(token, Principal::new("demo-user").with_role("reader"))
-        .with_realm("quickstart");
+/// The routes. The std layers wrap the whole router in `main`; `/private` brings its own auth
+/// layer through its handler attribute.
+fn routes() -> Router {
     Router::new()
         .route("/", get(index))
-        .route("/private", get(private).layer(auth))
+        .route("/private", get(private))
         .route("/slow", get(slow))
         .route("/panic", get(panics))
         .fallback(not_found)
@@ -103,12 +102,16 @@ async fn index() -> &'static str {
     "hello from middleware-std: try /private, /slow and /panic\n"
 }
 
-/// The auth layer put the principal into the context; axum hands the context over as an
-/// extension.
-async fn private(Extension(cx): Extension<Context>) -> String {
-    let principal = cx
-        .get::<Principal>()
-        .expect("the auth layer admitted the request");
+/// The bearer token: `DEMO_TOKEN`, or `demo-token`.
+fn demo_token() -> String {
+    std::env::var("DEMO_TOKEN").unwrap_or_else(|_| String::from("demo-token"))
+}
+
+/// Only callers with the token get in; the `auth` layer of the attribute puts the principal
+/// into the context, and the macro checks at compile time that a layer provides it.
+#[handler(auth = AuthLayer::bearer(demo_token(), Principal::new("demo-user").with_role("reader"))
+    .with_realm("quickstart"))]
+async fn private(principal: Principal) -> String {
     let roles: Vec<&str> = principal.roles().collect();
     format!("hello, {} (roles: {})\n", principal.id(), roles.join(", "))
 }
@@ -126,7 +129,7 @@ async fn panics() -> &'static str {
 }
 
 /// Unknown paths get problem details carrying the request id, like every error here.
-async fn not_found(Extension(cx): Extension<Context>) -> Response {
+async fn not_found(cx: Context) -> Response {
     cx.render_error(&Error::new(StatusCode::NOT_FOUND).with_detail("no such route"))
         .map(Body::from)
 }
