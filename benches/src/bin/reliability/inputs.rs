@@ -1,5 +1,5 @@
 //! Generated hostile inputs, quickcheck style: a seeded generator produces structured cases for
-//! each checker in [`hostile`](super::hostile), biased towards the shapes the parsers must
+//! each checker in [`hostile`], biased towards the shapes the parsers must
 //! reject (the cases listed in the auth docs' "Failures" section) and the boundaries they
 //! must respect. A failure prints the seed and the case number, so it can be replayed with
 //! `--seed`.
