@@ -122,7 +122,10 @@ pub(crate) struct Access<L: MakeLevel> {
     body_bytes: u64,
     capture: Option<Capture>,
     request_capture: Option<SharedCapture>,
+    /// The event was emitted (or, with logging off, would have been).
     done: bool,
+    /// The request reached an end that `finish` saw: a complete body, an error.
+    ended: bool,
 }
 
 impl<L: MakeLevel> Access<L> {
@@ -136,8 +139,8 @@ impl<L: MakeLevel> Access<L> {
 
     /// A record for when no subscriber can see anything (`LevelFilter::current()` is `OFF`):
     /// it reads no clock and emits nothing, so the layer costs next to nothing then.
-    pub(crate) fn off(config: Arc<Config>, level: L) -> Self {
-        let mut access = Self::with_start(config, level, None, Start::Off);
+    pub(crate) fn off(config: Arc<Config>, level: L, cx: Option<Context>) -> Self {
+        let mut access = Self::with_start(config, level, cx, Start::Off);
         access.done = true;
         access
     }
@@ -159,6 +162,7 @@ impl<L: MakeLevel> Access<L> {
             capture: None,
             request_capture: None,
             done: false,
+            ended: false,
         }
     }
 
@@ -238,6 +242,7 @@ impl<L: MakeLevel> Access<L> {
 
     /// Emits the access event, once.
     pub(crate) fn finish(&mut self, outcome: RequestOutcome, error: Option<&dyn fmt::Display>) {
+        self.ended = true;
         if std::mem::replace(&mut self.done, true) {
             return;
         }
@@ -275,10 +280,19 @@ impl<L: MakeLevel> Access<L> {
 
 impl<L: MakeLevel> Drop for Access<L> {
     fn drop(&mut self) {
-        if !self.done {
-            let outcome = self.dropped();
-            self.finish(outcome, None);
+        if self.ended {
+            return;
         }
+        let outcome = self.dropped();
+        // The client went away (before the head or in the middle of the body): the request is
+        // over, so its context is cancelled with `dropped` and spawned work can stop. (Before
+        // the head the adapters' drop guards do the same; the first cause wins.)
+        if matches!(outcome, RequestOutcome::Disconnected) {
+            if let Some(cx) = &self.cx {
+                cx.cancel_with(CancelCause::Dropped);
+            }
+        }
+        self.finish(outcome, None);
     }
 }
 

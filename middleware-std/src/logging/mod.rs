@@ -70,6 +70,12 @@
 //! the context) outside this one, as the recommended order does, or turn on
 //! [`LogLayer::create_context`].
 //!
+//! When the client goes away before the response ends (the response future or the body is
+//! dropped early), the layer cancels the context with
+//! [`CancelCause::Dropped`](crate::CancelCause::Dropped) — also while nothing is being logged —
+//! so work spawned for the request can stop: once the response head is out, no adapter's drop
+//! guard sees the request any more, this layer's body does.
+//!
 //! # Panics
 //!
 //! A panic in the inner service's `call`, in its future or in the response body unwinds

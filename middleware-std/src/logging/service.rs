@@ -68,7 +68,11 @@ impl<S, L: MakeLevel + Clone, C> Log<S, L, C> {
         }
         // No subscriber would see the event and no timing layer wants this layer's own time: skip the record.
         if !access::any_event_enabled() && !layer_time::wanted(req.try_context()) {
-            return Access::off(Arc::clone(&self.config), self.level.clone());
+            return Access::off(
+                Arc::clone(&self.config),
+                self.level.clone(),
+                req.try_context().cloned(),
+            );
         }
         // A clone, not a new context: the cause and a late request id are read through it.
         let cx = req.try_context().cloned();
