@@ -386,4 +386,44 @@ mod tests {
         assert!(parse("5sec").unwrap_err().contains("unknown unit `sec`"));
         assert!(parse("30s1m").unwrap_err().contains("`m` is out of order"));
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// Any text: an answer (never a panic), and an accepted one is positive.
+        #[test]
+        fn any_text_parses_or_is_refused_with_the_expected_message(text in "\\PC{0,24}") {
+            match parse(&text) {
+                Ok(duration) => proptest::prop_assert!(duration > Duration::ZERO),
+                Err(error) => proptest::prop_assert!(error.starts_with("invalid duration"), "{}", error),
+            }
+        }
+
+        /// Well-formed literals: units largest first, each at most once, parse to their sum.
+        #[test]
+        fn generated_literals_parse_to_their_sum(
+            parts in proptest::collection::vec(proptest::option::of(0u64..100_000), 5),
+        ) {
+            let mut text = String::new();
+            let mut nanos = 0u64;
+            for ((unit, scale), value) in UNITS.iter().zip(&parts) {
+                if let Some(value) = value {
+                    text.push_str(&format!("{value}{unit}"));
+                    nanos += value * scale;
+                }
+            }
+            match parse(&text) {
+                Ok(duration) => proptest::prop_assert_eq!(duration, Duration::from_nanos(nanos)),
+                Err(_) => proptest::prop_assert!(text.is_empty() || nanos == 0, "{} refused", text),
+            }
+        }
+
+        /// Units out of order, or repeated, are always refused.
+        #[test]
+        fn units_out_of_order_are_refused(i in 0usize..5, j in 0usize..5, x in 1u64..1000, y in 1u64..1000) {
+            let (a, b) = (i.max(j), i.min(j));
+            let text = format!("{x}{}{y}{}", UNITS[a].0, UNITS[b].0);
+            proptest::prop_assert!(parse(&text).is_err(), "{} accepted", text);
+        }
+    }
 }

@@ -103,6 +103,9 @@ enum Start {
 }
 
 /// One request's pending access event.
+// Four independent facts about one record (polling, id recorded, emitted, ended): not a state
+// machine in disguise.
+#[allow(clippy::struct_excessive_bools)]
 pub(crate) struct Access<L: MakeLevel> {
     pub(crate) span: Span,
     /// Set while the inner service is being called or polled: if the record is dropped while
