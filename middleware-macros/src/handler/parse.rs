@@ -408,7 +408,7 @@ mod tests {
             let mut nanos = 0u64;
             for ((unit, scale), value) in UNITS.iter().zip(&parts) {
                 if let Some(value) = value {
-                    text.push_str(&format!("{value}{unit}"));
+                    std::fmt::Write::write_fmt(&mut text, format_args!("{value}{unit}")).unwrap();
                     nanos += value * scale;
                 }
             }
