@@ -221,3 +221,36 @@ async fn a_plain_request_logs_exactly_one_human_readable_line_and_shutdown_is_pr
     assert!(stderr.contains("curl"), "the banner goes to stderr");
     assert!(took < Duration::from_secs(2), "idle shutdown took {took:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_the_request_in_flight_hit_its_budget_then_exits() {
+    let server = Server::start(false);
+    let base = server.base.clone();
+    let in_flight = tokio::spawn({
+        let base = base.clone();
+        async move { get(&base, "/slow", None).await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stopping = tokio::task::spawn_blocking(move || server.stop());
+    let (status, headers, _) = in_flight.await.unwrap();
+    assert_eq!(
+        status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "it ran into its 1 s budget"
+    );
+    assert!(headers.contains_key("x-request-id"));
+    let (stdout, _, took) = stopping.await.unwrap();
+    // Signalled ~200 ms in: the request needs ~800 ms more; the process exits within the
+    // budget plus one second.
+    assert!(took < Duration::from_secs(2), "shutdown took {took:?}");
+    assert_eq!(
+        stdout.lines().count(),
+        1,
+        "the in-flight request was logged: {stdout}"
+    );
+    let refused = tokio::net::TcpStream::connect(base.trim_start_matches("http://")).await;
+    assert!(
+        refused.is_err(),
+        "new connections are refused after shutdown"
+    );
+}
