@@ -1,6 +1,9 @@
 #![doc = include_str!("../README.md")]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[macro_use]
+mod macros;
+
 #[doc(inline)]
 pub use middleware_core::*;
 /// Annotates an async fn handler with per-handler layers; see the

@@ -216,20 +216,7 @@ impl<S> SetRequestId<S> {
 }
 
 impl<S, M> SetRequestId<S, M> {
-    /// Gets a reference to the inner service.
-    pub const fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// Gets a mutable reference to the inner service.
-    pub const fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Consumes `self`, returning the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    define_inner_service_accessors!();
 
     /// The id for `req`: the context's, a safe incoming one, or a fresh one.
     fn request_id<B>(&self, req: &mut Request<B>) -> RequestId

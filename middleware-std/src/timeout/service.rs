@@ -19,25 +19,6 @@ use super::{
     layer::{PropagateDeadlineLayer, RequestBodyTimeoutLayer, TimeoutLayer},
 };
 
-macro_rules! inner_accessors {
-    () => {
-        /// Gets a reference to the inner service.
-        pub fn get_ref(&self) -> &S {
-            &self.inner
-        }
-
-        /// Gets a mutable reference to the inner service.
-        pub fn get_mut(&mut self) -> &mut S {
-            &mut self.inner
-        }
-
-        /// Consumes `self`, returning the inner service.
-        pub fn into_inner(self) -> S {
-            self.inner
-        }
-    };
-}
-
 /// Enforces a whole-request budget on `S`. See [`TimeoutLayer`] and the
 /// [module docs](super) for an example.
 #[derive(Clone)]
@@ -61,7 +42,7 @@ impl<S> Timeout<S> {
         Self { inner, layer }
     }
 
-    inner_accessors!();
+    define_inner_service_accessors!();
 }
 
 impl<S: fmt::Debug> fmt::Debug for Timeout<S> {
@@ -137,7 +118,7 @@ impl<S> RequestBodyTimeout<S> {
         Self { inner, layer }
     }
 
-    inner_accessors!();
+    define_inner_service_accessors!();
 }
 
 impl<S: fmt::Debug> fmt::Debug for RequestBodyTimeout<S> {
@@ -206,7 +187,7 @@ impl<S> PropagateDeadline<S> {
         Self { inner, layer }
     }
 
-    inner_accessors!();
+    define_inner_service_accessors!();
 }
 
 impl<S: fmt::Debug> fmt::Debug for PropagateDeadline<S> {
