@@ -121,9 +121,11 @@ pub(crate) struct Access<L: MakeLevel> {
     /// The outcome if the body ends normally: `TimedOut` when the deadline had passed by the
     /// time the response arrived (an inner timeout layer's answer).
     on_complete: RequestOutcome,
-    response_headers: Option<HeaderMap>,
+    /// Boxed: only with header logging on, and a `HeaderMap` is large.
+    response_headers: Option<Box<HeaderMap>>,
     body_bytes: u64,
-    capture: Option<Capture>,
+    /// Boxed: only with body capture on.
+    capture: Option<Box<Capture>>,
     request_capture: Option<SharedCapture>,
     /// The event was emitted (or, with logging off, would have been).
     done: bool,
@@ -207,10 +209,10 @@ impl<L: MakeLevel> Access<L> {
         self.span
             .record("http.response.status_code", res.status().as_u16());
         if self.config.headers && !self.span.is_disabled() {
-            self.response_headers = Some(res.headers().clone());
+            self.response_headers = Some(Box::new(res.headers().clone()));
         }
         if let Some(limit) = self.config.response_body {
-            self.capture = Some(Capture::new(limit));
+            self.capture = Some(Box::new(Capture::new(limit)));
         }
     }
 
@@ -258,7 +260,7 @@ impl<L: MakeLevel> Access<L> {
         let level = self.level.make_level(outcome, self.status);
         let cause = self.cause();
         let request_body = self.request_capture.as_ref().map(capture::lock);
-        let headers = self.response_headers.as_ref().map(|map| Headers {
+        let headers = self.response_headers.as_deref().map(|map| Headers {
             map,
             redacted: &self.config.redacted,
         });
@@ -273,7 +275,7 @@ impl<L: MakeLevel> Access<L> {
             cancel_cause = cause.map(CancelCause::as_str),
             error = error.map(|e| field::display(EscapeDisplay(e))),
             http.response.headers = headers.map(field::display),
-            http.response.body = self.capture.as_ref().map(field::display),
+            http.response.body = self.capture.as_deref().map(field::display),
             http.request.body = request_body.as_deref().map(field::display),
             http.request.body.size = request_body.as_deref().map(Capture::size),
             "request finished"
