@@ -80,6 +80,8 @@ pub trait Runner {
     fn allocs(&mut self, rt: &Runtime, n: u64) -> (u64, u64);
     /// The size of the response future.
     fn future_size(&mut self) -> usize;
+    /// The size of the response (head and body type), moved out through every layer.
+    fn response_size(&self) -> usize;
     /// Sends `req` and returns the response status, for the sanity checks.
     fn send(&mut self, rt: &Runtime, req: Request<Body>) -> u16;
 }
@@ -146,6 +148,10 @@ where
         let _guard = rt.enter();
         let future = self.0.call(request());
         std::mem::size_of_val(&future)
+    }
+
+    fn response_size(&self) -> usize {
+        std::mem::size_of::<Response<B>>()
     }
 
     fn send(&mut self, rt: &Runtime, req: Request<Body>) -> u16 {
@@ -454,6 +460,8 @@ pub struct Config {
     pub e2e_connections: usize,
     pub e2e_rounds: usize,
     pub per_layer: bool,
+    /// Run only these variants (plus `bare`), for profiling one at a time.
+    pub only: Vec<String>,
     pub out: PathBuf,
 }
 
@@ -468,6 +476,7 @@ impl Config {
             e2e_connections: 32,
             e2e_rounds: 3,
             per_layer: false,
+            only: Vec::new(),
             out: PathBuf::from("target/bench"),
         }
     }
@@ -482,6 +491,7 @@ impl Config {
             e2e_connections: 4,
             e2e_rounds: 1,
             per_layer: false,
+            only: Vec::new(),
             out: PathBuf::from("target/bench-smoke"),
         }
     }
@@ -498,6 +508,7 @@ pub struct Row {
     pub allocs: f64,
     pub bytes: f64,
     pub future_size: usize,
+    pub response_size: usize,
 }
 
 pub fn run_in_process(config: &Config, variants: &mut [Variant]) -> Vec<Row> {
@@ -533,6 +544,7 @@ pub fn run_in_process(config: &Config, variants: &mut [Variant]) -> Vec<Row> {
                 allocs: count as f64 / config.alloc_iters as f64,
                 bytes: bytes as f64 / config.alloc_iters as f64,
                 future_size: v.runner.future_size(),
+                response_size: v.runner.response_size(),
             }
         })
         .collect()
@@ -548,13 +560,13 @@ pub fn table(rows: &[Row]) -> String {
         .find(|r| r.name == "hand-written")
         .map_or(f64::NAN, |hand| hand.median_ns - bare.median_ns);
     let mut out = String::new();
-    out.push_str("| variant | ns/req median (min–max) | overhead ns | × bare | overhead × hand-written | allocs/req (over bare) | bytes/req | future bytes |\n");
-    out.push_str("| --- | --- | --- | --- | --- | --- | --- | --- |\n");
+    out.push_str("| variant | ns/req median (min–max) | overhead ns | × bare | overhead × hand-written | allocs/req (over bare) | bytes/req | future bytes | response bytes |\n");
+    out.push_str("| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
     for r in rows {
         let over = r.median_ns - bare.median_ns;
         let _ = writeln!(
             out,
-            "| {} | {:.0} ({:.0}–{:.0}) | {:.0} | {:.2} | {} | {:.2} ({:+.2}) | {:.0} | {} |",
+            "| {} | {:.0} ({:.0}–{:.0}) | {:.0} | {:.2} | {} | {:.2} ({:+.2}) | {:.0} | {} | {} |",
             r.name,
             r.median_ns,
             r.min_ns,
@@ -570,6 +582,7 @@ pub fn table(rows: &[Row]) -> String {
             r.allocs - bare.allocs,
             r.bytes,
             r.future_size,
+            r.response_size,
         );
     }
     out
@@ -588,9 +601,13 @@ fn main() {
             }
             "--no-e2e" => config.e2e = false,
             "--per-layer" => config.per_layer = true,
+            "--only" => {
+                let names = args.next().expect("--only NAME[,NAME...]");
+                config.only = names.split(',').map(str::to_owned).collect();
+            }
             "--out" => config.out = PathBuf::from(args.next().expect("--out DIR")),
             other => {
-                eprintln!("unknown argument {other:?}; use --smoke, --no-e2e, --out DIR");
+                eprintln!("unknown argument {other:?}; use --smoke, --no-e2e, --per-layer, --only NAMES, --out DIR");
                 std::process::exit(2);
             }
         }
@@ -606,6 +623,9 @@ pub fn run(config: &Config) -> String {
     } else {
         variants()
     };
+    if !config.only.is_empty() {
+        variants.retain(|v| v.name == "bare" || config.only.iter().any(|o| o == v.name));
+    }
     let rows = run_in_process(config, &mut variants);
     let mut report = machine();
     let _ = writeln!(

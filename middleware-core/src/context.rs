@@ -40,7 +40,7 @@ use std::{
     pin::Pin,
     sync::{
         Arc, Mutex, MutexGuard, OnceLock,
-        atomic::{AtomicU8, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering, fence},
     },
     task::{Context as TaskContext, Poll, Waker},
     time::{Duration, Instant},
@@ -281,6 +281,9 @@ struct Shared {
     /// `NOT_CANCELLED` or a `CancelCause::to_u8`. Written once.
     cause: AtomicU8,
     waiters: Mutex<Vec<Option<Waker>>>,
+    /// Set (never cleared) by the first waiter, so that tightening a deadline or cancelling a
+    /// context nobody waits on takes no lock.
+    has_waiters: AtomicBool,
     request_id: OnceLock<RequestId>,
     marks: Mutex<Vec<Mark>>,
 }
@@ -322,6 +325,12 @@ impl Shared {
     }
 
     fn wake_all(&self) {
+        // Pairs with the fence in `Cancelled::poll`: either that waiter sees the new cause or
+        // deadline when it looks again after registering, or this sees its flag.
+        fence(Ordering::SeqCst);
+        if !self.has_waiters.load(Ordering::Relaxed) {
+            return;
+        }
         // Wake outside the lock: a waker may poll inline and look at the context again.
         let wakers: Vec<Waker> = lock(&self.waiters).iter().flatten().cloned().collect();
         for waker in wakers {
@@ -488,6 +497,7 @@ impl Context {
                 deadline: AtomicU64::new(NO_DEADLINE),
                 cause: AtomicU8::new(NOT_CANCELLED),
                 waiters: Mutex::new(Vec::new()),
+                has_waiters: AtomicBool::new(false),
                 request_id: OnceLock::new(),
                 marks: Mutex::new(Vec::new()),
             }),
@@ -828,6 +838,9 @@ impl Future for Cancelled<'_> {
                 *this.slot = Some(slot);
             }
         }
+        this.shared.has_waiters.store(true, Ordering::Relaxed);
+        // Pairs with the fence in `wake_all` (see there).
+        fence(Ordering::SeqCst);
         // A cancel between the first look and the registration must not be missed.
         if let Some(cause) = this.shared.cause() {
             return Poll::Ready(cause);

@@ -3,7 +3,6 @@
 use std::{
     fmt,
     future::Future,
-    ops::ControlFlow,
     pin::Pin,
     sync::Arc,
     task::{Context, Poll, ready},
@@ -70,26 +69,27 @@ pin_project_lite::pin_project! {
 }
 
 impl<H: Hook, F> HookFuture<H, F> {
-    pub(crate) fn new(
-        before: ControlFlow<http::Response<Bytes>, H::State>,
-        hook: &Arc<H>,
-        call: impl FnOnce() -> (F, DropGuard),
-    ) -> Self {
-        let kind = match before {
-            ControlFlow::Break(response) => Kind::Short {
+    /// The inner future is running; `after` runs when it completes.
+    #[inline]
+    pub(crate) fn running(future: F, hook: Arc<H>, state: H::State, guard: DropGuard) -> Self {
+        Self {
+            kind: Kind::Inner {
+                future,
+                hook,
+                state: Some(state),
+                guard,
+            },
+        }
+    }
+
+    /// `before` answered: the inner service was never called.
+    #[inline]
+    pub(crate) fn short(response: http::Response<Bytes>) -> Self {
+        Self {
+            kind: Kind::Short {
                 response: Some(response),
             },
-            ControlFlow::Continue(state) => {
-                let (future, guard) = call();
-                Kind::Inner {
-                    future,
-                    hook: Arc::clone(hook),
-                    state: Some(state),
-                    guard,
-                }
-            }
-        };
-        Self { kind }
+        }
     }
 }
 

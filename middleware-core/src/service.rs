@@ -2,6 +2,7 @@
 
 use std::{
     fmt, mem,
+    ops::ControlFlow,
     sync::{Arc, OnceLock},
     task::{Context, Poll},
 };
@@ -166,15 +167,18 @@ where
     }
 
     fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
-        let before = self.hook.before(&mut req);
-        // The inner service is called right here, so the service that reported ready is the one
-        // called: no clone, no `mem::replace` needed.
-        HookFuture::new(before, &self.hook, || {
-            let guard = req
-                .try_context()
-                .map_or_else(DropGuard::none, crate::Context::drop_guard);
-            (self.inner.call(req), guard)
-        })
+        match self.hook.before(&mut req) {
+            ControlFlow::Break(response) => HookFuture::short(response),
+            ControlFlow::Continue(state) => {
+                let guard = req
+                    .try_context()
+                    .map_or_else(DropGuard::none, crate::Context::drop_guard);
+                // The inner service is called right here, so the service that reported ready is
+                // the one called: no clone, no `mem::replace` needed. Built in place: the inner
+                // future is not moved through a temporary.
+                HookFuture::running(self.inner.call(req), Arc::clone(&self.hook), state, guard)
+            }
+        }
     }
 }
 

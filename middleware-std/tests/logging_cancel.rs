@@ -1,5 +1,6 @@
 //! A client that goes away in the middle of the response body ends the request: the log layer
 //! cancels the request's context with cause `dropped`, so spawned work stops.
+#![cfg(feature = "logging")]
 #![allow(missing_docs)]
 
 use std::{

@@ -146,7 +146,8 @@ fn options_cost_what_the_docs_say() {
     let hook = ServerTimingLayer::new()
         .on_body_end(|end: BodyEnd| assert!(end.duration >= end.headers))
         .layer(PLAIN);
-    assert_eq!(per_request(hook) - base, 3, "the hook itself is free");
+    // What the hook will be told is boxed in the body, so bodies without a hook stay small.
+    assert_eq!(per_request(hook) - base, 4, "on_body_end: +1");
 }
 
 #[test]

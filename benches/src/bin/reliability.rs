@@ -483,19 +483,21 @@ fn load_and_faults(config: &Config, report: &mut Report) {
     report.check(
         "aborted clients: cancellation fires with cause \"dropped\" (cancelled() watchers)",
         format!(
-            "before the response: {} of {} dropped; mid response body: {} of {} dropped; mid request body (handler sees the error, answers 400): {} of {} not cancelled; completed streams/uploads never cancelled: {} + {}",
+            "before the response: {} of {} dropped; mid response body: {} of {} dropped; mid request body (the body's error cancels, then the handler answers 400): {} of {} dropped, {} logged with cause dropped; completed streams/uploads never cancelled: {} + {}",
             watched(Route::AbortPending, 2),
             aborted(Route::AbortPending),
             watched(Route::AbortStream, 2),
             aborted(Route::AbortStream),
-            watched(Route::AbortUpload, 0),
+            watched(Route::AbortUpload, 2),
             aborted(Route::AbortUpload),
+            causes[Route::AbortUpload.index()][2],
             watched(Route::Stream, 1) + watched(Route::Stream, 2) + watched(Route::Stream, 3),
             watched(Route::Upload, 1) + watched(Route::Upload, 2) + watched(Route::Upload, 3),
         ),
         watched(Route::AbortPending, 2) == aborted(Route::AbortPending)
             && watched(Route::AbortStream, 2) == aborted(Route::AbortStream)
-            && watched(Route::AbortUpload, 0) == aborted(Route::AbortUpload)
+            && watched(Route::AbortUpload, 2) == aborted(Route::AbortUpload)
+            && causes[Route::AbortUpload.index()][2] == aborted(Route::AbortUpload)
             && (1..4).all(|c| watched(Route::Stream, c) == 0 && watched(Route::Upload, c) == 0),
     );
     report.check(

@@ -155,19 +155,21 @@ pub(crate) struct Entry<P> {
     pub(crate) grant: P,
 }
 
-/// Finds the entry whose user and secret digests equal the presented ones.
+/// Finds the entry whose user and secret digests equal the presented ones. Without a `user`
+/// (tokens and keys, whose entries all have the same empty user) only secrets are compared.
 ///
 /// Every entry is compared, and the comparisons and the selection are constant time, so the
 /// time taken depends only on the number of entries, never on the presented bytes.
 pub(crate) fn find<'a, P>(
     entries: &'a [Entry<P>],
-    user: &Digest,
+    user: Option<&Digest>,
     secret: &Digest,
 ) -> Option<&'a P> {
     let mut found = subtle::Choice::from(0);
     let mut index = 0_u64;
     for (i, entry) in (0_u64..).zip(entries) {
-        let hit = entry.user.ct_eq(user) & entry.secret.ct_eq(secret);
+        let user_ok = user.map_or(subtle::Choice::from(1), |user| entry.user.ct_eq(user));
+        let hit = user_ok & entry.secret.ct_eq(secret);
         index.conditional_assign(&i, hit);
         found |= hit;
     }

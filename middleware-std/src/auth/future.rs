@@ -31,7 +31,8 @@ pin_project! {
     {
         #[pin]
         state: State<S::Future, V>,
-        pending: Option<Pending<S, ReqBody>>,
+        // Boxed: only an asynchronous validation needs it, and a request is large.
+        pending: Option<Box<Pending<S, ReqBody>>>,
     }
 }
 
@@ -79,11 +80,11 @@ where
     ) -> Self {
         Self {
             state: State::Validating { validation },
-            pending: Some(Pending {
+            pending: Some(Box::new(Pending {
                 request,
                 inner,
                 settings,
-            }),
+            })),
         }
     }
 }
@@ -113,7 +114,7 @@ where
                         mut request,
                         mut inner,
                         settings,
-                    } = this.pending.take().expect("future polled after completion");
+                    } = *this.pending.take().expect("future polled after completion");
                     let next = match verdict {
                         Ok(principal) => match settings.admit(principal, &mut request) {
                             None => State::Called {

@@ -30,6 +30,7 @@ pin_project_lite::pin_project! {
 }
 
 impl<B> CatchPanicBody<B> {
+    #[inline]
     pub(crate) const fn new(inner: ResponseBody<B>, cx: Option<Context>) -> Self {
         Self {
             inner,

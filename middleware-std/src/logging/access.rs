@@ -98,19 +98,135 @@ pub(crate) fn make_span<B>(config: &Config, req: &Request<B>, cx: Option<&Contex
 enum Start {
     Context(Duration),
     Std(std::time::Instant),
-    /// Logging is off altogether: no clock is read, no event is emitted.
-    Off,
+}
+
+/// One request's access record, as carried by the layer's future and then its body: the full
+/// record behind one allocation when a subscriber may see the event, or a few bytes when none
+/// can (then the future and the response body stay small, and only the client-gone
+/// cancellation is kept).
+pub(crate) enum Access<L: MakeLevel> {
+    Off(Watch),
+    On(Box<Record<L>>),
+}
+
+impl<L: MakeLevel> Access<L> {
+    /// A record for when no subscriber can see anything (`LevelFilter::current()` is `OFF`):
+    /// it reads no clock and emits nothing, so the layer costs next to nothing then.
+    pub(crate) const fn off(cx: Option<Context>) -> Self {
+        Self::Off(Watch {
+            cx,
+            polling: false,
+            ended: false,
+        })
+    }
+
+    pub(crate) fn on(record: Record<L>) -> Self {
+        Self::On(Box::new(record))
+    }
+
+    /// Runs `f` (a call or poll of the inner service or body) inside the request span, noting
+    /// that it runs: if `f` unwinds, the record is dropped while still marked, which is how a
+    /// panic is told from a disconnect, whoever catches it.
+    pub(crate) fn polling<T>(&mut self, f: impl FnOnce() -> T) -> T {
+        match self {
+            Self::Off(watch) => {
+                watch.polling = true;
+                let out = f();
+                watch.polling = false;
+                out
+            }
+            Self::On(record) => {
+                let _entered = record.span.enter();
+                record.polling = true;
+                let out = f();
+                record.polling = false;
+                out
+            }
+        }
+    }
+
+    /// Starts a request body capture of `limit` bytes; the body wrapper gets the other handle.
+    /// When off, the capture is made but never read.
+    pub(crate) fn capture_request(&mut self, limit: usize) -> SharedCapture {
+        match self {
+            Self::Off(_) => Arc::new(Mutex::new(Capture::new(limit))),
+            Self::On(record) => record.capture_request(limit),
+        }
+    }
+
+    /// See [`Record::response`].
+    pub(crate) fn response<B>(&mut self, res: &Response<B>) {
+        if let Self::On(record) = self {
+            record.response(res);
+        }
+    }
+
+    /// See [`Record::data`].
+    pub(crate) fn data(&mut self, data: &impl Buf) {
+        if let Self::On(record) = self {
+            record.data(data);
+        }
+    }
+
+    /// See [`Record::completed`].
+    pub(crate) fn completed(&self) -> RequestOutcome {
+        match self {
+            Self::Off(_) => RequestOutcome::Completed,
+            Self::On(record) => record.completed(),
+        }
+    }
+
+    /// Emits the access event, once (notes the end, when off).
+    pub(crate) fn finish(&mut self, outcome: RequestOutcome, error: Option<&dyn fmt::Display>) {
+        match self {
+            Self::Off(watch) => watch.ended = true,
+            Self::On(record) => record.finish(outcome, error),
+        }
+    }
+}
+
+impl<L: MakeLevel> fmt::Debug for Access<L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Off(watch) => f
+                .debug_struct("Access")
+                .field("off", &true)
+                .field("ended", &watch.ended)
+                .finish_non_exhaustive(),
+            Self::On(record) => fmt::Debug::fmt(record, f),
+        }
+    }
+}
+
+/// What is left of a record when logging is off: the client-gone cancellation of [`Record`]'s
+/// `Drop`, with the same rules.
+pub(crate) struct Watch {
+    cx: Option<Context>,
+    polling: bool,
+    ended: bool,
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        if self.ended || self.polling || std::thread::panicking() {
+            return;
+        }
+        // The first cause wins: a context already cancelled (deadline, explicit) keeps its cause.
+        if let Some(cx) = &self.cx {
+            cx.cancel_with(CancelCause::Dropped);
+        }
+    }
 }
 
 /// One request's pending access event.
 // Four independent facts about one record (polling, id recorded, emitted, ended): not a state
 // machine in disguise.
 #[allow(clippy::struct_excessive_bools)]
-pub(crate) struct Access<L: MakeLevel> {
-    pub(crate) span: Span,
+pub(crate) struct Record<L: MakeLevel> {
+    span: Span,
     /// Set while the inner service is being called or polled: if the record is dropped while
     /// it is still set, the poll unwound (a panic), whoever caught it.
-    pub(crate) polling: bool,
+    polling: bool,
     config: Arc<Config>,
     level: L,
     cx: Option<Context>,
@@ -133,21 +249,13 @@ pub(crate) struct Access<L: MakeLevel> {
     ended: bool,
 }
 
-impl<L: MakeLevel> Access<L> {
+impl<L: MakeLevel> Record<L> {
     pub(crate) fn new(config: Arc<Config>, level: L, cx: Option<Context>) -> Self {
         let start = match &cx {
             Some(cx) => Start::Context(cx.elapsed()),
             None => Start::Std(std::time::Instant::now()),
         };
         Self::with_start(config, level, cx, start)
-    }
-
-    /// A record for when no subscriber can see anything (`LevelFilter::current()` is `OFF`):
-    /// it reads no clock and emits nothing, so the layer costs next to nothing then.
-    pub(crate) fn off(config: Arc<Config>, level: L, cx: Option<Context>) -> Self {
-        let mut access = Self::with_start(config, level, cx, Start::Off);
-        access.done = true;
-        access
     }
 
     fn with_start(config: Arc<Config>, level: L, cx: Option<Context>, start: Start) -> Self {
@@ -195,7 +303,6 @@ impl<L: MakeLevel> Access<L> {
                 .as_ref()
                 .map_or(Duration::ZERO, |cx| cx.elapsed().saturating_sub(*start)),
             Start::Std(start) => start.elapsed(),
-            Start::Off => Duration::ZERO,
         }
     }
 
@@ -283,7 +390,7 @@ impl<L: MakeLevel> Access<L> {
     }
 }
 
-impl<L: MakeLevel> Drop for Access<L> {
+impl<L: MakeLevel> Drop for Record<L> {
     fn drop(&mut self) {
         if self.ended {
             return;
@@ -301,9 +408,9 @@ impl<L: MakeLevel> Drop for Access<L> {
     }
 }
 
-impl<L: MakeLevel> fmt::Debug for Access<L> {
+impl<L: MakeLevel> fmt::Debug for Record<L> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Access")
+        f.debug_struct("Record")
             .field("span", &self.span)
             .field("status", &self.status)
             .field("done", &self.done)

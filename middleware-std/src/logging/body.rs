@@ -24,6 +24,7 @@ pin_project_lite::pin_project! {
 }
 
 impl<B, L: MakeLevel> ResponseBody<B, L> {
+    #[inline]
     pub(crate) const fn new(inner: B, access: Option<Access<L>>) -> Self {
         Self { inner, access }
     }
@@ -61,11 +62,7 @@ where
             return this.inner.poll_frame(cx);
         };
         let frame = {
-            let _entered = access.span.enter();
-            access.polling = true;
-            let poll = this.inner.as_mut().poll_frame(cx);
-            access.polling = false;
-            ready!(poll)
+            ready!(access.polling(|| this.inner.as_mut().poll_frame(cx)))
         };
         let end = match &frame {
             None => Some((access.completed(), None)),

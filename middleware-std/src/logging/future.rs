@@ -55,11 +55,7 @@ where
                 .access
                 .as_mut()
                 .expect("future polled after completion");
-            let _entered = access.span.enter();
-            access.polling = true;
-            let poll = this.inner.poll(cx);
-            access.polling = false;
-            ready!(poll)
+            ready!(access.polling(|| this.inner.poll(cx)))
         };
         let mut access = this.access.take().expect("checked above");
         match result {

@@ -11,7 +11,7 @@ use tower_service::Service;
 use super::{
     CaptureRequestBody, DefaultLevel, LogLayer, MakeLevel, PassRequestBody, RequestBody,
     ResponseBody, ResponseFuture,
-    access::{self, Access, make_span},
+    access::{self, Access, Record, make_span},
     layer::Config,
 };
 use crate::{RequestExt, layer_time};
@@ -55,20 +55,16 @@ impl<S, L: MakeLevel + Clone, C> Log<S, L, C> {
         }
         // No subscriber would see the event and no timing layer wants this layer's own time: skip the record.
         if !access::any_event_enabled() && !layer_time::wanted(req.try_context()) {
-            return Access::off(
-                Arc::clone(&self.config),
-                self.level.clone(),
-                req.try_context().cloned(),
-            );
+            return Access::off(req.try_context().cloned());
         }
         // A clone, not a new context: the cause and a late request id are read through it.
         let cx = req.try_context().cloned();
-        let mut access = Access::new(Arc::clone(&self.config), self.level.clone(), cx);
-        access.set_span(make_span(&self.config, req, access.context()));
-        if layer_time::wanted(access.context()) {
-            layer_time::record(access.context(), "mw.logging", access.elapsed());
+        let mut record = Record::new(Arc::clone(&self.config), self.level.clone(), cx);
+        record.set_span(make_span(&self.config, req, record.context()));
+        if layer_time::wanted(record.context()) {
+            layer_time::record(record.context(), "mw.logging", record.elapsed());
         }
-        access
+        Access::on(record)
     }
 
     /// Calls the inner service inside the span.
@@ -81,12 +77,7 @@ impl<S, L: MakeLevel + Clone, C> Log<S, L, C> {
         S: Service<Request<B>>,
     {
         // A panic in `call` unwinds through here: `access` is dropped while `polling`.
-        access.polling = true;
-        let future = {
-            let _entered = access.span.enter();
-            self.inner.call(req)
-        };
-        access.polling = false;
+        let future = access.polling(|| self.inner.call(req));
         ResponseFuture::new(future, access)
     }
 }

@@ -31,16 +31,6 @@ impl BodyDeadlines {
     }
 }
 
-/// What a body does when its deadline passes, besides ending with the error.
-enum OnExpiry {
-    Nothing,
-    /// Request side: tell the layer's future, which answers `408`.
-    Signal(Arc<AtomicBool>),
-    /// Response side: cancel the request's context with [`CancelCause::Deadline`], so spawned
-    /// work that produces the stream stops.
-    Cancel(Context),
-}
-
 pin_project_lite::pin_project! {
     /// A body with an idle and a total deadline; without deadlines it streams through untouched
     /// and never touches a timer.
@@ -55,24 +45,36 @@ pin_project_lite::pin_project! {
     /// timer is a `tokio::time::Sleep` armed only when the inner body is pending, and only one
     /// per body (set to the earlier of the two deadlines).
     ///
+    /// On the request side, an error of the wrapped body itself (the peer went away or reset
+    /// the stream mid-body) cancels the request's [`Context`](crate::Context) with
+    /// [`CancelCause::Dropped`](crate::CancelCause::Dropped), then passes through unchanged.
+    ///
     /// See the [module docs](super) for an example.
     pub struct TimeoutBody<B> {
         #[pin]
         inner: B,
-        #[pin]
-        sleep: Option<Sleep>,
+        // Boxed, and only once the inner body was pending with a deadline set: a body that
+        // streams without waiting never carries tokio's `Sleep` (over 100 bytes) through the
+        // layers around it.
+        sleep: Option<Pin<Box<Sleep>>>,
         deadlines: BodyDeadlines,
         total: Option<Instant>,
         // A frame arrived since the idle timer was last set.
         progressed: bool,
         expired: bool,
         phase: TimeoutPhase,
-        on_expiry: OnExpiry,
+        // Request side: raised when a deadline passes (the layer's future then answers `408`).
+        signal: Option<Arc<AtomicBool>>,
+        // The request's context, if it has one. Request side: cancelled with `Dropped` when
+        // the wrapped body fails. Response side: cancelled with `Deadline` when a deadline
+        // passes, so spawned work that produces the stream stops.
+        context: Option<Context>,
     }
 }
 
 impl<B> TimeoutBody<B> {
     /// A body without deadlines: streams through, never arms a timer.
+    #[inline]
     pub(crate) const fn passthrough(inner: B, phase: TimeoutPhase) -> Self {
         Self {
             inner,
@@ -85,28 +87,36 @@ impl<B> TimeoutBody<B> {
             progressed: false,
             expired: false,
             phase,
-            on_expiry: OnExpiry::Nothing,
+            signal: None,
+            context: None,
         }
     }
 
-    /// The request side: on expiry, sets `signal`.
-    pub(crate) fn request(inner: B, deadlines: BodyDeadlines, signal: Arc<AtomicBool>) -> Self {
+    /// The request side: on expiry, raises `signal`; when `inner` fails, cancels `cx` with
+    /// [`CancelCause::Dropped`]. Without deadlines it never arms a timer, but still watches
+    /// for errors.
+    pub(crate) fn request(
+        inner: B,
+        deadlines: BodyDeadlines,
+        signal: Option<Arc<AtomicBool>>,
+        cx: Option<Context>,
+    ) -> Self {
         let mut body = Self::passthrough(inner, TimeoutPhase::RequestBody);
         body.set_deadlines(deadlines);
-        body.on_expiry = OnExpiry::Signal(signal);
+        body.signal = signal;
+        body.context = cx;
         body
     }
 
     /// The response side: on expiry, cancels `cx` (when there is one).
+    #[inline]
     pub(crate) fn response(inner: B, deadlines: BodyDeadlines, cx: Option<Context>) -> Self {
         let mut body = Self::passthrough(inner, TimeoutPhase::ResponseBody);
         if deadlines.is_none() {
             return body;
         }
         body.set_deadlines(deadlines);
-        if let Some(cx) = cx {
-            body.on_expiry = OnExpiry::Cancel(cx);
-        }
+        body.context = cx;
         body
     }
 
@@ -151,7 +161,7 @@ where
         self: Pin<&mut Self>,
         cx: &mut TaskContext<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let mut this = self.project();
+        let this = self.project();
         if *this.expired {
             return Poll::Ready(None);
         }
@@ -160,7 +170,18 @@ where
                 *this.progressed = true;
                 return Poll::Ready(Some(Ok(frame)));
             }
-            Poll::Ready(Some(Err(err))) => return Poll::Ready(Some(Err(err.into()))),
+            Poll::Ready(Some(Err(err))) => {
+                let err: BoxError = err.into();
+                // The transport failed mid-body: the request cannot be read to its end, so
+                // work spawned for it should stop. A nested layer's deadline error is not the
+                // peer's doing: that layer answers `408` and cancels with `Deadline` itself.
+                if *this.phase == TimeoutPhase::RequestBody && !err.is::<BodyTimeoutError>() {
+                    if let Some(context) = this.context.take() {
+                        context.cancel_with(CancelCause::Dropped);
+                    }
+                }
+                return Poll::Ready(Some(Err(err)));
+            }
             Poll::Ready(None) => return Poll::Ready(None),
             Poll::Pending => {}
         }
@@ -180,29 +201,35 @@ where
             (idle, total) => idle.or(total),
         };
         if let Some(target) = target {
-            match this.sleep.as_mut().as_pin_mut() {
+            match this.sleep.as_mut() {
                 Some(sleep) => {
                     if sleep.deadline() != target {
-                        sleep.reset(target);
+                        sleep.as_mut().reset(target);
                     }
                 }
-                None => this.sleep.set(Some(tokio::time::sleep_until(target))),
+                None => *this.sleep = Some(Box::pin(tokio::time::sleep_until(target))),
             }
         }
-        let Some(sleep) = this.sleep.as_mut().as_pin_mut() else {
+        let Some(sleep) = this.sleep.as_mut() else {
             return Poll::Pending;
         };
         let fired_at = sleep.deadline();
-        if sleep.poll(cx).is_pending() {
+        if sleep.as_mut().poll(cx).is_pending() {
             return Poll::Pending;
         }
         *this.expired = true;
         let idle = this.total.is_none_or(|total| fired_at < total);
-        match this.on_expiry {
-            OnExpiry::Nothing => {}
-            OnExpiry::Signal(signal) => signal.store(true, Ordering::Release),
-            OnExpiry::Cancel(context) => {
-                context.cancel_with(CancelCause::Deadline);
+        match *this.phase {
+            // Not `Dropped`: the layer's future answers `408` and cancels with `Deadline`.
+            TimeoutPhase::RequestBody => {
+                if let Some(signal) = this.signal {
+                    signal.store(true, Ordering::Release);
+                }
+            }
+            TimeoutPhase::Request | TimeoutPhase::ResponseBody => {
+                if let Some(context) = this.context {
+                    context.cancel_with(CancelCause::Deadline);
+                }
             }
         }
         let err = BodyTimeoutError::new(*this.phase, idle);
@@ -229,6 +256,7 @@ impl<B> fmt::Debug for TimeoutBody<B> {
             .field("total", &self.deadlines.total)
             .field("armed", &self.sleep.is_some())
             .field("expired", &self.expired)
+            .field("cancels_context", &self.context.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -249,7 +277,12 @@ mod tests {
             idle: Some(Duration::from_secs(1)),
             total: None,
         };
-        let mut body = std::pin::pin!(TimeoutBody::request(body, deadlines, Arc::clone(&signal)));
+        let mut body = std::pin::pin!(TimeoutBody::request(
+            body,
+            deadlines,
+            Some(Arc::clone(&signal)),
+            None,
+        ));
         let start = Instant::now();
         let feeder = tokio::spawn(async move {
             for _ in 0..3 {
@@ -336,9 +369,190 @@ mod tests {
             idle: Some(Duration::from_secs(1)),
             total: None,
         };
-        let mut body = std::pin::pin!(TimeoutBody::response(body, deadlines, None));
+        let cx = Context::new();
+        let mut body = std::pin::pin!(TimeoutBody::response(body, deadlines, Some(cx.clone())));
         let err = body.frame().await.unwrap().unwrap_err();
         assert!(err.downcast_ref::<BodyTimeoutError>().is_none());
         assert_eq!(err.to_string(), "boom");
+        // The response side does not read a peer's abort into its own body's errors.
+        assert_eq!(cx.cause(), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_request_body_cancels_the_context_with_dropped_and_passes_the_error_on() {
+        let (tx, body): (_, ChannelBody) = channel_body();
+        let cx = Context::new();
+        let signal = Arc::new(AtomicBool::new(false));
+        let deadlines = BodyDeadlines {
+            idle: Some(Duration::from_secs(1)),
+            total: Some(Duration::from_secs(10)),
+        };
+        let mut body = std::pin::pin!(TimeoutBody::request(
+            body,
+            deadlines,
+            Some(Arc::clone(&signal)),
+            Some(cx.clone()),
+        ));
+        tx.send(Ok(Bytes::from_static(b"first 100 bytes")))
+            .await
+            .unwrap();
+        let frame = body.frame().await.unwrap().unwrap();
+        assert_eq!(frame.into_data().unwrap(), "first 100 bytes");
+        assert_eq!(cx.cause(), None, "a frame is not a failure");
+
+        let waiter = tokio::spawn({
+            let cx = cx.clone();
+            async move { cx.cancelled().await }
+        });
+        let start = Instant::now();
+        tx.send(Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "incomplete message",
+        )))
+        .await
+        .unwrap();
+        let err = body.frame().await.unwrap().unwrap_err();
+        // Unchanged: the same error, boxed, not wrapped.
+        let io = err
+            .downcast_ref::<std::io::Error>()
+            .expect("the inner error");
+        assert_eq!(io.kind(), std::io::ErrorKind::UnexpectedEof);
+        assert_eq!(err.to_string(), "incomplete message");
+        assert_eq!(cx.cause(), Some(CancelCause::Dropped));
+        assert_eq!(waiter.await.unwrap(), CancelCause::Dropped);
+        assert_eq!(
+            start.elapsed(),
+            Duration::ZERO,
+            "at once, not at a deadline"
+        );
+        assert!(!signal.load(Ordering::Acquire), "no 408: nothing expired");
+        drop(tx);
+        assert!(body.frame().await.is_none());
+        assert_eq!(cx.cause(), Some(CancelCause::Dropped));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_deadlines_a_failing_request_body_still_cancels() {
+        let (tx, body): (_, ChannelBody) = channel_body();
+        let cx = Context::new();
+        let mut body = std::pin::pin!(TimeoutBody::request(
+            body,
+            BodyDeadlines::default(),
+            None,
+            Some(cx.clone()),
+        ));
+        let mut task = TaskContext::from_waker(std::task::Waker::noop());
+        assert!(body.as_mut().poll_frame(&mut task).is_pending());
+        assert!(body.sleep.is_none(), "no deadline, no timer");
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        tx.send(Err(std::io::Error::from(
+            std::io::ErrorKind::ConnectionReset,
+        )))
+        .await
+        .unwrap();
+        let err = body.frame().await.unwrap().unwrap_err();
+        assert_eq!(
+            err.downcast_ref::<std::io::Error>().unwrap().kind(),
+            std::io::ErrorKind::ConnectionReset
+        );
+        assert_eq!(cx.cause(), Some(CancelCause::Dropped));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_request_bodys_own_deadline_raises_the_flag_and_does_not_cancel() {
+        let (_tx, body): (_, ChannelBody) = channel_body();
+        let cx = Context::new();
+        let signal = Arc::new(AtomicBool::new(false));
+        let deadlines = BodyDeadlines {
+            idle: Some(Duration::from_millis(300)),
+            total: None,
+        };
+        let mut body = std::pin::pin!(TimeoutBody::request(
+            body,
+            deadlines,
+            Some(Arc::clone(&signal)),
+            Some(cx.clone()),
+        ));
+        let err = body.frame().await.unwrap().unwrap_err();
+        assert!(err.is::<BodyTimeoutError>());
+        assert!(signal.load(Ordering::Acquire));
+        // The layer's future answers `408` and cancels with `Deadline`; the body never says
+        // `Dropped` for its own deadline.
+        assert_eq!(cx.cause(), None);
+        assert!(body.frame().await.is_none());
+        assert_eq!(cx.cause(), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_nested_layers_deadline_error_is_not_taken_for_a_peer_abort() {
+        let (_tx, body): (_, ChannelBody) = channel_body();
+        let cx = Context::new();
+        let inner_signal = Arc::new(AtomicBool::new(false));
+        let inner = TimeoutBody::request(
+            body,
+            BodyDeadlines {
+                idle: None,
+                total: Some(Duration::from_millis(200)),
+            },
+            Some(Arc::clone(&inner_signal)),
+            Some(cx.clone()),
+        );
+        let mut outer = std::pin::pin!(TimeoutBody::request(
+            inner,
+            BodyDeadlines::default(),
+            None,
+            Some(cx.clone()),
+        ));
+        let err = outer.frame().await.unwrap().unwrap_err();
+        assert!(err.is::<BodyTimeoutError>());
+        assert!(inner_signal.load(Ordering::Acquire));
+        assert_eq!(cx.cause(), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_body_that_ends_normally_never_cancels() {
+        let (tx, body): (_, ChannelBody) = channel_body();
+        let cx = Context::new();
+        let signal = Arc::new(AtomicBool::new(false));
+        let deadlines = BodyDeadlines {
+            idle: Some(Duration::from_secs(1)),
+            total: Some(Duration::from_secs(5)),
+        };
+        let body =
+            TimeoutBody::request(body, deadlines, Some(Arc::clone(&signal)), Some(cx.clone()));
+        let feeder = tokio::spawn(async move {
+            for chunk in ["a", "b", "c"] {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                tx.send(Ok(Bytes::from_static(chunk.as_bytes())))
+                    .await
+                    .unwrap();
+            }
+        });
+        let bytes = body.collect().await.unwrap().to_bytes();
+        assert_eq!(bytes, "abc");
+        feeder.await.unwrap();
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(cx.cause(), None);
+        assert!(!signal.load(Ordering::Acquire));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_a_context_a_failing_request_body_just_passes_the_error_on() {
+        let (tx, body): (_, ChannelBody) = channel_body();
+        let deadlines = BodyDeadlines {
+            idle: Some(Duration::from_secs(1)),
+            total: None,
+        };
+        let signal = Arc::new(AtomicBool::new(false));
+        let mut body = std::pin::pin!(TimeoutBody::request(
+            body,
+            deadlines,
+            Some(Arc::clone(&signal)),
+            None,
+        ));
+        tx.send(Err(std::io::Error::other("reset"))).await.unwrap();
+        let err = body.frame().await.unwrap().unwrap_err();
+        assert_eq!(err.to_string(), "reset");
+        assert!(!signal.load(Ordering::Acquire));
     }
 }

@@ -59,15 +59,27 @@ impl OnTimeout {
     }
 }
 
+/// What a [`ResponseFuture`] needs once its budget is spent or its response arrives. Built
+/// once per service and shared with its futures, so each future carries a pointer, not the
+/// settings.
+#[derive(Debug)]
+pub(crate) struct Expiry {
+    pub(crate) on_timeout: OnTimeout,
+    pub(crate) response_body: BodyDeadlines,
+    /// Server side: an early drop cancels the context with [`CancelCause::Dropped`].
+    pub(crate) cancel_on_drop: bool,
+}
+
 pin_project_lite::pin_project! {
     #[project = KindProj]
     enum Kind<F> {
         Running {
             #[pin]
             future: F,
-            // Armed only once `future` returned `Pending`.
-            #[pin]
-            sleep: Option<Sleep>,
+            // Armed only once `future` returned `Pending`, and boxed then: a request answered
+            // at the first poll neither registers a timer nor carries one (tokio's `Sleep` is
+            // over 100 bytes) through every future and response that wraps this one.
+            sleep: Option<Pin<Box<Sleep>>>,
         },
         // The budget was spent before the inner service was called.
         Expired,
@@ -98,15 +110,13 @@ pin_project_lite::pin_project! {
         // tightened meanwhile by an inner layer counts: the earliest wins) is the one enforced.
         // `None`: no deadline, nothing to enforce.
         cx: Option<Context>,
-        on_timeout: OnTimeout,
-        response_body: BodyDeadlines,
-        cancel_on_drop: bool,
+        expiry: Arc<Expiry>,
     }
 
     impl<F> PinnedDrop for ResponseFuture<F> {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
-            if *this.cancel_on_drop && matches!(this.kind.as_ref().get_ref(), Kind::Running { .. }) {
+            if this.expiry.cancel_on_drop && matches!(this.kind.as_ref().get_ref(), Kind::Running { .. }) {
                 if let Some(cx) = this.cx.as_ref() {
                     cx.cancel_with(CancelCause::Dropped);
                 }
@@ -118,53 +128,35 @@ pin_project_lite::pin_project! {
 impl<F> ResponseFuture<F> {
     /// Runs `future` until the deadline of `cx`; on the server side (`cancel_on_drop`), an
     /// early drop cancels `cx` with [`CancelCause::Dropped`].
-    pub(crate) const fn new(
-        future: F,
-        cx: Context,
-        on_timeout: OnTimeout,
-        response_body: BodyDeadlines,
-        cancel_on_drop: bool,
-    ) -> Self {
+    pub(crate) const fn new(future: F, cx: Context, expiry: Arc<Expiry>) -> Self {
         Self {
             kind: Kind::Running {
                 future,
                 sleep: None,
             },
             cx: Some(cx),
-            on_timeout,
-            response_body,
-            cancel_on_drop,
+            expiry,
         }
     }
 
     /// Runs `future` without a deadline.
-    pub(crate) const fn unbounded(future: F, on_timeout: OnTimeout) -> Self {
+    pub(crate) const fn unbounded(future: F, expiry: Arc<Expiry>) -> Self {
         Self {
             kind: Kind::Running {
                 future,
                 sleep: None,
             },
             cx: None,
-            on_timeout,
-            response_body: BodyDeadlines {
-                idle: None,
-                total: None,
-            },
-            cancel_on_drop: false,
+            expiry,
         }
     }
 
     /// Answers with the timeout response at the first poll, without running anything.
-    pub(crate) const fn expired(cx: Context, on_timeout: OnTimeout) -> Self {
+    pub(crate) const fn expired(cx: Context, expiry: Arc<Expiry>) -> Self {
         Self {
             kind: Kind::Expired,
             cx: Some(cx),
-            on_timeout,
-            response_body: BodyDeadlines {
-                idle: None,
-                total: None,
-            },
-            cancel_on_drop: false,
+            expiry,
         }
     }
 }
@@ -178,7 +170,7 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         let ready = match this.kind.as_mut().project() {
-            KindProj::Running { future, mut sleep } => {
+            KindProj::Running { future, sleep } => {
                 // The tie rule: the inner future first.
                 if let Poll::Ready(result) = future.poll(cx) {
                     Some(result)
@@ -188,10 +180,10 @@ where
                             return Poll::Pending;
                         };
                         let deadline = Instant::from_std(deadline);
-                        sleep.set(Some(tokio::time::sleep_until(deadline)));
+                        *sleep = Some(Box::pin(tokio::time::sleep_until(deadline)));
                     }
-                    let timer = sleep.as_pin_mut().expect("armed above");
-                    if timer.poll(cx).is_pending() {
+                    let timer = sleep.as_mut().expect("armed above");
+                    if timer.as_mut().poll(cx).is_pending() {
                         return Poll::Pending;
                     }
                     None
@@ -202,7 +194,7 @@ where
         };
         if let Some(result) = ready {
             this.kind.set(Kind::Done);
-            let deadlines = *this.response_body;
+            let deadlines = this.expiry.response_body;
             let context = this.cx.take().filter(|_| !deadlines.is_none());
             return Poll::Ready(result.map(|res| {
                 res.map(|body| TimeoutBody::response(ResponseBody::new(body), deadlines, context))
@@ -212,7 +204,10 @@ where
         // Cancel first, so the inner future sees the cause while it is dropped.
         context.cancel_with(CancelCause::Deadline);
         this.kind.set(Kind::Done);
-        let res = this.on_timeout.respond(TimeoutPhase::Request, &context);
+        let res = this
+            .expiry
+            .on_timeout
+            .respond(TimeoutPhase::Request, &context);
         Poll::Ready(Ok(res.map(|body| {
             TimeoutBody::passthrough(body, TimeoutPhase::ResponseBody)
         })))

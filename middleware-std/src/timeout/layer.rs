@@ -110,6 +110,11 @@ impl<S> Layer<S> for TimeoutLayer {
 /// total. When one passes, the body yields a [`BodyTimeoutError`](super::BodyTimeoutError) to
 /// the handler and the response becomes `408 Request Timeout` with `Connection: close`.
 ///
+/// When the body itself fails (the client went away or reset the stream mid-body), the
+/// request's [`Context`](crate::Context), if an outer layer made one, is cancelled with
+/// [`CancelCause::Dropped`](crate::CancelCause::Dropped) and the error reaches the handler
+/// unchanged; the response is the handler's.
+///
 /// It wraps the request body, so the inner service sees
 /// `Request<TimeoutBody<B>>`. See the [module docs](super) for an example.
 #[derive(Clone, Copy, Debug)]

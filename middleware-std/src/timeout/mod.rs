@@ -52,6 +52,21 @@
 //! context with `Deadline` and drops it). An empty body (`is_end_stream`) is passed through
 //! without flag or timer. Place it inside [`TimeoutLayer`].
 //!
+//! **A peer that goes away mid-body.** When the wrapped body itself fails — the client closed
+//! the connection before sending all it announced (hyper's `incomplete message`), reset it, or
+//! reset its HTTP/2 stream — the request's [`Context`](crate::Context) is cancelled with
+//! [`CancelCause::Dropped`](crate::CancelCause::Dropped), and then the error reaches the
+//! handler unchanged. The transport is gone and no answer will reach the client, so work
+//! spawned for the request that awaits [`Context::cancelled`](crate::Context::cancelled) stops
+//! at once, not when the handler gets round to finishing. The response is still whatever the
+//! handler makes of the error (no deadline passed: no `408`). This holds with or without
+//! deadlines; the context is the one an outer layer made (a request without one gets none: the
+//! body then only passes the error on), watched through a clone, which costs no allocation.
+//! The body's own deadline error does not count, nor does that of a nested request-body layer:
+//! those take the `408` path and cancel with `Deadline`. Any other error of the wrapped body
+//! counts, so put a body-size limit *inside* this layer (on the handler's side), not around
+//! the body before it reaches this layer.
+//!
 //! # Deadline propagation
 //!
 //! **Inbound.** [`TimeoutLayer::inbound_grpc_timeout`] (or
@@ -140,6 +155,56 @@
 //! # }
 //! ```
 //!
+//! A client that goes away in the middle of its request body cancels the request:
+//!
+//! ```
+//! use std::{convert::Infallible, time::Duration};
+//! use http::{Request, Response, StatusCode};
+//! use http_body_util::BodyExt;
+//! use middleware_std::{
+//!     CancelCause, EnsureContext, HookLayer, RequestExt,
+//!     timeout::{RequestBodyTimeoutLayer, TimeoutBody},
+//! };
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//! # use std::{pin::Pin, task::{Context as TaskContext, Poll}};
+//! # use bytes::Bytes;
+//! # use http_body::{Body, Frame};
+//! # /// The first bytes of an upload, then the transport's error: the client went away.
+//! # struct HungUp(bool);
+//! # impl Body for HungUp {
+//! #     type Data = Bytes;
+//! #     type Error = std::io::Error;
+//! #     fn poll_frame(
+//! #         mut self: Pin<&mut Self>,
+//! #         _: &mut TaskContext<'_>,
+//! #     ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+//! #         if std::mem::replace(&mut self.0, true) {
+//! #             return Poll::Ready(Some(Err(std::io::Error::other("incomplete message"))));
+//! #         }
+//! #         Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b"the first bytes")))))
+//! #     }
+//! # }
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() {
+//! let app = ServiceBuilder::new()
+//!     .layer(HookLayer::new(EnsureContext)) // or any layer that makes the context
+//!     .layer(RequestBodyTimeoutLayer::idle(Duration::from_secs(10)))
+//!     .service(service_fn(|req: Request<TimeoutBody<HungUp>>| async move {
+//!         let cx = req.try_context().unwrap().clone();
+//!         // Work spawned for the request, which stops when the request is cancelled.
+//!         let work = tokio::spawn(async move { cx.cancelled().await });
+//!         let err = req.into_body().collect().await.unwrap_err();
+//!         assert_eq!(err.to_string(), "incomplete message"); // passed on unchanged
+//!         assert_eq!(work.await.unwrap(), CancelCause::Dropped);
+//!         Ok::<_, Infallible>(Response::new(String::from("nobody reads this")))
+//!     }));
+//!
+//! let res = app.oneshot(Request::new(HungUp(false))).await.unwrap();
+//! assert_eq!(res.status(), StatusCode::OK); // the handler's answer: no deadline passed
+//! # }
+//! ```
+//!
 //! # Differences from tower-http
 //!
 //! - tower-http's `TimeoutLayer` arms a `tokio::time::Sleep` for every request, before the
@@ -153,6 +218,8 @@
 //!   *before* the inner future is dropped, and propagated in and out with `grpc-timeout`.
 //! - tower-http's `RequestBodyTimeoutLayer` and `ResponseBodyTimeoutLayer` have one deadline
 //!   each (idle); here each body has an idle and a total deadline, and errors name the phase.
+//! - tower-http's request-body layer passes a peer's abort on as a body error and nothing
+//!   more; here it also cancels the request's context with `Dropped`, so spawned work stops.
 
 mod body;
 mod error;

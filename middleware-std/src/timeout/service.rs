@@ -15,7 +15,7 @@ use tower_service::Service;
 use super::{
     body::{BodyDeadlines, TimeoutBody},
     error::{MalformedDeadlineHeader, TimeoutPhase},
-    future::{RequestBodyTimeoutFuture, ResponseFuture},
+    future::{Expiry, RequestBodyTimeoutFuture, ResponseFuture},
     layer::{PropagateDeadlineLayer, RequestBodyTimeoutLayer, TimeoutLayer},
 };
 
@@ -25,11 +25,12 @@ use super::{
 pub struct Timeout<S> {
     inner: S,
     layer: TimeoutLayer,
+    expiry: Arc<Expiry>,
 }
 
 impl<S> Timeout<S> {
     /// Wraps `inner` with a budget of `budget` (`503` on expiry).
-    pub const fn new(inner: S, budget: Duration) -> Self {
+    pub fn new(inner: S, budget: Duration) -> Self {
         Self::from_layer(inner, TimeoutLayer::new(budget))
     }
 
@@ -38,8 +39,17 @@ impl<S> Timeout<S> {
         TimeoutLayer::new(budget)
     }
 
-    pub(crate) const fn from_layer(inner: S, layer: TimeoutLayer) -> Self {
-        Self { inner, layer }
+    pub(crate) fn from_layer(inner: S, layer: TimeoutLayer) -> Self {
+        let expiry = Arc::new(Expiry {
+            on_timeout: layer.on_timeout.clone(),
+            response_body: layer.response_body,
+            cancel_on_drop: true,
+        });
+        Self {
+            inner,
+            layer,
+            expiry,
+        }
     }
 
     define_inner_service_accessors!();
@@ -47,10 +57,11 @@ impl<S> Timeout<S> {
 
 impl<S: fmt::Debug> fmt::Debug for Timeout<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // `expiry` is derived from `layer`.
         f.debug_struct(stringify!(Timeout))
             .field("inner", &self.inner)
             .field("layer", &self.layer)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -85,13 +96,7 @@ where
         let cx = cx.clone();
         // Called right here: the service that reported ready is the one called.
         let future = self.inner.call(req);
-        ResponseFuture::new(
-            future,
-            cx,
-            self.layer.on_timeout.clone(),
-            self.layer.response_body,
-            true,
-        )
+        ResponseFuture::new(future, cx, Arc::clone(&self.expiry))
     }
 }
 
@@ -147,18 +152,22 @@ where
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let (parts, body) = req.into_parts();
         let deadlines = self.layer.deadlines;
-        // An empty body cannot stall: no signal, no timer, no allocation.
-        let (body, signal) = if deadlines.is_none() || body.is_end_stream() {
+        // The context an outer layer made, if any (never created here): cloned, not allocated.
+        let cx = parts.try_context().cloned();
+        let (body, signal) = if body.is_end_stream() {
+            // An empty body can neither stall nor fail: no signal, no timer, no allocation.
             (
                 TimeoutBody::passthrough(body, TimeoutPhase::RequestBody),
                 None,
             )
         } else {
-            let signal = Arc::new(AtomicBool::new(false));
-            let body = TimeoutBody::request(body, deadlines, Arc::clone(&signal));
-            (body, Some(signal))
+            // The flag is the one allocation, and only with deadlines. The context's clone
+            // is cancelled with `Dropped` if the body fails (the peer went away mid-body),
+            // with or without deadlines.
+            let signal = (!deadlines.is_none()).then(|| Arc::new(AtomicBool::new(false)));
+            let body = TimeoutBody::request(body, deadlines, signal.clone(), cx.clone());
+            (body, signal)
         };
-        let cx = parts.try_context().cloned();
         let future = self.inner.call(Request::from_parts(parts, body));
         RequestBodyTimeoutFuture::new(future, signal, cx)
     }
@@ -170,11 +179,12 @@ where
 pub struct PropagateDeadline<S> {
     inner: S,
     layer: PropagateDeadlineLayer,
+    expiry: Arc<Expiry>,
 }
 
 impl<S> PropagateDeadline<S> {
     /// Wraps `inner`, stamping `grpc-timeout`.
-    pub const fn new(inner: S) -> Self {
+    pub fn new(inner: S) -> Self {
         Self::from_layer(inner, PropagateDeadlineLayer::new())
     }
 
@@ -183,8 +193,18 @@ impl<S> PropagateDeadline<S> {
         PropagateDeadlineLayer::new()
     }
 
-    pub(crate) const fn from_layer(inner: S, layer: PropagateDeadlineLayer) -> Self {
-        Self { inner, layer }
+    pub(crate) fn from_layer(inner: S, layer: PropagateDeadlineLayer) -> Self {
+        let expiry = Arc::new(Expiry {
+            on_timeout: layer.on_timeout.clone(),
+            response_body: BodyDeadlines::default(),
+            // Giving up on one outgoing call does not end the request that made it.
+            cancel_on_drop: false,
+        });
+        Self {
+            inner,
+            layer,
+            expiry,
+        }
     }
 
     define_inner_service_accessors!();
@@ -192,10 +212,11 @@ impl<S> PropagateDeadline<S> {
 
 impl<S: fmt::Debug> fmt::Debug for PropagateDeadline<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // `expiry` is derived from `layer`.
         f.debug_struct(stringify!(PropagateDeadline))
             .field("inner", &self.inner)
             .field("layer", &self.layer)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -212,20 +233,20 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        let on_timeout = self.layer.on_timeout.clone();
+        let expiry = Arc::clone(&self.expiry);
         let Some((cx, remaining)) = req
             .try_context()
             .and_then(|cx| Some((cx.clone(), cx.remaining()?)))
         else {
-            return ResponseFuture::unbounded(self.inner.call(req), on_timeout);
+            return ResponseFuture::unbounded(self.inner.call(req), expiry);
         };
         if remaining.is_zero() {
             // Spent already: do not send a request that cannot finish in time.
-            return ResponseFuture::expired(cx, on_timeout);
+            return ResponseFuture::expired(cx, expiry);
         }
         req.headers_mut()
             .insert(&self.layer.header, self.layer.format.encode(remaining));
         let future = self.inner.call(req);
-        ResponseFuture::new(future, cx, on_timeout, BodyDeadlines::default(), false)
+        ResponseFuture::new(future, cx, expiry)
     }
 }

@@ -50,13 +50,14 @@ pin_project_lite::pin_project! {
     pub struct ResponseBody<B, H: OnBodyEnd> {
         #[pin]
         inner: B,
-        pending: Option<Pending<H>>,
+        // Boxed: only a hook that wants the end (`OnBodyEnd::ENABLED`) pays for it.
+        pending: Option<Box<Pending<H>>>,
     }
 }
 
 impl<B: Body, H: OnBodyEnd> ResponseBody<B, H> {
-    pub(crate) fn new(inner: B, pending: Pending<H>) -> Self {
-        let mut pending = Some(pending);
+    #[inline]
+    pub(crate) fn new(inner: B, mut pending: Option<Box<Pending<H>>>) -> Self {
         if inner.is_end_stream() {
             // Nothing to stream: a server will not poll it.
             end(&mut pending, StreamEnd::Complete);
@@ -72,7 +73,7 @@ impl<B, H: OnBodyEnd> ResponseBody<B, H> {
     }
 }
 
-fn end<H: OnBodyEnd>(pending: &mut Option<Pending<H>>, stream: StreamEnd) {
+fn end<H: OnBodyEnd>(pending: &mut Option<Box<Pending<H>>>, stream: StreamEnd) {
     if let Some(mut pending) = pending.take() {
         pending.report(stream);
     }

@@ -21,8 +21,9 @@ static X_RESPONSE_TIME: HeaderName = HeaderName::from_static("x-response-time");
 /// What the future needs once the inner future completes.
 pub(crate) struct State<H> {
     pub(crate) cx: Context,
-    /// `cx.elapsed()` when the layer was called: the clock is the context's (tokio's).
-    pub(crate) start: Duration,
+    /// `cx.elapsed()` when the layer was called, in nanoseconds (half the size of a
+    /// `Duration`, and 584 years): the clock is the context's (tokio's).
+    pub(crate) start: u64,
     pub(crate) config: Config,
     pub(crate) hook: H,
 }
@@ -74,25 +75,24 @@ where
             hook,
         } = this.state.take().expect("future polled after completion");
         let mut res = result?;
+        let start = Duration::from_nanos(start);
         let total = cx.elapsed().saturating_sub(start);
-        let value = cx.with_marks(|marks| header::server_timing(total, marks, config.max_marks));
+        let max_marks = usize::try_from(config.max_marks).unwrap_or(usize::MAX);
+        let value = cx.with_marks(|marks| header::server_timing(total, marks, max_marks));
         let headers = res.headers_mut();
         headers.append(SERVER_TIMING.clone(), value);
         if config.response_time {
             headers.insert(X_RESPONSE_TIME.clone(), header::response_time(total));
         }
-        let status = res.status();
-        Poll::Ready(Ok(res.map(|body| {
-            ResponseBody::new(
-                body,
-                Pending {
-                    hook: Some(hook),
-                    cx,
-                    start,
-                    headers: total,
-                    status,
-                },
-            )
-        })))
+        let pending = H::ENABLED.then(|| {
+            Box::new(Pending {
+                hook: Some(hook),
+                cx,
+                start,
+                headers: total,
+                status: res.status(),
+            })
+        });
+        Poll::Ready(Ok(res.map(|body| ResponseBody::new(body, pending))))
     }
 }

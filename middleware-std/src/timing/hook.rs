@@ -11,11 +11,18 @@ use http::StatusCode;
 /// `Clone` (the layer clones the hook into each response body, so capture an `Arc`, not a
 /// large value). See the [module docs](super) for an example.
 pub trait OnBodyEnd {
+    /// Whether this hook wants to be told at all. `false` (only `()` says so) lets the
+    /// response body skip tracking its end: it then carries nothing extra. When `true`, each
+    /// response body keeps what the hook will be told behind one allocation.
+    const ENABLED: bool = true;
+
     /// Reports the end of one response body.
     fn on_body_end(self, end: BodyEnd);
 }
 
 impl OnBodyEnd for () {
+    const ENABLED: bool = false;
+
     fn on_body_end(self, _: BodyEnd) {}
 }
 

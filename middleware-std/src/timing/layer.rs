@@ -9,11 +9,13 @@ use super::ServerTiming;
 pub(crate) struct Config {
     pub(crate) per_layer: bool,
     pub(crate) response_time: bool,
-    pub(crate) max_marks: usize,
+    /// `u32`, not `usize`: the config rides in every response future (saturated on input; no
+    /// header carries four billion marks).
+    pub(crate) max_marks: u32,
 }
 
 /// How many context marks a `Server-Timing` header carries by default.
-const DEFAULT_MAX_MARKS: usize = 32;
+const DEFAULT_MAX_MARKS: u32 = 32;
 
 /// Adds a `Server-Timing` header with the request's timings. See the [module docs](super).
 #[derive(Clone)]
@@ -61,8 +63,13 @@ impl<H> ServerTimingLayer<H> {
 
     /// Reports at most `max` context marks (32 by default), in recording order, so a handler
     /// that marks in a loop cannot grow the header without bound.
+    #[allow(clippy::cast_possible_truncation)] // checked: `try_from` is not const
     pub const fn max_marks(mut self, max: usize) -> Self {
-        self.config.max_marks = max;
+        self.config.max_marks = if max > u32::MAX as usize {
+            u32::MAX
+        } else {
+            max as u32
+        };
         self
     }
 

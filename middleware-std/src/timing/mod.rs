@@ -27,7 +27,8 @@
 //! Per request: the context if no outer layer made it (two allocations; four if the request's
 //! extension map was still empty), one allocation for the `Server-Timing` value (its exact
 //! length is measured first), one for `x-response-time` when enabled, and three for the
-//! context value that asks for per-layer times when they are enabled. Adding a header to an
+//! context value that asks for per-layer times when they are enabled, one for the
+//! [`OnBodyEnd`] hook's pending report when there is a hook. Adding a header to an
 //! empty response header map allocates the map itself (two), and appending `Server-Timing` to
 //! a response that already has one allocates the map's list of extra values (one). Marks cost
 //! whoever records them (the first mark of a request allocates the list). Measured in

@@ -68,13 +68,19 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        // A context made right here was made now: no need to read the clock again.
+        let fresh = req.try_context().is_none();
         // The marks recorded inside are read through this handle, so the context must exist.
         let cx = req.context();
         if self.config.per_layer && cx.get::<LayerTimes>().is_none() {
             cx.insert(LayerTimes);
         }
         let cx = cx.clone();
-        let start = cx.elapsed();
+        let start = if fresh {
+            0
+        } else {
+            u64::try_from(cx.elapsed().as_nanos()).unwrap_or(u64::MAX)
+        };
         ResponseFuture::new(
             self.inner.call(req),
             State {

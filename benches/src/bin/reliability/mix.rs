@@ -151,8 +151,12 @@ impl Route {
             // Panic recovery sits inside logging: the log sees the 500 it made.
             | Self::PanicHandler
             | Self::PanicPoll
-            // The handler gets the incomplete body as an error and answers 400 (written to a
-            // closed socket); nothing is dropped, so nothing is cancelled.
+            // The request-body layer sees hyper's `incomplete message` body error, cancels
+            // the context with `dropped` (the check on the watchers demands it) and passes the
+            // error on; the handler answers 400, whose small body hyper still takes to its end
+            // (into a socket the peer closed). The log sees the end of a response, not a drop:
+            // `completed`, status 400, with `cancel_cause=dropped` (it logs `disconnected` only
+            // for a response or body dropped before its end).
             | Self::AbortUpload => RequestOutcome::Completed,
             // The body's panic reaches the log as the body's error.
             Self::PanicBody | Self::InnerError => RequestOutcome::Error,
