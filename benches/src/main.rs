@@ -607,7 +607,9 @@ fn main() {
             }
             "--out" => config.out = PathBuf::from(args.next().expect("--out DIR")),
             other => {
-                eprintln!("unknown argument {other:?}; use --smoke, --no-e2e, --per-layer, --only NAMES, --out DIR");
+                eprintln!(
+                    "unknown argument {other:?}; use --smoke, --no-e2e, --per-layer, --only NAMES, --out DIR"
+                );
                 std::process::exit(2);
             }
         }

@@ -61,9 +61,7 @@ where
         let Some(access) = this.access.as_mut() else {
             return this.inner.poll_frame(cx);
         };
-        let frame = {
-            ready!(access.polling(|| this.inner.as_mut().poll_frame(cx)))
-        };
+        let frame = ready!(access.polling(|| this.inner.as_mut().poll_frame(cx)));
         let end = match &frame {
             None => Some((access.completed(), None)),
             Some(Err(err)) => Some((RequestOutcome::Error, Some(err as &dyn fmt::Display))),
