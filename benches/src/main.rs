@@ -93,14 +93,14 @@ where
     S: Service<Request<Body>, Response = Response<B>>,
     S::Error: std::fmt::Debug,
     B: http_body::Body,
-    B::Error: std::fmt::Debug,
+    B::Error: Into<BoxError>,
 {
     let svc = svc.ready().await.expect("ready");
     let res = svc.call(req).await.expect("call");
     let status = res.status().as_u16();
     let mut body = pin!(res.into_body());
     while let Some(frame) = body.as_mut().frame().await {
-        frame.expect("body frame");
+        frame.map_err(Into::into).expect("body frame");
     }
     status
 }
@@ -110,7 +110,7 @@ where
     S: Service<Request<Body>, Response = Response<B>>,
     S::Error: std::fmt::Debug,
     B: http_body::Body,
-    B::Error: std::fmt::Debug,
+    B::Error: Into<BoxError>,
 {
     fn run(&mut self, rt: &Runtime, n: u64) -> Duration {
         let svc = &mut self.0;
@@ -171,7 +171,7 @@ where
     S: Service<Request<Body>, Response = Response<B>> + 'static,
     S::Error: std::fmt::Debug,
     B: http_body::Body + 'static,
-    B::Error: std::fmt::Debug,
+    B::Error: Into<BoxError>,
 {
     Variant {
         name,
@@ -386,7 +386,7 @@ pub fn per_layer_variants() -> Vec<Variant> {
 /// Every variant, in report order. `bare` and `hand-written` come first: ratios refer to them.
 pub fn variants() -> Vec<Variant> {
     let digest = variants::digest(TOKEN);
-    vec![
+    let mut all = vec![
         variant("bare", "the inner service alone", inner()),
         variant(
             "hand-written",
@@ -446,6 +446,52 @@ pub fn variants() -> Vec<Variant> {
             "ours-chain-5",
             "the five as one around-style chain (one MiddlewareLayer)",
             ours_chain(),
+        ),
+    ];
+    all.extend(macro_variants(digest));
+    all
+}
+
+/// The same work through our macros: each next to the variant it must cost the same as.
+fn macro_variants(digest: [u8; 32]) -> Vec<Variant> {
+    vec![
+        variant(
+            "ours-derive-hook-3",
+            "ours-hook-3's hooks used as layers through #[derive(Layer)] (hook mode)",
+            ServiceBuilder::new()
+                .layer(variants::HookLog)
+                .layer(variants::HookTiming)
+                .layer(variants::HookAuth(digest))
+                .service(inner()),
+        ),
+        variant(
+            "ours-derive-5",
+            "ours-around-5's middlewares used as layers through #[derive(Layer)]",
+            ServiceBuilder::new()
+                .layer(variants::AroundLog)
+                .layer(variants::AroundCatchPanic)
+                .layer(variants::AroundTiming)
+                .layer(variants::AroundTimeout(TIMEOUT))
+                .layer(variants::AroundAuth(digest))
+                .service(inner()),
+        ),
+        variant(
+            "ours-fn-chain-5",
+            "the five as #[middleware_fn] async fns, one chain (one MiddlewareLayer)",
+            ServiceBuilder::new()
+                .layer(MiddlewareLayer::new(
+                    variants::fn_log()
+                        .then(variants::fn_catch_panic())
+                        .then(variants::fn_timing())
+                        .then(variants::fn_timeout(TIMEOUT))
+                        .then(variants::fn_auth(digest)),
+                ))
+                .service(inner()),
+        ),
+        variant(
+            "ours-handler-5",
+            "#[handler(log, timing, catch_panic, timeout = \"30s\", auth = ..)] on an async fn answering like the inner service (its future boxed once per request)",
+            variants::handler_five.service(),
         ),
     ]
 }

@@ -10,7 +10,12 @@ use axum::{
 use bytes::Bytes;
 use futures_util::FutureExt;
 use http::{Method, Response, StatusCode, header};
-use middleware_std::{Hook, Middleware, Next, Outcome, ResponseBody};
+use http_body_util::Full;
+use middleware_std::{
+    Hook, Layer, Middleware, Next, Outcome, ResponseBody,
+    auth::{AuthLayer, Principal},
+    middleware_fn,
+};
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
@@ -70,7 +75,12 @@ pub async fn axum_catch_panic(req: Request, next: AxumNext) -> AxumResponse {
 }
 
 // ----- ours, hook style ---------------------------------------------------------------------
+//
+// Each hook also derives `Layer` (hook mode): the struct itself is then a layer, the same
+// `HookService` that `HookLayer::new` makes (`ours-derive-hook-3` vs `ours-hook-3`).
 
+#[derive(Clone, Layer)]
+#[middleware(hook, crate = "middleware_std")]
 pub struct HookAuth(pub [u8; 32]);
 
 impl Hook for HookAuth {
@@ -89,6 +99,8 @@ impl Hook for HookAuth {
     fn after<B>(&self, (): (), _: &mut Response<ResponseBody<B>>) {}
 }
 
+#[derive(Clone, Layer)]
+#[middleware(hook, crate = "middleware_std")]
 pub struct HookLog;
 
 impl Hook for HookLog {
@@ -108,6 +120,8 @@ impl Hook for HookLog {
     }
 }
 
+#[derive(Clone, Layer)]
+#[middleware(hook, crate = "middleware_std")]
 pub struct HookTiming;
 
 impl Hook for HookTiming {
@@ -124,27 +138,29 @@ impl Hook for HookTiming {
 }
 
 // ----- ours, around style -------------------------------------------------------------------
+//
+// The logic of each step is written once, as a macro, and stamped into three front ends that
+// must cost the same: a hand-written `impl Middleware` (`ours-around-5`, `ours-chain-5`), the
+// same structs used as layers through `#[derive(Layer)]` (`ours-derive-5`), and
+// `#[middleware_fn]` functions (`ours-fn-chain-5`). A macro, not a shared `async fn`: an
+// extra `async fn` level would add a nested state machine to every variant.
 
-pub struct AroundAuth(pub [u8; 32]);
-
-impl Middleware for AroundAuth {
-    async fn handle<N: Next>(&self, req: http::Request<N::ReqBody>, next: N) -> Outcome<N> {
-        if !credential_ok(req.headers().get(header::AUTHORIZATION), &self.0) {
+macro_rules! auth_step {
+    ($digest:expr, $req:ident, $next:ident) => {{
+        if !credential_ok($req.headers().get(header::AUTHORIZATION), $digest) {
             let mut res = Response::new(ResponseBody::empty());
             *res.status_mut() = StatusCode::UNAUTHORIZED;
             return Ok(res);
         }
-        next.run(req).await
-    }
+        $next.run($req).await
+    }};
 }
 
-pub struct AroundLog;
-
-impl Middleware for AroundLog {
-    async fn handle<N: Next>(&self, req: http::Request<N::ReqBody>, next: N) -> Outcome<N> {
-        let method = req.method().clone();
+macro_rules! log_step {
+    ($req:ident, $next:ident) => {{
+        let method = $req.method().clone();
         let start = Instant::now();
-        let res = next.run(req).await;
+        let res = $next.run($req).await;
         let status = res.as_ref().map_or(500, |r| r.status().as_u16());
         tracing::info!(
             method = %method,
@@ -153,45 +169,141 @@ impl Middleware for AroundLog {
             "request"
         );
         res
-    }
+    }};
 }
 
-pub struct AroundTiming;
-
-impl Middleware for AroundTiming {
-    async fn handle<N: Next>(&self, req: http::Request<N::ReqBody>, next: N) -> Outcome<N> {
+macro_rules! timing_step {
+    ($req:ident, $next:ident) => {{
         let start = Instant::now();
-        let mut res = next.run(req).await?;
+        let mut res = $next.run($req).await?;
         res.headers_mut()
             .insert("server-timing", server_timing(start.elapsed()));
         Ok(res)
-    }
+    }};
 }
 
-pub struct AroundTimeout(pub Duration);
-
-impl Middleware for AroundTimeout {
-    async fn handle<N: Next>(&self, req: http::Request<N::ReqBody>, next: N) -> Outcome<N> {
-        if let Ok(res) = tokio::time::timeout(self.0, next.run(req)).await {
+macro_rules! timeout_step {
+    ($budget:expr, $req:ident, $next:ident) => {{
+        if let Ok(res) = tokio::time::timeout($budget, $next.run($req)).await {
             res
         } else {
             let mut res = Response::new(ResponseBody::empty());
             *res.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
             Ok(res)
         }
-    }
+    }};
 }
 
-pub struct AroundCatchPanic;
-
-impl Middleware for AroundCatchPanic {
-    async fn handle<N: Next>(&self, req: http::Request<N::ReqBody>, next: N) -> Outcome<N> {
-        if let Ok(res) = AssertUnwindSafe(next.run(req)).catch_unwind().await {
+macro_rules! catch_panic_step {
+    ($req:ident, $next:ident) => {{
+        if let Ok(res) = AssertUnwindSafe($next.run($req)).catch_unwind().await {
             res
         } else {
             let mut res = Response::new(ResponseBody::empty());
             *res.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
             Ok(res)
         }
+    }};
+}
+
+#[derive(Clone, Layer)]
+#[middleware(crate = "middleware_std")]
+pub struct AroundAuth(pub [u8; 32]);
+
+impl Middleware for AroundAuth {
+    async fn handle<N: Next>(&self, req: http::Request<N::ReqBody>, next: N) -> Outcome<N> {
+        auth_step!(&self.0, req, next)
     }
+}
+
+#[derive(Clone, Layer)]
+#[middleware(crate = "middleware_std")]
+pub struct AroundLog;
+
+impl Middleware for AroundLog {
+    async fn handle<N: Next>(&self, req: http::Request<N::ReqBody>, next: N) -> Outcome<N> {
+        log_step!(req, next)
+    }
+}
+
+#[derive(Clone, Layer)]
+#[middleware(crate = "middleware_std")]
+pub struct AroundTiming;
+
+impl Middleware for AroundTiming {
+    async fn handle<N: Next>(&self, req: http::Request<N::ReqBody>, next: N) -> Outcome<N> {
+        timing_step!(req, next)
+    }
+}
+
+#[derive(Clone, Layer)]
+#[middleware(crate = "middleware_std")]
+pub struct AroundTimeout(pub Duration);
+
+impl Middleware for AroundTimeout {
+    async fn handle<N: Next>(&self, req: http::Request<N::ReqBody>, next: N) -> Outcome<N> {
+        timeout_step!(self.0, req, next)
+    }
+}
+
+#[derive(Clone, Layer)]
+#[middleware(crate = "middleware_std")]
+pub struct AroundCatchPanic;
+
+impl Middleware for AroundCatchPanic {
+    async fn handle<N: Next>(&self, req: http::Request<N::ReqBody>, next: N) -> Outcome<N> {
+        catch_panic_step!(req, next)
+    }
+}
+
+// ----- ours, #[middleware_fn] ---------------------------------------------------------------
+
+#[middleware_fn(state = [u8; 32], crate = "middleware_std")]
+pub async fn fn_auth<N: Next>(
+    req: http::Request<N::ReqBody>,
+    next: N,
+    digest: &[u8; 32],
+) -> Outcome<N> {
+    auth_step!(digest, req, next)
+}
+
+#[middleware_fn(crate = "middleware_std")]
+pub async fn fn_log<N: Next>(req: http::Request<N::ReqBody>, next: N) -> Outcome<N> {
+    log_step!(req, next)
+}
+
+#[middleware_fn(crate = "middleware_std")]
+pub async fn fn_timing<N: Next>(req: http::Request<N::ReqBody>, next: N) -> Outcome<N> {
+    timing_step!(req, next)
+}
+
+#[middleware_fn(state = Duration, crate = "middleware_std")]
+pub async fn fn_timeout<N: Next>(
+    req: http::Request<N::ReqBody>,
+    next: N,
+    budget: &Duration,
+) -> Outcome<N> {
+    timeout_step!(*budget, req, next)
+}
+
+#[middleware_fn(crate = "middleware_std")]
+pub async fn fn_catch_panic<N: Next>(req: http::Request<N::ReqBody>, next: N) -> Outcome<N> {
+    catch_panic_step!(req, next)
+}
+
+// ----- ours, #[handler] ---------------------------------------------------------------------
+
+/// The std five as `#[handler]` keys, on an async fn that answers like the inner service. The
+/// order is `ours-std-5`'s (timing outside panic recovery, as in `StackLayer`), hence the
+/// `allow`.
+#[middleware_std::handler(
+    log,
+    timing,
+    catch_panic,
+    timeout = "30s",
+    auth = AuthLayer::bearer(crate::TOKEN, Principal::new("bench")),
+    allow(catch_panic_inside_timing),
+)]
+pub async fn handler_five() -> Response<Full<Bytes>> {
+    Response::new(Full::new(Bytes::from_static(b"hello, world")))
 }

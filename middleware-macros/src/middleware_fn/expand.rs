@@ -140,37 +140,72 @@ fn after_state(plan: &Plan, p: &TokenStream) -> Option<TokenStream> {
     })
 }
 
+/// `impl Middleware`: the user's function becomes `handle` itself, with the user's generics,
+/// parameter patterns and types, return type and body. Not a nested `async fn` awaited from
+/// `handle`: that would add a second state machine to every request's future (measured in
+/// the benchmarks: five of them cost 40 % more time and 1.4 KB more per request than the
+/// same five written by hand).
 fn around_impl(function: &Function<'_>, plan: &Plan, p: &TokenStream) -> TokenStream {
-    let ident = &function.original.sig.ident;
-    let nested = nested(function);
+    let original = function.original;
+    let sig = &original.sig;
+    let ident = &sig.ident;
+    let attrs = original
+        .attrs
+        .iter()
+        .filter(|attr| !attr.path().is_ident("doc"));
+    let generics = &sig.generics;
+    let where_clause = &sig.generics.where_clause;
+    let output = &sig.output;
+    let block = &original.block;
     let req = Ident::new("__middleware_req", Span::mixed_site());
     let next = Ident::new("__middleware_next", Span::mixed_site());
     let cx = Ident::new("__middleware_cx", Span::mixed_site());
+    // The validated signature: `(req, next, extras..)`, each a typed pattern.
+    let mut typed = sig.inputs.iter().filter_map(|arg| match arg {
+        syn::FnArg::Typed(typed) => Some(typed),
+        syn::FnArg::Receiver(_) => None,
+    });
+    let (Some(req_arg), Some(next_arg)) = (typed.next(), typed.next()) else {
+        return fallback_impl(function, plan, p);
+    };
+    let req_ty = &req_arg.ty;
+    let next_ty = &next_arg.ty;
     let wants_context = plan
         .extras
         .iter()
         .any(|extra| matches!(extra, Extra::Context | Extra::ContextRef));
-    let (req_pat, context) = if wants_context {
-        (
-            quote!(mut #req),
-            quote!(let #cx = #p::Clone::clone(#p::RequestExt::context(&mut #req));),
-        )
-    } else {
-        (quote!(#req), TokenStream::new())
-    };
-    let extras = extra_args(plan, &cx, p);
-    let call = quote_spanned!(ident.span()=> #ident(#req, #next #(, #extras)*).await);
+    let context = wants_context.then(|| {
+        quote! {
+            let mut #req = #req;
+            let #cx = #p::Clone::clone(#p::RequestExt::context(&mut #req));
+        }
+    });
+    let bindings = [req_arg, next_arg]
+        .into_iter()
+        .zip([&req, &next])
+        .map(|(arg, value)| {
+            let pat = &arg.pat;
+            let ty = &arg.ty;
+            quote!(let #pat: #ty = #value;)
+        });
+    let extras = typed.zip(extra_args(plan, &cx, p)).map(|(arg, value)| {
+        let pat = &arg.pat;
+        let ty = &arg.ty;
+        quote!(let #pat: #ty = #value;)
+    });
     quote! {
         #[automatically_derived]
         impl #p::Middleware for #ident {
-            async fn handle<N: #p::Next>(
+            #(#attrs)*
+            async fn handle #generics (
                 &self,
-                #req_pat: #p::http::Request<N::ReqBody>,
-                #next: N,
-            ) -> #p::Outcome<N> {
-                #nested
+                #req: #req_ty,
+                #next: #next_ty,
+            ) #output #where_clause {
                 #context
-                #call
+                #(#bindings)*
+                #(#extras)*
+                #block
             }
         }
     }
