@@ -224,6 +224,35 @@ pub fn tower_http() -> impl Service<
         .service(inner())
 }
 
+/// tower-http's five plus its request id (UUID v4, set on the request, copied to the
+/// response): the same work as `ours_std_stack`.
+#[allow(deprecated)] // `TimeoutLayer::new`, as above
+pub fn tower_http_stack() -> impl Service<
+    Request<Body>,
+    Response = Response<
+        impl http_body::Body<Data = Bytes, Error: Into<BoxError> + std::fmt::Debug> + Send + 'static,
+    >,
+    Error = Infallible,
+    Future: Send + 'static,
+> + Clone
++ Send
++ 'static {
+    ServiceBuilder::new()
+        .layer(tower_http::request_id::SetRequestIdLayer::x_request_id(
+            tower_http::request_id::MakeRequestUuid,
+        ))
+        .layer(tower_http::request_id::PropagateRequestIdLayer::x_request_id())
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(tower_http::catch_panic::CatchPanicLayer::new())
+        .layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
+            http::header::HeaderName::from_static("server-timing"),
+            |_: &Response<_>| Some(hand::server_timing(Duration::from_micros(3))),
+        ))
+        .layer(tower_http::timeout::TimeoutLayer::new(TIMEOUT))
+        .layer(tower_http::validate_request::ValidateRequestHeaderLayer::bearer(TOKEN))
+        .service(inner())
+}
+
 /// The five as axum `from_fn` layers.
 pub fn axum_from_fn() -> impl Service<
     Request<Body>,
@@ -406,6 +435,11 @@ pub fn variants() -> Vec<Variant> {
             "tower-http",
             "TraceLayer, CatchPanicLayer, SetResponseHeaderLayer, TimeoutLayer, ValidateRequestHeaderLayer::bearer",
             tower_http(),
+        ),
+        variant(
+            "tower-http-stack",
+            "tower-http's five plus SetRequestIdLayer (MakeRequestUuid) and PropagateRequestIdLayer: the same work as ours-std-stack",
+            tower_http_stack(),
         ),
         variant(
             "axum-from-fn",
@@ -647,6 +681,13 @@ fn main() {
             }
             "--no-e2e" => config.e2e = false,
             "--per-layer" => config.per_layer = true,
+            "--rounds" => {
+                config.rounds = args
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .filter(|&n: &usize| n > 0)
+                    .expect("--rounds N (N > 0)");
+            }
             "--only" => {
                 let names = args.next().expect("--only NAME[,NAME...]");
                 config.only = names.split(',').map(str::to_owned).collect();
@@ -654,7 +695,7 @@ fn main() {
             "--out" => config.out = PathBuf::from(args.next().expect("--out DIR")),
             other => {
                 eprintln!(
-                    "unknown argument {other:?}; use --smoke, --no-e2e, --per-layer, --only NAMES, --out DIR"
+                    "unknown argument {other:?}; use --smoke, --no-e2e, --per-layer, --rounds N, --only NAMES, --out DIR"
                 );
                 std::process::exit(2);
             }

@@ -88,16 +88,21 @@ pub enum CancelCause {
     Dropped,
     /// A layer or handler called [`Context::cancel`].
     Explicit,
+    /// The handler (or a layer inside panic recovery) panicked; the request ended with the
+    /// recovery's answer (a `500`, or a truncated body once the head went out).
+    Panicked,
 }
 
 impl CancelCause {
-    /// A short lowercase name, stable for logs and metrics: `deadline`, `dropped`, `explicit`.
+    /// A short lowercase name, stable for logs and metrics: `deadline`, `dropped`, `explicit`,
+    /// `panicked`.
     #[must_use]
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Deadline => "deadline",
             Self::Dropped => "dropped",
             Self::Explicit => "explicit",
+            Self::Panicked => "panicked",
         }
     }
 
@@ -106,6 +111,7 @@ impl CancelCause {
             Self::Deadline => 1,
             Self::Dropped => 2,
             Self::Explicit => 3,
+            Self::Panicked => 4,
         }
     }
 
@@ -114,6 +120,7 @@ impl CancelCause {
             1 => Some(Self::Deadline),
             2 => Some(Self::Dropped),
             3 => Some(Self::Explicit),
+            4 => Some(Self::Panicked),
             _ => None,
         }
     }
@@ -911,6 +918,27 @@ mod tests {
 
     #[derive(Debug, PartialEq)]
     struct Marker(u32);
+
+    #[test]
+    fn every_cause_is_kept_and_named_once() {
+        let causes = [
+            CancelCause::Deadline,
+            CancelCause::Dropped,
+            CancelCause::Explicit,
+            CancelCause::Panicked,
+        ];
+        for cause in causes {
+            let cx = Context::new();
+            assert!(cx.cancel_with(cause));
+            assert_eq!(cx.cause(), Some(cause));
+            // The first cause wins.
+            assert!(!cx.cancel_with(CancelCause::Explicit));
+            assert_eq!(cx.cause(), Some(cause));
+        }
+        let names: std::collections::HashSet<_> = causes.iter().map(|c| c.as_str()).collect();
+        assert_eq!(names.len(), causes.len());
+        assert_eq!(CancelCause::Panicked.to_string(), "panicked");
+    }
 
     #[test]
     fn values_inserted_upstream_are_visible_downstream() {

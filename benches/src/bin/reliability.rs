@@ -341,7 +341,7 @@ fn load_and_faults(config: &Config, report: &mut Report) {
 
     // ----- reconcile -------------------------------------------------------------------------
     let mut per_route = vec![[0u64; 8]; Route::ALL.len()];
-    let mut causes = vec![[0u64; 5]; Route::ALL.len()];
+    let mut causes = vec![[0u64; 6]; Route::ALL.len()];
     let (mut missing, mut doubled, mut wrong) = (0u64, 0u64, 0u64);
     let mut wrong_examples = Vec::new();
     let mut outcome_totals = [0u64; 8];
@@ -352,7 +352,7 @@ fn load_and_faults(config: &Config, report: &mut Report) {
             0 => missing += 1,
             1 => {
                 per_route[route.index()][usize::try_from(outcome).unwrap_or(7).min(7)] += 1;
-                causes[route.index()][usize::try_from(cause).unwrap_or(4).min(4)] += 1;
+                causes[route.index()][usize::try_from(cause).unwrap_or(5).min(5)] += 1;
                 outcome_totals[usize::try_from(outcome).unwrap_or(7).min(7)] += 1;
                 if mix::outcome_name(outcome) != route.outcome().as_str() {
                     wrong += 1;
@@ -439,16 +439,22 @@ fn load_and_faults(config: &Config, report: &mut Report) {
                 .sum::<u64>()
         })
         .sum();
+    // Cause code 4 is `panicked` (see `access::cause_code`).
+    let panicked_cause: u64 = [Route::PanicHandler, Route::PanicPoll, Route::PanicBody]
+        .iter()
+        .map(|r| causes[r.index()][4])
+        .sum();
     report.check(
-        "every panic caught and logged once; no other panic",
+        "every panic caught and logged once, its request cancelled with cause \"panicked\"; no other panic",
         format!(
-            "{panics_sent} panic requests, {} panics, {} panic log events, {} other panics",
+            "{panics_sent} panic requests, {} panics, {} panic log events, {panicked_cause} access records with cancel_cause=panicked, {} other panics",
             DELIBERATE_PANICS.load(Relaxed),
             access::PANIC_EVENTS.load(Relaxed),
             OTHER_PANICS.load(Relaxed)
         ),
         DELIBERATE_PANICS.load(Relaxed) == panics_sent
             && access::PANIC_EVENTS.load(Relaxed) == panics_sent
+            && panicked_cause == panics_sent
             && OTHER_PANICS.load(Relaxed) == 0,
     );
     let slow_sent: u64 = all
@@ -549,7 +555,7 @@ fn load_and_faults(config: &Config, report: &mut Report) {
             .filter(|&o| per_route[k][o] > 0)
             .map(|o| format!("{} {}", mix::outcome_name(o as u64), per_route[k][o]))
             .collect();
-        let cause_list: Vec<String> = (0..5)
+        let cause_list: Vec<String> = (0..6)
             .filter(|&c| causes[k][c] > 0)
             .map(|c| format!("{} {}", access::cause_name(c as u64), causes[k][c]))
             .collect();

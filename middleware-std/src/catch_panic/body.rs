@@ -9,7 +9,7 @@ use std::{
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use middleware_core::{BoxError, Context, ResponseBody};
+use middleware_core::{BoxError, CancelCause, Context, ResponseBody};
 
 use super::panic::{Panic, PanicSite};
 
@@ -69,6 +69,9 @@ where
             Ok(Poll::Pending) => Poll::Pending,
             Err(payload) => {
                 *this.panicked = true;
+                if let Some(context) = this.cx.as_ref() {
+                    context.cancel_with(CancelCause::Panicked);
+                }
                 Panic::new(payload, PanicSite::ResponseBody).log(this.cx.as_ref());
                 Poll::Ready(Some(Err(Box::new(PanicError(())))))
             }

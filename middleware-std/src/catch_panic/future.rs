@@ -9,7 +9,7 @@ use std::{
 };
 
 use http::Response;
-use middleware_core::{Context, ResponseBody};
+use middleware_core::{CancelCause, Context, ResponseBody};
 
 use super::{
     body::CatchPanicBody,
@@ -82,6 +82,13 @@ where
             }
             KindProj::Done => panic!("future polled after completion"),
         };
+        if outcome.is_err() {
+            if let Some(context) = this.cx.as_ref() {
+                // Before the panicked future is dropped, so that what it drops (a timeout's
+                // guard, spawned work watching the context) sees why, not `dropped`.
+                context.cancel_with(CancelCause::Panicked);
+            }
+        }
         // Dropping a future that panicked may panic again; that one is swallowed (the first is
         // reported below).
         let _ = catch_unwind(AssertUnwindSafe(|| this.kind.set(Kind::Done)));

@@ -11,6 +11,11 @@
 //! | the response body, after the head | the body yields a [`PanicError`] and ends; hyper closes the connection (HTTP/1.1) or resets the stream (HTTP/2); never a hang |
 //! | the inner `poll_ready` | `poll_ready` reports ready (the service's error type stays the inner one, so there is no error to return); the next `call` answers with the responder's response *without calling the inner service*, whose state is unknown; the following `poll_ready` asks the inner service again. The process and the connection stay up. |
 //!
+//! Every caught panic cancels the request's [`Context`](crate::Context) (when it has one) with
+//! [`CancelCause::Panicked`](crate::CancelCause::Panicked), so work spawned for the request
+//! stops; for a panicking future this happens before the future is dropped, so layers inside
+//! this one (a timeout's drop guard) see that cause rather than `dropped`.
+//!
 //! Every panic is logged once, at error level, with the fields `request_id`, `panic.message`
 //! (Debug-escaped, so a message with CR/LF cannot forge log lines), `panic.location` and
 //! `panic.site` ([`PanicSite`]). The request id comes from the request's

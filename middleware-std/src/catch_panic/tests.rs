@@ -16,7 +16,7 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body::{Body, Frame};
 use http_body_util::BodyExt;
-use middleware_core::{Context, RequestExt, RequestId, testing::Conformance};
+use middleware_core::{CancelCause, Context, RequestExt, RequestId, testing::Conformance};
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 use tower_layer::Layer;
 use tower_service::Service;
@@ -116,6 +116,55 @@ async fn panic_while_the_body_streams_ends_the_stream_with_an_error() {
     );
     assert!(body.is_end_stream());
     assert_logged_once(&events, "response_body");
+}
+
+#[tokio::test]
+async fn a_caught_panic_cancels_the_context_with_panicked_at_every_site() {
+    let (_events, _guard) = capture();
+    for site in [Site::Call, Site::FirstPoll, Site::LaterPoll, Site::Body] {
+        let req = with_id();
+        let cx = req.try_context().unwrap().clone();
+        let res = CatchPanicLayer::new()
+            .layer(site)
+            .oneshot(req)
+            .await
+            .unwrap();
+        // Drain the body: the body site panics while streaming.
+        let _ = res.into_body().collect().await;
+        assert_eq!(cx.cause(), Some(CancelCause::Panicked), "{site:?}");
+    }
+    // A request that does not panic is not cancelled by the layer.
+    let req = with_id();
+    let cx = req.try_context().unwrap().clone();
+    let res = CatchPanicLayer::new()
+        .layer(service_fn(|_: Request<String>| async {
+            Ok::<_, Infallible>(Response::new(String::from("ok")))
+        }))
+        .oneshot(req)
+        .await
+        .unwrap();
+    let _ = res.into_body().collect().await;
+    assert_eq!(cx.cause(), None);
+}
+
+/// The layers inside panic recovery see why the request ended: a timeout's future, dropped
+/// because the future it wraps panicked, keeps the cause `panicked` instead of reporting
+/// `dropped`.
+#[cfg(feature = "timeout")]
+#[tokio::test]
+async fn a_timeout_inside_keeps_the_panicked_cause() {
+    let (_events, _guard) = capture();
+    let svc = ServiceBuilder::new()
+        .layer(CatchPanicLayer::new())
+        .layer(crate::timeout::TimeoutLayer::new(
+            std::time::Duration::from_secs(30),
+        ))
+        .service(Site::LaterPoll);
+    let req = with_id();
+    let cx = req.try_context().unwrap().clone();
+    let res = svc.oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(cx.cause(), Some(CancelCause::Panicked));
 }
 
 #[tokio::test]

@@ -348,6 +348,7 @@ impl<L: MakeLevel> Record<L> {
         match self.cause() {
             Some(CancelCause::Deadline) => RequestOutcome::TimedOut,
             Some(CancelCause::Explicit) => RequestOutcome::Cancelled,
+            Some(CancelCause::Panicked) => RequestOutcome::Panicked,
             _ => RequestOutcome::Disconnected,
         }
     }

@@ -67,7 +67,8 @@ pub fn cause_code(cause: &str) -> u64 {
         "deadline" => 1,
         "dropped" => 2,
         "explicit" => 3,
-        _ => 4,
+        "panicked" => 4,
+        _ => 5,
     }
 }
 
@@ -77,6 +78,7 @@ pub const fn cause_name(code: u64) -> &'static str {
         1 => "deadline",
         2 => "dropped",
         3 => "explicit",
+        4 => "panicked",
         _ => "unknown",
     }
 }
