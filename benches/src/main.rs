@@ -548,8 +548,8 @@ pub struct Config {
 impl Config {
     pub fn full() -> Self {
         Self {
-            rounds: 9,
-            iters: 50_000,
+            rounds: 31,
+            iters: 20_000,
             alloc_iters: 1_000,
             e2e: true,
             e2e_requests: 40_000,
@@ -589,6 +589,91 @@ pub struct Row {
     pub bytes: f64,
     pub future_size: usize,
     pub response_size: usize,
+    /// ns/request of each round, in round order (rounds are interleaved across variants, so
+    /// round `r` of two variants ran within moments of each other).
+    pub rounds: Vec<f64>,
+}
+
+/// The median of `values` (NaN for none).
+fn median(mut values: Vec<f64>) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// `a`'s overhead over bare divided by `b`'s, paired round by round, then the median (with
+/// min and max) over rounds. Pairing cancels most of what a shared machine does to both
+/// (frequency changes, a neighbour's burst): the ratio of medians does not.
+pub fn paired_ratio(rows: &[Row], a: &str, b: &str) -> Option<(f64, f64, f64)> {
+    let find = |name: &str| rows.iter().find(|r| r.name == name);
+    let (bare, a, b) = (find("bare")?, find(a)?, find(b)?);
+    let ratios: Vec<f64> = (0..bare.rounds.len())
+        .map(|i| (a.rounds[i] - bare.rounds[i]) / (b.rounds[i] - bare.rounds[i]))
+        .collect();
+    let min = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    Some((median(ratios), min, max))
+}
+
+/// The pairs the targets and the docs compare.
+const PAIRS: [(&str, &str); 9] = [
+    ("tower-http", "hand-written"),
+    ("ours-std-5", "hand-written"),
+    ("ours-std-5", "tower-http"),
+    ("ours-std-stack", "tower-http-stack"),
+    ("ours-hook-3", "hand-written-3"),
+    ("ours-derive-hook-3", "hand-written-3"),
+    ("ours-chain-5", "hand-written"),
+    ("ours-fn-chain-5", "ours-chain-5"),
+    ("ours-derive-5", "ours-around-5"),
+];
+
+/// `a`'s time minus `b`'s, paired round by round: the median (with min and max) over rounds.
+pub fn paired_difference(rows: &[Row], a: &str, b: &str) -> Option<(f64, f64, f64)> {
+    let find = |name: &str| rows.iter().find(|r| r.name == name);
+    let (a, b) = (find(a)?, find(b)?);
+    let diffs: Vec<f64> = a.rounds.iter().zip(&b.rounds).map(|(a, b)| a - b).collect();
+    let min = diffs.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = diffs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    Some((median(diffs), min, max))
+}
+
+/// Each std layer next to its hand-written twin (and the context alone next to bare).
+const LAYER_PAIRS: [(&str, &str); 6] = [
+    ("ensure-context", "bare"),
+    ("std-log", "hand-log"),
+    ("std-timing", "hand-timing"),
+    ("std-catch-panic", "hand-catch-panic"),
+    ("std-timeout", "hand-timeout"),
+    ("std-auth", "hand-auth"),
+];
+
+/// The paired differences of [`LAYER_PAIRS`] present in `rows`.
+pub fn layer_table(rows: &[Row]) -> String {
+    let mut out = String::from(
+        "| ours | − its twin | ns/request, paired by round: median (min–max) |\n| --- | --- | --- |\n",
+    );
+    for (a, b) in LAYER_PAIRS {
+        if let Some((median, min, max)) = paired_difference(rows, a, b) {
+            let _ = writeln!(out, "| {a} | {b} | {median:+.0} ({min:+.0} to {max:+.0}) |");
+        }
+    }
+    out
+}
+
+/// The paired ratios of [`PAIRS`] present in `rows`.
+pub fn paired_table(rows: &[Row]) -> String {
+    let mut out = String::from(
+        "| overhead of | ÷ overhead of | paired by round: median (min–max) |\n| --- | --- | --- |\n",
+    );
+    for (a, b) in PAIRS {
+        if let Some((median, min, max)) = paired_ratio(rows, a, b) {
+            let _ = writeln!(out, "| {a} | {b} | {median:.3} ({min:.2}–{max:.2}) |");
+        }
+    }
+    out
 }
 
 pub fn run_in_process(config: &Config, variants: &mut [Variant]) -> Vec<Row> {
@@ -612,7 +697,8 @@ pub fn run_in_process(config: &Config, variants: &mut [Variant]) -> Vec<Row> {
     variants
         .iter_mut()
         .zip(samples)
-        .map(|(v, mut ns)| {
+        .map(|(v, rounds)| {
+            let mut ns = rounds.clone();
             ns.sort_by(f64::total_cmp);
             let (count, bytes) = v.runner.allocs(&rt, config.alloc_iters);
             Row {
@@ -625,6 +711,7 @@ pub fn run_in_process(config: &Config, variants: &mut [Variant]) -> Vec<Row> {
                 bytes: bytes as f64 / config.alloc_iters as f64,
                 future_size: v.runner.future_size(),
                 response_size: v.runner.response_size(),
+                rounds,
             }
         })
         .collect()
@@ -635,12 +722,8 @@ pub fn table(rows: &[Row]) -> String {
         .iter()
         .find(|r| r.name == "bare")
         .expect("bare variant");
-    let hand_over = rows
-        .iter()
-        .find(|r| r.name == "hand-written")
-        .map_or(f64::NAN, |hand| hand.median_ns - bare.median_ns);
     let mut out = String::new();
-    out.push_str("| variant | ns/req median (min–max) | overhead ns | × bare | overhead × hand-written | allocs/req (over bare) | bytes/req | future bytes | response bytes |\n");
+    out.push_str("| variant | ns/req median (min–max) | overhead ns | × bare | overhead × hand-written (paired) | allocs/req (over bare) | bytes/req | future bytes | response bytes |\n");
     out.push_str("| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
     for r in rows {
         let over = r.median_ns - bare.median_ns;
@@ -656,7 +739,8 @@ pub fn table(rows: &[Row]) -> String {
             if r.name == "bare" {
                 "–".to_owned()
             } else {
-                format!("{:.2}", over / hand_over)
+                paired_ratio(rows, r.name, "hand-written")
+                    .map_or_else(|| "–".to_owned(), |(m, _, _)| format!("{m:.2}"))
             },
             r.allocs,
             r.allocs - bare.allocs,
@@ -681,6 +765,13 @@ fn main() {
             }
             "--no-e2e" => config.e2e = false,
             "--per-layer" => config.per_layer = true,
+            "--e2e-rounds" => {
+                config.e2e_rounds = args
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .filter(|&n: &usize| n > 0)
+                    .expect("--e2e-rounds N (N > 0)");
+            }
             "--rounds" => {
                 config.rounds = args
                     .next()
@@ -695,7 +786,7 @@ fn main() {
             "--out" => config.out = PathBuf::from(args.next().expect("--out DIR")),
             other => {
                 eprintln!(
-                    "unknown argument {other:?}; use --smoke, --no-e2e, --per-layer, --rounds N, --only NAMES, --out DIR"
+                    "unknown argument {other:?}; use --smoke, --no-e2e, --per-layer, --rounds N, --e2e-rounds N, --only NAMES, --out DIR"
                 );
                 std::process::exit(2);
             }
@@ -723,6 +814,14 @@ pub fn run(config: &Config) -> String {
         config.rounds, config.iters
     );
     report.push_str(&table(&rows));
+    report.push('\n');
+    if config.per_layer {
+        report.push_str("Each layer's cost over its hand-written twin, paired round by round:\n\n");
+        report.push_str(&layer_table(&rows));
+    } else {
+        report.push_str("Overhead ratios, paired round by round:\n\n");
+        report.push_str(&paired_table(&rows));
+    }
     report.push('\n');
     for r in &rows {
         let _ = writeln!(report, "- `{}`: {}", r.name, r.what);
