@@ -43,7 +43,10 @@ pin_project_lite::pin_project! {
     ///
     /// When a deadline passes, the body yields one [`BodyTimeoutError`] and then ends. The
     /// timer is a `tokio::time::Sleep` armed only when the inner body is pending, and only one
-    /// per body (set to the earlier of the two deadlines).
+    /// per body (set to the earlier of the two deadlines). A body with deadlines keeps its
+    /// timer state behind one allocation made when it is wrapped; a body without (the
+    /// response side by default) carries only the wrapped body, a context handle and two
+    /// flags through the layers around it.
     ///
     /// On the request side, an error of the wrapped body itself (the peer went away or reset
     /// the stream mid-body) cancels the request's [`Context`](crate::Context) with
@@ -53,22 +56,44 @@ pin_project_lite::pin_project! {
     pub struct TimeoutBody<B> {
         #[pin]
         inner: B,
-        // Boxed, and only once the inner body was pending with a deadline set: a body that
-        // streams without waiting never carries tokio's `Sleep` (over 100 bytes) through the
-        // layers around it.
-        sleep: Option<Pin<Box<Sleep>>>,
-        deadlines: BodyDeadlines,
-        total: Option<Instant>,
-        // A frame arrived since the idle timer was last set.
-        progressed: bool,
-        expired: bool,
-        phase: TimeoutPhase,
-        // Request side: raised when a deadline passes (the layer's future then answers `408`).
-        signal: Option<Arc<AtomicBool>>,
+        // `None`: no deadlines.
+        timer: Option<Pin<Box<Timer>>>,
         // The request's context, if it has one. Request side: cancelled with `Dropped` when
         // the wrapped body fails. Response side: cancelled with `Deadline` when a deadline
         // passes, so spawned work that produces the stream stops.
         context: Option<Context>,
+        expired: bool,
+        phase: TimeoutPhase,
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The deadline state of one body.
+    struct Timer {
+        #[pin]
+        sleep: Option<Sleep>,
+        deadlines: BodyDeadlines,
+        total: Option<Instant>,
+        // A frame arrived since the idle timer was last set.
+        progressed: bool,
+        // Request side: raised when a deadline passes (the layer's future then answers `408`).
+        signal: Option<Arc<AtomicBool>>,
+    }
+}
+
+impl Timer {
+    /// The state for `deadlines`, the total one counted from now.
+    fn boxed(deadlines: BodyDeadlines, signal: Option<Arc<AtomicBool>>) -> Pin<Box<Self>> {
+        let total = deadlines
+            .total
+            .map(|total| Instant::now().checked_add(total).unwrap_or_else(far_future));
+        Box::pin(Self {
+            sleep: None,
+            deadlines,
+            total,
+            progressed: false,
+            signal,
+        })
     }
 }
 
@@ -78,17 +103,10 @@ impl<B> TimeoutBody<B> {
     pub(crate) const fn passthrough(inner: B, phase: TimeoutPhase) -> Self {
         Self {
             inner,
-            sleep: None,
-            deadlines: BodyDeadlines {
-                idle: None,
-                total: None,
-            },
-            total: None,
-            progressed: false,
+            timer: None,
+            context: None,
             expired: false,
             phase,
-            signal: None,
-            context: None,
         }
     }
 
@@ -102,8 +120,9 @@ impl<B> TimeoutBody<B> {
         cx: Option<Context>,
     ) -> Self {
         let mut body = Self::passthrough(inner, TimeoutPhase::RequestBody);
-        body.set_deadlines(deadlines);
-        body.signal = signal;
+        if !deadlines.is_none() {
+            body.timer = Some(Timer::boxed(deadlines, signal));
+        }
         body.context = cx;
         body
     }
@@ -115,16 +134,9 @@ impl<B> TimeoutBody<B> {
         if deadlines.is_none() {
             return body;
         }
-        body.set_deadlines(deadlines);
+        body.timer = Some(Timer::boxed(deadlines, None));
         body.context = cx;
         body
-    }
-
-    fn set_deadlines(&mut self, deadlines: BodyDeadlines) {
-        self.deadlines = deadlines;
-        self.total = deadlines
-            .total
-            .map(|total| Instant::now().checked_add(total).unwrap_or_else(far_future));
     }
 
     /// The wrapped body.
@@ -141,6 +153,14 @@ impl<B> TimeoutBody<B> {
     /// [`TimeoutPhase::ResponseBody`].
     pub fn phase(&self) -> TimeoutPhase {
         self.phase
+    }
+
+    /// Whether a timer is armed (for the tests).
+    #[cfg(test)]
+    fn armed(&self) -> bool {
+        self.timer
+            .as_ref()
+            .is_some_and(|timer| timer.sleep.is_some())
     }
 }
 
@@ -167,7 +187,9 @@ where
         }
         match this.inner.poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                *this.progressed = true;
+                if let Some(timer) = this.timer.as_mut() {
+                    *timer.as_mut().project().progressed = true;
+                }
                 return Poll::Ready(Some(Ok(frame)));
             }
             Poll::Ready(Some(Err(err))) => {
@@ -185,49 +207,50 @@ where
             Poll::Ready(None) => return Poll::Ready(None),
             Poll::Pending => {}
         }
-        if this.deadlines.is_none() {
+        let Some(timer) = this.timer.as_mut() else {
             return Poll::Pending;
-        }
+        };
+        let mut timer = timer.as_mut().project();
         // The inner body is pending: (re)arm the one timer for the earlier deadline.
-        let idle = match this.deadlines.idle {
-            Some(idle) if *this.progressed || this.sleep.is_none() => {
+        let idle = match timer.deadlines.idle {
+            Some(idle) if *timer.progressed || timer.sleep.is_none() => {
                 Some(Instant::now().checked_add(idle).unwrap_or_else(far_future))
             }
             _ => None,
         };
-        *this.progressed = false;
-        let target = match (idle, *this.total) {
+        *timer.progressed = false;
+        let target = match (idle, *timer.total) {
             (Some(idle), Some(total)) => Some(idle.min(total)),
             (idle, total) => idle.or(total),
         };
         if let Some(target) = target {
-            match this.sleep.as_mut() {
+            match timer.sleep.as_mut().as_pin_mut() {
                 Some(sleep) => {
                     if sleep.deadline() != target {
-                        sleep.as_mut().reset(target);
+                        sleep.reset(target);
                     }
                 }
-                None => *this.sleep = Some(Box::pin(tokio::time::sleep_until(target))),
+                None => timer.sleep.set(Some(tokio::time::sleep_until(target))),
             }
         }
-        let Some(sleep) = this.sleep.as_mut() else {
+        let Some(sleep) = timer.sleep.as_mut().as_pin_mut() else {
             return Poll::Pending;
         };
         let fired_at = sleep.deadline();
-        if sleep.as_mut().poll(cx).is_pending() {
+        if sleep.poll(cx).is_pending() {
             return Poll::Pending;
         }
         *this.expired = true;
-        let idle = this.total.is_none_or(|total| fired_at < total);
+        let idle = timer.total.is_none_or(|total| fired_at < total);
         match *this.phase {
             // Not `Dropped`: the layer's future answers `408` and cancels with `Deadline`.
             TimeoutPhase::RequestBody => {
-                if let Some(signal) = this.signal {
+                if let Some(signal) = timer.signal.as_ref() {
                     signal.store(true, Ordering::Release);
                 }
             }
             TimeoutPhase::Request | TimeoutPhase::ResponseBody => {
-                if let Some(context) = this.context {
+                if let Some(context) = this.context.as_ref() {
                     context.cancel_with(CancelCause::Deadline);
                 }
             }
@@ -250,11 +273,22 @@ where
 
 impl<B> fmt::Debug for TimeoutBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let deadlines = self
+            .timer
+            .as_ref()
+            .map(|timer| timer.deadlines)
+            .unwrap_or_default();
         f.debug_struct(stringify!(TimeoutBody))
             .field("phase", &self.phase)
-            .field("idle", &self.deadlines.idle)
-            .field("total", &self.deadlines.total)
-            .field("armed", &self.sleep.is_some())
+            .field("idle", &deadlines.idle)
+            .field("total", &deadlines.total)
+            .field(
+                "armed",
+                &self
+                    .timer
+                    .as_ref()
+                    .is_some_and(|timer| timer.sleep.is_some()),
+            )
             .field("expired", &self.expired)
             .field("cancels_context", &self.context.is_some())
             .finish_non_exhaustive()
@@ -353,7 +387,7 @@ mod tests {
         let mut body = std::pin::pin!(TimeoutBody::response(body, BodyDeadlines::default(), None));
         let mut cx = TaskContext::from_waker(std::task::Waker::noop());
         assert!(body.as_mut().poll_frame(&mut cx).is_pending());
-        assert!(body.sleep.is_none());
+        assert!(!body.armed());
         tokio::time::sleep(Duration::from_secs(3600)).await;
         tx.send(Ok(Bytes::from_static(b"late"))).await.unwrap();
         drop(tx);
@@ -443,7 +477,7 @@ mod tests {
         ));
         let mut task = TaskContext::from_waker(std::task::Waker::noop());
         assert!(body.as_mut().poll_frame(&mut task).is_pending());
-        assert!(body.sleep.is_none(), "no deadline, no timer");
+        assert!(!body.armed(), "no deadline, no timer");
         tokio::time::sleep(Duration::from_secs(3600)).await;
         tx.send(Err(std::io::Error::from(
             std::io::ErrorKind::ConnectionReset,

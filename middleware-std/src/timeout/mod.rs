@@ -26,10 +26,10 @@
 //! answers without waiting is never timed out.
 //!
 //! **No timer on the fast path.** The `tokio::time::Sleep` is armed only when the inner future
-//! returned `Pending` once; it lives inside the response future (no box, no allocation). A
-//! request answered in its first poll costs no timer registration and no allocation beyond the
-//! context's (none when an outer layer already made one). Arming the timer needs a tokio
-//! runtime with its time driver.
+//! returned `Pending` once, and boxed then (one allocation, on the slow path only), so the
+//! response future stays small. A request answered in its first poll costs no timer
+//! registration and no allocation beyond the context's (none when an outer layer already made
+//! one). Arming the timer needs a tokio runtime with its time driver.
 //!
 //! # Naming the phase that expired
 //!
@@ -49,8 +49,10 @@
 //! once it is raised, the response is `408 Request Timeout` with `Connection: close` (the rest
 //! of the request body was not read, so the connection cannot be reused), whether the handler
 //! then answers anything (its response is dropped) or keeps waiting (the layer cancels the
-//! context with `Deadline` and drops it). An empty body (`is_end_stream`) is passed through
-//! without flag or timer. Place it inside [`TimeoutLayer`].
+//! context with `Deadline` and drops it). A body costs two allocations: the flag, and its
+//! deadline state with the timer (made when the body is wrapped, so waiting for the peer
+//! allocates nothing more). An empty body (`is_end_stream`) is passed through without flag or
+//! timer. Place it inside [`TimeoutLayer`].
 //!
 //! **A peer that goes away mid-body.** When the wrapped body itself fails — the client closed
 //! the connection before sending all it announced (hyper's `incomplete message`), reset it, or
