@@ -762,8 +762,17 @@ impl fmt::Debug for Context {
 pub struct DropGuard(Option<Arc<Shared>>);
 
 impl DropGuard {
-    /// A guard that guards nothing (no context).
-    pub(crate) const fn none() -> Self {
+    /// A guard that guards nothing: for a request without a context.
+    ///
+    /// ```
+    /// use middleware_core::{Context, DropGuard, RequestExt};
+    ///
+    /// let req = http::Request::new(());
+    /// let guard = req.try_context().map_or_else(DropGuard::none, Context::drop_guard);
+    /// drop(guard); // nothing to cancel
+    /// ```
+    #[must_use]
+    pub const fn none() -> Self {
         Self(None)
     }
 

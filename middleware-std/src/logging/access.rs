@@ -10,7 +10,7 @@ use std::{
 
 use bytes::Buf;
 use http::{HeaderMap, Request, Response, StatusCode};
-use middleware_core::{CancelCause, Context};
+use middleware_core::{CancelCause, Context, DropGuard};
 use tracing::{Level, Span, field};
 
 use super::{
@@ -112,9 +112,9 @@ pub(crate) enum Access<L: MakeLevel> {
 impl<L: MakeLevel> Access<L> {
     /// A record for when no subscriber can see anything (`LevelFilter::current()` is `OFF`):
     /// it reads no clock and emits nothing, so the layer costs next to nothing then.
-    pub(crate) const fn off(cx: Option<Context>) -> Self {
+    pub(crate) const fn off(guard: DropGuard) -> Self {
         Self::Off(Watch {
-            cx,
+            guard,
             polling: false,
             ended: false,
         })
@@ -199,9 +199,10 @@ impl<L: MakeLevel> fmt::Debug for Access<L> {
 }
 
 /// What is left of a record when logging is off: the client-gone cancellation of [`Record`]'s
-/// `Drop`, with the same rules.
+/// `Drop`, with the same rules, through the context's drop guard (a thin handle: the future
+/// and the body that carry it stay small).
 pub(crate) struct Watch {
-    cx: Option<Context>,
+    guard: DropGuard,
     polling: bool,
     ended: bool,
 }
@@ -209,12 +210,10 @@ pub(crate) struct Watch {
 impl Drop for Watch {
     fn drop(&mut self) {
         if self.ended || self.polling || std::thread::panicking() {
-            return;
+            self.guard.disarm();
         }
-        // The first cause wins: a context already cancelled (deadline, explicit) keeps its cause.
-        if let Some(cx) = &self.cx {
-            cx.cancel_with(CancelCause::Dropped);
-        }
+        // Otherwise the guard cancels with `Dropped` as it drops. The first cause wins: a
+        // context already cancelled (deadline, explicit, panicked) keeps its cause.
     }
 }
 

@@ -14,7 +14,7 @@ use super::{
     access::{self, Access, Record, make_span},
     layer::Config,
 };
-use crate::{RequestExt, layer_time};
+use crate::{Context, DropGuard, RequestExt, layer_time};
 
 /// The service of [`LogLayer`]. See the [module docs](super) for an example.
 #[derive(Clone)]
@@ -55,7 +55,10 @@ impl<S, L: MakeLevel + Clone, C> Log<S, L, C> {
         }
         // No subscriber would see the event and no timing layer wants this layer's own time: skip the record.
         if !access::any_event_enabled() && !layer_time::wanted(req.try_context()) {
-            return Access::off(req.try_context().cloned());
+            let guard = req
+                .try_context()
+                .map_or_else(DropGuard::none, Context::drop_guard);
+            return Access::off(guard);
         }
         // A clone, not a new context: the cause and a late request id are read through it.
         let cx = req.try_context().cloned();
