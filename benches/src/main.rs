@@ -609,12 +609,18 @@ fn median(mut values: Vec<f64>) -> f64 {
 pub fn paired_ratio(rows: &[Row], a: &str, b: &str) -> Option<(f64, f64, f64)> {
     let find = |name: &str| rows.iter().find(|r| r.name == name);
     let (bare, a, b) = (find("bare")?, find(a)?, find(b)?);
-    let ratios: Vec<f64> = (0..bare.rounds.len())
-        .map(|i| (a.rounds[i] - bare.rounds[i]) / (b.rounds[i] - bare.rounds[i]))
-        .collect();
-    let min = ratios.iter().copied().fold(f64::INFINITY, f64::min);
-    let max = ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    Some((median(ratios), min, max))
+    Some(summary(
+        (0..bare.rounds.len())
+            .map(|i| (a.rounds[i] - bare.rounds[i]) / (b.rounds[i] - bare.rounds[i]))
+            .collect(),
+    ))
+}
+
+/// The median, min and max of per-round figures.
+fn summary(values: Vec<f64>) -> (f64, f64, f64) {
+    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    (median(values), min, max)
 }
 
 /// The pairs the targets and the docs compare.
@@ -634,10 +640,9 @@ const PAIRS: [(&str, &str); 9] = [
 pub fn paired_difference(rows: &[Row], a: &str, b: &str) -> Option<(f64, f64, f64)> {
     let find = |name: &str| rows.iter().find(|r| r.name == name);
     let (a, b) = (find(a)?, find(b)?);
-    let diffs: Vec<f64> = a.rounds.iter().zip(&b.rounds).map(|(a, b)| a - b).collect();
-    let min = diffs.iter().copied().fold(f64::INFINITY, f64::min);
-    let max = diffs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    Some((median(diffs), min, max))
+    Some(summary(
+        a.rounds.iter().zip(&b.rounds).map(|(a, b)| a - b).collect(),
+    ))
 }
 
 /// Each std layer next to its hand-written twin (and the context alone next to bare).

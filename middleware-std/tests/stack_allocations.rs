@@ -12,15 +12,11 @@
 ))]
 #![allow(missing_docs)]
 
-use std::{
-    convert::Infallible,
-    future::Future,
-    pin::pin,
-    task::{Context as TaskContext, Poll, Waker},
-    time::Duration,
-};
+mod support;
 
-use http::{HeaderValue, Request, Response, header};
+use std::time::Duration;
+
+use http::{HeaderValue, Request, header};
 use middleware_std::{
     auth::{AuthLayer, Principal},
     catch_panic::CatchPanicLayer,
@@ -29,33 +25,17 @@ use middleware_std::{
     timeout::TimeoutLayer,
     timing::ServerTimingLayer,
 };
+use support::{Bare, ConnInfo};
 use tower::ServiceBuilder;
-use tower_service::Service;
 
-const REQUESTS: u64 = 100;
 const TOKEN: &str = "s3cr3t-token";
 
 /// The inner service: `200`, an empty body and no header (its header map is allocated by the
-/// first layer that adds one), ready at once.
-#[derive(Clone, Copy)]
-struct Bare;
-
-impl Service<Request<String>> for Bare {
-    type Response = Response<String>;
-    type Error = Infallible;
-    type Future = std::future::Ready<Result<Response<String>, Infallible>>;
-
-    fn poll_ready(&mut self, _: &mut TaskContext<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _: Request<String>) -> Self::Future {
-        std::future::ready(Ok(Response::new(String::new())))
-    }
-}
-
-#[derive(Clone, Copy)]
-struct ConnInfo;
+/// first layer that adds one).
+const BARE: Bare = Bare {
+    with_header: false,
+    mark: false,
+};
 
 fn request(with_extension: bool) -> Request<String> {
     let mut req = Request::new(String::new());
@@ -64,45 +44,9 @@ fn request(with_extension: bool) -> Request<String> {
         HeaderValue::from_static("Bearer s3cr3t-token"),
     );
     if with_extension {
-        // The extension map exists already, as after a router or a connection-info layer.
         req.extensions_mut().insert(ConnInfo);
     }
     req
-}
-
-/// Allocations per request through `svc`, the request's own included.
-fn per_request<S, B>(mut svc: S, with_extension: bool) -> u64
-where
-    S: Service<Request<String>, Response = Response<B>>,
-    S::Error: std::fmt::Debug,
-{
-    let mut cx = TaskContext::from_waker(Waker::noop());
-    let mut one = || {
-        let req = request(with_extension);
-        assert!(svc.poll_ready(&mut cx).is_ready());
-        let mut future = pin!(svc.call(req));
-        match future.as_mut().poll(&mut cx) {
-            Poll::Ready(res) => {
-                let res = res.expect("request failed");
-                assert_eq!(res.status(), http::StatusCode::OK);
-                drop(res);
-            }
-            Poll::Pending => panic!("the request did not complete in one poll"),
-        }
-    };
-    one(); // warm-up: lazily initialised statics are not per-request costs
-    let info = allocation_counter::measure(|| {
-        for _ in 0..REQUESTS {
-            one();
-        }
-    });
-    assert_eq!(info.count_current, 0, "a request leaked memory");
-    assert_eq!(
-        info.count_total % REQUESTS,
-        0,
-        "allocations are not the same for every request: {info:?}"
-    );
-    info.count_total / REQUESTS
 }
 
 /// The std five in the benchmark's order.
@@ -114,15 +58,15 @@ macro_rules! std_five {
             .layer(CatchPanicLayer::new())
             .layer(TimeoutLayer::new(Duration::from_secs(30)))
             .layer(AuthLayer::bearer(TOKEN, Principal::new("bench")))
-            .service(Bare)
+            .service(BARE)
     };
 }
 
 #[test]
 fn the_std_five_cost_the_context_the_principal_and_one_header() {
     for with_extension in [true, false] {
-        let base = per_request(Bare, with_extension);
-        let five = per_request(std_five!(), with_extension);
+        let base = support::per_request(BARE, || request(with_extension));
+        let five = support::per_request(std_five!(), || request(with_extension));
         // The context (its shared state, its box in the extension map), the principal in the
         // context, and `Server-Timing` (its value, and the response's header map on its first
         // insert: two). Without a context no layer logs, so nothing else.
@@ -141,13 +85,13 @@ fn the_std_five_cost_the_context_the_principal_and_one_header() {
 #[test]
 fn the_full_stack_adds_one_allocation_for_a_generated_request_id() {
     for with_extension in [true, false] {
-        let five = per_request(std_five!(), with_extension);
-        let stack = per_request(
+        let five = support::per_request(std_five!(), || request(with_extension));
+        let stack = support::per_request(
             ServiceBuilder::new()
                 .layer(StackLayer::new(Duration::from_secs(30)))
                 .layer(AuthLayer::bearer(TOKEN, Principal::new("bench")))
-                .service(Bare),
-            with_extension,
+                .service(BARE),
+            || request(with_extension),
         );
         // The id's text and its reference count in one allocation, shared by the request and
         // the response headers (both header maps exist by then).

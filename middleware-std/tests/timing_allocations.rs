@@ -4,98 +4,28 @@
 #![cfg(feature = "timing")]
 #![allow(missing_docs)]
 
-use std::{
-    convert::Infallible,
-    future::Future,
-    pin::pin,
-    task::{Context as TaskContext, Poll, Waker},
-    time::Duration,
-};
+mod support;
 
 use http::{Request, Response};
-use middleware_std::{
-    RequestExt,
-    timing::{BodyEnd, ServerTimingLayer},
-};
+use middleware_std::timing::{BodyEnd, ServerTimingLayer};
+use support::{Bare, ConnInfo};
 use tower_layer::Layer;
 use tower_service::Service;
 
-const REQUESTS: u64 = 100;
-
-/// The inner service: `200` with an empty body and, if asked, one header (so the response's
-/// header map is already allocated, as it is for nearly every real response).
-#[derive(Clone, Copy)]
-struct Bare {
-    with_header: bool,
-    mark: bool,
-}
-
-impl Service<Request<String>> for Bare {
-    type Response = Response<String>;
-    type Error = Infallible;
-    type Future = std::future::Ready<Result<Response<String>, Infallible>>;
-
-    fn poll_ready(&mut self, _: &mut TaskContext<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: Request<String>) -> Self::Future {
-        if self.mark {
-            if let Some(cx) = req.try_context() {
-                cx.mark("db", Duration::from_millis(1));
-            }
-        }
-        let mut res = Response::new(String::new());
-        if self.with_header {
-            res.headers_mut().insert(
-                http::header::CONTENT_TYPE,
-                http::HeaderValue::from_static("text/plain"),
-            );
-        }
-        std::future::ready(Ok(res))
-    }
-}
-
-/// A request whose extension map is already allocated (a router or connection-info layer put
-/// something there), so only the context itself is counted.
+/// A request whose extension map is already allocated, so only the context itself is counted.
 fn request() -> Request<String> {
     let mut req = Request::new(String::new());
     req.extensions_mut().insert(ConnInfo);
     req
 }
 
-#[derive(Clone, Copy)]
-struct ConnInfo;
-
 /// Allocations per request through `svc`.
-fn per_request<S>(mut svc: S) -> u64
+fn per_request<S, B>(svc: S) -> u64
 where
-    S: Service<Request<String>>,
+    S: Service<Request<String>, Response = Response<B>>,
     S::Error: std::fmt::Debug,
 {
-    let mut cx = TaskContext::from_waker(Waker::noop());
-    let mut one = || {
-        let req = request();
-        assert!(svc.poll_ready(&mut cx).is_ready());
-        let mut future = pin!(svc.call(req));
-        match future.as_mut().poll(&mut cx) {
-            Poll::Ready(res) => drop(res.expect("request failed")),
-            Poll::Pending => panic!("the request did not complete in one poll"),
-        }
-    };
-    one(); // warm-up: lazily initialised statics are not per-request costs
-    let info = allocation_counter::measure(|| {
-        for _ in 0..REQUESTS {
-            one();
-        }
-    });
-    assert_eq!(info.count_current, 0, "a request leaked memory");
-    assert_eq!(
-        info.count_total % REQUESTS,
-        0,
-        "allocations are not the same for every request: {info:?}"
-    );
-    info.count_total / REQUESTS
+    support::per_request(svc, request)
 }
 
 const PLAIN: Bare = Bare {
