@@ -82,12 +82,14 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let (mut parts, body) = req.into_parts();
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        // The extensions are taken out for the call (a pointer), not the request split into
+        // parts and put back together (two moves of the whole request).
+        let mut extensions = std::mem::take(req.extensions_mut());
         let verdict = self
             .authenticator
-            .authenticate(&parts.headers, &mut parts.extensions);
-        let mut req = Request::from_parts(parts, body);
+            .authenticate(req.headers(), &mut extensions);
+        *req.extensions_mut() = extensions;
         match verdict {
             Verdict::Granted(principal) => match self.settings.admit(principal, &mut req) {
                 None => ResponseFuture::called(self.inner.call(req)),
