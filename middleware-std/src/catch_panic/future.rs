@@ -69,45 +69,39 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        let outcome = match this.kind.as_mut().project() {
+        let panic = match this.kind.as_mut().project() {
             KindProj::Running { future } => {
                 match catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
                     Ok(Poll::Pending) => return Poll::Pending,
-                    Ok(Poll::Ready(result)) => Ok(result),
-                    Err(payload) => Err(Panic::new(payload, PanicSite::ResponseFuture)),
+                    Ok(Poll::Ready(result)) => {
+                        // Dropping the finished future may still panic; that panic is
+                        // swallowed (the answer is here already).
+                        let _ = catch_unwind(AssertUnwindSafe(|| this.kind.set(Kind::Done)));
+                        let context = this.cx.take();
+                        return Poll::Ready(result.map(|res| {
+                            res.map(|body| CatchPanicBody::new(ResponseBody::new(body), context))
+                        }));
+                    }
+                    Err(payload) => Panic::new(payload, PanicSite::ResponseFuture),
                 }
             }
-            KindProj::Panicked { panic } => {
-                Err(panic.take().expect("future polled after completion"))
-            }
+            KindProj::Panicked { panic } => panic.take().expect("future polled after completion"),
             KindProj::Done => panic!("future polled after completion"),
         };
-        if outcome.is_err() {
-            if let Some(context) = this.cx.as_ref() {
-                // Before the panicked future is dropped, so that what it drops (a timeout's
-                // guard, spawned work watching the context) sees why, not `dropped`.
-                context.cancel_with(CancelCause::Panicked);
-            }
+        if let Some(context) = this.cx.as_ref() {
+            // Before the panicked future is dropped, so that what it drops (a timeout's guard,
+            // spawned work watching the context) sees why, not `dropped`.
+            context.cancel_with(CancelCause::Panicked);
         }
         // Dropping a future that panicked may panic again; that one is swallowed (the first is
         // reported below).
         let _ = catch_unwind(AssertUnwindSafe(|| this.kind.set(Kind::Done)));
-        match outcome {
-            Ok(result) => {
-                let context = this.cx.take();
-                Poll::Ready(result.map(|res| {
-                    res.map(|body| CatchPanicBody::new(ResponseBody::new(body), context))
-                }))
-            }
-            Err(panic) => {
-                let context = this.cx.take().unwrap_or_default();
-                panic.log(Some(&context));
-                let res = this.responder.response_for_panic(&panic, &context);
-                Poll::Ready(Ok(
-                    ResponseBody::response(res).map(|body| CatchPanicBody::new(body, None))
-                ))
-            }
-        }
+        let context = this.cx.take().unwrap_or_default();
+        panic.log(Some(&context));
+        let res = this.responder.response_for_panic(&panic, &context);
+        Poll::Ready(Ok(
+            ResponseBody::response(res).map(|body| CatchPanicBody::new(body, None))
+        ))
     }
 }
 
