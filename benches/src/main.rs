@@ -606,7 +606,7 @@ fn median(mut values: Vec<f64>) -> f64 {
 /// `a`'s overhead over bare divided by `b`'s, paired round by round, then the median (with
 /// min and max) over rounds. Pairing cancels most of what a shared machine does to both
 /// (frequency changes, a neighbour's burst): the ratio of medians does not.
-pub fn paired_ratio(rows: &[Row], a: &str, b: &str) -> Option<(f64, f64, f64)> {
+pub fn paired_ratio(rows: &[Row], a: &str, b: &str) -> Option<Figure> {
     let find = |name: &str| rows.iter().find(|r| r.name == name);
     let (bare, a, b) = (find("bare")?, find(a)?, find(b)?);
     Some(summary(
@@ -617,7 +617,7 @@ pub fn paired_ratio(rows: &[Row], a: &str, b: &str) -> Option<(f64, f64, f64)> {
 }
 
 /// The median, min and max of per-round figures.
-fn summary(values: Vec<f64>) -> (f64, f64, f64) {
+fn summary(values: Vec<f64>) -> Figure {
     let min = values.iter().copied().fold(f64::INFINITY, f64::min);
     let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     (median(values), min, max)
@@ -637,7 +637,7 @@ const PAIRS: [(&str, &str); 9] = [
 ];
 
 /// `a`'s time minus `b`'s, paired round by round: the median (with min and max) over rounds.
-pub fn paired_difference(rows: &[Row], a: &str, b: &str) -> Option<(f64, f64, f64)> {
+pub fn paired_difference(rows: &[Row], a: &str, b: &str) -> Option<Figure> {
     let find = |name: &str| rows.iter().find(|r| r.name == name);
     let (a, b) = (find(a)?, find(b)?);
     Some(summary(
@@ -655,30 +655,46 @@ const LAYER_PAIRS: [(&str, &str); 6] = [
     ("std-auth", "hand-auth"),
 ];
 
-/// The paired differences of [`LAYER_PAIRS`] present in `rows`.
-pub fn layer_table(rows: &[Row]) -> String {
-    let mut out = String::from(
-        "| ours | − its twin | ns/request, paired by round: median (min–max) |\n| --- | --- | --- |\n",
-    );
-    for (a, b) in LAYER_PAIRS {
-        if let Some((median, min, max)) = paired_difference(rows, a, b) {
-            let _ = writeln!(out, "| {a} | {b} | {median:+.0} ({min:+.0} to {max:+.0}) |");
+/// A paired figure of two variants: median, min and max over rounds.
+type Figure = (f64, f64, f64);
+
+/// One line per pair present in `rows`: `figure` of the pair, written by `cell`.
+fn pairs_table(
+    rows: &[Row],
+    header: &str,
+    pairs: &[(&str, &str)],
+    figure: fn(&[Row], &str, &str) -> Option<Figure>,
+    cell: fn(Figure) -> String,
+) -> String {
+    let mut out = format!("{header}\n| --- | --- | --- |\n");
+    for &(a, b) in pairs {
+        if let Some(figures) = figure(rows, a, b) {
+            let _ = writeln!(out, "| {a} | {b} | {} |", cell(figures));
         }
     }
     out
 }
 
+/// The paired differences of [`LAYER_PAIRS`] present in `rows`.
+pub fn layer_table(rows: &[Row]) -> String {
+    pairs_table(
+        rows,
+        "| ours | − its twin | ns/request, paired by round: median (min–max) |",
+        &LAYER_PAIRS,
+        paired_difference,
+        |(median, min, max)| format!("{median:+.0} ({min:+.0} to {max:+.0})"),
+    )
+}
+
 /// The paired ratios of [`PAIRS`] present in `rows`.
 pub fn paired_table(rows: &[Row]) -> String {
-    let mut out = String::from(
-        "| overhead of | ÷ overhead of | paired by round: median (min–max) |\n| --- | --- | --- |\n",
-    );
-    for (a, b) in PAIRS {
-        if let Some((median, min, max)) = paired_ratio(rows, a, b) {
-            let _ = writeln!(out, "| {a} | {b} | {median:.3} ({min:.2}–{max:.2}) |");
-        }
-    }
-    out
+    pairs_table(
+        rows,
+        "| overhead of | ÷ overhead of | paired by round: median (min–max) |",
+        &PAIRS,
+        paired_ratio,
+        |(median, min, max)| format!("{median:.3} ({min:.2}–{max:.2})"),
+    )
 }
 
 pub fn run_in_process(config: &Config, variants: &mut [Variant]) -> Vec<Row> {
