@@ -180,17 +180,27 @@ where
     }
 }
 
+/// What each served variant is: a clonable `Send` service with a `Send` future and body, as
+/// the end-to-end server needs.
+macro_rules! served {
+    () => {
+        impl Service<
+            Request<Body>,
+            Response = Response<
+                impl http_body::Body<Data = Bytes, Error: Into<BoxError> + std::fmt::Debug>
+                + Send
+                + 'static,
+            >,
+            Error = Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + 'static
+    };
+}
+
 /// The five layers hand-written (log, catch-panic, timing, timeout, auth).
-pub fn hand_written() -> impl Service<
-    Request<Body>,
-    Response = Response<
-        impl http_body::Body<Data = Bytes, Error: Into<BoxError> + std::fmt::Debug> + Send + 'static,
-    >,
-    Error = Infallible,
-    Future: Send + 'static,
-> + Clone
-+ Send
-+ 'static {
+pub fn hand_written() -> served!() {
     ServiceBuilder::new()
         .layer(hand::LogLayer)
         .layer(hand::CatchPanicLayer)
@@ -202,16 +212,7 @@ pub fn hand_written() -> impl Service<
 
 /// tower-http's closest equivalents of the five.
 #[allow(deprecated)] // `TimeoutLayer::new` is what tower-http's users call
-pub fn tower_http() -> impl Service<
-    Request<Body>,
-    Response = Response<
-        impl http_body::Body<Data = Bytes, Error: Into<BoxError> + std::fmt::Debug> + Send + 'static,
-    >,
-    Error = Infallible,
-    Future: Send + 'static,
-> + Clone
-+ Send
-+ 'static {
+pub fn tower_http() -> served!() {
     ServiceBuilder::new()
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
@@ -226,44 +227,17 @@ pub fn tower_http() -> impl Service<
 
 /// tower-http's five plus its request id (UUID v4, set on the request, copied to the
 /// response): the same work as `ours_std_stack`.
-#[allow(deprecated)] // `TimeoutLayer::new`, as above
-pub fn tower_http_stack() -> impl Service<
-    Request<Body>,
-    Response = Response<
-        impl http_body::Body<Data = Bytes, Error: Into<BoxError> + std::fmt::Debug> + Send + 'static,
-    >,
-    Error = Infallible,
-    Future: Send + 'static,
-> + Clone
-+ Send
-+ 'static {
+pub fn tower_http_stack() -> served!() {
     ServiceBuilder::new()
         .layer(tower_http::request_id::SetRequestIdLayer::x_request_id(
             tower_http::request_id::MakeRequestUuid,
         ))
         .layer(tower_http::request_id::PropagateRequestIdLayer::x_request_id())
-        .layer(tower_http::trace::TraceLayer::new_for_http())
-        .layer(tower_http::catch_panic::CatchPanicLayer::new())
-        .layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
-            http::header::HeaderName::from_static("server-timing"),
-            |_: &Response<_>| Some(hand::server_timing(Duration::from_micros(3))),
-        ))
-        .layer(tower_http::timeout::TimeoutLayer::new(TIMEOUT))
-        .layer(tower_http::validate_request::ValidateRequestHeaderLayer::bearer(TOKEN))
-        .service(inner())
+        .service(tower_http())
 }
 
 /// The five as axum `from_fn` layers.
-pub fn axum_from_fn() -> impl Service<
-    Request<Body>,
-    Response = Response<
-        impl http_body::Body<Data = Bytes, Error: Into<BoxError> + std::fmt::Debug> + Send + 'static,
-    >,
-    Error = Infallible,
-    Future: Send + 'static,
-> + Clone
-+ Send
-+ 'static {
+pub fn axum_from_fn() -> served!() {
     ServiceBuilder::new()
         .layer(axum::middleware::from_fn(variants::axum_log))
         .layer(axum::middleware::from_fn(variants::axum_catch_panic))
@@ -277,16 +251,7 @@ pub fn axum_from_fn() -> impl Service<
 }
 
 /// The five as one around-style chain of ours.
-pub fn ours_chain() -> impl Service<
-    Request<Body>,
-    Response = Response<
-        impl http_body::Body<Data = Bytes, Error: Into<BoxError> + std::fmt::Debug> + Send + 'static,
-    >,
-    Error = Infallible,
-    Future: Send + 'static,
-> + Clone
-+ Send
-+ 'static {
+pub fn ours_chain() -> served!() {
     ServiceBuilder::new()
         .layer(MiddlewareLayer::new(
             variants::AroundLog
@@ -299,16 +264,7 @@ pub fn ours_chain() -> impl Service<
 }
 
 /// Our std five: logging, timing, panic recovery, a 30 s budget, bearer auth.
-pub fn ours_std_five() -> impl Service<
-    Request<Body>,
-    Response = Response<
-        impl http_body::Body<Data = Bytes, Error: Into<BoxError> + std::fmt::Debug> + Send + 'static,
-    >,
-    Error = Infallible,
-    Future: Send + 'static,
-> + Clone
-+ Send
-+ 'static {
+pub fn ours_std_five() -> served!() {
     ServiceBuilder::new()
         .layer(middleware_std::logging::LogLayer::new())
         .layer(middleware_std::timing::ServerTimingLayer::new())
@@ -323,16 +279,7 @@ pub fn ours_std_five() -> impl Service<
 
 /// The full std stack (`StackLayer`: request id, logging, timing, panic recovery, budget) with
 /// bearer auth inside.
-pub fn ours_std_stack() -> impl Service<
-    Request<Body>,
-    Response = Response<
-        impl http_body::Body<Data = Bytes, Error: Into<BoxError> + std::fmt::Debug> + Send + 'static,
-    >,
-    Error = Infallible,
-    Future: Send + 'static,
-> + Clone
-+ Send
-+ 'static {
+pub fn ours_std_stack() -> served!() {
     ServiceBuilder::new()
         .layer(middleware_std::stack::StackLayer::new(TIMEOUT))
         .layer(middleware_std::auth::AuthLayer::bearer(
