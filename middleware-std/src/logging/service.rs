@@ -53,15 +53,14 @@ impl<S, L: MakeLevel + Clone, C> Log<S, L, C> {
         if self.config.create_context {
             req.context();
         }
+        // One look into the extensions for all that follows.
+        let cx = req.try_context();
         // No subscriber would see the event and no timing layer wants this layer's own time: skip the record.
-        if !access::any_event_enabled() && !layer_time::wanted(req.try_context()) {
-            let guard = req
-                .try_context()
-                .map_or_else(DropGuard::none, Context::drop_guard);
-            return Access::off(guard);
+        if !access::any_event_enabled() && !layer_time::wanted(cx) {
+            return Access::off(cx.map_or_else(DropGuard::none, Context::drop_guard));
         }
         // A clone, not a new context: the cause and a late request id are read through it.
-        let cx = req.try_context().cloned();
+        let cx = cx.cloned();
         let mut record = Record::new(Arc::clone(&self.config), self.level.clone(), cx);
         record.set_span(make_span(&self.config, req, record.context()));
         if layer_time::wanted(record.context()) {
