@@ -46,7 +46,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use http::{Extensions, HeaderValue};
+use http::{Extensions, HeaderName, HeaderValue};
+
+mod report;
+
+pub use self::report::{Expiry, TimeoutPhase};
 
 /// The per-request context. See the [module docs](self) for what is shared and what is a snapshot.
 ///
@@ -293,6 +297,10 @@ struct Shared {
     has_waiters: AtomicBool,
     request_id: OnceLock<RequestId>,
     marks: Mutex<Vec<Mark>>,
+    /// The first deadline that expired, as the enforcing layer reported it.
+    expiry: OnceLock<Expiry>,
+    /// Header names a layer read credentials from; empty (no allocation) for most requests.
+    sensitive_headers: Mutex<Vec<HeaderName>>,
 }
 
 impl Shared {
@@ -507,6 +515,8 @@ impl Context {
                 has_waiters: AtomicBool::new(false),
                 request_id: OnceLock::new(),
                 marks: Mutex::new(Vec::new()),
+                expiry: OnceLock::new(),
+                sensitive_headers: Mutex::new(Vec::new()),
             }),
             values: Values::default(),
         }
@@ -706,6 +716,50 @@ impl Context {
     /// any handle of this request (that would deadlock); copy what it needs instead.
     pub fn with_marks<R>(&self, f: impl FnOnce(&[Mark]) -> R) -> R {
         f(&lock(&self.shared.marks))
+    }
+
+    // ----- reports to the whole request ---------------------------------------------------
+
+    /// Records which deadline expired (see [`Expiry`]). The first report wins; returns whether
+    /// this one did. Shared by every handle of the request, so an outer access log sees what an
+    /// inner timeout layer reported.
+    #[allow(clippy::must_use_candidate)] // most callers do not care who won
+    pub fn record_expiry(&self, expiry: Expiry) -> bool {
+        self.shared.expiry.set(expiry).is_ok()
+    }
+
+    /// The deadline that expired, as the layer that enforced it reported it.
+    #[must_use]
+    pub fn expiry(&self) -> Option<Expiry> {
+        self.shared.expiry.get().copied()
+    }
+
+    /// Declares that header `name` carries a credential in this request, so that no layer
+    /// logs its value, whichever side of the declaring layer it sits on. Auth layers call this
+    /// for every header they read a secret from; an access log redacts every declared header.
+    ///
+    /// ```
+    /// use http::HeaderName;
+    /// use middleware_core::Context;
+    ///
+    /// let cx = Context::new();
+    /// let log_side = cx.clone(); // an outer layer's handle, taken before the auth check
+    /// cx.mark_sensitive_header(HeaderName::from_static("x-auth-token"));
+    /// assert!(log_side.is_sensitive_header(&HeaderName::from_static("x-auth-token")));
+    /// assert!(!log_side.is_sensitive_header(&HeaderName::from_static("accept")));
+    /// ```
+    pub fn mark_sensitive_header(&self, name: HeaderName) {
+        let mut names = lock(&self.shared.sensitive_headers);
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+
+    /// Whether a layer declared header `name` as carrying a credential in this request (see
+    /// [`mark_sensitive_header`](Self::mark_sensitive_header)).
+    #[must_use]
+    pub fn is_sensitive_header(&self, name: &HeaderName) -> bool {
+        lock(&self.shared.sensitive_headers).contains(name)
     }
 
     /// A guard that cancels this request with [`CancelCause::Dropped`] when it is dropped while

@@ -20,7 +20,10 @@ pub mod testing;
 #[doc(inline)]
 pub use self::{
     body::ResponseBody,
-    context::{CancelCause, Cancelled, Context, DropGuard, Mark, RequestExt, RequestId},
+    context::{
+        CancelCause, Cancelled, Context, DropGuard, Expiry, Mark, RequestExt, RequestId,
+        TimeoutPhase,
+    },
     error::{BoxError, Error, ProblemDetails, RenderError, Renderer},
     layer::{HookLayer, MiddlewareLayer},
     middleware::{Chain, EnsureContext, Hook, Middleware, Outcome},
