@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod attr;
+mod fn_attr;
 mod handler;
 mod layer;
 mod middleware_fn;

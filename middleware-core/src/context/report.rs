@@ -15,20 +15,22 @@ pub enum TimeoutPhase {
     Head,
     /// Reading the request body.
     RequestBody,
-    /// Sending the response body.
-    ResponseBody,
+    /// Streaming the response body, after the head went out. (Not `ResponseBody`: an enum
+    /// variant shares the type namespace, and a second `ResponseBody` there would make rustc
+    /// print core's body type with its full path in every diagnostic.)
+    ResponseStream,
 }
 
 impl TimeoutPhase {
     /// A short lowercase name, stable for logs and metrics: `ready`, `head`, `request_body`,
-    /// `response_body`.
+    /// `response_stream`.
     #[must_use]
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Ready => "ready",
             Self::Head => "head",
             Self::RequestBody => "request_body",
-            Self::ResponseBody => "response_body",
+            Self::ResponseStream => "response_stream",
         }
     }
 }
@@ -52,7 +54,7 @@ impl fmt::Display for TimeoutPhase {
 ///
 /// let cx = Context::new();
 /// assert!(cx.record_expiry(Expiry::new(TimeoutPhase::Head).by_client(true)));
-/// assert!(!cx.record_expiry(Expiry::new(TimeoutPhase::ResponseBody)), "the first one wins");
+/// assert!(!cx.record_expiry(Expiry::new(TimeoutPhase::ResponseStream)), "the first one wins");
 ///
 /// let expiry = cx.clone().expiry().unwrap();
 /// assert_eq!(expiry.phase(), TimeoutPhase::Head);

@@ -6,9 +6,12 @@ use syn::{Ident, ItemFn, ReturnType, spanned::Spanned};
 
 use super::{
     parse::{Function, LayerKind},
-    validate::{self, Param, Plan, Presence, Value},
+    validate::{Param, Plan, Presence, Value},
 };
-use crate::paths;
+use crate::{
+    fn_attr::{self, StateDebug},
+    paths,
+};
 
 /// The handler value (named after the function), its `service` method, and (for a handler
 /// without state) axum's `Handler` through `middleware_std`'s hidden macro. With `fallback`,
@@ -42,10 +45,7 @@ fn value_type(function: &Function<'_>, p: &TokenStream) -> TokenStream {
     let original = function.original;
     let ident = &original.sig.ident;
     let vis = &original.vis;
-    let docs = original
-        .attrs
-        .iter()
-        .filter(|attr| attr.path().is_ident("doc"));
+    let docs = function.docs();
     if let Some(state) = function.args.state.get() {
         quote! {
             #(#docs)*
@@ -69,37 +69,14 @@ fn value_type(function: &Function<'_>, p: &TokenStream) -> TokenStream {
 }
 
 fn debug_impl(function: &Function<'_>, p: &TokenStream) -> TokenStream {
-    let ident = &function.original.sig.ident;
-    let name = validate::name(function);
-    let body = if function.args.state.get().is_some() {
-        quote!(__middleware_f.debug_tuple(#name).finish_non_exhaustive())
-    } else {
-        quote!(__middleware_f.write_str(#name))
-    };
-    quote! {
-        #[automatically_derived]
-        impl #p::fmt::Debug for #ident {
-            fn fmt(&self, __middleware_f: &mut #p::fmt::Formatter<'_>) -> #p::fmt::Result {
-                #body
-            }
-        }
-    }
+    let state = function.args.state.get().map(|_| StateDebug::Tuple);
+    fn_attr::debug_impl(&function.original.sig.ident, &function.name(), state, p)
 }
 
 /// The user's function, moved inside `service`: same signature and body, without docs,
 /// visibility, or our parameter attributes.
 fn nested(function: &Function<'_>) -> ItemFn {
-    let mut nested = function.original.clone();
-    nested.attrs.retain(|attr| !attr.path().is_ident("doc"));
-    nested.vis = syn::Visibility::Inherited;
-    for arg in &mut nested.sig.inputs {
-        if let syn::FnArg::Typed(arg) = arg {
-            arg.attrs.retain(|attr| {
-                !attr.path().is_ident("from_outer") && !attr.path().is_ident("body")
-            });
-        }
-    }
-    nested
+    fn_attr::nested(function.original, &["from_outer", "body"])
 }
 
 /// The signature of `service`: generic over the request body unless a parameter fixes it.
@@ -128,7 +105,7 @@ fn service_signature(
     let vis = &function.original.vis;
     let doc = format!(
         "The handler [`{0}`] with its layers, as a tower `Service` (built once: call it once and clone the service).",
-        validate::name(function),
+        function.name(),
     );
     let signature = quote! {
         #[doc = #doc]
@@ -150,7 +127,7 @@ fn service(function: &Function<'_>, plan: &Plan, p: &TokenStream) -> TokenStream
     let ident = &function.original.sig.ident;
     let (signature, body) = service_signature(function, Some(plan), p);
     let nested = nested(function);
-    let name = validate::name(function);
+    let name = function.name();
 
     let req = Ident::new("__middleware_req", Span::mixed_site());
     let parts = Ident::new("__middleware_parts", Span::mixed_site());

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use proc_macro2::{Span, TokenStream};
 use syn::{
-    Expr, Ident, ItemFn, Lit, LitStr, Token, ext::IdentExt, parse::ParseStream, parse::Parser,
+    Expr, Ident, Lit, LitStr, Token, ext::IdentExt, parse::ParseStream, parse::Parser,
     punctuated::Punctuated,
 };
 
@@ -336,10 +336,7 @@ pub(crate) fn parse_duration(lit: &LitStr) -> syn::Result<Duration> {
 }
 
 /// The annotated function with its arguments.
-pub(crate) struct Function<'a> {
-    pub(crate) original: &'a ItemFn,
-    pub(crate) args: Args,
-}
+pub(crate) type Function<'a> = crate::fn_attr::Function<'a, Args>;
 
 #[cfg(test)]
 mod tests {

@@ -5,7 +5,7 @@ use quote::ToTokens;
 use syn::{FnArg, GenericArgument, PathArguments, Type};
 
 use super::parse::{Function, LayerKind};
-use crate::attr::Errors;
+use crate::{attr::Errors, fn_attr};
 
 /// What to generate, decided from the function and the attribute.
 pub(crate) struct Plan {
@@ -84,17 +84,6 @@ pub(crate) enum Presence {
     Optional,
 }
 
-/// Whether the function has a `self` receiver: then it is a method, and the attribute emits it
-/// unchanged next to the error.
-pub(crate) fn has_receiver(function: &Function<'_>) -> bool {
-    function
-        .original
-        .sig
-        .inputs
-        .iter()
-        .any(|arg| matches!(arg, FnArg::Receiver(_)))
-}
-
 pub(crate) fn validate(function: &Function<'_>, errors: &mut Errors) -> Plan {
     signature(function, errors);
     let plan = parameters(function, errors);
@@ -104,18 +93,7 @@ pub(crate) fn validate(function: &Function<'_>, errors: &mut Errors) -> Plan {
 
 fn signature(function: &Function<'_>, errors: &mut Errors) {
     let sig = &function.original.sig;
-    if let Some(token) = &sig.constness {
-        errors.spanned(token, "`#[handler]` does not support `const fn`");
-    }
-    if let Some(token) = &sig.unsafety {
-        errors.spanned(token, "`#[handler]` does not support `unsafe fn`");
-    }
-    if let Some(abi) = &sig.abi {
-        errors.spanned(abi, "`#[handler]` does not support `extern` functions");
-    }
-    if let Some(variadic) = &sig.variadic {
-        errors.spanned(variadic, "`#[handler]` does not support variadic functions");
-    }
+    fn_attr::unsupported_qualifiers(sig, "#[handler]", errors);
     if sig.asyncness.is_none() {
         errors.spanned(
             sig.fn_token,
@@ -155,7 +133,7 @@ fn parameters(function: &Function<'_>, errors: &mut Errors) -> Plan {
         }
     }
     if let (Some(state), false) = (function.args.state.get(), seen.state_taken) {
-        if !has_receiver(function) {
+        if !function.has_receiver() {
             let written = token_string(state);
             errors.spanned(
                 state,
@@ -460,12 +438,6 @@ fn single_arg<'a>(ty: &'a Type, name: &str) -> Option<&'a Type> {
         [GenericArgument::Type(ty)] => Some(ty),
         _ => None,
     }
-}
-
-/// The handler's name without `r#`.
-pub(crate) fn name(function: &Function<'_>) -> String {
-    use syn::ext::IdentExt;
-    function.original.sig.ident.unraw().to_string()
 }
 
 fn token_string(tokens: &impl ToTokens) -> String {

@@ -1,7 +1,7 @@
 //! `#[middleware_fn]`: the attribute arguments and the borrowing view of the function.
 
 use proc_macro2::TokenStream;
-use syn::{ItemFn, LitStr, Token, parse::ParseStream, parse::Parser};
+use syn::{LitStr, Token, parse::ParseStream, parse::Parser};
 
 use crate::{
     attr::{self, Errors, Once, kw},
@@ -65,7 +65,4 @@ impl Args {
 }
 
 /// The annotated function with its arguments.
-pub(crate) struct Function<'a> {
-    pub(crate) original: &'a ItemFn,
-    pub(crate) args: Args,
-}
+pub(crate) type Function<'a> = crate::fn_attr::Function<'a, Args>;

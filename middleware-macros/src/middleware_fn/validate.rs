@@ -8,7 +8,7 @@ use syn::{
 };
 
 use super::parse::Function;
-use crate::attr::Errors;
+use crate::{attr::Errors, fn_attr};
 
 /// What to generate, decided from the function.
 pub(crate) struct Plan {
@@ -40,17 +40,6 @@ pub(crate) enum Extra {
 
 const AROUND_FORM: &str = "async fn name<N: Next>(req: Request<N::ReqBody>, next: N) -> Outcome<N>";
 const HOOK_FORM: &str = "fn name<B>(req: &mut Request<B>) -> ControlFlow<Response<Bytes>, State>";
-
-/// Whether the function has a `self` receiver: then it is a method, and the attribute emits it
-/// unchanged next to the error rather than a struct an `impl` block cannot hold.
-pub(crate) fn has_receiver(function: &Function<'_>) -> bool {
-    function
-        .original
-        .sig
-        .inputs
-        .iter()
-        .any(|arg| matches!(arg, FnArg::Receiver(_)))
-}
 
 pub(crate) fn validate(function: &Function<'_>, errors: &mut Errors) -> Plan {
     let hook = function.args.before.get().is_some();
@@ -86,24 +75,7 @@ pub(crate) fn validate(function: &Function<'_>, errors: &mut Errors) -> Plan {
 /// Checks the qualifiers; `false` when `async` does not match the form.
 fn qualifiers(function: &Function<'_>, hook: bool, errors: &mut Errors) -> bool {
     let sig = &function.original.sig;
-    if let Some(token) = &sig.constness {
-        errors.spanned(token, "`#[middleware_fn]` does not support `const fn`");
-    }
-    if let Some(token) = &sig.unsafety {
-        errors.spanned(token, "`#[middleware_fn]` does not support `unsafe fn`");
-    }
-    if let Some(abi) = &sig.abi {
-        errors.spanned(
-            abi,
-            "`#[middleware_fn]` does not support `extern` functions",
-        );
-    }
-    if let Some(variadic) = &sig.variadic {
-        errors.spanned(
-            variadic,
-            "`#[middleware_fn]` does not support variadic functions",
-        );
-    }
+    fn_attr::unsupported_qualifiers(sig, "#[middleware_fn]", errors);
     match (&sig.asyncness, hook) {
         (None, false) => errors.spanned(
             sig.fn_token,
@@ -211,7 +183,7 @@ fn parameters(
         }
     }
     let fixed = if hook { 1 } else { 2 };
-    if typed.len() < fixed && !has_receiver(function) {
+    if typed.len() < fixed && !function.has_receiver() {
         let span = sig.paren_token.span.join();
         if hook {
             errors.error(span, "expected the request: `(req: &mut Request<B>)`");
@@ -478,7 +450,7 @@ fn arguments(function: &Function<'_>, hook: bool, extras: &[Extra], errors: &mut
         let taken = extras
             .iter()
             .any(|extra| matches!(extra, Extra::State | Extra::StateOwned));
-        if !taken && !has_receiver(function) {
+        if !taken && !function.has_receiver() {
             let written = token_string(state);
             errors.spanned(
                 state,
