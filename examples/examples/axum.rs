@@ -19,7 +19,7 @@
 //! - per-route layers: Bearer auth with a required role on `POST /notes` only
 //!   (`MethodRouter::layer`), Basic auth on a nested `/admin` router (`Router::route_layer`),
 //!   and a 200 ms budget on `/report` that tightens the global one (deadlines only tighten);
-//! - state (`State<AppState>`) next to the request's context (`Extension<Context>`): handlers
+//! - state (`State<AppState>`) next to the request's context (the `Context` extractor): handlers
 //!   read the principal from it and record `Server-Timing` marks on it;
 //! - graceful shutdown on Ctrl-C with `axum::serve`.
 //!
@@ -29,18 +29,16 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::{
-    convert::Infallible,
     net::SocketAddr,
     sync::{Arc, Mutex},
     time::Duration,
 };
 
 use axum::{
-    Extension, Router, ServiceExt as _,
+    Router,
     extract::{ConnectInfo, Request, State},
     http::{HeaderValue, StatusCode, header},
     middleware::map_request,
-    response::{IntoResponse, Response},
     routing::get,
 };
 use middleware_std::{
@@ -52,7 +50,7 @@ use middleware_std::{
     timeout::TimeoutLayer,
     timing::ServerTimingLayer,
 };
-use tower::{Service, ServiceBuilder};
+use tower::ServiceBuilder;
 use tower_http::set_header::SetResponseHeaderLayer;
 
 /// What the handlers share.
@@ -83,27 +81,22 @@ async fn main() -> std::io::Result<()> {
 }
 
 /// The global layers, outermost first, around the whole router: every route and the 404
-/// fallback. (`Router::layer` would do too, except that it wants `Sync` services, which the
-/// panic-recovery layer is not.)
-fn app() -> impl Service<Request, Response = Response, Error = Infallible, Future = impl Send>
-+ Clone
-+ Send
-+ 'static {
-    ServiceBuilder::new()
-        // `axum::serve` wants axum's response type.
-        .map_response(IntoResponse::into_response)
-        .layer(SetRequestIdLayer::new())
-        // A tower-http layer among ours.
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("no-store"),
-        ))
-        .layer(ServerTimingLayer::new().per_layer_times(true))
-        .layer(map_request(client_address))
-        .layer(LogLayer::new())
-        .layer(CatchPanicLayer::new())
-        .layer(TimeoutLayer::new(Duration::from_secs(2)))
-        .service(routes())
+/// fallback.
+fn app() -> Router {
+    routes().layer(
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::new())
+            // A tower-http layer among ours.
+            .layer(SetResponseHeaderLayer::if_not_present(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("no-store"),
+            ))
+            .layer(ServerTimingLayer::new().per_layer_times(true))
+            .layer(map_request(client_address))
+            .layer(LogLayer::new())
+            .layer(CatchPanicLayer::new())
+            .layer(TimeoutLayer::new(Duration::from_secs(2))),
+    )
 }
 
 /// The routes, with the per-route layers.
@@ -158,7 +151,7 @@ async fn list_notes(State(state): State<AppState>) -> String {
 
 async fn add_note(
     State(state): State<AppState>,
-    Extension(cx): Extension<Context>,
+    cx: Context,
     note: String,
 ) -> (StatusCode, String) {
     let author = cx.get::<Principal>().map_or("?", Principal::id).to_owned();
@@ -176,7 +169,7 @@ async fn add_note(
     (StatusCode::CREATED, format!("note {count} saved\n"))
 }
 
-async fn stats(State(state): State<AppState>, Extension(cx): Extension<Context>) -> String {
+async fn stats(State(state): State<AppState>, cx: Context) -> String {
     let who = cx.get::<Principal>().map_or("?", Principal::id);
     let notes = state
         .notes
@@ -187,7 +180,7 @@ async fn stats(State(state): State<AppState>, Extension(cx): Extension<Context>)
 }
 
 /// Takes longer than its route's 200 ms budget: the per-route timeout answers 503.
-async fn report(Extension(cx): Extension<Context>) -> String {
+async fn report(cx: Context) -> String {
     let budget = cx.remaining();
     tokio::time::sleep(Duration::from_millis(500)).await;
     format!("report done (budget was {budget:?})\n")

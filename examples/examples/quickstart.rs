@@ -26,16 +26,13 @@
 // An example talks to its user: the banner and the shutdown notes go to stderr.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-use std::{convert::Infallible, io, net::SocketAddr, time::Duration};
+use std::{io, net::SocketAddr, time::Duration};
 
-use axum::{Router, body::Body, response::Response, routing::get};
-use http::{Request, StatusCode};
-use hyper::body::Incoming;
-use hyper_util::{
-    rt::{TokioExecutor, TokioIo},
-    server::{conn::auto, graceful::GracefulShutdown},
-    service::TowerToHyperService,
+use axum::{
+    Router, body::Body, extract::ConnectInfo, middleware::map_request, response::Response,
+    routing::get,
 };
+use http::{Request, StatusCode};
 use middleware_std::{
     Context, Error,
     auth::{AuthLayer, Principal},
@@ -46,8 +43,8 @@ use middleware_std::{
     timeout::TimeoutLayer,
     timing::ServerTimingLayer,
 };
-use tokio::net::TcpListener;
-use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+use tokio::{net::TcpListener, sync::watch};
+use tower::ServiceBuilder;
 use tracing_subscriber::{
     Layer as _, filter::Targets, fmt, layer::SubscriberExt, util::SubscriberInitExt,
 };
@@ -77,13 +74,15 @@ async fn main() -> io::Result<()> {
     // Outermost first. The request id is outermost, so every response carries it and every
     // layer inside finds it; timing and logging see the answers of the layers inside them
     // (a panic's 500, a timeout's 503, a 401), and the budget covers the handler.
-    let app = ServiceBuilder::new()
-        .layer(SetRequestIdLayer::new())
-        .layer(ServerTimingLayer::new())
-        .layer(LogLayer::new())
-        .layer(CatchPanicLayer::new())
-        .layer(TimeoutLayer::new(BUDGET))
-        .service(routes());
+    let app = routes().layer(
+        ServiceBuilder::new()
+            .layer(map_request(client_address))
+            .layer(SetRequestIdLayer::new())
+            .layer(ServerTimingLayer::new())
+            .layer(LogLayer::new())
+            .layer(CatchPanicLayer::new())
+            .layer(TimeoutLayer::new(BUDGET)),
+    );
     serve(listener, app).await
 }
 
@@ -177,62 +176,47 @@ fn print_banner(addr: SocketAddr) {
     eprintln!("access records go to stdout (LOG_FORMAT=json for JSON lines)");
 }
 
-/// Serves `app` until Ctrl-C or SIGTERM, then shuts down gracefully.
-async fn serve<S, B>(listener: TcpListener, app: S) -> io::Result<()>
-where
-    S: Service<Request<Incoming>, Response = http::Response<B>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let graceful = GracefulShutdown::new();
-    let mut signal = std::pin::pin!(shutdown_signal());
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(err) => {
-                    eprintln!("accept failed: {err}");
-                    continue;
-                }
-            },
-            () = &mut signal => break,
-        };
-        // The access log reads the client address from a `SocketAddr` extension.
-        let app = app.clone();
-        let service = service_fn(move |mut req: Request<Incoming>| {
-            req.extensions_mut().insert(peer);
-            app.clone().oneshot(req)
-        });
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let builder = auto::Builder::new(TokioExecutor::new());
-            let conn =
-                builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
-            if let Err(err) = watcher.watch(conn).await {
-                eprintln!("connection from {peer} ended: {err}");
-            }
-        });
-    }
-
-    // New connections are refused from here on; open ones finish their requests in flight (each
-    // within its budget) and then close.
-    drop(listener);
-    eprintln!(
-        "shutting down: waiting for {} connection(s)",
-        graceful.count()
-    );
+/// Serves `app` with `axum::serve` until Ctrl-C or SIGTERM, then shuts down gracefully: new
+/// connections are refused, requests in flight finish (each within its budget), and the server
+/// gives up on connections still open after the budget plus one second.
+async fn serve(listener: TcpListener, app: Router) -> io::Result<()> {
+    let (stop, stopped) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(wait_for(stopped.clone()));
     let limit = BUDGET + Duration::from_secs(1);
-    if tokio::time::timeout(limit, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        eprintln!("gave up on connections still open after {limit:?}");
+    let give_up = async {
+        wait_for(stopped).await;
+        eprintln!("shutting down: waiting for requests in flight");
+        tokio::time::sleep(limit).await;
+    };
+    tokio::select! {
+        result = server => result,
+        () = give_up => {
+            eprintln!("gave up on connections still open after {limit:?}");
+            Ok(())
+        }
     }
-    Ok(())
+}
+
+/// Completes once `stopped` turns true (or its sender is gone).
+async fn wait_for(mut stopped: watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|stopped| *stopped).await;
+}
+
+/// The access log reads the client address from a plain `SocketAddr` extension; axum's
+/// `ConnectInfo` wraps it.
+async fn client_address(mut req: Request<Body>) -> Request<Body> {
+    if let Some(ConnectInfo(addr)) = req.extensions().get::<ConnectInfo<SocketAddr>>().copied() {
+        req.extensions_mut().insert(addr);
+    }
+    req
 }
 
 /// Completes on Ctrl-C or, on Unix, SIGTERM.
