@@ -35,6 +35,19 @@ pub use self::{
 #[doc(inline)]
 pub use middleware_macros::{Layer, middleware_fn};
 
+// The crates a layer's signatures are made of, so that a layer crate depends on
+// `middleware-core` alone.
+/// The `bytes` crate, re-exported.
+pub use bytes;
+/// The `http` crate, re-exported.
+pub use http;
+/// The `http-body` crate, re-exported.
+pub use http_body;
+/// The `tower-layer` crate, re-exported.
+pub use tower_layer;
+/// The `tower-service` crate, re-exported.
+pub use tower_service;
+
 /// Paths used by code that `middleware-macros` generates.
 ///
 /// Not public API: nothing here is covered by semver.

@@ -88,8 +88,9 @@ use proc_macro::TokenStream;
 /// - `service = Ident`: name the service alias (default `<Name>Service`), e.g.
 ///   `#[middleware(service = Stamp)]` on `struct StampLayer`, after tower-http's naming.
 /// - `new = false`: do not generate `new` (and so no `default`s either).
-/// - `crate = "path"`: the crate that re-exports `middleware_core`, for users who depend on a
-///   re-exporter only, e.g. `crate = "middleware_std"`.
+/// - `crate = "path"`: the crate that re-exports `middleware_core`, for a facade of your own.
+///   Not needed for `middleware-core` or `middleware-std` (renamed or not): the macro finds
+///   whichever your manifest lists.
 ///
 /// On a field:
 ///

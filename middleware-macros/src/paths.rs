@@ -1,32 +1,51 @@
 //! The one place generated code names the core crate.
 //!
-//! Every expansion reaches core through `::middleware_core::__private` (the hidden module that
-//! re-exports exactly what expansions need), or through `<path>::__private` when the user
-//! writes `crate = "<path>"` because they depend on a re-exporter such as `middleware_std`.
+//! Every expansion reaches core through the hidden `__private` module of the facade the user
+//! depends on: `middleware-core`'s (which re-exports exactly what expansions need) or
+//! `middleware-std`'s (core's plus the std layers), under whatever name the user's manifest gives
+//! it. `crate = "<path>"` overrides that, for a facade of the user's own.
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro_crate::{FoundCrate, crate_name};
+use proc_macro2::{Ident, Span, TokenStream};
 use quote::quote_spanned;
 
-/// The base path for generated code: `::middleware_core::__private` or `<krate>::__private`.
+/// The base path for generated code: `<facade>::__private`, where the facade is `krate` when the
+/// user named one, else `middleware-core` as the user's manifest names it, else
+/// `middleware-std` (which re-exports core's hidden module), else `::middleware_core`.
 ///
 /// `span` is where rustc reports a trait error on a path built from it: the call site for
 /// plumbing, the user's own token for a check.
 pub(crate) fn private(krate: Option<&syn::Path>, span: Span) -> TokenStream {
     if let Some(krate) = krate {
-        quote_spanned!(span=> #krate::__private)
-    } else {
-        quote_spanned!(span=> ::middleware_core::__private)
+        return quote_spanned!(span=> #krate::__private);
     }
+    let facade = dependency("middleware-core")
+        .or_else(|| dependency("middleware-std"))
+        .unwrap_or_else(|| Ident::new("middleware_core", Span::call_site()));
+    quote_spanned!(span=> ::#facade::__private)
 }
 
-/// The base path for `#[handler]`'s generated code: `::middleware_std::__private` (core's
-/// hidden module plus the std layers and the handler runtime) or `<krate>::__private`.
+/// The base path for `#[handler]`'s generated code: `<facade>::__private` of `middleware-std`
+/// (core's hidden module plus the std layers and the handler runtime), as the user's manifest
+/// names it, or `krate`.
 pub(crate) fn private_std(krate: Option<&syn::Path>, span: Span) -> TokenStream {
     if let Some(krate) = krate {
-        quote_spanned!(span=> #krate::__private)
-    } else {
-        quote_spanned!(span=> ::middleware_std::__private)
+        return quote_spanned!(span=> #krate::__private);
     }
+    let facade = dependency("middleware-std")
+        .unwrap_or_else(|| Ident::new("middleware_std", Span::call_site()));
+    quote_spanned!(span=> ::#facade::__private)
+}
+
+/// The name under which the crate being compiled reaches package `package` (renamed or not,
+/// a dependency or a dev-dependency), or `None` when its manifest does not list it. Inside the
+/// package itself (its tests and examples), the package's own crate name.
+fn dependency(package: &str) -> Option<Ident> {
+    let name = match crate_name(package).ok()? {
+        FoundCrate::Itself => package.replace('-', "_"),
+        FoundCrate::Name(name) => name,
+    };
+    Some(Ident::new(&name, Span::call_site()))
 }
 
 /// A span that reports at `at` but resolves, and is linted, as macro output: rustc's
