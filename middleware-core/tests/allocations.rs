@@ -12,6 +12,7 @@ use std::{
     ops::ControlFlow,
     pin::pin,
     task::{Context as TaskContext, Poll, Waker},
+    time::Duration,
 };
 
 use bytes::Bytes;
@@ -229,4 +230,34 @@ fn around_layers_share_one_context() {
     let two_layers = MiddlewareLayer::new(Around).layer(MiddlewareLayer::new(Around).layer(Bare));
     // One context (2) + one box per layer (2).
     assert_eq!(per_request(two_layers, with_extensions) - base, 4);
+}
+
+#[test]
+fn a_child_or_detached_scope_costs_one_allocation() {
+    let mut cx = middleware_core::Context::new();
+    cx.insert(1_u8);
+    let parent = cx.clone();
+    let info = allocation_counter::measure(|| drop(parent.child()));
+    assert_eq!(info.count_total, 1);
+    let info =
+        allocation_counter::measure(|| drop(parent.child_with_timeout(Duration::from_secs(1))));
+    assert_eq!(info.count_total, 1);
+    let info = allocation_counter::measure(|| drop(parent.detached()));
+    assert_eq!(info.count_total, 1);
+    // A grandchild is no dearer: nothing is copied down the tree.
+    let child = parent.child();
+    let info = allocation_counter::measure(|| drop(child.child()));
+    assert_eq!(info.count_total, 1);
+    assert_eq!(info.count_current, 0, "a dropped scope frees itself");
+}
+
+#[test]
+fn a_request_that_makes_no_child_pays_what_it_paid_before_scopes() {
+    // The same two allocations as `the_context_costs_two_allocations_once_per_request`, now
+    // asserted next to the scope costs: scopes add nothing to a request that makes none.
+    let base = per_request(Bare, with_extensions);
+    let one = HookLayer::new(NeedsContext).layer(Bare);
+    assert_eq!(per_request(one, with_extensions) - base, 2);
+    let info = allocation_counter::measure(|| drop(middleware_core::Context::new()));
+    assert_eq!(info.count_total, 1, "one scope, the request's state inline");
 }

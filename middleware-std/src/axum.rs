@@ -80,6 +80,10 @@ use tower_service::Service;
 #[doc(hidden)]
 pub use ::axum as __axum;
 
+/// The rejection of the `RequestId` extractor, from `middleware-core`'s `axum` module.
+#[doc(inline)]
+pub use middleware_core::axum::MissingRequestId;
+
 #[cfg(feature = "auth")]
 pub use self::principal::MissingContextValue;
 

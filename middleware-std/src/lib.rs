@@ -4,8 +4,21 @@
 #[macro_use]
 mod macros;
 
+// Core's items by name, not by glob: a glob would let this crate's own `axum` and `__private`
+// modules silently shadow core's.
 #[doc(inline)]
-pub use middleware_core::*;
+pub use middleware_core::{
+    BoxError, CancelCause, Cancelled, Chain, Context, DropGuard, EnsureContext, Error, Expiry,
+    Hook, HookLayer, HookService, Mark, Middleware, MiddlewareLayer, MiddlewareService, Next,
+    Outcome, ProblemDetails, RenderError, Renderer, RequestExt, RequestId, ResponseBody,
+    TimeoutPhase, body, context, error, future, next,
+};
+// The crates a layer's signatures are made of, so that an app or a layer crate depends on one
+// crate (not inlined: they are documented where they come from).
+#[cfg(feature = "macros")]
+#[doc(inline)]
+pub use middleware_core::{Layer, middleware_fn};
+pub use middleware_core::{bytes, http, http_body, tower_layer, tower_service};
 /// Annotates an async fn handler with per-handler layers; see the
 /// [`middleware-macros` docs](middleware_macros::handler).
 #[cfg(feature = "macros")]

@@ -87,7 +87,7 @@ pin_project_lite::pin_project! {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             if let Some(slot) = this.slot.take() {
-                if let Some(waker) = lock(&this.shared.waiters).get_mut(slot) {
+                if let Some(waker) = lock(&this.shared.request().waiters).get_mut(slot) {
                     *waker = None;
                 }
             }
@@ -122,7 +122,7 @@ impl Future for Cancelled<'_> {
             return Poll::Ready(cause);
         }
         {
-            let mut waiters = lock(&this.shared.waiters);
+            let mut waiters = lock(&this.shared.request().waiters);
             if let Some(slot) = *this.slot {
                 match &mut waiters[slot] {
                     Some(waker) => waker.clone_from(cx.waker()),
@@ -139,7 +139,10 @@ impl Future for Cancelled<'_> {
                 *this.slot = Some(slot);
             }
         }
-        this.shared.has_waiters.store(true, Ordering::Relaxed);
+        this.shared
+            .request()
+            .has_waiters
+            .store(true, Ordering::Relaxed);
         // Pairs with the fence in `wake_all` (see there).
         fence(Ordering::SeqCst);
         // A cancel between the first look and the registration must not be missed.

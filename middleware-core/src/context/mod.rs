@@ -35,10 +35,7 @@
 use std::{
     borrow::Cow,
     fmt,
-    sync::{
-        Arc, Mutex, OnceLock,
-        atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering},
-    },
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -65,7 +62,7 @@ pub use self::{
     request_id::{InvalidRequestId, RequestId},
 };
 use self::{
-    shared::{NO_DEADLINE, NOT_CANCELLED, Shared, lock},
+    shared::{NO_DEADLINE, Shared, lock},
     values::Values,
 };
 
@@ -107,25 +104,104 @@ impl Context {
     #[must_use]
     pub fn new() -> Self {
         Self {
-            shared: Arc::new(Shared {
-                created: now(),
-                deadline: AtomicU64::new(NO_DEADLINE),
-                cause: AtomicU8::new(NOT_CANCELLED),
-                waiters: Mutex::new(Vec::new()),
-                has_waiters: AtomicBool::new(false),
-                request_id: OnceLock::new(),
-                marks: Mutex::new(Vec::new()),
-                expiry: OnceLock::new(),
-                sensitive_headers: Mutex::new(Vec::new()),
-            }),
+            shared: Arc::new(Shared::root()),
             values: Values::default(),
         }
     }
 
-    /// Whether two handles belong to the same request (share deadline, cancellation, id, marks).
+    /// Whether two handles belong to the same request (share the request id, marks and
+    /// reports): clones, and every child or detached scope made from them.
     #[must_use]
     pub fn same_request(&self, other: &Self) -> bool {
+        Arc::ptr_eq(
+            Shared::root_of(&self.shared),
+            Shared::root_of(&other.shared),
+        )
+    }
+
+    /// Whether two handles are the same scope (share deadline and cancellation): clones, not
+    /// children.
+    #[must_use]
+    pub fn same_scope(&self, other: &Self) -> bool {
         Arc::ptr_eq(&self.shared, &other.shared)
+    }
+
+    // ----- scopes -------------------------------------------------------------------------
+
+    /// A child scope, for work done on the request's behalf (one outbound call, one attempt):
+    /// the parent's cancellation and deadline flow down to it, while its own deadline and
+    /// cancellation stay with it and its own children, never reaching the parent or its
+    /// siblings. It sees the values this handle has now (and its own inserts), and shares the
+    /// request's id, marks and reports. Costs one allocation.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use middleware_core::{CancelCause, Context};
+    ///
+    /// let request = Context::new();
+    /// request.set_timeout(Duration::from_secs(10));
+    ///
+    /// let call = request.child_with_timeout(Duration::from_millis(100));
+    /// assert!(call.remaining().unwrap() <= Duration::from_millis(100));
+    /// assert!(request.remaining().unwrap() > Duration::from_secs(9), "the caller keeps its budget");
+    ///
+    /// call.cancel_with(CancelCause::Dropped); // the call future was dropped
+    /// assert_eq!(request.cause(), None, "a child's cancellation never reaches the parent");
+    ///
+    /// let other = request.child();
+    /// request.cancel();
+    /// assert_eq!(other.cause(), Some(CancelCause::Explicit), "the parent's flows down");
+    /// assert_eq!(call.cause(), Some(CancelCause::Dropped), "a scope keeps its first cause");
+    /// ```
+    #[must_use]
+    pub fn child(&self) -> Self {
+        Self {
+            shared: Arc::new(Shared::scope_of(&self.shared, false)),
+            values: self.values.clone(),
+        }
+    }
+
+    /// A [child](Self::child) whose own deadline is `timeout` from now: its deadline in force is
+    /// the earlier of that and this scope's.
+    #[must_use]
+    pub fn child_with_timeout(&self, timeout: Duration) -> Self {
+        let child = self.child();
+        child.set_timeout(timeout);
+        child
+    }
+
+    /// A [child](Self::child) whose own deadline is `deadline`: its deadline in force is the
+    /// earlier of that and this scope's.
+    #[must_use]
+    pub fn child_with_deadline(&self, deadline: Instant) -> Self {
+        let child = self.child();
+        child.set_deadline(deadline);
+        child
+    }
+
+    /// A detached scope, for work that must outlive the request (an audit write, a cache fill):
+    /// it keeps this handle's values and the request's id, marks and reports, but none of the
+    /// deadline or cancellation of this scope or its parents (Go's `context.WithoutCancel`).
+    /// Costs one allocation.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use middleware_core::Context;
+    ///
+    /// let request = Context::new();
+    /// request.set_timeout(Duration::from_millis(5));
+    /// let audit = request.detached();
+    /// request.cancel();
+    /// assert!(!audit.is_cancelled());
+    /// assert_eq!(audit.deadline(), None);
+    /// assert!(audit.same_request(&request));
+    /// ```
+    #[must_use]
+    pub fn detached(&self) -> Self {
+        Self {
+            shared: Arc::new(Shared::scope_of(&self.shared, true)),
+            values: self.values.clone(),
+        }
     }
 
     // ----- typed values -------------------------------------------------------------------
@@ -156,13 +232,13 @@ impl Context {
     /// When the context was created (the start of the request as far as layers can tell).
     #[must_use]
     pub fn created(&self) -> Instant {
-        self.shared.created
+        self.shared.request().created
     }
 
     /// Time since the context was created.
     #[must_use]
     pub fn elapsed(&self) -> Duration {
-        now().saturating_duration_since(self.shared.created)
+        now().saturating_duration_since(self.shared.request().created)
     }
 
     /// The request's deadline, if any layer set one.
@@ -180,17 +256,13 @@ impl Context {
     #[allow(clippy::must_use_candidate)] // most callers only tighten
     pub fn set_deadline(&self, deadline: Instant) -> Instant {
         let nanos = deadline
-            .checked_duration_since(self.shared.created)
+            .checked_duration_since(self.shared.request().created)
             .map_or(0, |d| {
                 u64::try_from(d.as_nanos()).unwrap_or(NO_DEADLINE - 1)
             })
             .min(NO_DEADLINE - 1);
-        let previous = self.shared.deadline.fetch_min(nanos, Ordering::AcqRel);
-        if nanos < previous {
-            // Waiters re-arm their timers for the new, earlier deadline.
-            self.shared.wake_all();
-        }
-        self.shared.created + Duration::from_nanos(nanos.min(previous))
+        let in_force = self.shared.tighten(nanos);
+        self.shared.request().created + Duration::from_nanos(in_force)
     }
 
     /// Sets the deadline to `timeout` from now, unless an earlier one is already set (see
@@ -277,7 +349,7 @@ impl Context {
     /// The request id, if a layer set one.
     #[must_use]
     pub fn request_id(&self) -> Option<&RequestId> {
-        self.shared.request_id.get()
+        self.shared.request().request_id.get()
     }
 
     /// Sets the request id. The slot is written once: a later call gets its id back as the error.
@@ -286,7 +358,7 @@ impl Context {
     ///
     /// Returns `id` when the request already has an id.
     pub fn set_request_id(&self, id: RequestId) -> Result<(), RequestId> {
-        self.shared.request_id.set(id)
+        self.shared.request().request_id.set(id)
     }
 
     // ----- timing marks -------------------------------------------------------------------
@@ -294,7 +366,7 @@ impl Context {
     /// Records a named duration, e.g. the time a database call took. Marks are shared by the
     /// whole request and only appended.
     pub fn mark(&self, name: impl Into<Cow<'static, str>>, duration: Duration) {
-        lock(&self.shared.marks).push(Mark {
+        lock(&self.shared.request().marks).push(Mark {
             name: name.into(),
             duration,
         });
@@ -303,7 +375,7 @@ impl Context {
     /// A copy of the marks recorded so far, in order.
     #[must_use]
     pub fn marks(&self) -> Vec<Mark> {
-        lock(&self.shared.marks).clone()
+        lock(&self.shared.request().marks).clone()
     }
 
     /// Calls `f` with the marks recorded so far, without copying them.
@@ -311,7 +383,7 @@ impl Context {
     /// The marks stay locked while `f` runs: `f` must not record marks or read them again on
     /// any handle of this request (that would deadlock); copy what it needs instead.
     pub fn with_marks<R>(&self, f: impl FnOnce(&[Mark]) -> R) -> R {
-        f(&lock(&self.shared.marks))
+        f(&lock(&self.shared.request().marks))
     }
 
     // ----- reports to the whole request ---------------------------------------------------
@@ -321,13 +393,13 @@ impl Context {
     /// inner timeout layer reported.
     #[allow(clippy::must_use_candidate)] // most callers do not care who won
     pub fn record_expiry(&self, expiry: Expiry) -> bool {
-        self.shared.expiry.set(expiry).is_ok()
+        self.shared.request().expiry.set(expiry).is_ok()
     }
 
     /// The deadline that expired, as the layer that enforced it reported it.
     #[must_use]
     pub fn expiry(&self) -> Option<Expiry> {
-        self.shared.expiry.get().copied()
+        self.shared.request().expiry.get().copied()
     }
 
     /// Declares that header `name` carries a credential in this request, so that no layer
@@ -345,7 +417,7 @@ impl Context {
     /// assert!(!log_side.is_sensitive_header(&HeaderName::from_static("accept")));
     /// ```
     pub fn mark_sensitive_header(&self, name: HeaderName) {
-        let mut names = lock(&self.shared.sensitive_headers);
+        let mut names = lock(&self.shared.request().sensitive_headers);
         if !names.contains(&name) {
             names.push(name);
         }
@@ -355,7 +427,7 @@ impl Context {
     /// [`mark_sensitive_header`](Self::mark_sensitive_header)).
     #[must_use]
     pub fn is_sensitive_header(&self, name: &HeaderName) -> bool {
-        lock(&self.shared.sensitive_headers).contains(name)
+        lock(&self.shared.request().sensitive_headers).contains(name)
     }
 
     /// A guard that cancels this request with [`CancelCause::Dropped`] when it is dropped while
@@ -374,19 +446,18 @@ impl Default for Context {
 
 impl fmt::Debug for Context {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Context")
+        f.debug_struct(stringify!(Context))
             .field("request_id", &self.request_id())
             .field("deadline", &self.deadline())
-            .field(
-                "cause",
-                &CancelCause::from_u8(self.shared.cause.load(Ordering::Acquire)),
-            )
+            // The cause recorded so far: `Debug` does not cancel a scope whose deadline passed.
+            .field("cause", &self.shared.own_cause())
             .field("values", &self.values.len())
             .field(
                 "marks",
                 // `try_lock`: Debug may run inside `with_marks`, which holds the lock.
                 &self
                     .shared
+                    .request()
                     .marks
                     .try_lock()
                     .map_or(None, |marks| Some(marks.len())),

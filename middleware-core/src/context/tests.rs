@@ -2,6 +2,7 @@ use std::{
     future::Future,
     pin::Pin,
     task::{Context as TaskContext, Poll, Waker},
+    time::Duration,
 };
 
 use http::HeaderValue;
@@ -204,8 +205,16 @@ async fn dropping_a_waiter_frees_its_slot() {
         let mut fut = Box::pin(cx.cancelled());
         assert!(futures_poll(fut.as_mut()).is_pending());
     }
-    assert!(lock(&cx.shared.waiters).iter().all(Option::is_none));
-    assert_eq!(lock(&cx.shared.waiters).len(), 1, "slots are reused");
+    assert!(
+        lock(&cx.shared.request().waiters)
+            .iter()
+            .all(Option::is_none)
+    );
+    assert_eq!(
+        lock(&cx.shared.request().waiters).len(),
+        1,
+        "slots are reused"
+    );
 }
 
 #[test]
@@ -269,4 +278,326 @@ fn debug_shows_state_not_values() {
 fn futures_poll<F: Future>(fut: Pin<&mut F>) -> Poll<F::Output> {
     let mut cx = TaskContext::from_waker(Waker::noop());
     fut.poll(&mut cx)
+}
+
+// ----- scopes -----------------------------------------------------------------------------
+
+#[test]
+fn a_child_deadline_never_shortens_the_parent() {
+    // The defect: a 100 ms cap on one outbound call shortened the caller's own 10 s deadline.
+    let request = Context::new();
+    request.set_timeout(Duration::from_secs(10));
+    let call = request.child_with_timeout(Duration::from_millis(100));
+    assert!(call.remaining().unwrap() <= Duration::from_millis(100));
+    assert!(request.remaining().unwrap() > Duration::from_secs(9));
+    // A child's deadline in force is the earlier of its own and its parent's.
+    let long = request.child_with_timeout(Duration::from_secs(60));
+    assert_eq!(long.deadline(), request.deadline());
+    // A parent tightened later reaches existing children.
+    request.set_timeout(Duration::from_millis(50));
+    assert_eq!(long.deadline(), request.deadline());
+    assert!(call.deadline().unwrap() <= request.deadline().unwrap());
+}
+
+#[test]
+fn a_dropped_child_never_cancels_the_request() {
+    // The defect: dropping one outbound call future cancelled the whole inbound request.
+    let request = Context::new();
+    let call = request.child();
+    let sibling = request.child();
+    drop(call.drop_guard());
+    assert_eq!(call.cause(), Some(CancelCause::Dropped));
+    assert_eq!(request.cause(), None);
+    assert_eq!(sibling.cause(), None);
+    // A grandchild of the dropped call is cancelled with it.
+    assert_eq!(call.child().cause(), Some(CancelCause::Dropped));
+}
+
+#[test]
+fn a_child_reports_its_parents_cause_and_keeps_its_own_first() {
+    let request = Context::new();
+    let a = request.child();
+    let b = a.child();
+    assert!(a.cancel_with(CancelCause::Deadline));
+    assert_eq!(b.cause(), Some(CancelCause::Deadline), "the parent's cause");
+    assert!(!b.cancel(), "already cancelled through its parent");
+    request.cancel_with(CancelCause::Dropped);
+    assert_eq!(
+        a.cause(),
+        Some(CancelCause::Deadline),
+        "the first cause stays"
+    );
+    assert_eq!(b.cause(), Some(CancelCause::Deadline));
+    assert_eq!(request.child().cause(), Some(CancelCause::Dropped));
+}
+
+#[test]
+fn a_child_cancelled_by_its_own_timeout_says_deadline() {
+    let request = Context::new();
+    let call = request.child_with_deadline(request.created());
+    assert_eq!(call.cause(), Some(CancelCause::Deadline));
+    assert_eq!(request.cause(), None);
+}
+
+#[test]
+fn a_detached_scope_keeps_values_and_id_but_no_cancellation() {
+    let mut request = Context::new();
+    request.insert(Marker(7));
+    request
+        .set_request_id(RequestId::try_from("req-1").unwrap())
+        .unwrap();
+    request.set_timeout(Duration::from_millis(1));
+    let audit = request.detached();
+    request.cancel();
+    assert_eq!(audit.cause(), None);
+    assert_eq!(audit.deadline(), None);
+    assert_eq!(audit.get::<Marker>(), Some(&Marker(7)));
+    assert_eq!(audit.request_id().unwrap().as_str(), "req-1");
+    // Its own children follow it, not the request.
+    let write = audit.child();
+    assert!(!write.is_cancelled());
+    audit.cancel();
+    assert_eq!(write.cause(), Some(CancelCause::Explicit));
+}
+
+#[test]
+fn scopes_see_values_as_a_snapshot_and_share_marks() {
+    let mut request = Context::new();
+    request.insert(Marker(1));
+    let mut call = request.child();
+    request.insert(Marker(2));
+    assert_eq!(
+        call.get::<Marker>(),
+        Some(&Marker(1)),
+        "the values when it was made"
+    );
+    call.insert(Marker(3));
+    assert_eq!(
+        request.get::<Marker>(),
+        Some(&Marker(2)),
+        "a child's insert stays in it"
+    );
+    call.mark("upstream", Duration::from_millis(4));
+    request.detached().mark("audit", Duration::from_millis(1));
+    let names: Vec<String> = request
+        .marks()
+        .iter()
+        .map(|m| m.name().to_owned())
+        .collect();
+    assert_eq!(names, ["upstream", "audit"], "the request's marks");
+    assert!(call.same_request(&request));
+    assert!(!call.same_scope(&request));
+    assert!(request.clone().same_scope(&request));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_child_waiter_wakes_when_the_parent_is_cancelled_and_not_for_a_sibling() {
+    let request = Context::new();
+    let call = request.child();
+    let sibling = request.child();
+    let waiter = tokio::spawn({
+        let call = call.clone();
+        async move { call.cancelled().await }
+    });
+    tokio::task::yield_now().await;
+    sibling.cancel();
+    tokio::task::yield_now().await;
+    assert!(
+        !waiter.is_finished(),
+        "a sibling's cancellation is not ours"
+    );
+    request.cancel_with(CancelCause::Dropped);
+    assert_eq!(waiter.await.unwrap(), CancelCause::Dropped);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_child_waiter_wakes_at_the_parents_deadline() {
+    let request = Context::new();
+    let call = request.child_with_timeout(Duration::from_secs(5));
+    request.set_timeout(Duration::from_secs(1));
+    let started = tokio::time::Instant::now();
+    assert_eq!(call.cancelled().await, CancelCause::Deadline);
+    assert_eq!(started.elapsed(), Duration::from_secs(1));
+}
+
+#[test]
+fn a_deep_chain_of_scopes_drops_without_recursion() {
+    let request = Context::new();
+    let mut scope = request.child();
+    for _ in 0..200_000 {
+        scope = scope.child();
+    }
+    request.cancel();
+    assert_eq!(scope.cause(), Some(CancelCause::Explicit));
+    drop(request);
+    drop(scope); // frees 200,001 scopes in a loop
+}
+
+#[test]
+fn a_parent_dropped_with_ten_thousand_live_children_walks_nothing() {
+    let request = Context::new();
+    let children: Vec<Context> = (0..10_000).map(|_| request.child()).collect();
+    request.cancel();
+    drop(request);
+    assert!(
+        children
+            .iter()
+            .all(|c| c.cause() == Some(CancelCause::Explicit))
+    );
+}
+
+/// A reference model of scopes: each node's own deadline and cause, its parent (none for the
+/// root and detached scopes), and the cause it recorded once it saw one.
+#[cfg(feature = "tokio")]
+mod model {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[derive(Clone, Debug)]
+    pub(super) enum Op {
+        Child { of: usize, timeout_ms: Option<u64> },
+        Detached { of: usize },
+        Cancel { at: usize, cause: u8 },
+        Timeout { at: usize, ms: u64 },
+        Advance { ms: u64 },
+        Look { at: usize },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (any::<usize>(), proptest::option::of(1_u64..50))
+                .prop_map(|(of, timeout_ms)| Op::Child { of, timeout_ms }),
+            any::<usize>().prop_map(|of| Op::Detached { of }),
+            (any::<usize>(), 0_u8..4).prop_map(|(at, cause)| Op::Cancel { at, cause }),
+            (any::<usize>(), 1_u64..50).prop_map(|(at, ms)| Op::Timeout { at, ms }),
+            (1_u64..30).prop_map(|ms| Op::Advance { ms }),
+            any::<usize>().prop_map(|at| Op::Look { at }),
+        ]
+    }
+
+    struct Node {
+        parent: Option<usize>,
+        deadline_ms: Option<u64>,
+        cause: Option<CancelCause>,
+    }
+
+    struct Model {
+        nodes: Vec<Node>,
+        now_ms: u64,
+    }
+
+    impl Model {
+        fn deadline(&self, at: usize) -> Option<u64> {
+            let node = &self.nodes[at];
+            let parent = node.parent.and_then(|p| self.deadline(p));
+            match (node.deadline_ms, parent) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
+        }
+
+        fn cause(&mut self, at: usize) -> Option<CancelCause> {
+            if let Some(cause) = self.nodes[at].cause {
+                return Some(cause);
+            }
+            let mut up = self.nodes[at].parent;
+            let mut inherited = None;
+            while let Some(p) = up {
+                if let Some(cause) = self.nodes[p].cause {
+                    inherited = Some(cause);
+                    break;
+                }
+                up = self.nodes[p].parent;
+            }
+            let cause = inherited.or_else(|| {
+                self.deadline(at)
+                    .filter(|d| self.now_ms >= *d)
+                    .map(|_| CancelCause::Deadline)
+            })?;
+            self.nodes[at].cause = Some(cause);
+            Some(cause)
+        }
+    }
+
+    const CAUSES: [CancelCause; 4] = [
+        CancelCause::Deadline,
+        CancelCause::Dropped,
+        CancelCause::Explicit,
+        CancelCause::Panicked,
+    ];
+
+    proptest! {
+        #[test]
+        fn random_scope_trees_match_the_model(ops in proptest::collection::vec(op(), 1..60)) {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .start_paused(true)
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let root = Context::new();
+                let mut scopes = vec![root];
+                let mut model = Model {
+                    nodes: vec![Node { parent: None, deadline_ms: None, cause: None }],
+                    now_ms: 0,
+                };
+                for op in ops {
+                    match op {
+                        Op::Child { of, timeout_ms } => {
+                            let of = of % scopes.len();
+                            let child = match timeout_ms {
+                                Some(ms) => scopes[of].child_with_timeout(Duration::from_millis(ms)),
+                                None => scopes[of].child(),
+                            };
+                            scopes.push(child);
+                            model.nodes.push(Node {
+                                parent: Some(of),
+                                deadline_ms: timeout_ms.map(|ms| model.now_ms + ms),
+                                cause: None,
+                            });
+                        }
+                        Op::Detached { of } => {
+                            let of = of % scopes.len();
+                            scopes.push(scopes[of].detached());
+                            model.nodes.push(Node { parent: None, deadline_ms: None, cause: None });
+                        }
+                        Op::Cancel { at, cause } => {
+                            let at = at % scopes.len();
+                            let cause = CAUSES[usize::from(cause)];
+                            let expected = model.cause(at).is_none();
+                            if expected {
+                                model.nodes[at].cause = Some(cause);
+                            }
+                            prop_assert_eq!(scopes[at].cancel_with(cause), expected);
+                        }
+                        Op::Timeout { at, ms } => {
+                            let at = at % scopes.len();
+                            scopes[at].set_timeout(Duration::from_millis(ms));
+                            let node = &mut model.nodes[at];
+                            let new = model.now_ms + ms;
+                            node.deadline_ms = Some(node.deadline_ms.map_or(new, |d| d.min(new)));
+                        }
+                        Op::Advance { ms } => {
+                            tokio::time::advance(Duration::from_millis(ms)).await;
+                            model.now_ms += ms;
+                        }
+                        Op::Look { at } => {
+                            let at = at % scopes.len();
+                            prop_assert_eq!(scopes[at].cause(), model.cause(at));
+                        }
+                    }
+                }
+                // Every scope, looked at in order, matches the model (causes, deadlines, and
+                // so `remaining`); nothing moved upward.
+                for (at, scope) in scopes.iter().enumerate() {
+                    prop_assert_eq!(scope.cause(), model.cause(at), "scope {}", at);
+                    prop_assert_eq!(scope.is_cancelled(), model.cause(at).is_some());
+                    let expected = model.deadline(at).map(|d| Duration::from_millis(d.saturating_sub(model.now_ms)));
+                    prop_assert_eq!(scope.remaining(), expected, "scope {}", at);
+                }
+                Ok(())
+            })?;
+        }
+    }
 }
