@@ -198,8 +198,8 @@ impl Settings {
 
     /// Marks every value of the credentials header sensitive and, unless every logger redacts
     /// that header anyway, declares it to the request's context when it has one ([`admit`]
-    /// declares it again, on the context it may have created). Runs before the credentials are even read, so
-    /// it holds for valid, invalid and malformed values alike.
+    /// declares it again, on the context it may have created). Runs before the credentials
+    /// are even read, so it holds for valid, invalid and malformed values alike.
     ///
     /// [`admit`]: Self::admit
     pub(crate) fn protect<B>(&self, req: &mut Request<B>) {

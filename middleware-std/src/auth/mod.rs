@@ -12,7 +12,7 @@
 //! | [`AuthLayer::bearer`] | `Authorization: Bearer <token>` | static tokens, in `call` |
 //! | [`AuthLayer::api_key`] | a header of your choice, e.g. `x-api-key` | static keys, in `call` |
 //! | [`AuthLayer::validator`] | any [`Scheme`] | your async [`Validator`] (closures work) |
-//! | `AuthLayer::jwt` | `Authorization: Bearer <jwt>` | `Jwt`: HS256 / RS256 / ES256 |
+//! | `AuthLayer::jwt` | `Authorization: Bearer <jwt>` | `Jwt`: HS256/384/512, RS256, ES256; keys bound to issuers |
 //!
 //! # Failures
 //!
