@@ -216,9 +216,10 @@ impl std::error::Error for JwtKeyError {}
 ///   refused, as RFC 7515 §4.1.11 requires of extensions a recipient does not understand);
 /// - its signature verifies with a key pinned to the token's `alg` and, when the header names
 ///   a `kid`, with the key of that id only (a `kid` no key has is refused);
-/// - for a key bound to an issuer ([`JwtKey::with_issuer`]), its `iss` is that issuer; a token
-///   whose `iss` names an issuer some key is bound to is never verified with an unbound key or
-///   another issuer's key, so one identity provider cannot mint tokens for another;
+/// - its `iss`, if any, is one string, and for a key bound to an issuer
+///   ([`JwtKey::with_issuer`]) it is that issuer; a token whose `iss` names an issuer some key
+///   is bound to is never accepted with an unbound key or another issuer's key, so one
+///   identity provider cannot mint tokens for another;
 /// - it has an `exp` in the future and a string `sub`, its `nbf` (if any) has passed, and its
 ///   `aud` matches the configured audiences (when configured), with the configured leeway
 ///   (60 s by default).
@@ -340,19 +341,12 @@ impl Jwt {
         self
     }
 
-    /// Whether the (verified) `iss` claim names an issuer some key is bound to: such a token
-    /// must not be accepted by an unbound key.
-    fn names_a_bound_issuer(&self, iss: Option<&Value>) -> bool {
-        let bound = |name: &str| {
-            self.keys
-                .iter()
-                .any(|(key, _)| key.issuer.as_deref() == Some(name))
-        };
-        match iss {
-            Some(Value::String(name)) => bound(name),
-            Some(Value::Array(names)) => names.iter().filter_map(Value::as_str).any(bound),
-            _ => false,
-        }
+    /// Whether `iss` names an issuer some key is bound to: such a token must not be accepted
+    /// by an unbound key.
+    fn is_bound_issuer(&self, iss: &str) -> bool {
+        self.keys
+            .iter()
+            .any(|(key, _)| key.issuer.as_deref() == Some(iss))
     }
 
     fn principal(&self, claims: &Map<String, Value>) -> Option<Principal> {
@@ -424,7 +418,14 @@ impl Authenticate for Jwt {
             else {
                 continue;
             };
-            if key.issuer.is_none() && self.names_a_bound_issuer(data.claims.get("iss")) {
+            // RFC 7519 §4.1.1: `iss` is one string. `jsonwebtoken` also takes an array that
+            // merely contains the key's issuer, which would let B's key vouch for ["B", "A"].
+            let iss = match data.claims.get("iss") {
+                None => None,
+                Some(Value::String(iss)) => Some(iss.as_str()),
+                Some(_) => return Verdict::Denied,
+            };
+            if key.issuer.is_none() && iss.is_some_and(|iss| self.is_bound_issuer(iss)) {
                 continue;
             }
             let Some(principal) = self.principal(&data.claims) else {

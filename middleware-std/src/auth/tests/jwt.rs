@@ -442,6 +442,25 @@ async fn a_key_verifies_only_tokens_of_its_own_issuer() {
             StatusCode::UNAUTHORIZED,
         ),
         (
+            "b signs for [b, a]",
+            hs(SECRET_B, json!([ISSUER_B, ISSUER_A]), None),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "b signs for [b]",
+            hs(SECRET_B, json!([ISSUER_B]), None),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "unbound key signs for [a]",
+            {
+                let mut claims = claims();
+                claims["iss"] = json!([ISSUER_A]);
+                sign(Algorithm::RS256, &rsa_signer(), &claims, None)
+            },
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
             "b signs for [a]",
             hs(SECRET_B, json!([ISSUER_A]), None),
             StatusCode::UNAUTHORIZED,
