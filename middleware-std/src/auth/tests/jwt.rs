@@ -398,7 +398,7 @@ fn two_issuers() -> AuthLayer<Jwt> {
     )
 }
 
-fn hs(secret: &[u8], iss: Value, kid: Option<&str>) -> String {
+fn hs_token(secret: &[u8], iss: Value, kid: Option<&str>) -> String {
     let mut claims = claims();
     if iss.is_null() {
         claims.as_object_mut().unwrap().remove("iss");
@@ -423,32 +423,32 @@ async fn a_key_verifies_only_tokens_of_its_own_issuer() {
     for (name, token, status) in [
         (
             "a signs for a",
-            hs(SECRET_A, json!(ISSUER_A), None),
+            hs_token(SECRET_A, json!(ISSUER_A), None),
             StatusCode::OK,
         ),
         (
             "b signs for b",
-            hs(SECRET_B, json!(ISSUER_B), None),
+            hs_token(SECRET_B, json!(ISSUER_B), None),
             StatusCode::OK,
         ),
         (
             "b signs for a",
-            hs(SECRET_B, json!(ISSUER_A), None),
+            hs_token(SECRET_B, json!(ISSUER_A), None),
             StatusCode::UNAUTHORIZED,
         ),
         (
             "a signs for b",
-            hs(SECRET_A, json!(ISSUER_B), None),
+            hs_token(SECRET_A, json!(ISSUER_B), None),
             StatusCode::UNAUTHORIZED,
         ),
         (
             "b signs for [b, a]",
-            hs(SECRET_B, json!([ISSUER_B, ISSUER_A]), None),
+            hs_token(SECRET_B, json!([ISSUER_B, ISSUER_A]), None),
             StatusCode::UNAUTHORIZED,
         ),
         (
             "b signs for [b]",
-            hs(SECRET_B, json!([ISSUER_B]), None),
+            hs_token(SECRET_B, json!([ISSUER_B]), None),
             StatusCode::UNAUTHORIZED,
         ),
         (
@@ -462,17 +462,17 @@ async fn a_key_verifies_only_tokens_of_its_own_issuer() {
         ),
         (
             "b signs for [a]",
-            hs(SECRET_B, json!([ISSUER_A]), None),
+            hs_token(SECRET_B, json!([ISSUER_A]), None),
             StatusCode::UNAUTHORIZED,
         ),
         (
             "b signs with no iss",
-            hs(SECRET_B, Value::Null, None),
+            hs_token(SECRET_B, Value::Null, None),
             StatusCode::UNAUTHORIZED,
         ),
         (
             "b signs for c",
-            hs(SECRET_B, json!("https://c.test"), None),
+            hs_token(SECRET_B, json!("https://c.test"), None),
             StatusCode::UNAUTHORIZED,
         ),
         (
@@ -506,37 +506,37 @@ async fn a_token_kid_selects_only_the_key_with_that_kid() {
     for (name, token, status) in [
         (
             "kid of the key",
-            hs(SECRET_A, iss(), Some("a-1")),
+            hs_token(SECRET_A, iss(), Some("a-1")),
             StatusCode::OK,
         ),
         (
             "no kid, first key",
-            hs(SECRET_A, iss(), None),
+            hs_token(SECRET_A, iss(), None),
             StatusCode::OK,
         ),
         (
             "no kid, second key",
-            hs(SECRET_B, iss(), None),
+            hs_token(SECRET_B, iss(), None),
             StatusCode::OK,
         ),
         (
             "kid of another key",
-            hs(SECRET_B, iss(), Some("a-1")),
+            hs_token(SECRET_B, iss(), Some("a-1")),
             StatusCode::UNAUTHORIZED,
         ),
         (
             "unknown kid",
-            hs(SECRET_B, iss(), Some("b-1")),
+            hs_token(SECRET_B, iss(), Some("b-1")),
             StatusCode::UNAUTHORIZED,
         ),
         (
             "unknown kid, right key",
-            hs(SECRET_A, iss(), Some("a-2")),
+            hs_token(SECRET_A, iss(), Some("a-2")),
             StatusCode::UNAUTHORIZED,
         ),
         (
             "empty kid",
-            hs(SECRET_B, iss(), Some("")),
+            hs_token(SECRET_B, iss(), Some("")),
             StatusCode::UNAUTHORIZED,
         ),
     ] {
@@ -625,6 +625,36 @@ async fn header_and_binding_table() {
         })
         .collect();
     assert_all_rejected(&jwt_layer(), &cases, "Bearer realm=\"restricted\"").await;
+
+    // Two identity providers: a token one of them signed in the other's name is the same 401.
+    let rsa_for_a = {
+        let mut claims = claims();
+        claims["iss"] = json!(ISSUER_A);
+        sign(Algorithm::RS256, &rsa_signer(), &claims, None)
+    };
+    let foreign = [
+        ("b signs for a", hs_token(SECRET_B, json!(ISSUER_A), None)),
+        ("a signs for b", hs_token(SECRET_A, json!(ISSUER_B), None)),
+        (
+            "b signs for [b, a]",
+            hs_token(SECRET_B, json!([ISSUER_B, ISSUER_A]), None),
+        ),
+        ("unbound key signs for a", rsa_for_a),
+        (
+            "b signs for a, kid",
+            hs_token(SECRET_B, json!(ISSUER_A), Some("a-1")),
+        ),
+    ];
+    let cases: Vec<Case<'_>> = foreign
+        .iter()
+        .map(|(name, token)| {
+            (
+                *name,
+                vec![("authorization", format!("Bearer {token}").into_bytes())],
+            )
+        })
+        .collect();
+    assert_all_rejected(&two_issuers(), &cases, "Bearer realm=\"restricted\"").await;
 
     // The raw-header signer itself makes tokens that pass.
     let good = with_raw_header(br#"{"alg":"HS256","typ":"JWT"}"#);
