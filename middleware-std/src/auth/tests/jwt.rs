@@ -555,6 +555,19 @@ fn with_raw_header(header: &[u8]) -> String {
     format!("{message}.{signature}")
 }
 
+/// Table rows sending each named token as `Authorization: Bearer <token>`.
+fn bearer_cases<'a>(tokens: &'a [(&'a str, String)]) -> Vec<Case<'a>> {
+    tokens
+        .iter()
+        .map(|(name, token)| {
+            (
+                *name,
+                vec![("authorization", format!("Bearer {token}").into_bytes())],
+            )
+        })
+        .collect()
+}
+
 async fn header_and_binding_table() {
     let hs = hs_signer();
     let with_header = |edit: &dyn Fn(&mut Header)| {
@@ -615,16 +628,12 @@ async fn header_and_binding_table() {
             sign(Algorithm::HS256, &hs, &claims, None)
         }),
     ];
-    let cases: Vec<Case<'_>> = tokens
-        .iter()
-        .map(|(name, token)| {
-            (
-                *name,
-                vec![("authorization", format!("Bearer {token}").into_bytes())],
-            )
-        })
-        .collect();
-    assert_all_rejected(&jwt_layer(), &cases, "Bearer realm=\"restricted\"").await;
+    assert_all_rejected(
+        &jwt_layer(),
+        &bearer_cases(&tokens),
+        "Bearer realm=\"restricted\"",
+    )
+    .await;
 
     // Two identity providers: a token one of them signed in the other's name is the same 401.
     let rsa_for_a = {
@@ -645,16 +654,12 @@ async fn header_and_binding_table() {
             hs_token(SECRET_B, json!(ISSUER_A), Some("a-1")),
         ),
     ];
-    let cases: Vec<Case<'_>> = foreign
-        .iter()
-        .map(|(name, token)| {
-            (
-                *name,
-                vec![("authorization", format!("Bearer {token}").into_bytes())],
-            )
-        })
-        .collect();
-    assert_all_rejected(&two_issuers(), &cases, "Bearer realm=\"restricted\"").await;
+    assert_all_rejected(
+        &two_issuers(),
+        &bearer_cases(&foreign),
+        "Bearer realm=\"restricted\"",
+    )
+    .await;
 
     // The raw-header signer itself makes tokens that pass.
     let good = with_raw_header(br#"{"alg":"HS256","typ":"JWT"}"#);
