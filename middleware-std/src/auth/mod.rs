@@ -37,6 +37,15 @@
 //! allocate nothing beyond inserting the principal into the context (and declaring an API key
 //! header, below); a validator's future is stored unboxed in the [`ResponseFuture`].
 //!
+//! The timing of the comparison can be checked with a dudect-style Welch t-test. It is not a CI
+//! gate (it wants an optimized build and a machine that is not too busy); it prints the median t
+//! of several rounds for the bearer check and for a deliberately leaky early-exit comparison,
+//! and fails when the check's |t| exceeds 4.5 (dudect's threshold) or the leaky one's does not:
+//!
+//! ```text
+//! cargo test -p middleware-std --release --features auth --lib -- --ignored --nocapture comparison_time
+//! ```
+//!
 //! # Credentials stay out of logs
 //!
 //! Whatever the order of the layers, a header this layer reads a credential from is never
@@ -66,14 +75,15 @@
 //! once per request. A validator's future is the application's work, like the inner service's,
 //! and is not counted. Otherwise no clock is read.
 //!
-//! The timing of the comparison can be checked with a dudect-style Welch t-test. It is not a CI
-//! gate (it wants an optimized build and a machine that is not too busy); it prints the median t
-//! of several rounds for the bearer check and for a deliberately leaky early-exit comparison,
-//! and fails when the check's |t| exceeds 4.5 (dudect's threshold) or the leaky one's does not:
+//! # JWT
 //!
-//! ```text
-//! cargo test -p middleware-std --release --features auth --lib -- --ignored --nocapture comparison_time
-//! ```
+//! With the `jwt` feature, `Jwt` verifies bearer tokens with keys that are each pinned to one
+//! algorithm, optionally named by a `kid` and bound to an issuer (`JwtKey::with_issuer`): a
+//! token is checked only with the keys of its `alg`, its `kid` (a `kid` no key has is refused)
+//! and its `iss`, so one identity provider's key cannot vouch for another's tokens. A token
+//! whose header has a `crit` is refused (this layer understands no extension), and HMAC secrets
+//! shorter than RFC 7518 §3.2 allows are refused when the key is built. Every refusal is the one
+//! `401` above.
 //!
 //! # Example
 //!
