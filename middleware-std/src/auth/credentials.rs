@@ -60,8 +60,10 @@ impl Scheme {
 
 /// Credentials handed to a [`Validator`](super::Validator), already checked for shape.
 ///
-/// `Debug` shows the user name of Basic credentials and redacts every secret.
-#[derive(Clone, PartialEq, Eq)]
+/// `Debug` shows the user name of Basic credentials and redacts every secret. There is no `==`:
+/// it would compare the secrets in variable time; match the variant and use
+/// [`Secret::matches`].
+#[derive(Clone)]
 #[non_exhaustive]
 pub enum Credentials {
     /// From `Authorization: Basic`. The password may contain `:`; the user name cannot.
@@ -105,7 +107,18 @@ impl fmt::Debug for Credentials {
 
 /// A secret string: `Debug` prints `[redacted]`, and [`Secret::matches`] compares in constant
 /// time.
-#[derive(Clone, PartialEq, Eq)]
+///
+/// `Secret` implements neither `PartialEq` nor `Hash`: `==` on strings stops at the first
+/// differing byte, so its time would tell an attacker how much of a guess was right.
+///
+/// ```
+/// use middleware_std::auth::Secret;
+///
+/// let presented = Secret::new("s3cr3t");
+/// assert!(presented.matches("s3cr3t"));
+/// assert!(!presented.matches("s3cr3"));
+/// ```
+#[derive(Clone)]
 pub struct Secret(Box<str>);
 
 impl Secret {

@@ -3,7 +3,10 @@
 use std::{fmt, sync::Arc};
 
 use bytes::Bytes;
-use http::{HeaderName, HeaderValue, Request, Response, StatusCode, header::WWW_AUTHENTICATE};
+use http::{
+    HeaderName, HeaderValue, Request, Response, StatusCode,
+    header::{self, AUTHORIZATION, COOKIE, PROXY_AUTHORIZATION, WWW_AUTHENTICATE},
+};
 use middleware_core::{Context, Error, RequestExt};
 use tower_layer::Layer;
 
@@ -164,7 +167,11 @@ impl<S, A> Layer<S> for AuthLayer<A> {
 pub(crate) struct Settings {
     realm: Box<str>,
     challenge: HeaderValue,
+    /// The header credentials are read from.
     sensitive: HeaderName,
+    /// Whether `sensitive` must be declared to the context: not for the headers every logger
+    /// already redacts (see [`declared_by_loggers`]).
+    declare: bool,
     roles: Vec<Box<str>>,
     scopes: Vec<Box<str>>,
 }
@@ -175,6 +182,7 @@ impl Settings {
             realm: DEFAULT_REALM.into(),
             challenge: challenge(scheme, DEFAULT_REALM),
             sensitive: scheme.header_name().clone(),
+            declare: !declared_by_loggers(scheme.header_name()),
             roles: Vec::new(),
             scopes: Vec::new(),
         }
@@ -188,8 +196,33 @@ impl Settings {
         render(req, &error)
     }
 
-    /// Checks the requirements; when they are met, marks the credentials header sensitive,
-    /// puts the principal into the context and returns `None`, else returns the `403`.
+    /// Marks every value of the credentials header sensitive and, unless every logger redacts
+    /// that header anyway, declares it to the request's context when it has one ([`admit`]
+    /// declares it again, on the context it may have created). Runs before the credentials
+    /// are even read, so it holds for valid, invalid and malformed values alike.
+    ///
+    /// [`admit`]: Self::admit
+    pub(crate) fn protect<B>(&self, req: &mut Request<B>) {
+        let headers = req.headers_mut();
+        let mut values = headers.get_all(&self.sensitive).iter();
+        let several = values.next().is_some() && values.next().is_some();
+        if several {
+            // Only a request that is about to be rejected has several; `entry` may grow the map.
+            if let header::Entry::Occupied(mut entry) = headers.entry(&self.sensitive) {
+                entry.iter_mut().for_each(|value| value.set_sensitive(true));
+            }
+        } else if let Some(value) = headers.get_mut(&self.sensitive) {
+            value.set_sensitive(true);
+        }
+        if self.declare {
+            if let Some(cx) = req.try_context() {
+                cx.mark_sensitive_header(self.sensitive.clone());
+            }
+        }
+    }
+
+    /// Checks the requirements; when they are met, puts the principal into the context (which
+    /// it creates if the request has none) and returns `None`, else returns the `403`.
     pub(crate) fn admit<B>(
         &self,
         principal: Principal,
@@ -200,12 +233,20 @@ impl Settings {
         if !allowed {
             return Some(render(req, &Error::new(StatusCode::FORBIDDEN)));
         }
-        if let Some(value) = req.headers_mut().get_mut(&self.sensitive) {
-            value.set_sensitive(true);
+        let cx = req.context();
+        if self.declare {
+            // Again: `protect` may have found no context (a repeat only takes the lock).
+            cx.mark_sensitive_header(self.sensitive.clone());
         }
-        req.context().insert(principal);
+        cx.insert(principal);
         None
     }
+}
+
+/// Headers on every logger's fixed deny list: declaring them would cost an allocation per
+/// request (the first push into the context's list) and change nothing.
+fn declared_by_loggers(name: &HeaderName) -> bool {
+    [AUTHORIZATION, PROXY_AUTHORIZATION, COOKIE].contains(name)
 }
 
 fn render<B>(req: &Request<B>, error: &Error) -> Response<Bytes> {
@@ -277,6 +318,46 @@ mod tests {
     fn non_ascii_realm_is_sent_as_utf8_bytes() {
         let value = challenge(&Scheme::Bearer, "zoë");
         assert_eq!(value.as_bytes(), "Bearer realm=\"zoë\"".as_bytes());
+    }
+
+    #[test]
+    fn every_value_of_the_credentials_header_is_flagged_before_it_is_read() {
+        let name = HeaderName::from_static("x-auth-token");
+        let settings = Settings::new(&Scheme::ApiKey(name.clone()));
+        for values in [
+            &["valid-looking"][..],
+            &["Bearer with-a-scheme"],
+            &["two", "values"],
+            &["non-ascii \u{e9}"],
+        ] {
+            let mut req = Request::new(());
+            for value in values {
+                req.headers_mut()
+                    .append(&name, HeaderValue::from_bytes(value.as_bytes()).unwrap());
+            }
+            req.headers_mut()
+                .insert("accept", HeaderValue::from_static("*/*"));
+            settings.protect(&mut req);
+            assert!(
+                req.headers()
+                    .get_all(&name)
+                    .iter()
+                    .all(HeaderValue::is_sensitive),
+                "{values:?}"
+            );
+            assert!(!req.headers()["accept"].is_sensitive());
+        }
+    }
+
+    #[test]
+    fn only_headers_loggers_do_not_already_redact_are_declared() {
+        for name in [AUTHORIZATION, PROXY_AUTHORIZATION, COOKIE] {
+            assert!(!Settings::new(&Scheme::ApiKey(name)).declare);
+        }
+        assert!(!Settings::new(&Scheme::Bearer).declare);
+        assert!(!Settings::new(&Scheme::Basic).declare);
+        let custom = Scheme::ApiKey(HeaderName::from_static("api-key"));
+        assert!(Settings::new(&custom).declare);
     }
 
     #[test]

@@ -12,7 +12,7 @@
 //! | [`AuthLayer::bearer`] | `Authorization: Bearer <token>` | static tokens, in `call` |
 //! | [`AuthLayer::api_key`] | a header of your choice, e.g. `x-api-key` | static keys, in `call` |
 //! | [`AuthLayer::validator`] | any [`Scheme`] | your async [`Validator`] (closures work) |
-//! | `AuthLayer::jwt` | `Authorization: Bearer <jwt>` | `Jwt`: HS256 / RS256 / ES256 |
+//! | `AuthLayer::jwt` | `Authorization: Bearer <jwt>` | `Jwt`: HS256/384/512, RS256, ES256; keys bound to issuers |
 //!
 //! # Failures
 //!
@@ -32,11 +32,10 @@
 //! Static secrets are stored as SHA-256 digests only. A presented secret is hashed and compared
 //! with every stored digest using `subtle`'s constant-time equality, so neither its length, a
 //! common prefix, nor which entry matched shows in the timing. Secrets never appear in `Debug`
-//! output (every type here redacts by hand) or in error responses, and on an authenticated
-//! request the credentials header is marked sensitive ([`http::HeaderValue::set_sensitive`])
-//! before it is passed inward, so HTTP/2 encoders and well-behaved loggers leave it alone.
-//! Static checks run synchronously in `call` and allocate nothing beyond inserting the principal
-//! into the context; a validator's future is stored unboxed in the [`ResponseFuture`].
+//! output (every type here redacts by hand) or in error responses, and no type here compares
+//! secrets with `==` (use [`Secret::matches`]). Static checks run synchronously in `call` and
+//! allocate nothing beyond inserting the principal into the context (and declaring an API key
+//! header, below); a validator's future is stored unboxed in the [`ResponseFuture`].
 //!
 //! The timing of the comparison can be checked with a dudect-style Welch t-test. It is not a CI
 //! gate (it wants an optimized build and a machine that is not too busy); it prints the median t
@@ -46,6 +45,45 @@
 //! ```text
 //! cargo test -p middleware-std --release --features auth --lib -- --ignored --nocapture comparison_time
 //! ```
+//!
+//! # Credentials stay out of logs
+//!
+//! Whatever the order of the layers, a header this layer reads a credential from is never
+//! logged by a logger that honours these two marks. Before the credentials are even read — so
+//! for valid, wrong and malformed values alike, and whether the request is then admitted,
+//! refused or handed to a validator — the layer:
+//!
+//! - marks every value of that header sensitive ([`http::HeaderValue::set_sensitive`]), which
+//!   inner layers, the handler and HTTP/2 encoders see;
+//! - declares the header with [`Context::mark_sensitive_header`](crate::Context::mark_sensitive_header)
+//!   when it is an API key header (any name, static or [`Scheme::ApiKey`] for a validator). The
+//!   declaration is shared by every handle of the request, so an access log *outside* this
+//!   layer, which holds a handle taken before the check, redacts the header too. It reaches the
+//!   context the request carries when it arrives (a log layer outside creates one) and, on an
+//!   admitted request, the context this layer puts the principal into.
+//!
+//! `Authorization` (Basic, Bearer, JWT) is flagged but not declared: it is, with
+//! `Proxy-Authorization` and `Cookie`, on every logger's fixed deny list, and declaring it would
+//! cost an allocation per request (the first entry of the context's list) for nothing. This
+//! layer reads no other header and no cookie.
+//!
+//! # Per-layer time
+//!
+//! Inside a timing layer that asks for per-layer times (`ServerTimingLayer::per_layer_times`,
+//! feature `timing`), the layer reports the time of its own work in `call` — reading and
+//! checking the credentials, admitting or rendering the rejection — as the mark `mw.auth`,
+//! once per request. A validator's future is the application's work, like the inner service's,
+//! and is not counted. Otherwise no clock is read.
+//!
+//! # JWT
+//!
+//! With the `jwt` feature, `Jwt` verifies bearer tokens with keys that are each pinned to one
+//! algorithm, optionally named by a `kid` and bound to an issuer (`JwtKey::with_issuer`): a
+//! token is checked only with the keys of its `alg`, its `kid` (a `kid` no key has is refused)
+//! and its `iss`, so one identity provider's key cannot vouch for another's tokens. A token
+//! whose header has a `crit` is refused (this layer understands no extension), and HMAC secrets
+//! shorter than RFC 7518 §3.2 allows are refused when the key is built. Every refusal is the one
+//! `401` above.
 //!
 //! # Example
 //!

@@ -7,8 +7,10 @@ use std::{
 };
 
 use http::{Request, Response};
-use middleware_core::ResponseBody;
+use middleware_core::{RequestExt, ResponseBody};
 use tower_service::Service;
+
+use crate::layer_time;
 
 use super::{
     AuthLayer, Authenticate, authenticate::Verdict, future::ResponseFuture, layer::Settings,
@@ -83,6 +85,10 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        // A clock is read only when a timing layer asks for this layer's own time.
+        let started = layer_time::wanted(req.try_context()).then(std::time::Instant::now);
+        // Before anything is read: the header is protected whatever the verdict.
+        self.settings.protect(&mut req);
         // The extensions are taken out for the call (a pointer), not the request split into
         // parts and put back together (two moves of the whole request).
         let mut extensions = std::mem::take(req.extensions_mut());
@@ -90,13 +96,31 @@ where
             .authenticator
             .authenticate(req.headers(), &mut extensions);
         *req.extensions_mut() = extensions;
+        let spent = |req: &Request<ReqBody>| {
+            if let Some(started) = started {
+                layer_time::record(req.try_context(), "mw.auth", started.elapsed());
+            }
+        };
         match verdict {
             Verdict::Granted(principal) => match self.settings.admit(principal, &mut req) {
-                None => ResponseFuture::called(self.inner.call(req)),
-                Some(forbidden) => ResponseFuture::rejected(forbidden),
+                None => {
+                    spent(&req);
+                    ResponseFuture::called(self.inner.call(req))
+                }
+                Some(forbidden) => {
+                    spent(&req);
+                    ResponseFuture::rejected(forbidden)
+                }
             },
-            Verdict::Denied => ResponseFuture::rejected(self.settings.unauthorized(&req)),
+            Verdict::Denied => {
+                let unauthorized = self.settings.unauthorized(&req);
+                spent(&req);
+                ResponseFuture::rejected(unauthorized)
+            }
             Verdict::Pending(validation) => {
+                // The validator's own time is the application's, like the inner service's:
+                // only the reading and starting of the check counts as this layer's.
+                spent(&req);
                 // The ready service goes into the future; this handle keeps a fresh clone.
                 let clone = self.inner.clone();
                 let inner = std::mem::replace(&mut self.inner, clone);

@@ -840,6 +840,47 @@ fn secret_matches_only_the_same_bytes() {
     assert_eq!(secret.expose(), "abc");
 }
 
+/// Whether `$t: PartialEq`, decided at compile time by method resolution (autoref
+/// specialization): the by-value candidate [`ViaEq`] applies only when the bound holds.
+macro_rules! implements_eq {
+    ($t:ty) => {
+        (&EqProbe::<$t>(std::marker::PhantomData)).has_eq()
+    };
+}
+
+struct EqProbe<T>(std::marker::PhantomData<T>);
+
+trait ViaEq {
+    fn has_eq(&self) -> bool {
+        true
+    }
+}
+
+impl<T: PartialEq> ViaEq for EqProbe<T> {}
+
+trait ViaAny {
+    fn has_eq(&self) -> bool {
+        false
+    }
+}
+
+impl<T> ViaAny for &EqProbe<T> {}
+
+#[test]
+fn secrets_and_credentials_cannot_be_compared_in_variable_time() {
+    assert!(
+        !implements_eq!(Secret),
+        "`Secret == Secret` is variable time"
+    );
+    assert!(
+        !implements_eq!(Credentials),
+        "`Credentials ==` is variable time"
+    );
+    // The probe itself tells the two cases apart.
+    assert!(implements_eq!(Principal));
+    assert!(implements_eq!(String));
+}
+
 #[tokio::test]
 async fn every_layer_passes_the_conformance_kit() {
     Conformance::new(bearer_layer())
@@ -874,6 +915,153 @@ async fn conformance_kit_passes_on_a_multi_thread_runtime() {
         .with_request(|| request(&[("authorization", format!("Bearer {TOKEN}").as_bytes())]))
         .run()
         .await;
+}
+
+// ----- credential headers stay out of logs ------------------------------------------------------
+
+/// Sends `req` through `layer` and returns the handle an access log outside the auth layer
+/// holds: taken before the auth layer ran.
+async fn outer_handle_after<A: Authenticate>(
+    layer: &AuthLayer<A>,
+    mut req: Request<String>,
+) -> (Context, StatusCode) {
+    let outer = req.context().clone();
+    let answer = send(layer, &Recorder::default(), req).await;
+    (outer, answer.status)
+}
+
+/// Valid, invalid and malformed values for an API key header `name`.
+fn api_key_values(name: &'static str) -> Vec<Case<'static>> {
+    vec![
+        ("valid", vec![(name, TOKEN.into())]),
+        ("wrong", vec![(name, b"not-the-key".to_vec())]),
+        (
+            "with a scheme",
+            vec![(name, format!("Bearer {TOKEN}").into())],
+        ),
+        ("empty", vec![(name, Vec::new())]),
+        ("non-ascii", vec![(name, format!("{TOKEN}\u{e9}").into())]),
+        ("9 KiB", vec![(name, "k".repeat(9000).into())]),
+        (
+            "two headers",
+            vec![(name, TOKEN.into()), (name, TOKEN.into())],
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn api_key_header_is_declared_sensitive_for_valid_invalid_and_malformed_values() {
+    let name = HeaderName::from_static("x-auth-token");
+    let layer = AuthLayer::api_key(name.clone(), TOKEN, Principal::new("partner"));
+    for (case, headers) in api_key_values("x-auth-token") {
+        let headers: Vec<(&str, &[u8])> = headers.iter().map(|(n, v)| (*n, v.as_slice())).collect();
+        let (outer, status) = outer_handle_after(&layer, request(&headers)).await;
+        let expected = if case == "valid" {
+            StatusCode::OK
+        } else {
+            StatusCode::UNAUTHORIZED
+        };
+        assert_eq!(status, expected, "{case}");
+        assert!(outer.is_sensitive_header(&name), "{case}: not declared");
+        assert!(
+            !outer.is_sensitive_header(&header::AUTHORIZATION),
+            "{case}: declared a header it does not read"
+        );
+    }
+}
+
+#[tokio::test]
+async fn validator_api_key_header_is_declared_sensitive_on_every_path() {
+    let name = HeaderName::from_static("api-key");
+    let calls = Arc::new(AtomicUsize::new(0));
+    let layer = AuthLayer::validator(
+        Scheme::ApiKey(name.clone()),
+        slow_validator(Arc::clone(&calls), None),
+    );
+    for (case, headers) in api_key_values("api-key") {
+        let headers: Vec<(&str, &[u8])> = headers.iter().map(|(n, v)| (*n, v.as_slice())).collect();
+        let (outer, _) = outer_handle_after(&layer, request(&headers)).await;
+        assert!(outer.is_sensitive_header(&name), "{case}: not declared");
+    }
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        2,
+        "valid and wrong reach the validator"
+    );
+}
+
+#[tokio::test]
+async fn api_key_accepted_without_a_context_is_declared_on_the_context_it_gets() {
+    let recorder = Recorder::default();
+    let answer = send(
+        &api_key_layer(),
+        &recorder,
+        request(&[("x-api-key", TOKEN.as_bytes())]),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK);
+    let call = recorder.seen().pop().unwrap();
+    assert!(call.api_key_declared);
+    assert!(call.api_key_sensitive);
+}
+
+#[tokio::test]
+async fn authorization_is_flagged_but_not_declared_since_every_logger_redacts_it() {
+    let bearer = format!("Bearer {TOKEN}");
+    let recorder = Recorder::default();
+    let answer = send(
+        &bearer_layer(),
+        &recorder,
+        request(&[("authorization", bearer.as_bytes())]),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert!(recorder.seen().pop().unwrap().sensitive);
+    for value in [bearer.as_str(), "Bearer wrong", TOKEN, "Basic Og=="] {
+        let req = request(&[("authorization", value.as_bytes())]);
+        let (outer, _) = outer_handle_after(&bearer_layer(), req).await;
+        assert!(
+            !outer.is_sensitive_header(&header::AUTHORIZATION),
+            "{value}: declared (an allocation per request for nothing)"
+        );
+    }
+}
+
+// ----- per-layer time --------------------------------------------------------------------------
+
+fn mark_names(cx: &Context) -> Vec<String> {
+    cx.marks().iter().map(|m| m.name().to_owned()).collect()
+}
+
+#[tokio::test]
+async fn auth_reports_its_own_time_once_when_a_timing_layer_asks() {
+    let good = format!("Bearer {TOKEN}");
+    let layers = [
+        bearer_layer(),
+        bearer_layer().require_role("root"), // 403
+    ];
+    for layer in &layers {
+        for value in [good.as_str(), "Bearer wrong", "garbage"] {
+            let mut req = request(&[("authorization", value.as_bytes())]);
+            req.context().insert(crate::layer_time::LayerTimes);
+            let (outer, status) = outer_handle_after(layer, req).await;
+            assert_eq!(mark_names(&outer), ["mw.auth"], "{value} ({status})");
+        }
+    }
+    let validator = AuthLayer::validator(Scheme::Bearer, slow_validator(Arc::default(), None));
+    let mut req = request(&[("authorization", good.as_bytes())]);
+    req.context().insert(crate::layer_time::LayerTimes);
+    let (outer, status) = outer_handle_after(&validator, req).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(mark_names(&outer), ["mw.auth"]);
+}
+
+#[tokio::test]
+async fn auth_reports_no_time_unless_asked() {
+    let req = request(&[("authorization", format!("Bearer {TOKEN}").as_bytes())]);
+    let (outer, status) = outer_handle_after(&bearer_layer(), req).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(outer.marks().is_empty());
 }
 
 // ----- synchronous and allocation-free static checks -------------------------------------------
@@ -1232,6 +1420,7 @@ struct Seen {
     claims: Option<Claims>,
     sensitive: bool,
     api_key_sensitive: bool,
+    api_key_declared: bool,
 }
 
 /// The inner service: answers `200 ok` and records what it saw.
@@ -1274,6 +1463,9 @@ impl Service<Request<String>> for Recorder {
             claims: req.try_context().and_then(|cx| cx.get::<Claims>()).cloned(),
             sensitive: sensitive("authorization"),
             api_key_sensitive: sensitive("x-api-key"),
+            api_key_declared: req
+                .try_context()
+                .is_some_and(|cx| cx.is_sensitive_header(&HeaderName::from_static("x-api-key"))),
         });
         std::future::ready(Ok(Response::new(String::from("ok"))))
     }

@@ -265,9 +265,8 @@ async fn keys_from_jwk_components_verify_tokens() {
     let rsa = JwtKey::rs256_components(RSA_N, "AQAB").unwrap();
     let ec = JwtKey::es256_components(EC_X, EC_Y).unwrap();
     let layer = AuthLayer::jwt(
-        Jwt::new(rsa)
-            .with_key(ec)
-            .with_issuer(ISSUER)
+        Jwt::new(rsa.with_issuer(ISSUER))
+            .with_key(ec.with_issuer(ISSUER))
             .with_audience("api"),
     );
     for (alg, key) in [
@@ -308,7 +307,7 @@ fn claims_deserialize_into_your_type() {
 #[test]
 fn jwt_debug_output_never_shows_the_secret() {
     let layer = jwt_layer();
-    let debug = format!("{layer:?} {:?}", JwtKey::hs256(HS_SECRET));
+    let debug = format!("{layer:?} {:?}", JwtKey::hs256(HS_SECRET).unwrap());
     assert!(
         !debug.contains(std::str::from_utf8(HS_SECRET).unwrap()),
         "{debug}"
@@ -326,16 +325,417 @@ async fn jwt_layer_passes_the_conformance_kit() {
         .await;
 }
 
+// ----- keys, issuers, kids and critical headers ------------------------------------------------
+
+#[test]
+fn hmac_secrets_shorter_than_rfc_7518_allows_are_refused() {
+    for (name, make, min) in [
+        (
+            "hs256",
+            (|k| JwtKey::hs256(k)) as fn(&[u8]) -> Result<JwtKey, JwtKeyError>,
+            32,
+        ),
+        ("hs384", |k| JwtKey::hs384(k), 48),
+        ("hs512", |k| JwtKey::hs512(k), 64),
+    ] {
+        for short in [0, 1, min - 1] {
+            let error = make(&vec![b'k'; short]).unwrap_err();
+            assert_eq!(
+                error.to_string(),
+                format!("{name} secret shorter than {} bits", min * 8),
+                "{short} bytes"
+            );
+        }
+        assert!(make(&vec![b'k'; min]).is_ok(), "{name}");
+    }
+    assert!(JwtKey::hs256(b"").is_err(), "the empty key");
+    assert!(JwtKey::hs256([7_u8; 31]).is_err(), "a 31-byte key");
+    assert!(JwtKey::hs256([7_u8; 32]).is_ok());
+    assert_eq!(
+        JwtKey::rs256_components("!!", "AQAB")
+            .unwrap_err()
+            .to_string(),
+        "invalid jwt key"
+    );
+}
+
+#[tokio::test]
+async fn hs384_and_hs512_keys_verify_their_own_algorithm_only() {
+    let secret = [b'x'; 64];
+    let layer = AuthLayer::jwt(
+        Jwt::new(JwtKey::hs384(&secret[..48]).unwrap()).with_key(JwtKey::hs512(secret).unwrap()),
+    );
+    let sign_with =
+        |alg, secret: &[u8]| sign(alg, &EncodingKey::from_secret(secret), &claims(), None);
+    for (token, status) in [
+        (sign_with(Algorithm::HS384, &secret[..48]), StatusCode::OK),
+        (sign_with(Algorithm::HS512, &secret), StatusCode::OK),
+        (
+            sign_with(Algorithm::HS256, &secret),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            sign_with(Algorithm::HS384, &secret),
+            StatusCode::UNAUTHORIZED,
+        ),
+    ] {
+        let answer = send(&layer, &Recorder::default(), bearer_request(&token)).await;
+        assert_eq!(answer.status, status);
+    }
+}
+
+const ISSUER_A: &str = "https://a.test";
+const ISSUER_B: &str = "https://b.test";
+const SECRET_A: &[u8] = b"secret of identity provider a, 32+";
+const SECRET_B: &[u8] = b"secret of identity provider b, 32+";
+
+/// Two identity providers, each with its own HS256 key, plus an unbound RS256 key.
+fn two_issuers() -> AuthLayer<Jwt> {
+    AuthLayer::jwt(
+        Jwt::new(JwtKey::hs256(SECRET_A).unwrap().with_issuer(ISSUER_A))
+            .with_key(JwtKey::hs256(SECRET_B).unwrap().with_issuer(ISSUER_B))
+            .with_key(JwtKey::rs256_der(&b64(RSA_PUBLIC_PKCS1_DER))),
+    )
+}
+
+fn hs_token(secret: &[u8], iss: Value, kid: Option<&str>) -> String {
+    let mut claims = claims();
+    if iss.is_null() {
+        claims.as_object_mut().unwrap().remove("iss");
+    } else {
+        claims["iss"] = iss;
+    }
+    sign(
+        Algorithm::HS256,
+        &EncodingKey::from_secret(secret),
+        &claims,
+        kid,
+    )
+}
+
+#[tokio::test]
+async fn a_key_verifies_only_tokens_of_its_own_issuer() {
+    let rsa = |iss: &str| {
+        let mut claims = claims();
+        claims["iss"] = json!(iss);
+        sign(Algorithm::RS256, &rsa_signer(), &claims, None)
+    };
+    for (name, token, status) in [
+        (
+            "a signs for a",
+            hs_token(SECRET_A, json!(ISSUER_A), None),
+            StatusCode::OK,
+        ),
+        (
+            "b signs for b",
+            hs_token(SECRET_B, json!(ISSUER_B), None),
+            StatusCode::OK,
+        ),
+        (
+            "b signs for a",
+            hs_token(SECRET_B, json!(ISSUER_A), None),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "a signs for b",
+            hs_token(SECRET_A, json!(ISSUER_B), None),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "b signs for [b, a]",
+            hs_token(SECRET_B, json!([ISSUER_B, ISSUER_A]), None),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "b signs for [b]",
+            hs_token(SECRET_B, json!([ISSUER_B]), None),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "unbound key signs for [a]",
+            {
+                let mut claims = claims();
+                claims["iss"] = json!([ISSUER_A]);
+                sign(Algorithm::RS256, &rsa_signer(), &claims, None)
+            },
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "b signs for [a]",
+            hs_token(SECRET_B, json!([ISSUER_A]), None),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "b signs with no iss",
+            hs_token(SECRET_B, Value::Null, None),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "b signs for c",
+            hs_token(SECRET_B, json!("https://c.test"), None),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "unbound key, other issuer",
+            rsa("https://c.test"),
+            StatusCode::OK,
+        ),
+        (
+            "unbound key signs for a",
+            rsa(ISSUER_A),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "unbound key signs for b",
+            rsa(ISSUER_B),
+            StatusCode::UNAUTHORIZED,
+        ),
+    ] {
+        let answer = send(&two_issuers(), &Recorder::default(), bearer_request(&token)).await;
+        assert_eq!(answer.status, status, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn a_token_kid_selects_only_the_key_with_that_kid() {
+    let layer = AuthLayer::jwt(
+        Jwt::new(JwtKey::hs256(SECRET_A).unwrap().with_kid("a-1"))
+            .with_key(JwtKey::hs256(SECRET_B).unwrap()),
+    );
+    let iss = || json!(ISSUER);
+    for (name, token, status) in [
+        (
+            "kid of the key",
+            hs_token(SECRET_A, iss(), Some("a-1")),
+            StatusCode::OK,
+        ),
+        (
+            "no kid, first key",
+            hs_token(SECRET_A, iss(), None),
+            StatusCode::OK,
+        ),
+        (
+            "no kid, second key",
+            hs_token(SECRET_B, iss(), None),
+            StatusCode::OK,
+        ),
+        (
+            "kid of another key",
+            hs_token(SECRET_B, iss(), Some("a-1")),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "unknown kid",
+            hs_token(SECRET_B, iss(), Some("b-1")),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "unknown kid, right key",
+            hs_token(SECRET_A, iss(), Some("a-2")),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "empty kid",
+            hs_token(SECRET_B, iss(), Some("")),
+            StatusCode::UNAUTHORIZED,
+        ),
+    ] {
+        let answer = send(&layer, &Recorder::default(), bearer_request(&token)).await;
+        assert_eq!(answer.status, status, "{name}");
+    }
+}
+
+/// A token with header `header` (raw JSON text, or anything) and good claims, signed with the
+/// fixture's HS256 secret: only the header can make it fail.
+fn with_raw_header(header: &[u8]) -> String {
+    let payload = b64url(claims().to_string().as_bytes());
+    let message = format!("{}.{payload}", b64url(header));
+    let signature =
+        jsonwebtoken::crypto::sign(message.as_bytes(), &hs_signer(), Algorithm::HS256).unwrap();
+    format!("{message}.{signature}")
+}
+
+/// Table rows sending each named token as `Authorization: Bearer <token>`.
+fn bearer_cases<'a>(tokens: &'a [(&'a str, String)]) -> Vec<Case<'a>> {
+    tokens
+        .iter()
+        .map(|(name, token)| {
+            (
+                *name,
+                vec![("authorization", format!("Bearer {token}").into_bytes())],
+            )
+        })
+        .collect()
+}
+
+async fn header_and_binding_table() {
+    let hs = hs_signer();
+    let with_header = |edit: &dyn Fn(&mut Header)| {
+        let mut header = Header::new(Algorithm::HS256);
+        edit(&mut header);
+        jsonwebtoken::encode(&header, &claims(), &hs).unwrap()
+    };
+    let nested = format!(
+        r#"{{"alg":"HS256","x":{}{}}}"#,
+        "[".repeat(2000),
+        "]".repeat(2000)
+    );
+    let tokens: Vec<(&str, String)> = vec![
+        ("crit: []", with_header(&|h| h.crit = Some(vec![]))),
+        (
+            "crit: [exp]",
+            with_header(&|h| h.crit = Some(vec!["exp".into()])),
+        ),
+        (
+            "crit: [b64]",
+            with_header(&|h| h.crit = Some(vec!["b64".into()])),
+        ),
+        (
+            "crit as a string",
+            with_raw_header(br#"{"alg":"HS256","crit":"exp"}"#),
+        ),
+        (
+            "crit as an object",
+            with_raw_header(br#"{"alg":"HS256","crit":{"exp":1}}"#),
+        ),
+        (
+            "crit twice",
+            with_raw_header(br#"{"alg":"HS256","crit":["x"],"crit":null}"#),
+        ),
+        (
+            "huge header",
+            with_raw_header(format!(r#"{{"alg":"HS256","x":"{}"}}"#, "x".repeat(9000)).as_bytes()),
+        ),
+        ("deeply nested header", with_raw_header(nested.as_bytes())),
+        ("non-json header", with_raw_header(b"alg=HS256")),
+        ("header is an array", with_raw_header(br#"["HS256"]"#)),
+        (
+            "header is not utf-8",
+            with_raw_header(b"{\"alg\":\"HS256\",\"x\":\"\xff\"}"),
+        ),
+        ("header without alg", with_raw_header(br#"{"typ":"JWT"}"#)),
+        (
+            "unknown kid",
+            sign(Algorithm::HS256, &hs, &claims(), Some("nobody")),
+        ),
+        (
+            "kid of another key",
+            sign(Algorithm::HS256, &hs, &claims(), Some("ec-1")),
+        ),
+        ("another issuer's key", {
+            let mut claims = claims();
+            claims["iss"] = json!("https://other.test");
+            sign(Algorithm::HS256, &hs, &claims, None)
+        }),
+    ];
+    assert_all_rejected(
+        &jwt_layer(),
+        &bearer_cases(&tokens),
+        "Bearer realm=\"restricted\"",
+    )
+    .await;
+
+    // Two identity providers: a token one of them signed in the other's name is the same 401.
+    let rsa_for_a = {
+        let mut claims = claims();
+        claims["iss"] = json!(ISSUER_A);
+        sign(Algorithm::RS256, &rsa_signer(), &claims, None)
+    };
+    let foreign = [
+        ("b signs for a", hs_token(SECRET_B, json!(ISSUER_A), None)),
+        ("a signs for b", hs_token(SECRET_A, json!(ISSUER_B), None)),
+        (
+            "b signs for [b, a]",
+            hs_token(SECRET_B, json!([ISSUER_B, ISSUER_A]), None),
+        ),
+        ("unbound key signs for a", rsa_for_a),
+        (
+            "b signs for a, kid",
+            hs_token(SECRET_B, json!(ISSUER_A), Some("a-1")),
+        ),
+    ];
+    assert_all_rejected(
+        &two_issuers(),
+        &bearer_cases(&foreign),
+        "Bearer realm=\"restricted\"",
+    )
+    .await;
+
+    // The raw-header signer itself makes tokens that pass.
+    let good = with_raw_header(br#"{"alg":"HS256","typ":"JWT"}"#);
+    let answer = send(&jwt_layer(), &Recorder::default(), bearer_request(&good)).await;
+    assert_eq!(answer.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn crit_headers_unknown_kids_and_bad_headers_get_identical_401s() {
+    header_and_binding_table().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crit_headers_unknown_kids_and_bad_headers_get_identical_401s_on_a_multi_thread_runtime() {
+    header_and_binding_table().await;
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+    /// Any header bytes, signed correctly: 200 only for a plain HS256 header, else 401, never
+    /// a panic.
+    #[test]
+    fn arbitrary_signed_headers_get_200_or_401(
+        header in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
+    ) {
+        let token = with_raw_header(&header);
+        let status = status_now(&jwt_layer(), "authorization", format!("Bearer {token}").as_bytes());
+        proptest::prop_assert!(
+            matches!(status, Some(StatusCode::OK | StatusCode::UNAUTHORIZED)),
+            "{status:?}"
+        );
+    }
+
+    /// JSON headers built from likely fields: accepted only without `crit` and with a
+    /// matching `alg` and `kid`.
+    #[test]
+    fn generated_json_headers_pass_only_without_crit(
+        alg in proptest::sample::select(vec!["HS256", "HS384", "none", "RS256", "hs256"]),
+        kid in proptest::option::of(proptest::sample::select(vec!["ec-1", "x", ""])),
+        crit in proptest::option::of(proptest::sample::select(vec![
+            json!([]), json!(["exp"]), json!("exp"), json!(null), json!(1),
+        ])),
+    ) {
+        let mut header = json!({"alg": alg, "typ": "JWT"});
+        if let Some(kid) = kid {
+            header["kid"] = json!(kid);
+        }
+        if let Some(crit) = &crit {
+            header["crit"] = crit.clone();
+        }
+        let token = with_raw_header(header.to_string().as_bytes());
+        let status = status_now(&jwt_layer(), "authorization", format!("Bearer {token}").as_bytes());
+        // `crit: null` is no extension list at all: nothing to misunderstand.
+        let expected = if alg == "HS256" && kid.is_none() && crit.as_ref().is_none_or(Value::is_null) {
+            StatusCode::OK
+        } else {
+            StatusCode::UNAUTHORIZED
+        };
+        proptest::prop_assert_eq!(status, Some(expected));
+    }
+}
+
 // ----- fixtures --------------------------------------------------------------------------------
 
 const HS_SECRET: &[u8] = b"hs256-shared-secret-for-tests-only";
 const ISSUER: &str = "https://issuer.test";
 
 fn jwt() -> Jwt {
-    Jwt::new(JwtKey::hs256(HS_SECRET))
-        .with_key(JwtKey::rs256_der(&b64(RSA_PUBLIC_PKCS1_DER)))
-        .with_key(JwtKey::es256_sec1(&b64(EC_PUBLIC_SEC1)).with_kid("ec-1"))
-        .with_issuer(ISSUER)
+    Jwt::new(JwtKey::hs256(HS_SECRET).unwrap().with_issuer(ISSUER))
+        .with_key(JwtKey::rs256_der(&b64(RSA_PUBLIC_PKCS1_DER)).with_issuer(ISSUER))
+        .with_key(
+            JwtKey::es256_sec1(&b64(EC_PUBLIC_SEC1))
+                .with_kid("ec-1")
+                .with_issuer(ISSUER),
+        )
         .with_audience("api")
         .with_leeway(Duration::from_secs(30))
 }
