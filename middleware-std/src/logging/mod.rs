@@ -167,6 +167,7 @@ mod body;
 mod capture;
 mod escape;
 mod future;
+mod headers;
 mod layer;
 mod level;
 mod service;
