@@ -37,6 +37,18 @@ async fn a_head_response_is_logged_completed_without_its_body_read() {
 }
 
 #[tokio::test]
+async fn a_head_response_cancels_nothing_while_nothing_is_logged() {
+    // No subscriber on this thread: the layer keeps only its client-gone watch.
+    let seen = Arc::new(Mutex::new(None));
+    let res = app(&seen, StatusCode::OK)
+        .oneshot(request(Method::HEAD))
+        .await
+        .unwrap();
+    drop(res);
+    assert_eq!(context(&seen).cause(), None, "the request was cancelled");
+}
+
+#[tokio::test]
 async fn bodiless_statuses_are_logged_completed_without_their_body_read() {
     for status in [
         StatusCode::SWITCHING_PROTOCOLS,

@@ -277,10 +277,11 @@ pub(crate) struct MaskedQuery<'a> {
 
 impl fmt::Display for MaskedQuery<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // `;` separates pairs for some parsers: mask after either separator.
+        // `;` separates pairs for some parsers; `?` and `#` start a nested URL's query or
+        // fragment (`next=/cb?code=...`): mask after any of them.
         let mut rest = self.query;
         loop {
-            let end = rest.find(['&', ';']).unwrap_or(rest.len());
+            let end = rest.find(['&', ';', '?', '#']).unwrap_or(rest.len());
             let pair = &rest[..end];
             match pair.split_once('=') {
                 Some((key, _)) if self.keys.iter().any(|k| key_matches(key, k)) => {
@@ -482,6 +483,8 @@ mod tests {
             ("x=\u{1b}", r"x=\x1b"),
             ("%=token&token%=x", "%=token&token%=x"),
             ("&&=&", "&&=&"),
+            ("next=/cb?token=s3cret", "next=/cb?token=[redacted]"),
+            ("next=/cb#token=s3cret", "next=/cb#token=[redacted]"),
         ];
         for (query, expected) in table {
             let out = MaskedQuery { query, keys: &keys }.to_string();
@@ -502,6 +505,39 @@ mod tests {
             let out = escape(input.as_bytes()).to_string();
             prop_assert!(is_safe(&out), "{:?}", out);
             prop_assert_eq!(unescape(&out), input.as_bytes());
+        }
+
+        #[test]
+        fn escaped_hostile_text_has_no_blank_or_invisible_character_and_loses_nothing(
+            input in proptest::collection::vec(prop_oneof![
+                any::<char>(),
+                Just(' '), Just('='), Just('"'), Just('\\'), Just('\u{85}'), Just('\u{a0}'),
+                Just('\u{1680}'), Just('\u{2000}'), Just('\u{200a}'), Just('\u{200b}'),
+                Just('\u{200d}'), Just('\u{2028}'), Just('\u{2029}'), Just('\u{202f}'),
+                Just('\u{205f}'), Just('\u{2060}'), Just('\u{3000}'), Just('\u{feff}'),
+                Just('\u{ad}'), Just('\u{e0041}'), Just('\u{3164}'), Just('\u{fe0f}'),
+            ], 0..32).prop_map(|chars| chars.into_iter().collect::<String>()),
+        ) {
+            let out = escape(input.as_bytes()).to_string();
+            prop_assert!(is_safe(&out), "{:?}", out);
+            prop_assert_eq!(unescape(&out), input.as_bytes());
+        }
+
+        #[test]
+        fn a_bounded_escape_is_a_prefix_of_the_escape_within_its_limit(
+            input in any::<String>(),
+            max in 0usize..48,
+        ) {
+            let full = escape(input.as_bytes()).to_string();
+            let out = escaped_str(&input, max);
+            match out.strip_suffix(TRUNCATED) {
+                Some(cut) if full.len() > max => {
+                    prop_assert!(cut.len() <= max, "{:?}", out);
+                    prop_assert!(full.starts_with(cut), "{:?} / {:?}", cut, full);
+                    prop_assert!(is_safe(cut), "{:?}", cut);
+                }
+                _ => prop_assert_eq!(&*out, full.as_str()),
+            }
         }
 
         #[test]

@@ -185,9 +185,12 @@ pub(crate) fn write_masked_url(
     keys: &[Cow<'static, str>],
 ) -> fmt::Result {
     let mut rest = url;
-    // Userinfo: between `://` and the last `@` of the authority.
-    if let Some(scheme_end) = rest.find("://") {
-        let authority_start = scheme_end + 3;
+    // Userinfo: between `://` (or a leading `//`) and the last `@` of the authority.
+    let authority_start = match rest.find("://") {
+        Some(scheme_end) => Some(scheme_end + 3),
+        None => rest.starts_with("//").then_some(2),
+    };
+    if let Some(authority_start) = authority_start {
         let authority_len = rest[authority_start..]
             .find(['/', '?', '#'])
             .unwrap_or(rest.len() - authority_start);
@@ -265,9 +268,45 @@ mod tests {
                 "https://b.s3.amazonaws.com/k?X-Amz-Credential=[redacted]&X-Amz-Signature=[redacted]",
             ),
             ("/x\u{3000}y?a=\"", r#"/x\u{3000}y?a=\""#),
+            ("//bob:s3cret@cdn.example/x", "//[redacted]@cdn.example/x"),
+            (
+                "/login?next=/cb?code=s3cret#state=1",
+                "/login?next=/cb?code=[redacted]#state=1",
+            ),
+            ("/cb#?token=s3cret", "/cb#?token=[redacted]"),
         ];
         for (url, expected) in table {
             assert_eq!(masked(url), expected, "{url:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_masked_url_never_shows_a_secret_and_stays_escaped(
+            prefix in "[a-z:/@?#&;=%.]{0,16}",
+            key in proptest::sample::select(super::super::layer::SENSITIVE_QUERY_KEYS),
+            secret in "[a-zA-Z0-9]{12,16}",
+            suffix in proptest::prelude::any::<String>(),
+            separator in proptest::sample::select(&["?", "#", "?a=1&", "?a=1;", "#x=1&"][..]),
+        ) {
+            let url = format!("https://host/{prefix}{separator}{key}={secret}&{suffix}");
+            let out = masked(&url);
+            proptest::prop_assert!(!out.contains(&secret), "{:?}", out);
+            proptest::prop_assert!(
+                !out.chars().any(|c| c.is_control() || (c.is_whitespace() && c != ' ')),
+                "{:?}", out
+            );
+        }
+
+        #[test]
+        fn userinfo_is_always_redacted(
+            user in "[a-z]{1,8}",
+            password in "[a-zA-Z0-9]{12,16}",
+            rest in "[a-z/?=&#]{0,16}",
+        ) {
+            let out = masked(&format!("https://{user}:{password}@example.com/{rest}"));
+            proptest::prop_assert!(!out.contains(&password), "{:?}", out);
+            proptest::prop_assert!(out.starts_with("https://[redacted]@example.com/"), "{:?}", out);
         }
     }
 
