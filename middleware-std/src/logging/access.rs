@@ -16,7 +16,7 @@ use tracing::{Level, Span, field};
 use super::{
     MakeLevel, RequestOutcome,
     capture::{self, Capture, SharedCapture},
-    escape::{EscapeDisplay, MaskedQuery, bounded, escaped_str},
+    escape::{Bare, EscapeDisplay, Limit, MaskedQuery, bounded},
     headers,
     layer::Config,
 };
@@ -65,17 +65,15 @@ pub(crate) const MAX_REQUEST_ID: usize = 256;
 /// The most an error message takes.
 pub(crate) const MAX_ERROR: usize = 1024;
 
-/// The request span with its OpenTelemetry HTTP fields. Client-fed values are recorded as
-/// strings (escaped and bounded), which text formatters quote and JSON formatters write as
-/// JSON strings: a value can never read as another field.
+/// The request span with its OpenTelemetry HTTP fields. The method, path, query and request
+/// id are written unquoted, escaped so that they hold no blank at all (http's parser already
+/// rejects a space in them), and bounded.
 pub(crate) fn make_span<B>(config: &Config, req: &Request<B>, cx: Option<&Context>) -> Span {
-    let method = escaped_str(req.method().as_str(), MAX_METHOD);
-    let path = escaped_str(req.uri().path(), MAX_PATH);
     let span = dyn_span!(
         config.span_level,
         "request",
-        http.request.method = &*method,
-        url.path = &*path,
+        http.request.method = %Limit(Bare(req.method().as_str()), MAX_METHOD),
+        url.path = %Limit(Bare(req.uri().path()), MAX_PATH),
         url.query = field::Empty,
         client.address = field::Empty,
         client.port = field::Empty,
@@ -89,8 +87,8 @@ pub(crate) fn make_span<B>(config: &Config, req: &Request<B>, cx: Option<&Contex
     if config.query {
         if let Some(query) = req.uri().query() {
             let keys = &config.query_keys;
-            let text = bounded(MAX_QUERY, |f| write!(f, "{}", MaskedQuery { query, keys }));
-            span.record("url.query", text.as_str());
+            let query = Limit(MaskedQuery { query, keys }, MAX_QUERY);
+            span.record("url.query", field::display(query));
         }
     }
     if let Some(addr) = req.extensions().get::<SocketAddr>() {
@@ -98,7 +96,8 @@ pub(crate) fn make_span<B>(config: &Config, req: &Request<B>, cx: Option<&Contex
         span.record("client.port", addr.port());
     }
     if let Some(id) = cx.and_then(Context::request_id) {
-        span.record("request_id", &*escaped_str(id.as_str(), MAX_REQUEST_ID));
+        let id = Limit(Bare(id.as_str()), MAX_REQUEST_ID);
+        span.record("request_id", field::display(id));
     }
     span
 }
@@ -395,8 +394,8 @@ impl<L: MakeLevel> Record<L> {
         let cx = self.cx.as_ref();
         if !self.id_recorded {
             if let Some(id) = cx.and_then(Context::request_id) {
-                self.span
-                    .record("request_id", &*escaped_str(id.as_str(), MAX_REQUEST_ID));
+                let id = Limit(Bare(id.as_str()), MAX_REQUEST_ID);
+                self.span.record("request_id", field::display(id));
             }
         }
         let expiry = cx.and_then(Context::expiry);

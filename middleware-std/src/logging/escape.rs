@@ -86,9 +86,13 @@ const fn is_format(c: char) -> bool {
         | '\u{e0020}'..='\u{e007f}')
 }
 
-/// Whether `c` is written as an escape.
-fn needs_escape(c: char) -> bool {
-    matches!(c, '\\' | '"') || c.is_ascii_control() || (!c.is_ascii() && is_hostile(c))
+/// Whether `c` is written as an escape; in a `bare` value (logged unquoted), the ASCII space
+/// too, so that nothing in it can read as the gap between two fields.
+fn needs_escape(c: char, bare: bool) -> bool {
+    matches!(c, '\\' | '"')
+        || c.is_ascii_control()
+        || (bare && c == ' ')
+        || (!c.is_ascii() && is_hostile(c))
 }
 
 /// Writes the escape of `c` in one piece (a bounded writer keeps or drops it whole).
@@ -130,10 +134,21 @@ fn write_char_escape(f: &mut impl fmt::Write, c: char) -> fmt::Result {
     f.write_str(std::str::from_utf8(&buf[..len]).map_err(|_| fmt::Error)?)
 }
 
+/// Writes `s` escaped as [`escape`] does.
 pub(crate) fn write_escaped_str(f: &mut impl fmt::Write, s: &str) -> fmt::Result {
+    write_escaped_in(f, s, false)
+}
+
+/// Writes `s` escaped for an unquoted field: as [`escape`] does, and the ASCII space as
+/// `\x20`.
+pub(crate) fn write_bare_str(f: &mut impl fmt::Write, s: &str) -> fmt::Result {
+    write_escaped_in(f, s, true)
+}
+
+fn write_escaped_in(f: &mut impl fmt::Write, s: &str, bare: bool) -> fmt::Result {
     let mut clean = 0;
     for (i, c) in s.char_indices() {
-        if !needs_escape(c) {
+        if !needs_escape(c, bare) {
             continue;
         }
         f.write_str(&s[clean..i])?;
@@ -186,21 +201,20 @@ impl<T: fmt::Display> fmt::Display for EscapeDisplay<T> {
 /// The marker that ends a logged value cut at its limit.
 pub(crate) const TRUNCATED: &str = "...[truncated]";
 
-/// A string of at most `max` bytes (plus [`TRUNCATED`] when cut): what is written past the
-/// limit is dropped. An escape sequence is kept or dropped whole (escapes are written in one
-/// piece that starts with `\`, and unescaped runs never contain one), and a cut never splits
-/// a character.
-pub(crate) struct Bounded {
-    out: String,
-    max: usize,
+/// A writer that takes at most `room` more bytes: what is written past the limit is dropped.
+/// An escape sequence is kept or dropped whole (escapes are written in one piece that starts
+/// with `\`, and unescaped runs never contain one), and a cut never splits a character.
+pub(crate) struct Limited<W> {
+    out: W,
+    room: usize,
     cut: bool,
 }
 
-impl Bounded {
-    pub(crate) const fn new(max: usize) -> Self {
+impl<W> Limited<W> {
+    pub(crate) const fn new(out: W, room: usize) -> Self {
         Self {
-            out: String::new(),
-            max,
+            out,
+            room,
             cut: false,
         }
     }
@@ -208,6 +222,38 @@ impl Bounded {
     /// Whether something was dropped: writing more is useless.
     pub(crate) const fn is_cut(&self) -> bool {
         self.cut
+    }
+}
+
+impl<W: fmt::Write> fmt::Write for Limited<W> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        if self.cut {
+            return Ok(());
+        }
+        if s.len() <= self.room {
+            self.room -= s.len();
+            return self.out.write_str(s);
+        }
+        self.cut = true;
+        if !s.starts_with('\\') {
+            let mut end = self.room;
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            self.room -= end;
+            self.out.write_str(&s[..end])?;
+        }
+        Ok(())
+    }
+}
+
+/// A string of at most `max` bytes plus [`TRUNCATED`] when cut (see [`Limited`]).
+pub(crate) type Bounded = Limited<String>;
+
+impl Limited<String> {
+    /// An empty text of at most `max` bytes.
+    pub(crate) const fn with_max(max: usize) -> Self {
+        Self::new(String::new(), max)
     }
 
     /// The text, with the marker when it was cut.
@@ -219,43 +265,9 @@ impl Bounded {
     }
 }
 
-impl fmt::Write for Bounded {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        if self.cut {
-            return Ok(());
-        }
-        let room = self.max - self.out.len();
-        if s.len() <= room {
-            self.out.push_str(s);
-            return Ok(());
-        }
-        self.cut = true;
-        if !s.starts_with('\\') {
-            let mut end = room;
-            while !s.is_char_boundary(end) {
-                end -= 1;
-            }
-            self.out.push_str(&s[..end]);
-        }
-        Ok(())
-    }
-}
-
-/// `text` escaped and cut to `max` bytes: borrowed when there is nothing to escape or cut
-/// (the common case costs no allocation).
-pub(crate) fn escaped_str(text: &str, max: usize) -> Cow<'_, str> {
-    if text.len() <= max && !text.chars().any(needs_escape) {
-        return Cow::Borrowed(text);
-    }
-    let mut out = Bounded::new(max);
-    // A `Bounded` never fails.
-    let _ = write_escaped_str(&mut out, text);
-    Cow::Owned(out.finish())
-}
-
 /// What `write` writes, cut to `max` bytes.
 pub(crate) fn bounded(max: usize, write: impl FnOnce(&mut Bounded) -> fmt::Result) -> String {
-    let mut out = Bounded::new(max);
+    let mut out = Bounded::with_max(max);
     // A `Bounded` never fails; a `Display` impl that does leaves what it wrote.
     let _ = write(&mut out);
     out.finish()
@@ -266,10 +278,36 @@ pub(crate) fn write_escaped_bytes(f: &mut Bounded, bytes: &[u8]) -> fmt::Result 
     write_escaped(f, bytes)
 }
 
+/// Displays `T` cut to `max` bytes, ending in [`TRUNCATED`] when cut; formats lazily, so a
+/// field that no subscriber records costs nothing.
+pub(crate) struct Limit<T>(pub(crate) T, pub(crate) usize);
+
+impl<T: fmt::Display> fmt::Display for Limit<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut out = Limited::new(&mut *f, self.1);
+        fmt::write(&mut out, format_args!("{}", self.0))?;
+        if out.is_cut() {
+            f.write_str(TRUNCATED)?;
+        }
+        Ok(())
+    }
+}
+
+/// Text for an unquoted field (method, path, request id), escaped with the ASCII space too
+/// (see [`write_bare_str`]).
+pub(crate) struct Bare<'a>(pub(crate) &'a str);
+
+impl fmt::Display for Bare<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_bare_str(f, self.0)
+    }
+}
+
 /// The text that replaces a redacted value.
 pub(crate) const REDACTED: &str = "[redacted]";
 
-/// A query string with the values of sensitive keys masked, escaped.
+/// A query string with the values of sensitive keys masked, escaped for an unquoted field
+/// (see [`write_bare_str`]).
 pub(crate) struct MaskedQuery<'a> {
     pub(crate) query: &'a str,
     pub(crate) keys: &'a [Cow<'static, str>],
@@ -285,11 +323,11 @@ impl fmt::Display for MaskedQuery<'_> {
             let pair = &rest[..end];
             match pair.split_once('=') {
                 Some((key, _)) if self.keys.iter().any(|k| key_matches(key, k)) => {
-                    write_escaped_str(f, key)?;
+                    write_bare_str(f, key)?;
                     f.write_str("=")?;
                     f.write_str(REDACTED)?;
                 }
-                _ => write_escaped_str(f, pair)?,
+                _ => write_bare_str(f, pair)?,
             }
             if end == rest.len() {
                 return Ok(());
@@ -529,14 +567,14 @@ mod tests {
             max in 0usize..48,
         ) {
             let full = escape(input.as_bytes()).to_string();
-            let out = escaped_str(&input, max);
+            let out = Limit(escape(input.as_bytes()), max).to_string();
             match out.strip_suffix(TRUNCATED) {
                 Some(cut) if full.len() > max => {
                     prop_assert!(cut.len() <= max, "{:?}", out);
                     prop_assert!(full.starts_with(cut), "{:?} / {:?}", cut, full);
                     prop_assert!(is_safe(cut), "{:?}", cut);
                 }
-                _ => prop_assert_eq!(&*out, full.as_str()),
+                _ => prop_assert_eq!(out, full),
             }
         }
 

@@ -117,7 +117,7 @@ pub(crate) fn format(
     query_keys: &[Cow<'static, str>],
     cx: Option<&Context>,
 ) -> String {
-    let mut out = Bounded::new(MAX_HEADERS);
+    let mut out = Bounded::with_max(MAX_HEADERS);
     // A `Bounded` never fails.
     let _ = write_headers(&mut out, map, policy, query_keys, cx);
     out.finish()
@@ -166,7 +166,7 @@ fn write_headers(
 
 /// One shown header value, escaped, masked when it is a URL, bounded.
 fn value_text(name: &HeaderName, value: &HeaderValue, query_keys: &[Cow<'static, str>]) -> String {
-    let mut out = Bounded::new(MAX_HEADER_VALUE);
+    let mut out = Bounded::with_max(MAX_HEADER_VALUE);
     // A `Bounded` never fails.
     let _ = if is_url_valued(name) {
         let text = String::from_utf8_lossy(value.as_bytes());

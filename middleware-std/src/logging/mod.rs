@@ -29,10 +29,16 @@
 //! with the options `http.response.headers` and `http.response.body`; with
 //! [`LogLayer::capture_request_body`], `http.request.body` and `http.request.body.size`.
 //!
-//! Every value fed by the client or the inner service (method, path, query, request id,
-//! headers, bodies, errors) is recorded as a string, escaped and bounded: a text formatter
-//! (`tracing-subscriber`'s `fmt`) writes it quoted (`url.path="/users/7"`), a JSON formatter as
-//! a JSON string, so no value can read as another field.
+//! Every value fed by the client or the inner service is escaped (see [`escape`]) and bounded
+//! (see [Limits](#limits)), so that no value can read as another field:
+//!
+//! - the method, path, query and request id are written bare (`url.path=/users/7`): they
+//!   cannot hold an ASCII space (http's parser rejects one in a method, path or query; a
+//!   request id is visible ASCII), and every other blank, an ASCII space too should one
+//!   appear, is escaped, so nothing in them can start a new field;
+//! - the header lists, bodies and error messages, which can hold spaces, are recorded as
+//!   strings: a text formatter (`tracing-subscriber`'s `fmt`) writes them quoted, with their
+//!   quotes escaped (`error="db down"`), a JSON formatter as JSON strings.
 //!
 //! The client address is read from a `SocketAddr` in the request extensions: hyper-util
 //! servers and tests can insert one directly; axum's `ConnectInfo<SocketAddr>` is a different
@@ -183,7 +189,7 @@
 //! let logs = logs();
 //! assert_eq!(logs.lines().count(), 1, "{logs}");
 //! assert!(logs.contains(" WARN request{"), "{logs}");
-//! assert!(logs.contains(r#"url.path="/users/7" url.query="token=[redacted]&page=2""#), "{logs}");
+//! assert!(logs.contains("url.path=/users/7 url.query=token=[redacted]&page=2"), "{logs}");
 //! assert!(logs.contains("outcome=\"completed\""), "{logs}");
 //! assert!(!logs.contains("s3cret"), "{logs}");
 //! # }
