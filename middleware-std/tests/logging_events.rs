@@ -15,13 +15,13 @@ use std::{
 };
 
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response, StatusCode};
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body::{Body, Frame};
 use http_body_util::BodyExt;
 use middleware_core::testing::Conformance;
 use middleware_std::{
-    CancelCause, RequestExt, RequestId,
-    logging::{DefaultLevel, LogLayer, RequestBody, RequestOutcome},
+    CancelCause, Expiry, RequestExt, RequestId, TimeoutPhase,
+    logging::{DefaultLevel, LogLayer, RequestBody, RequestOutcome, ResponseBody},
 };
 use tower::{Layer, ServiceBuilder, ServiceExt, service_fn};
 use tracing::{Level, Subscriber};
@@ -617,6 +617,432 @@ fn debug_shows_the_configuration_and_no_secret() {
 }
 
 // ----- fixtures -----
+
+// ----- headers: safe by default -----
+
+#[tokio::test(start_paused = true)]
+async fn headers_nobody_declared_are_logged_by_name_only() {
+    let (_guard, log) = record();
+    let app = LogLayer::new()
+        .log_headers(true)
+        .layer(service_fn(|_: Request<String>| async {
+            Ok::<_, Infallible>(Response::new(String::new()))
+        }));
+    let req = Request::get("/")
+        .header("accept", "text/html")
+        .header("user-agent", "curl/8")
+        .header("x-forwarded-for", "10.0.0.1")
+        .header("x-auth-token", "s3cret-1")
+        .header("api-key", "s3cret-2")
+        .header("x-access-token", "s3cret-3")
+        .header("x-my-app-secret", "s3cret-4")
+        .header("x-csrf-token", "s3cret-5")
+        .body(String::new())
+        .unwrap();
+    app.oneshot(req).await.unwrap();
+    let event = log.take_only_event();
+    assert_eq!(
+        event.span["http.request.headers"],
+        "accept: \"text/html\", user-agent: \"curl/8\", x-forwarded-for: \"10.0.0.1\", \
+         x-auth-token: [redacted], api-key: [redacted], x-access-token: [redacted], \
+         x-my-app-secret: [redacted], x-csrf-token: [redacted]"
+    );
+    assert!(!log.all_text().contains("s3cret"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn allowed_header_values_are_logged_but_the_deny_list_wins() {
+    let (_guard, log) = record();
+    let app = LogLayer::new()
+        .log_headers(true)
+        .log_header_value(HeaderName::from_static("x-tenant"))
+        .log_header_value(HeaderName::from_static("x-auth-token"))
+        .log_header_value(HeaderName::from_static("authorization"))
+        .redact_header(HeaderName::from_static("user-agent"))
+        .layer(service_fn(|_: Request<String>| async {
+            Ok::<_, Infallible>(Response::new(String::new()))
+        }));
+    let req = Request::get("/")
+        .header("x-tenant", "acme")
+        .header("x-auth-token", "s3cret-1")
+        .header("authorization", "Bearer s3cret-2")
+        .header("user-agent", "curl/8")
+        .body(String::new())
+        .unwrap();
+    app.oneshot(req).await.unwrap();
+    let event = log.take_only_event();
+    assert_eq!(
+        event.span["http.request.headers"],
+        "x-tenant: \"acme\", x-auth-token: [redacted], authorization: [redacted], \
+         user-agent: [redacted]"
+    );
+    assert!(!log.all_text().contains("s3cret"));
+}
+
+/// A tiny auth stand-in: declares `name` a credential in the request's context when the
+/// request passes through, as an auth layer does for the header it reads a key from.
+#[derive(Clone)]
+struct DeclareSensitive<S> {
+    inner: S,
+    name: HeaderName,
+}
+
+impl<S, B> tower::Service<Request<B>> for DeclareSensitive<S>
+where
+    S: tower::Service<Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> S::Future {
+        req.context().mark_sensitive_header(self.name.clone());
+        self.inner.call(req)
+    }
+}
+
+#[derive(Clone)]
+struct DeclareSensitiveLayer(HeaderName);
+
+impl<S> Layer<S> for DeclareSensitiveLayer {
+    type Service = DeclareSensitive<S>;
+
+    fn layer(&self, inner: S) -> DeclareSensitive<S> {
+        DeclareSensitive {
+            inner,
+            name: self.0.clone(),
+        }
+    }
+}
+
+fn declare_sensitive(name: &'static str) -> DeclareSensitiveLayer {
+    DeclareSensitiveLayer(HeaderName::from_static(name))
+}
+
+fn echo_key() -> tower::util::BoxCloneSyncService<Request<String>, Response<String>, Infallible> {
+    tower::util::BoxCloneSyncService::new(service_fn(|_: Request<String>| async {
+        let mut res = Response::new(String::new());
+        res.headers_mut()
+            .insert("x-session-key", HeaderValue::from_static("s3cret-out"));
+        Ok::<_, Infallible>(res)
+    }))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_header_declared_sensitive_by_a_layer_inside_is_never_logged() {
+    let (_guard, log) = record();
+    // Allowed by the log layer's configuration, declared a credential by a layer it wraps:
+    // the log layer saw the request before the declaration.
+    let app = ServiceBuilder::new()
+        .layer(
+            LogLayer::new()
+                .create_context(true)
+                .log_headers(true)
+                .log_header_value(HeaderName::from_static("x-session-key")),
+        )
+        .layer(declare_sensitive("x-session-key"))
+        .service(echo_key());
+    let req = Request::get("/")
+        .header("x-session-key", "s3cret-in")
+        .header("accept", "*/*")
+        .body(String::new())
+        .unwrap();
+    app.oneshot(req).await.unwrap();
+    let event = log.take_only_event();
+    assert_eq!(
+        event.span["http.request.headers"],
+        "x-session-key: [redacted], accept: \"*/*\""
+    );
+    assert_eq!(event["http.response.headers"], "x-session-key: [redacted]");
+    assert!(!log.all_text().contains("s3cret"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_header_declared_sensitive_by_a_layer_outside_is_never_logged() {
+    let (_guard, log) = record();
+    let app = ServiceBuilder::new()
+        .layer(declare_sensitive("x-session-key"))
+        .layer(
+            LogLayer::new()
+                .log_headers(true)
+                .log_header_value(HeaderName::from_static("x-session-key")),
+        )
+        .service(echo_key());
+    let req = Request::get("/")
+        .header("x-session-key", "s3cret-in")
+        .body(String::new())
+        .unwrap();
+    app.oneshot(req).await.unwrap();
+    let event = log.take_only_event();
+    assert_eq!(
+        event.span["http.request.headers"],
+        "x-session-key: [redacted]"
+    );
+    assert!(!log.all_text().contains("s3cret"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn urls_in_logged_headers_have_their_secrets_masked() {
+    let (_guard, log) = record();
+    let app = LogLayer::new()
+        .log_headers(true)
+        .layer(service_fn(|_: Request<String>| async {
+            let mut res = Response::new(String::new());
+            *res.status_mut() = StatusCode::FOUND;
+            let headers = res.headers_mut();
+            headers.insert(
+                "location",
+                HeaderValue::from_static("https://app.example/cb?code=s3cret-1&state=xyz"),
+            );
+            headers.insert(
+                "content-location",
+                HeaderValue::from_static("https://bob:s3cret-2@files.example/a"),
+            );
+            headers.insert(
+                "refresh",
+                HeaderValue::from_static("0; url=/next?X-Amz-Signature=s3cret-3"),
+            );
+            Ok::<_, Infallible>(res)
+        }));
+    let req = Request::get("/login")
+        .header(
+            "referer",
+            "https://idp.example/authorize?client_secret=s3cret-4",
+        )
+        .body(String::new())
+        .unwrap();
+    app.oneshot(req).await.unwrap();
+    let event = log.take_only_event();
+    assert_eq!(
+        event.span["http.request.headers"],
+        "referer: \"https://idp.example/authorize?client_secret=[redacted]\""
+    );
+    assert_eq!(
+        event["http.response.headers"],
+        "location: \"https://app.example/cb?code=[redacted]&state=xyz\", \
+         content-location: \"https://[redacted]@files.example/a\", \
+         refresh: \"0; url=/next?X-Amz-Signature=[redacted]\""
+    );
+    assert!(!log.all_text().contains("s3cret"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn common_secret_query_keys_are_masked() {
+    let (_guard, log) = record();
+    let app = LogLayer::new()
+        .log_query(true)
+        .layer(service_fn(|_: Request<String>| async {
+            Ok::<_, Infallible>(Response::new(String::new()))
+        }));
+    let secrets = [
+        "client_secret",
+        "X-Amz-Signature",
+        "X-Amz-Credential",
+        "x-amz-security-token",
+        "X-Goog-Signature",
+        "X-Goog-Credential",
+        "sig",
+        "signature",
+        "code",
+        "client_assertion",
+        "assertion",
+        "session",
+        "sessionid",
+        "passwd",
+        "pwd",
+        "private_key",
+        "auth",
+        "jwt",
+        "otp",
+    ];
+    let query: Vec<String> = secrets
+        .iter()
+        .enumerate()
+        .map(|(i, key)| format!("{key}=s3cret{i}"))
+        .collect();
+    let uri = format!("/cb?page=2&{}", query.join("&"));
+    app.oneshot(Request::get(uri).body(String::new()).unwrap())
+        .await
+        .unwrap();
+    let event = log.take_only_event();
+    let masked: Vec<String> = secrets
+        .iter()
+        .map(|key| format!("{key}=[redacted]"))
+        .collect();
+    assert_eq!(
+        event.span["url.query"],
+        format!("page=2&{}", masked.join("&"))
+    );
+    assert!(!log.all_text().contains("s3cret"));
+}
+
+// ----- expiries reported by a timeout layer -----
+
+/// Answers 503 after recording that the deadline expired waiting for the head, as a timeout
+/// layer inside does; `by_client` says whose deadline it was.
+fn expired(
+    by_client: bool,
+) -> impl tower::Service<Request<String>, Response = Response<String>, Error = Infallible> + Clone {
+    service_fn(move |req: Request<String>| async move {
+        let cx = req.try_context().expect("the log layer made a context");
+        assert!(cx.record_expiry(Expiry::new(TimeoutPhase::Head).by_client(by_client)));
+        Ok::<_, Infallible>(status_response(503))
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_deadline_is_its_own_outcome_at_warn() {
+    let (_guard, log) = record();
+    let app = LogLayer::new().create_context(true).layer(expired(true));
+    let res = app.oneshot(Request::new(String::new())).await.unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let event = log.take_only_event();
+    assert_eq!(event["outcome"], "client_deadline");
+    assert_eq!(event.level, Level::WARN);
+    assert_eq!(event["timeout.phase"], "head");
+    assert_eq!(event["http.response.status_code"], "503");
+
+    let quiet = DefaultLevel::new().client_deadline(Level::DEBUG);
+    let app = LogLayer::new()
+        .create_context(true)
+        .level(quiet)
+        .layer(expired(true));
+    app.oneshot(Request::new(String::new())).await.unwrap();
+    assert_eq!(log.take_only_event().level, Level::DEBUG);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_server_deadline_is_a_timeout_with_its_phase() {
+    let (_guard, log) = record();
+    let app = LogLayer::new().create_context(true).layer(expired(false));
+    app.oneshot(Request::new(String::new())).await.unwrap();
+    let event = log.take_only_event();
+    assert_eq!(event["outcome"], "timeout");
+    assert_eq!(event.level, Level::ERROR);
+    assert_eq!(event["timeout.phase"], "head");
+
+    let app = LogLayer::new()
+        .create_context(true)
+        .layer(service_fn(|_: Request<String>| async {
+            Ok::<_, Infallible>(status_response(503))
+        }));
+    app.oneshot(Request::new(String::new())).await.unwrap();
+    let event = log.take_only_event();
+    assert_eq!(event["outcome"], "completed");
+    assert!(event.get("timeout.phase").is_none());
+}
+
+// ----- the body wrappers -----
+
+/// A body that yields an error, then (wrongly, but bodies do) a clean end, and that reports
+/// its end as soon as it failed.
+struct FailThenEnd {
+    failed: bool,
+}
+
+impl Body for FailThenEnd {
+    type Data = Bytes;
+    type Error = &'static str;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut TaskContext<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, &'static str>>> {
+        if self.failed {
+            return Poll::Ready(None);
+        }
+        self.failed = true;
+        Poll::Ready(Some(Err("cut")))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.failed
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(10)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_response_body_never_ends_cleanly_after_an_error() {
+    let (_guard, log) = record();
+    let app = LogLayer::new().layer(service_fn(|_: Request<String>| async {
+        Ok::<_, Infallible>(Response::new(FailThenEnd { failed: false }))
+    }));
+    let res = app.oneshot(Request::new(String::new())).await.unwrap();
+    let mut body = std::pin::pin!(res.into_body());
+    assert_eq!(body.size_hint().exact(), Some(10));
+    assert!(!body.is_end_stream());
+    let mut cx = TaskContext::from_waker(std::task::Waker::noop());
+    assert!(matches!(
+        body.as_mut().poll_frame(&mut cx),
+        Poll::Ready(Some(Err("cut")))
+    ));
+    assert!(!body.is_end_stream(), "a failed body reported its end");
+    assert!(
+        body.as_mut().poll_frame(&mut cx).is_pending(),
+        "a failed body ended cleanly"
+    );
+    assert_eq!(log.only_event()["outcome"], "error");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_request_body_never_ends_cleanly_after_an_error() {
+    let (_guard, _log) = record();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let app = LogLayer::new().capture_request_body(16).layer(service_fn({
+        let seen = Arc::clone(&seen);
+        move |req: Request<RequestBody<FailThenEnd>>| {
+            let seen = Arc::clone(&seen);
+            async move {
+                let mut body = std::pin::pin!(req.into_body());
+                let mut cx = TaskContext::from_waker(std::task::Waker::noop());
+                let mut seen = seen.lock().unwrap();
+                seen.push(format!("hint {:?}", body.size_hint().exact()));
+                seen.push(format!(
+                    "{:?}",
+                    body.as_mut()
+                        .poll_frame(&mut cx)
+                        .map(|f| f.map(|f| f.map(|_| ())))
+                ));
+                seen.push(format!("end {}", body.is_end_stream()));
+                seen.push(format!(
+                    "{:?}",
+                    body.as_mut()
+                        .poll_frame(&mut cx)
+                        .map(|f| f.map(|f| f.map(|_| ())))
+                ));
+                Ok::<_, Infallible>(Response::new(String::new()))
+            }
+        }
+    }));
+    let req = Request::new(FailThenEnd { failed: false });
+    app.oneshot(req).await.unwrap();
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            "hint Some(10)",
+            "Ready(Some(Err(\"cut\")))",
+            "end false",
+            "Pending"
+        ]
+    );
+}
+
+#[test]
+fn the_body_wrappers_have_a_default_when_the_inner_body_does() {
+    let body = ResponseBody::<String, DefaultLevel>::default();
+    assert!(body.is_end_stream());
+    assert_eq!(body.size_hint().exact(), Some(0));
+    let body = RequestBody::<String>::default();
+    assert!(body.is_end_stream());
+    assert_eq!(body.get_ref(), "");
+}
 
 /// A request that already has a context (as if an outer layer made one).
 fn with_context(path: &str) -> Request<String> {

@@ -2,7 +2,7 @@
 //! body, and turned into exactly one event: by `finish`, or by its `Drop`.
 
 use std::{
-    fmt,
+    fmt::{self, Write as _},
     net::SocketAddr,
     sync::{Arc, Mutex},
     time::Duration,
@@ -10,13 +10,14 @@ use std::{
 
 use bytes::Buf;
 use http::{HeaderMap, Request, Response, StatusCode};
-use middleware_core::{CancelCause, Context, DropGuard};
+use middleware_core::{CancelCause, Context, DropGuard, Expiry};
 use tracing::{Level, Span, field};
 
 use super::{
     MakeLevel, RequestOutcome,
     capture::{self, Capture, SharedCapture},
-    escape::{EscapeDisplay, Headers, MaskedQuery, escape},
+    escape::{Bare, EscapeDisplay, Limit, MaskedQuery, bounded},
+    headers,
     layer::Config,
 };
 
@@ -53,13 +54,26 @@ pub(crate) fn any_event_enabled() -> bool {
     tracing::enabled!(Level::ERROR)
 }
 
-/// The request span with its OpenTelemetry HTTP fields.
+/// The most the method takes in a record (bytes of escaped text, before the cut marker).
+pub(crate) const MAX_METHOD: usize = 32;
+/// The most the path takes.
+pub(crate) const MAX_PATH: usize = 2048;
+/// The most the (masked) query takes.
+pub(crate) const MAX_QUERY: usize = 2048;
+/// The most the request id takes.
+pub(crate) const MAX_REQUEST_ID: usize = 256;
+/// The most an error message takes.
+pub(crate) const MAX_ERROR: usize = 1024;
+
+/// The request span with its OpenTelemetry HTTP fields. The method, path, query and request
+/// id are written unquoted, escaped so that they hold no blank at all (http's parser already
+/// rejects a space in them), and bounded.
 pub(crate) fn make_span<B>(config: &Config, req: &Request<B>, cx: Option<&Context>) -> Span {
     let span = dyn_span!(
         config.span_level,
         "request",
-        http.request.method = %escape(req.method().as_str().as_bytes()),
-        url.path = %escape(req.uri().path().as_bytes()),
+        http.request.method = %Limit(Bare(req.method().as_str()), MAX_METHOD),
+        url.path = %Limit(Bare(req.uri().path()), MAX_PATH),
         url.query = field::Empty,
         client.address = field::Empty,
         client.port = field::Empty,
@@ -73,7 +87,8 @@ pub(crate) fn make_span<B>(config: &Config, req: &Request<B>, cx: Option<&Contex
     if config.query {
         if let Some(query) = req.uri().query() {
             let keys = &config.query_keys;
-            span.record("url.query", field::display(MaskedQuery { query, keys }));
+            let query = Limit(MaskedQuery { query, keys }, MAX_QUERY);
+            span.record("url.query", field::display(query));
         }
     }
     if let Some(addr) = req.extensions().get::<SocketAddr>() {
@@ -81,14 +96,8 @@ pub(crate) fn make_span<B>(config: &Config, req: &Request<B>, cx: Option<&Contex
         span.record("client.port", addr.port());
     }
     if let Some(id) = cx.and_then(Context::request_id) {
-        span.record("request_id", field::display(escape(id.as_str().as_bytes())));
-    }
-    if config.headers {
-        let headers = Headers {
-            map: req.headers(),
-            redacted: &config.redacted,
-        };
-        span.record("http.request.headers", field::display(headers));
+        let id = Limit(Bare(id.as_str()), MAX_REQUEST_ID);
+        span.record("request_id", field::display(id));
     }
     span
 }
@@ -236,6 +245,10 @@ pub(crate) struct Record<L: MakeLevel> {
     /// The outcome if the body ends normally: `TimedOut` when the deadline had passed by the
     /// time the response arrived (an inner timeout layer's answer).
     on_complete: RequestOutcome,
+    /// Boxed: only with header logging on, and a `HeaderMap` is large. Written when the
+    /// request ends, so that headers declared sensitive meanwhile (by an auth layer inside)
+    /// are redacted.
+    request_headers: Option<Box<HeaderMap>>,
     /// Boxed: only with header logging on, and a `HeaderMap` is large.
     response_headers: Option<Box<HeaderMap>>,
     body_bytes: u64,
@@ -269,6 +282,7 @@ impl<L: MakeLevel> Record<L> {
             status: None,
             headers_at: None,
             on_complete: RequestOutcome::Completed,
+            request_headers: None,
             response_headers: None,
             body_bytes: 0,
             capture: None,
@@ -278,8 +292,12 @@ impl<L: MakeLevel> Record<L> {
         }
     }
 
-    pub(crate) fn set_span(&mut self, span: Span) {
+    /// Sets the request span, and keeps a copy of the request headers when they are logged.
+    pub(crate) fn set_span<B>(&mut self, span: Span, req: &Request<B>) {
         self.id_recorded = self.cx.as_ref().and_then(Context::request_id).is_some();
+        if self.config.headers && !span.is_disabled() {
+            self.request_headers = Some(Box::new(req.headers().clone()));
+        }
         self.span = span;
     }
 
@@ -352,25 +370,51 @@ impl<L: MakeLevel> Record<L> {
         }
     }
 
+    /// The outcome, refined by the expiry a timeout layer reported: a deadline that expired
+    /// was the client's own, or the server's.
+    fn with_expiry(outcome: RequestOutcome, expiry: Option<Expiry>) -> RequestOutcome {
+        match (outcome, expiry) {
+            (
+                RequestOutcome::Completed | RequestOutcome::TimedOut | RequestOutcome::Disconnected,
+                Some(expiry),
+            ) if expiry.is_by_client() => RequestOutcome::ClientDeadline,
+            (RequestOutcome::Completed | RequestOutcome::Disconnected, Some(_)) => {
+                RequestOutcome::TimedOut
+            }
+            (outcome, _) => outcome,
+        }
+    }
+
     /// Emits the access event, once.
     pub(crate) fn finish(&mut self, outcome: RequestOutcome, error: Option<&dyn fmt::Display>) {
         self.ended = true;
         if std::mem::replace(&mut self.done, true) {
             return;
         }
+        let cx = self.cx.as_ref();
         if !self.id_recorded {
-            if let Some(id) = self.cx.as_ref().and_then(Context::request_id) {
-                let id = escape(id.as_str().as_bytes());
+            if let Some(id) = cx.and_then(Context::request_id) {
+                let id = Limit(Bare(id.as_str()), MAX_REQUEST_ID);
                 self.span.record("request_id", field::display(id));
             }
         }
+        let expiry = cx.and_then(Context::expiry);
+        let outcome = Self::with_expiry(outcome, expiry);
         let level = self.level.make_level(outcome, self.status);
         let cause = self.cause();
+        let config = &*self.config;
+        if let Some(map) = self.request_headers.take() {
+            let text = headers::format(&map, &config.header_policy, &config.query_keys, cx);
+            self.span.record("http.request.headers", text.as_str());
+        }
+        let response_headers = self
+            .response_headers
+            .as_deref()
+            .map(|map| headers::format(map, &config.header_policy, &config.query_keys, cx));
+        let error = error.map(|e| bounded(MAX_ERROR, |f| write!(f, "{}", EscapeDisplay(e))));
         let request_body = self.request_capture.as_ref().map(capture::lock);
-        let headers = self.response_headers.as_deref().map(|map| Headers {
-            map,
-            redacted: &self.config.redacted,
-        });
+        let request_body_text = request_body.as_deref().map(Capture::to_string);
+        let response_body = self.capture.as_deref().map(Capture::to_string);
         dyn_event!(
             parent: &self.span,
             level,
@@ -380,10 +424,11 @@ impl<L: MakeLevel> Record<L> {
             headers_ms = self.headers_at.map(millis),
             http.response.body.size = self.status.map(|_| self.body_bytes),
             cancel_cause = cause.map(CancelCause::as_str),
-            error = error.map(|e| field::display(EscapeDisplay(e))),
-            http.response.headers = headers.map(field::display),
-            http.response.body = self.capture.as_deref().map(field::display),
-            http.request.body = request_body.as_deref().map(field::display),
+            timeout.phase = expiry.map(|e| e.phase().as_str()),
+            error = error.as_deref(),
+            http.response.headers = response_headers.as_deref(),
+            http.response.body = response_body.as_deref(),
+            http.request.body = request_body_text.as_deref(),
             http.request.body.size = request_body.as_deref().map(Capture::size),
             "request finished"
         );

@@ -16,17 +16,27 @@ pin_project_lite::pin_project! {
     /// reports [`Body::is_end_stream`] after a frame (servers stop polling then); otherwise the
     /// drop of this body, logged as a disconnect (or a panic, a timeout; see
     /// [`RequestOutcome`]).
+    ///
+    /// After the inner body yields an error, this body never reports a clean end: it is not
+    /// at its end ([`Body::is_end_stream`] is `false`) and, polled again, passes on what the
+    /// inner body yields except a clean end (`None`), for which it stays pending. A cut
+    /// response never looks complete.
     pub struct ResponseBody<B, L: MakeLevel> {
         #[pin]
         inner: B,
         access: Option<Access<L>>,
+        failed: bool,
     }
 }
 
 impl<B, L: MakeLevel> ResponseBody<B, L> {
     #[inline]
     pub(crate) const fn new(inner: B, access: Option<Access<L>>) -> Self {
-        Self { inner, access }
+        Self {
+            inner,
+            access,
+            failed: false,
+        }
     }
 
     /// The inner body.
@@ -40,7 +50,15 @@ impl<B, L: MakeLevel> fmt::Debug for ResponseBody<B, L> {
         f.debug_struct(stringify!(ResponseBody))
             .field("inner", &"...")
             .field("access", &self.access)
+            .field("failed", &self.failed)
             .finish()
+    }
+}
+
+impl<B: Default, L: MakeLevel> Default for ResponseBody<B, L> {
+    /// The inner body's default, with no access record (nothing is logged for it).
+    fn default() -> Self {
+        Self::new(B::default(), None)
     }
 }
 
@@ -58,10 +76,20 @@ where
         cx: &mut TaskContext<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let mut this = self.project();
+        if *this.failed {
+            // Never a clean end after an error.
+            return match ready!(this.inner.poll_frame(cx)) {
+                None => Poll::Pending,
+                frame => Poll::Ready(frame),
+            };
+        }
         let Some(access) = this.access.as_mut() else {
-            return this.inner.poll_frame(cx);
+            let frame = ready!(this.inner.poll_frame(cx));
+            *this.failed = matches!(frame, Some(Err(_)));
+            return Poll::Ready(frame);
         };
         let frame = ready!(access.polling(|| this.inner.as_mut().poll_frame(cx)));
+        *this.failed = matches!(frame, Some(Err(_)));
         let end = match &frame {
             None => Some((access.completed(), None)),
             Some(Err(err)) => Some((RequestOutcome::Error, Some(err as &dyn fmt::Display))),
@@ -81,7 +109,7 @@ where
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        !self.failed && self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {

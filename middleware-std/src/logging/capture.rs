@@ -86,17 +86,25 @@ pin_project_lite::pin_project! {
     /// the client's body, unchanged, whose first bytes are copied for the access event as the
     /// inner service reads them.
     ///
+    /// After the client's body yields an error, this body never reports a clean end (see
+    /// [`ResponseBody`](super::ResponseBody)): a cut upload never looks complete.
+    ///
     /// [`LogLayer::capture_request_body`]: super::LogLayer::capture_request_body
     pub struct RequestBody<B> {
         #[pin]
         inner: B,
         capture: SharedCapture,
+        failed: bool,
     }
 }
 
 impl<B> RequestBody<B> {
     pub(crate) const fn new(inner: B, capture: SharedCapture) -> Self {
-        Self { inner, capture }
+        Self {
+            inner,
+            capture,
+            failed: false,
+        }
     }
 
     /// The client's body.
@@ -115,7 +123,15 @@ impl<B> fmt::Debug for RequestBody<B> {
         f.debug_struct(stringify!(RequestBody))
             .field("inner", &"...")
             .field("captured", &lock(&self.capture).bytes.len())
+            .field("failed", &self.failed)
             .finish()
+    }
+}
+
+impl<B: Default> Default for RequestBody<B> {
+    /// The inner body's default, with a capture nobody reads.
+    fn default() -> Self {
+        Self::new(B::default(), Arc::new(Mutex::new(Capture::new(0))))
     }
 }
 
@@ -129,6 +145,14 @@ impl<B: Body> Body for RequestBody<B> {
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.project();
         let frame = ready!(this.inner.poll_frame(cx));
+        if *this.failed {
+            // Never a clean end after an error.
+            return match frame {
+                None => Poll::Pending,
+                frame => Poll::Ready(frame),
+            };
+        }
+        *this.failed = matches!(frame, Some(Err(_)));
         if let Some(data) = frame.as_ref().and_then(|f| f.as_ref().ok()?.data_ref()) {
             lock(this.capture).push(data);
         }
@@ -136,7 +160,7 @@ impl<B: Body> Body for RequestBody<B> {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        !self.failed && self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {

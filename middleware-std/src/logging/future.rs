@@ -5,7 +5,7 @@ use std::{
     task::{Context as TaskContext, Poll, ready},
 };
 
-use http::Response;
+use http::{Response, StatusCode};
 use http_body::Body;
 
 use super::{MakeLevel, RequestOutcome, ResponseBody, access::Access};
@@ -18,14 +18,17 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: F,
         access: Option<Access<L>>,
+        // The request is a HEAD: its response has no body, whatever the body says.
+        head: bool,
     }
 }
 
 impl<F, L: MakeLevel> ResponseFuture<F, L> {
-    pub(crate) const fn new(inner: F, access: Access<L>) -> Self {
+    pub(crate) const fn new(inner: F, access: Access<L>, head: bool) -> Self {
         Self {
             inner,
             access: Some(access),
+            head,
         }
     }
 }
@@ -35,6 +38,7 @@ impl<F, L: MakeLevel> fmt::Debug for ResponseFuture<F, L> {
         f.debug_struct(stringify!(ResponseFuture))
             .field("inner", &"...")
             .field("access", &self.access)
+            .field("head", &self.head)
             .finish()
     }
 }
@@ -61,13 +65,16 @@ where
         match result {
             Ok(res) => {
                 access.response(&res);
-                let access = if res.body().is_end_stream() {
-                    // Nothing to stream: a server will not poll the body.
-                    access.finish(access.completed(), None);
-                    None
-                } else {
-                    Some(access)
-                };
+                let access =
+                    if *this.head || is_bodiless(res.status()) || res.body().is_end_stream() {
+                        // Nothing to stream: a server will not poll the body (hyper drops the
+                        // body of a response to HEAD, 1xx, 204 and 304 unpolled), so the request
+                        // ends at the head, completed: not a disconnect.
+                        access.finish(access.completed(), None);
+                        None
+                    } else {
+                        Some(access)
+                    };
                 Poll::Ready(Ok(res.map(|body| ResponseBody::new(body, access))))
             }
             Err(err) => {
@@ -76,4 +83,11 @@ where
             }
         }
     }
+}
+
+/// Whether a response with `status` has no body on the wire (RFC 9110: 1xx, 204, 304).
+fn is_bodiless(status: StatusCode) -> bool {
+    status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
 }

@@ -4,20 +4,43 @@ use http::HeaderName;
 use tower_layer::Layer;
 use tracing::Level;
 
-use super::{CaptureRequestBody, DefaultLevel, Log, PassRequestBody, escape::SENSITIVE_HEADERS};
+use super::{CaptureRequestBody, DefaultLevel, Log, PassRequestBody, headers::HeaderPolicy};
 
-/// Query keys whose values are masked by default when query logging is on.
-const SENSITIVE_QUERY_KEYS: [&str; 10] = [
+/// Query keys whose values are masked by default when query logging is on (compared after
+/// percent-decoding, ASCII-case-insensitively).
+pub(crate) const SENSITIVE_QUERY_KEYS: &[&str] = &[
     "access_token",
     "api_key",
     "apikey",
+    "assertion",
+    "auth",
+    "auth_token",
+    "client_assertion",
+    "client_secret",
     "code",
+    "code_verifier",
+    "credential",
     "id_token",
+    "jwt",
     "key",
+    "otp",
+    "passwd",
     "password",
+    "private_key",
+    "pwd",
     "refresh_token",
     "secret",
+    "session",
+    "session_id",
+    "sessionid",
+    "sig",
+    "signature",
     "token",
+    "x-amz-credential",
+    "x-amz-security-token",
+    "x-amz-signature",
+    "x-goog-credential",
+    "x-goog-signature",
 ];
 
 /// Settings shared by every request of one layer.
@@ -27,7 +50,7 @@ pub(crate) struct Config {
     pub(crate) query: bool,
     pub(crate) query_keys: Vec<Cow<'static, str>>,
     pub(crate) headers: bool,
-    pub(crate) redacted: Vec<HeaderName>,
+    pub(crate) header_policy: HeaderPolicy,
     pub(crate) response_body: Option<usize>,
     pub(crate) create_context: bool,
 }
@@ -38,11 +61,11 @@ impl Default for Config {
             span_level: Level::INFO,
             query: false,
             query_keys: SENSITIVE_QUERY_KEYS
-                .into_iter()
-                .map(Cow::Borrowed)
+                .iter()
+                .map(|key| Cow::Borrowed(*key))
                 .collect(),
             headers: false,
-            redacted: SENSITIVE_HEADERS.to_vec(),
+            header_policy: HeaderPolicy::default(),
             response_body: None,
             create_context: false,
         }
@@ -100,10 +123,15 @@ impl<L, C> LogLayer<L, C> {
     }
 
     /// Logs the query string as `url.query` (off by default: query strings carry tokens). The
-    /// values of sensitive keys are masked: `access_token`, `api_key`, `apikey`, `code`,
-    /// `id_token`, `key`, `password`, `refresh_token`, `secret`, `token`, and those added with
+    /// values of sensitive keys are masked as `[redacted]`: `access_token`, `api_key`,
+    /// `apikey`, `assertion`, `auth`, `auth_token`, `client_assertion`, `client_secret`,
+    /// `code`, `code_verifier`, `credential`, `id_token`, `jwt`, `key`, `otp`, `passwd`,
+    /// `password`, `private_key`, `pwd`, `refresh_token`, `secret`, `session`, `session_id`,
+    /// `sessionid`, `sig`, `signature`, `token`, `x-amz-credential`, `x-amz-security-token`,
+    /// `x-amz-signature`, `x-goog-credential`, `x-goog-signature`, and those added with
     /// [`mask_query_key`](Self::mask_query_key). Keys are matched after percent-decoding,
-    /// ASCII-case-insensitively, with or without a `[...]` suffix.
+    /// ASCII-case-insensitively, with or without a `[...]` suffix. The same rules mask the
+    /// query and fragment of the URLs in logged headers (`Location`, `Referer`...).
     pub fn log_query(mut self, enabled: bool) -> Self {
         self.config().query = enabled;
         self
@@ -116,19 +144,36 @@ impl<L, C> LogLayer<L, C> {
     }
 
     /// Logs the request headers on the span (`http.request.headers`) and the response headers
-    /// on the event (`http.response.headers`); off by default. Every value of `authorization`,
-    /// `proxy-authorization`, `cookie`, `set-cookie`, `x-api-key`, of the headers added with
-    /// [`redact_header`](Self::redact_header), and of values marked
-    /// [sensitive](http::HeaderValue::set_sensitive) is written as `[redacted]`. The response
-    /// headers are copied (one header map clone) only when the request span is enabled.
+    /// on the event (`http.response.headers`); off by default. Safe by default: every header
+    /// is listed by name, but a value is shown only for a header on the allow-list of
+    /// well-known non-credential headers (see the [module docs](super#headers)) or added with
+    /// [`log_header_value`](Self::log_header_value); any other value is written `[redacted]`.
+    ///
+    /// A value is always `[redacted]`, allow-list or not, for `authorization`,
+    /// `proxy-authorization`, `cookie`, `set-cookie`, `x-api-key`, `api-key`, `x-auth-token`,
+    /// `x-access-token`, `x-csrf-token`, `x-xsrf-token`, the headers added with
+    /// [`redact_header`](Self::redact_header), values marked
+    /// [sensitive](http::HeaderValue::set_sensitive), and headers that any layer of the request
+    /// declared with [`Context::mark_sensitive_header`](crate::Context::mark_sensitive_header)
+    /// (an auth layer inside or outside this one: the headers are written when the request
+    /// ends). The header maps are copied (one clone each) only when the request span is
+    /// enabled.
     pub fn log_headers(mut self, enabled: bool) -> Self {
         self.config().headers = enabled;
         self
     }
 
-    /// Redacts header `name` too (see [`log_headers`](Self::log_headers)).
+    /// Shows the value of header `name` too (see [`log_headers`](Self::log_headers)); the
+    /// always-redacted headers stay redacted.
+    pub fn log_header_value(mut self, name: HeaderName) -> Self {
+        self.config().header_policy.allowed.push(name);
+        self
+    }
+
+    /// Redacts header `name` too, even when it is on the allow-list (see
+    /// [`log_headers`](Self::log_headers)).
     pub fn redact_header(mut self, name: HeaderName) -> Self {
-        self.config().redacted.push(name);
+        self.config().header_policy.denied.push(name);
         self
     }
 

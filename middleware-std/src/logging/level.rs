@@ -15,19 +15,27 @@ pub enum RequestOutcome {
     Error,
     /// The inner service panicked: in `call`, in its future, or while the body streamed.
     Panicked,
-    /// The request's deadline passed: the future was dropped after its context was cancelled
-    /// with cause `deadline`, or the response arrived after the deadline (an inner timeout
-    /// layer's answer).
+    /// The server's deadline for the request passed: the future was dropped after its context
+    /// was cancelled with cause `deadline`, the response arrived after the deadline (an inner
+    /// timeout layer's answer), or a timeout layer reported an expiry that was not the
+    /// client's ([`ClientDeadline`](Self::ClientDeadline) is).
     TimedOut,
     /// The request was dropped after its context was cancelled explicitly.
     Cancelled,
     /// The response future or body was dropped before the end with no other cause: the client
     /// went away (or an outer layer gave up without cancelling the context).
     Disconnected,
+    /// The deadline that expired was the client's own (an inbound `grpc-timeout`, say), as the
+    /// timeout layer reported it with
+    /// [`Context::record_expiry`](crate::Context::record_expiry): the client asked for less
+    /// time than the work takes, which is not a server failure, whatever the status (a 503
+    /// included).
+    ClientDeadline,
 }
 
 impl RequestOutcome {
-    /// The field value: `completed`, `error`, `panic`, `timeout`, `cancelled`, `disconnected`.
+    /// The field value: `completed`, `error`, `panic`, `timeout`, `cancelled`, `disconnected`,
+    /// `client_deadline`.
     #[must_use]
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -37,6 +45,7 @@ impl RequestOutcome {
             Self::TimedOut => "timeout",
             Self::Cancelled => "cancelled",
             Self::Disconnected => "disconnected",
+            Self::ClientDeadline => "client_deadline",
         }
     }
 }
@@ -68,22 +77,25 @@ where
 }
 
 /// The default levels: server errors (a 5xx, an error, a panic, a timeout) at `ERROR`, client
-/// errors (a 4xx) at `WARN`, everything else (successes, disconnects, cancellations) at
-/// `INFO`. Each is configurable.
+/// errors (a 4xx) and expired client deadlines ([`RequestOutcome::ClientDeadline`], whatever
+/// the status) at `WARN`, everything else (successes, disconnects, cancellations) at `INFO`.
+/// Each is configurable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DefaultLevel {
     server_error: Level,
     client_error: Level,
+    client_deadline: Level,
     other: Level,
 }
 
 impl DefaultLevel {
-    /// `ERROR` / `WARN` / `INFO`.
+    /// `ERROR` / `WARN` (4xx and client deadlines) / `INFO`.
     #[must_use]
     pub const fn new() -> Self {
         Self {
             server_error: Level::ERROR,
             client_error: Level::WARN,
+            client_deadline: Level::WARN,
             other: Level::INFO,
         }
     }
@@ -99,6 +111,14 @@ impl DefaultLevel {
     #[must_use]
     pub const fn client_error(mut self, level: Level) -> Self {
         self.client_error = level;
+        self
+    }
+
+    /// The level for requests whose client's own deadline expired
+    /// ([`RequestOutcome::ClientDeadline`]), whatever the status.
+    #[must_use]
+    pub const fn client_deadline(mut self, level: Level) -> Self {
+        self.client_deadline = level;
         self
     }
 
@@ -119,6 +139,7 @@ impl Default for DefaultLevel {
 impl MakeLevel for DefaultLevel {
     fn make_level(&self, outcome: RequestOutcome, status: Option<StatusCode>) -> Level {
         match outcome {
+            RequestOutcome::ClientDeadline => self.client_deadline,
             RequestOutcome::Error | RequestOutcome::Panicked | RequestOutcome::TimedOut => {
                 self.server_error
             }
@@ -150,6 +171,8 @@ mod tests {
             (RequestOutcome::Disconnected, Some(200), Level::INFO),
             (RequestOutcome::Disconnected, Some(500), Level::ERROR),
             (RequestOutcome::Cancelled, None, Level::INFO),
+            (RequestOutcome::ClientDeadline, Some(503), Level::WARN),
+            (RequestOutcome::ClientDeadline, None, Level::WARN),
         ];
         for (outcome, status, expected) in table {
             let status = status.map(|s| StatusCode::from_u16(s).unwrap());
@@ -159,6 +182,13 @@ mod tests {
                 "{outcome} {status:?}"
             );
         }
+        assert_eq!(
+            level.client_deadline(Level::DEBUG).make_level(
+                RequestOutcome::ClientDeadline,
+                Some(StatusCode::SERVICE_UNAVAILABLE)
+            ),
+            Level::DEBUG
+        );
         let quiet = level.client_error(Level::DEBUG).other(Level::TRACE);
         assert_eq!(
             quiet.make_level(RequestOutcome::Completed, Some(StatusCode::NOT_FOUND)),

@@ -17,16 +17,28 @@
 //! | `url.query` | with [`LogLayer::log_query`], sensitive keys masked |
 //! | `client.address`, `client.port` | when the request's extensions hold a [`std::net::SocketAddr`] |
 //! | `request_id` | when the request's [`Context`](crate::Context) has one |
-//! | `http.request.headers` | with [`LogLayer::log_headers`], sensitive headers redacted |
+//! | `http.request.headers` | with [`LogLayer::log_headers`], when the request ends (see [Headers](#headers)) |
 //! | `http.response.status_code` | once the response head arrives |
 //!
 //! The event carries `outcome`, `http.response.status_code` (when a response was produced),
 //! `duration_ms` (to the end of the body), `headers_ms` (to the response head),
 //! `http.response.body.size` (bytes streamed), `cancel_cause` (the context's
-//! [`CancelCause`](crate::CancelCause), when it was cancelled), `error` (the inner service's or
-//! the body's error, escaped), and with the options `http.response.headers` and
-//! `http.response.body`; with [`LogLayer::capture_request_body`], `http.request.body` and
-//! `http.request.body.size`.
+//! [`CancelCause`](crate::CancelCause), when it was cancelled), `timeout.phase` (`ready`,
+//! `head`, `request_body` or `response_body`, when a timeout layer reported an
+//! [`Expiry`](crate::Expiry)), `error` (the inner service's or the body's error, escaped), and
+//! with the options `http.response.headers` and `http.response.body`; with
+//! [`LogLayer::capture_request_body`], `http.request.body` and `http.request.body.size`.
+//!
+//! Every value fed by the client or the inner service is escaped (see [`escape`]) and bounded
+//! (see [Limits](#limits)), so that no value can read as another field:
+//!
+//! - the method, path, query and request id are written bare (`url.path=/users/7`): they
+//!   cannot hold an ASCII space (http's parser rejects one in a method, path or query; a
+//!   request id is visible ASCII), and every other blank, an ASCII space too should one
+//!   appear, is escaped, so nothing in them can start a new field;
+//! - the header lists, bodies and error messages, which can hold spaces, are recorded as
+//!   strings: a text formatter (`tracing-subscriber`'s `fmt`) writes them quoted, with their
+//!   quotes escaped (`error="db down"`), a JSON formatter as JSON strings.
 //!
 //! The client address is read from a `SocketAddr` in the request extensions: hyper-util
 //! servers and tests can insert one directly; axum's `ConnectInfo<SocketAddr>` is a different
@@ -36,24 +48,74 @@
 //! # Levels
 //!
 //! The event's level comes from a [`MakeLevel`]: by default ([`DefaultLevel`]) `ERROR` for
-//! 5xx responses, errors, panics and timeouts, `WARN` for 4xx, `INFO` for the rest; configure
-//! it or pass a closure with [`LogLayer::level`]. The span's level is set with
-//! [`LogLayer::span_level`].
+//! 5xx responses, errors, panics and timeouts, `WARN` for 4xx and for requests whose client's
+//! own deadline expired ([`RequestOutcome::ClientDeadline`]: a client that asks for 10 ms
+//! cannot mint server errors), `INFO` for the rest; configure it or pass a closure with
+//! [`LogLayer::level`]. The span's level is set with [`LogLayer::span_level`].
 //!
 //! # Safe by default
 //!
 //! - Query strings are not logged unless asked; then the values of sensitive keys are
-//!   masked.
-//! - Headers are not logged unless asked; then `authorization`, `proxy-authorization`,
-//!   `cookie`, `set-cookie`, `x-api-key` (plus [`LogLayer::redact_header`] and values marked
-//!   sensitive) are `[redacted]`, every value of a repeated header included.
+//!   masked (see [`LogLayer::log_query`] for the list: `token`, `code`, `client_secret`,
+//!   `sig`, `X-Amz-Signature`...).
+//! - Headers are not logged unless asked; then they are safe by default (see
+//!   [Headers](#headers)): only the values of well-known non-credential headers are shown.
 //! - Every logged value that comes from the request or the response (method, path, query,
-//!   header values, bodies, error messages) is escaped with [`escape`]: CR, LF, other control
-//!   characters, ANSI escape sequences, bidirectional overrides and invalid UTF-8 become
-//!   visible escapes, so a value can neither forge a log line nor repaint a terminal.
+//!   header names and values, bodies, error messages, the request id) is escaped with
+//!   [`escape`]: CR, LF, other control characters, ANSI escape sequences, every Unicode space
+//!   but the ASCII one, zero-width and other format characters, bidirectional overrides and
+//!   invalid UTF-8 become visible escapes, so a value can neither forge a log line or a field
+//!   nor repaint a terminal.
+//! - Every logged value is bounded (see [Limits](#limits)): a huge path or header block
+//!   cannot turn into a huge record.
 //! - Bodies are not captured unless asked ([`LogLayer::capture_request_body`],
 //!   [`LogLayer::capture_response_body`]); then only the first `limit` bytes are kept, and the
 //!   body streams through unchanged.
+//!
+//! # Headers
+//!
+//! With [`LogLayer::log_headers`], every header is listed by name, as
+//! `name: "value", name: [redacted], ...`. A value is shown only when its header is on the
+//! allow-list and not on the deny-list; otherwise it is written `[redacted]` (every value of a
+//! repeated header).
+//!
+//! - **The allow-list**: `accept` and `accept-*`, `access-control-*`, `age`, `cache-control`,
+//!   `connection`, `content-encoding`, `content-language`, `content-length`,
+//!   `content-location`, `content-range`, `content-type`, `date`, `etag`, `expect`, `expires`,
+//!   `forwarded`, `host`, `if-match`, `if-modified-since`, `if-none-match`, `if-range`,
+//!   `if-unmodified-since`, `last-modified`, `location`, `origin`, `pragma`, `range`,
+//!   `referer`, `refresh`, `retry-after`, `server`, `te`, `traceparent`, `tracestate`,
+//!   `transfer-encoding`, `upgrade`, `user-agent`, `vary`, `via`, `x-forwarded-*`,
+//!   `x-real-ip`, `x-request-id`; plus [`LogLayer::log_header_value`]. A header nobody
+//!   declared (`x-auth-token`, `api-key`, `x-my-secret`...) is therefore never shown.
+//! - **The deny-list**, which wins over the allow-list: `authorization`,
+//!   `proxy-authorization`, `cookie`, `set-cookie`, `x-api-key`, `api-key`, `x-auth-token`,
+//!   `x-access-token`, `x-csrf-token`, `x-xsrf-token`; [`LogLayer::redact_header`]; values
+//!   marked [sensitive](http::HeaderValue::set_sensitive); and every header that a layer of
+//!   the request declared a credential with
+//!   [`Context::mark_sensitive_header`](crate::Context::mark_sensitive_header), as auth layers
+//!   do. The request headers are written when the request ends, so a declaration counts
+//!   whether the declaring layer sits outside or inside this one (it needs the request's
+//!   context: an outer layer's, or [`LogLayer::create_context`]).
+//! - The URLs in `location`, `content-location`, `refresh`, `referer` and `origin` are
+//!   masked: their query and fragment by the query rules (an OAuth `Location: ...?code=`),
+//!   their userinfo (`user:pass@`) as `[redacted]`.
+//!
+//! # Limits
+//!
+//! Each logged value is cut to a fixed size of escaped text, and a cut value ends in
+//! `...[truncated]`: the method at 32 bytes, the path at 2 KiB, the (masked) query at 2 KiB,
+//! the request id at 256 bytes, an error message at 1 KiB, each header list (request,
+//! response) at 4 KiB, with each header value at 256 bytes and each header name at 64 bytes.
+//! A captured body keeps its first `limit` bytes, which escape to at most `4 * limit` bytes.
+//! A record without body capture stays under about 16 KiB, whatever the request.
+//!
+//! # Bodiless responses
+//!
+//! A response to `HEAD`, and a `1xx`, `204` or `304` response, has no body on the wire: hyper
+//! drops its body unpolled (and axum empties it). The request ends at the response head, with
+//! outcome `completed` and a body size of 0, and the context is not cancelled: a load
+//! balancer's `HEAD` health check is not a client that went away.
 //!
 //! # The context
 //!
@@ -87,9 +149,11 @@
 //!
 //! Nothing is allocated by the layer for a request without options (the span's storage is the
 //! subscriber's business): the context is cloned, not created, and the record travels inside
-//! the future and then the body. Header logging clones the response header map; body capture
-//! allocates its buffer; [`LogLayer::create_context`] costs the context. Measured in
-//! `tests/logging_fmt.rs`.
+//! the future and then the body. A value that needs escaping or cutting is copied into a
+//! string; a clean one is recorded as it is. Header logging clones the request and the
+//! response header maps and writes them as strings, query logging writes the masked query,
+//! body capture allocates its buffer, and [`LogLayer::create_context`] costs the context.
+//! Measured in `tests/logging_fmt.rs`.
 //!
 //! Inside a timing layer that asks for per-layer times (`per_layer_times` of the `timing`
 //! module's `ServerTimingLayer`), the time this layer spends before calling the inner service
@@ -167,6 +231,7 @@ mod body;
 mod capture;
 mod escape;
 mod future;
+mod headers;
 mod layer;
 mod level;
 mod service;

@@ -4,7 +4,7 @@ use std::{
     task::{Context as TaskContext, Poll},
 };
 
-use http::{Request, Response};
+use http::{Method, Request, Response};
 use http_body::Body;
 use tower_service::Service;
 
@@ -62,7 +62,8 @@ impl<S, L: MakeLevel + Clone, C> Log<S, L, C> {
         // A clone, not a new context: the cause and a late request id are read through it.
         let cx = cx.cloned();
         let mut record = Record::new(Arc::clone(&self.config), self.level.clone(), cx);
-        record.set_span(make_span(&self.config, req, record.context()));
+        let span = make_span(&self.config, req, record.context());
+        record.set_span(span, req);
         if layer_time::wanted(record.context()) {
             layer_time::record(record.context(), "mw.logging", record.elapsed());
         }
@@ -78,9 +79,11 @@ impl<S, L: MakeLevel + Clone, C> Log<S, L, C> {
     where
         S: Service<Request<B>>,
     {
+        // hyper never polls the body of a response to HEAD.
+        let head = req.method() == Method::HEAD;
         // A panic in `call` unwinds through here: `access` is dropped while `polling`.
         let future = access.polling(|| self.inner.call(req));
-        ResponseFuture::new(future, access)
+        ResponseFuture::new(future, access, head)
     }
 }
 
