@@ -21,7 +21,7 @@ use http_body_util::BodyExt;
 use middleware_core::testing::Conformance;
 use middleware_std::{
     CancelCause, Expiry, RequestExt, RequestId, TimeoutPhase,
-    logging::{DefaultLevel, LogLayer, RequestBody, RequestOutcome, ResponseBody},
+    logging::{CaptureBody, DefaultLevel, LogBody, LogLayer, RequestOutcome},
 };
 use tower::{Layer, ServiceBuilder, ServiceExt, service_fn};
 use tracing::{Level, Subscriber};
@@ -475,7 +475,7 @@ async fn the_response_body_is_captured_bounded_and_streamed_unchanged() {
 async fn the_request_body_is_captured_as_the_inner_service_reads_it() {
     let (_guard, log) = record();
     let app = LogLayer::new().capture_request_body(10).layer(service_fn(
-        |req: Request<RequestBody<Frames>>| async move {
+        |req: Request<CaptureBody<Frames>>| async move {
             let read = if req.uri().path() == "/unread" {
                 Bytes::new()
             } else {
@@ -997,7 +997,7 @@ async fn the_request_body_never_ends_cleanly_after_an_error() {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let app = LogLayer::new().capture_request_body(16).layer(service_fn({
         let seen = Arc::clone(&seen);
-        move |req: Request<RequestBody<FailThenEnd>>| {
+        move |req: Request<CaptureBody<FailThenEnd>>| {
             let seen = Arc::clone(&seen);
             async move {
                 let mut body = std::pin::pin!(req.into_body());
@@ -1036,10 +1036,10 @@ async fn the_request_body_never_ends_cleanly_after_an_error() {
 
 #[test]
 fn the_body_wrappers_have_a_default_when_the_inner_body_does() {
-    let body = ResponseBody::<String, DefaultLevel>::default();
+    let body = LogBody::<String, DefaultLevel>::default();
     assert!(body.is_end_stream());
     assert_eq!(body.size_hint().exact(), Some(0));
-    let body = RequestBody::<String>::default();
+    let body = CaptureBody::<String>::default();
     assert!(body.is_end_stream());
     assert_eq!(body.get_ref(), "");
 }

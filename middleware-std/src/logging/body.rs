@@ -21,7 +21,7 @@ pin_project_lite::pin_project! {
     /// at its end ([`Body::is_end_stream`] is `false`) and, polled again, passes on what the
     /// inner body yields except a clean end (`None`), for which it stays pending. A cut
     /// response never looks complete.
-    pub struct ResponseBody<B, L: MakeLevel> {
+    pub struct LogBody<B, L: MakeLevel> {
         #[pin]
         inner: B,
         access: Option<Access<L>>,
@@ -29,7 +29,7 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl<B, L: MakeLevel> ResponseBody<B, L> {
+impl<B, L: MakeLevel> LogBody<B, L> {
     #[inline]
     pub(crate) const fn new(inner: B, access: Option<Access<L>>) -> Self {
         Self {
@@ -45,9 +45,9 @@ impl<B, L: MakeLevel> ResponseBody<B, L> {
     }
 }
 
-impl<B, L: MakeLevel> fmt::Debug for ResponseBody<B, L> {
+impl<B, L: MakeLevel> fmt::Debug for LogBody<B, L> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct(stringify!(ResponseBody))
+        f.debug_struct(stringify!(LogBody))
             .field("inner", &"...")
             .field("access", &self.access)
             .field("failed", &self.failed)
@@ -55,14 +55,14 @@ impl<B, L: MakeLevel> fmt::Debug for ResponseBody<B, L> {
     }
 }
 
-impl<B: Default, L: MakeLevel> Default for ResponseBody<B, L> {
+impl<B: Default, L: MakeLevel> Default for LogBody<B, L> {
     /// The inner body's default, with no access record (nothing is logged for it).
     fn default() -> Self {
         Self::new(B::default(), None)
     }
 }
 
-impl<B, L> Body for ResponseBody<B, L>
+impl<B, L> Body for LogBody<B, L>
 where
     B: Body,
     B::Error: fmt::Display,

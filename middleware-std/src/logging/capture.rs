@@ -19,7 +19,7 @@ pub struct PassRequestBody;
 
 /// The request-body mode set by
 /// [`LogLayer::capture_request_body`](super::LogLayer::capture_request_body): the inner service
-/// receives a [`RequestBody`] that copies the first bytes for the access event.
+/// receives a [`CaptureBody`] that copies the first bytes for the access event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CaptureRequestBody {
     pub(crate) limit: usize,
@@ -87,10 +87,10 @@ pin_project_lite::pin_project! {
     /// inner service reads them.
     ///
     /// After the client's body yields an error, this body never reports a clean end (see
-    /// [`ResponseBody`](super::ResponseBody)): a cut upload never looks complete.
+    /// [`LogBody`](super::LogBody)): a cut upload never looks complete.
     ///
     /// [`LogLayer::capture_request_body`]: super::LogLayer::capture_request_body
-    pub struct RequestBody<B> {
+    pub struct CaptureBody<B> {
         #[pin]
         inner: B,
         capture: SharedCapture,
@@ -98,7 +98,7 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl<B> RequestBody<B> {
+impl<B> CaptureBody<B> {
     pub(crate) const fn new(inner: B, capture: SharedCapture) -> Self {
         Self {
             inner,
@@ -118,9 +118,9 @@ impl<B> RequestBody<B> {
     }
 }
 
-impl<B> fmt::Debug for RequestBody<B> {
+impl<B> fmt::Debug for CaptureBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct(stringify!(RequestBody))
+        f.debug_struct(stringify!(CaptureBody))
             .field("inner", &"...")
             .field("captured", &lock(&self.capture).bytes.len())
             .field("failed", &self.failed)
@@ -128,14 +128,14 @@ impl<B> fmt::Debug for RequestBody<B> {
     }
 }
 
-impl<B: Default> Default for RequestBody<B> {
+impl<B: Default> Default for CaptureBody<B> {
     /// The inner body's default, with a capture nobody reads.
     fn default() -> Self {
         Self::new(B::default(), Arc::new(Mutex::new(Capture::new(0))))
     }
 }
 
-impl<B: Body> Body for RequestBody<B> {
+impl<B: Body> Body for CaptureBody<B> {
     type Data = B::Data;
     type Error = B::Error;
 

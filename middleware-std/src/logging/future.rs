@@ -8,7 +8,7 @@ use std::{
 use http::{Response, StatusCode};
 use http_body::Body;
 
-use super::{MakeLevel, RequestOutcome, ResponseBody, access::Access};
+use super::{LogBody, MakeLevel, RequestOutcome, access::Access};
 
 pin_project_lite::pin_project! {
     /// The response future of [`Log`](super::Log). Dropping it before the response logs the
@@ -50,7 +50,7 @@ where
     B: Body,
     L: MakeLevel,
 {
-    type Output = Result<Response<ResponseBody<B, L>>, E>;
+    type Output = Result<Response<LogBody<B, L>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
         let this = self.project();
@@ -75,7 +75,7 @@ where
                     } else {
                         Some(access)
                     };
-                Poll::Ready(Ok(res.map(|body| ResponseBody::new(body, access))))
+                Poll::Ready(Ok(res.map(|body| LogBody::new(body, access))))
             }
             Err(err) => {
                 access.finish(RequestOutcome::Error, Some(&err));

@@ -189,7 +189,7 @@ impl<L, C> LogLayer<L, C> {
     /// (`http.request.body`, escaped, ending in `...[truncated]` when cut, and
     /// `http.request.body.size`, the bytes read). Off by default.
     ///
-    /// The inner service then receives a [`RequestBody<B>`](super::RequestBody) instead of the
+    /// The inner service then receives a [`CaptureBody<B>`](super::CaptureBody) instead of the
     /// client's `B`, which streams through unchanged; a body the inner service never read is
     /// logged empty. Costs a shared buffer (two allocations and a lock per frame) per request.
     pub fn capture_request_body(self, limit: usize) -> LogLayer<L, CaptureRequestBody> {

@@ -238,8 +238,8 @@ mod service;
 
 #[doc(inline)]
 pub use self::{
-    body::ResponseBody,
-    capture::{CaptureRequestBody, PassRequestBody, RequestBody},
+    body::LogBody,
+    capture::{CaptureBody, CaptureRequestBody, PassRequestBody},
     escape::{Escape, escape},
     future::ResponseFuture,
     layer::LogLayer,

@@ -9,8 +9,8 @@ use http_body::Body;
 use tower_service::Service;
 
 use super::{
-    CaptureRequestBody, DefaultLevel, LogLayer, MakeLevel, PassRequestBody, RequestBody,
-    ResponseBody, ResponseFuture,
+    CaptureBody, CaptureRequestBody, DefaultLevel, LogBody, LogLayer, MakeLevel, PassRequestBody,
+    ResponseFuture,
     access::{self, Access, Record, make_span},
     layer::Config,
 };
@@ -106,7 +106,7 @@ where
     RB::Error: fmt::Display,
     L: MakeLevel + Clone,
 {
-    type Response = Response<ResponseBody<RB, L>>;
+    type Response = Response<LogBody<RB, L>>;
     type Error = S::Error;
     type Future = ResponseFuture<S::Future, L>;
 
@@ -122,13 +122,13 @@ where
 
 impl<S, L, B, RB> Service<Request<B>> for Log<S, L, CaptureRequestBody>
 where
-    S: Service<Request<RequestBody<B>>, Response = Response<RB>>,
+    S: Service<Request<CaptureBody<B>>, Response = Response<RB>>,
     S::Error: fmt::Display,
     RB: Body,
     RB::Error: fmt::Display,
     L: MakeLevel + Clone,
 {
-    type Response = Response<ResponseBody<RB, L>>;
+    type Response = Response<LogBody<RB, L>>;
     type Error = S::Error;
     type Future = ResponseFuture<S::Future, L>;
 
@@ -139,7 +139,7 @@ where
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let mut access = self.start(&mut req);
         let capture = access.capture_request(self.request_body.limit);
-        let req = req.map(|body| RequestBody::new(body, capture));
+        let req = req.map(|body| CaptureBody::new(body, capture));
         self.call_inner(access, req)
     }
 }
