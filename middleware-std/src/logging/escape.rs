@@ -339,42 +339,16 @@ impl fmt::Display for MaskedQuery<'_> {
 }
 
 /// Whether the raw query key `raw` (percent-encoded, `+` for space) names `key`, compared
-/// ASCII-case-insensitively; `key[...]` (array syntax) counts.
+/// ASCII-case-insensitively after decoding (`form_urlencoded`'s; malformed escapes are taken
+/// literally); `key[...]` (array syntax) counts.
 fn key_matches(raw: &str, key: &str) -> bool {
-    let mut decoded = Decode(raw.as_bytes());
-    for expected in key.bytes() {
-        match decoded.next() {
-            Some(b) if b.eq_ignore_ascii_case(&expected) => {}
-            _ => return false,
-        }
-    }
-    matches!(decoded.next(), None | Some(b'['))
-}
-
-/// Percent-decoding iterator; malformed escapes are taken literally.
-struct Decode<'a>(&'a [u8]);
-
-impl Iterator for Decode<'_> {
-    type Item = u8;
-
-    fn next(&mut self) -> Option<u8> {
-        let (&first, rest) = self.0.split_first()?;
-        self.0 = rest;
-        match first {
-            b'+' => Some(b' '),
-            b'%' => {
-                let hex = |b: u8| char::from(b).to_digit(16);
-                if let [hi, lo, tail @ ..] = self.0 {
-                    if let (Some(hi), Some(lo)) = (hex(*hi), hex(*lo)) {
-                        self.0 = tail;
-                        return u8::try_from(hi * 16 + lo).ok();
-                    }
-                }
-                Some(b'%')
-            }
-            b => Some(b),
-        }
-    }
+    let decoded = form_urlencoded::parse(raw.as_bytes())
+        .next()
+        .map_or(std::borrow::Cow::Borrowed(""), |(name, _)| name);
+    let decoded = decoded.as_bytes();
+    decoded.len() >= key.len()
+        && decoded[..key.len()].eq_ignore_ascii_case(key.as_bytes())
+        && matches!(decoded.get(key.len()), None | Some(b'['))
 }
 
 #[cfg(test)]
