@@ -16,7 +16,7 @@ use http_body::{Body, Frame, SizeHint};
 use middleware_core::{BoxError, CancelCause, Context};
 use tokio::time::{Instant, Sleep};
 
-use super::error::{BodyTimeoutError, TimeoutPhase};
+use super::error::{BodyFailedError, BodyTimeoutError, TimeoutPhase, record_expiry};
 
 /// Idle and total deadlines for one body (`Copy`, carried by layers and futures).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -41,12 +41,29 @@ pin_project_lite::pin_project! {
     ///   reached the layer; response: when the response head did). It is checked while the
     ///   body is being read.
     ///
-    /// When a deadline passes, the body yields one [`BodyTimeoutError`] and then ends. The
-    /// timer is a `tokio::time::Sleep` armed only when the inner body is pending, and only one
-    /// per body (set to the earlier of the two deadlines). A body with deadlines keeps its
-    /// timer state behind one allocation made when it is wrapped; a body without (the
-    /// response side by default) carries only the wrapped body, a context handle and two
-    /// flags through the layers around it.
+    /// When a deadline passes, the body yields a [`BodyTimeoutError`]. The timer is a
+    /// `tokio::time::Sleep` armed only when the inner body is pending, and only one per body
+    /// (set to the earlier of the two deadlines). A body with deadlines keeps its timer state
+    /// behind one allocation made when it is wrapped; a body without (the response side by
+    /// default) carries only the wrapped body, a context handle and a few flags through the
+    /// layers around it.
+    ///
+    /// **The whole-request budget.** On the response side of
+    /// [`TimeoutLayer`](super::TimeoutLayer), the request's [`Context`](crate::Context) is
+    /// cancelled with [`CancelCause::Deadline`] when the budget runs out, also while the body
+    /// streams, and a producer that stops on [`Context::cancelled`] ends its stream early. So
+    /// when the wrapped body ends after the budget expired, the body does not end cleanly: it
+    /// ends with a [`BodyTimeoutError`] whose [`is_budget`](BodyTimeoutError::is_budget) is
+    /// true, and the expiry is reported with phase `response_body`. hyper then aborts the
+    /// connection (HTTP/1.1) or resets the stream (HTTP/2), so the client sees a failure, never
+    /// a short body that looks complete. A body that finishes *after* the budget expired is
+    /// reported as cut too (the layer cannot tell a producer that stopped from one that was
+    /// done): give streams that must outlive the budget a larger budget.
+    ///
+    /// **After an error it never ends cleanly.** Each further poll yields an error again: the
+    /// same [`BodyTimeoutError`] after a deadline, or an error saying the body already failed
+    /// after an error of the wrapped body (which cannot be cloned). [`Body::is_end_stream`] is
+    /// `false` and [`Body::size_hint`] unbounded from then on.
     ///
     /// On the request side, an error of the wrapped body itself (the peer went away or reset
     /// the stream mid-body) cancels the request's [`Context`](crate::Context) with
@@ -60,11 +77,25 @@ pin_project_lite::pin_project! {
         timer: Option<Pin<Box<Timer>>>,
         // The request's context, if it has one. Request side: cancelled with `Dropped` when
         // the wrapped body fails. Response side: cancelled with `Deadline` when a deadline
-        // passes, so spawned work that produces the stream stops.
+        // passes, so spawned work that produces the stream stops; read at the end of the body
+        // when the budget is watched.
         context: Option<Context>,
-        expired: bool,
+        state: State,
         phase: TimeoutPhase,
+        // Response side of the budget layer: `Some(by_client)` when a clean end after the
+        // budget expired is reported as a cut (`by_client`: the budget was the client's).
+        budget: Option<bool>,
     }
+}
+
+/// Whether a body still streams, or failed (it then never ends cleanly).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Streaming,
+    /// A deadline passed (ours or a nested layer's): the same error at every further poll.
+    TimedOut(BodyTimeoutError),
+    /// The wrapped body failed.
+    Failed,
 }
 
 pin_project_lite::pin_project! {
@@ -105,8 +136,9 @@ impl<B> TimeoutBody<B> {
             inner,
             timer: None,
             context: None,
-            expired: false,
+            state: State::Streaming,
             phase,
+            budget: None,
         }
     }
 
@@ -131,12 +163,19 @@ impl<B> TimeoutBody<B> {
     #[inline]
     pub(crate) fn response(inner: B, deadlines: BodyDeadlines, cx: Option<Context>) -> Self {
         let mut body = Self::passthrough(inner, TimeoutPhase::ResponseBody);
-        if deadlines.is_none() {
-            return body;
+        if !deadlines.is_none() {
+            body.timer = Some(Timer::boxed(deadlines, None));
         }
-        body.timer = Some(Timer::boxed(deadlines, None));
         body.context = cx;
         body
+    }
+
+    /// Reports a clean end after the request's budget expired as a cut (see the type docs);
+    /// `by_client`: the budget was the client's own deadline. Needs the context.
+    #[inline]
+    pub(crate) const fn watch_budget(mut self, by_client: bool) -> Self {
+        self.budget = Some(by_client);
+        self
     }
 
     /// The wrapped body.
@@ -164,6 +203,13 @@ impl<B> TimeoutBody<B> {
     }
 }
 
+/// A body without deadlines around `B::default()`, on the response side.
+impl<B: Default> Default for TimeoutBody<B> {
+    fn default() -> Self {
+        Self::passthrough(B::default(), TimeoutPhase::ResponseBody)
+    }
+}
+
 /// A deadline a century away, for budgets too large to add to the clock.
 fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
@@ -182,8 +228,11 @@ where
         cx: &mut TaskContext<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.project();
-        if *this.expired {
-            return Poll::Ready(None);
+        match *this.state {
+            State::Streaming => {}
+            // A cut body must not look complete to a reader that polls once more.
+            State::TimedOut(err) => return Poll::Ready(Some(Err(Box::new(err)))),
+            State::Failed => return Poll::Ready(Some(Err(Box::new(BodyFailedError)))),
         }
         match this.inner.poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
@@ -194,17 +243,39 @@ where
             }
             Poll::Ready(Some(Err(err))) => {
                 let err: BoxError = err.into();
-                // The transport failed mid-body: the request cannot be read to its end, so
-                // work spawned for it should stop. A nested layer's deadline error is not the
-                // peer's doing: that layer answers `408` and cancels with `Deadline` itself.
-                if *this.phase == TimeoutPhase::RequestBody && !err.is::<BodyTimeoutError>() {
-                    if let Some(context) = this.context.take() {
-                        context.cancel_with(CancelCause::Dropped);
+                if let Some(nested) = err.downcast_ref::<BodyTimeoutError>() {
+                    // A nested layer's deadline: named for the request (that layer's own report
+                    // wins when it had the context), and not the peer's doing: that layer
+                    // answers `408` and cancels with `Deadline` itself.
+                    if let Some(context) = this.context.as_ref() {
+                        record_expiry(context, nested.phase(), false);
                     }
+                    *this.state = State::TimedOut(*nested);
+                } else {
+                    // The transport failed mid-body: the request cannot be read to its end, so
+                    // work spawned for it should stop.
+                    if *this.phase == TimeoutPhase::RequestBody {
+                        if let Some(context) = this.context.take() {
+                            context.cancel_with(CancelCause::Dropped);
+                        }
+                    }
+                    *this.state = State::Failed;
                 }
                 return Poll::Ready(Some(Err(err)));
             }
-            Poll::Ready(None) => return Poll::Ready(None),
+            Poll::Ready(None) => {
+                // The budget expired and the producer stopped (or finished late): a cut, not
+                // an end.
+                if let (Some(by_client), Some(context)) = (*this.budget, this.context.as_ref()) {
+                    if context.cause() == Some(CancelCause::Deadline) {
+                        record_expiry(context, TimeoutPhase::ResponseBody, by_client);
+                        let err = BodyTimeoutError::budget();
+                        *this.state = State::TimedOut(err);
+                        return Poll::Ready(Some(Err(Box::new(err))));
+                    }
+                }
+                return Poll::Ready(None);
+            }
             Poll::Pending => {}
         }
         let Some(timer) = this.timer.as_mut() else {
@@ -240,8 +311,13 @@ where
         if sleep.poll(cx).is_pending() {
             return Poll::Pending;
         }
-        *this.expired = true;
         let idle = timer.total.is_none_or(|total| fired_at < total);
+        let err = BodyTimeoutError::new(*this.phase, idle);
+        *this.state = State::TimedOut(err);
+        // Body deadlines are the server's: never the client's own.
+        if let Some(context) = this.context.as_ref() {
+            record_expiry(context, *this.phase, false);
+        }
         match *this.phase {
             // Not `Dropped`: the layer's future answers `408` and cancels with `Deadline`.
             TimeoutPhase::RequestBody => {
@@ -249,25 +325,26 @@ where
                     signal.store(true, Ordering::Release);
                 }
             }
-            TimeoutPhase::Request | TimeoutPhase::ResponseBody => {
+            TimeoutPhase::Ready | TimeoutPhase::Request | TimeoutPhase::ResponseBody => {
                 if let Some(context) = this.context.as_ref() {
                     context.cancel_with(CancelCause::Deadline);
                 }
             }
         }
-        let err = BodyTimeoutError::new(*this.phase, idle);
         Poll::Ready(Some(Err(Box::new(err))))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.expired || self.inner.is_end_stream()
+        // A failed body has not ended: it was cut.
+        self.state == State::Streaming && self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        if self.expired {
-            return SizeHint::with_exact(0);
+        if self.state == State::Streaming {
+            self.inner.size_hint()
+        } else {
+            SizeHint::default()
         }
-        self.inner.size_hint()
     }
 }
 
@@ -289,7 +366,8 @@ impl<B> fmt::Debug for TimeoutBody<B> {
                     .as_ref()
                     .is_some_and(|timer| timer.sleep.is_some()),
             )
-            .field("expired", &self.expired)
+            .field("state", &self.state)
+            .field("watches_budget", &self.budget.is_some())
             .field("cancels_context", &self.context.is_some())
             .finish_non_exhaustive()
     }
@@ -338,11 +416,10 @@ mod tests {
         assert_eq!(err.to_string(), "request body idle timeout");
         assert_eq!(start.elapsed(), Duration::from_millis(3700));
         assert!(signal.load(Ordering::Acquire));
-        assert!(
-            body.frame().await.is_none(),
-            "the body ends after the error"
-        );
-        assert!(body.is_end_stream());
+        // Never a clean end after the error: the same error again, and not at its end.
+        let again = body.frame().await.unwrap().unwrap_err();
+        assert_eq!(again.downcast_ref::<BodyTimeoutError>(), Some(err));
+        assert!(!body.is_end_stream(), "a cut body has not ended");
         feeder.abort();
     }
 
@@ -461,7 +538,10 @@ mod tests {
         );
         assert!(!signal.load(Ordering::Acquire), "no 408: nothing expired");
         drop(tx);
-        assert!(body.frame().await.is_none());
+        // The wrapped body would now end cleanly; the cut body says it failed instead.
+        let again = body.frame().await.unwrap().unwrap_err();
+        assert_eq!(again.to_string(), "body polled again after it failed");
+        assert!(!body.is_end_stream());
         assert_eq!(cx.cause(), Some(CancelCause::Dropped));
     }
 
@@ -513,7 +593,11 @@ mod tests {
         // The layer's future answers `408` and cancels with `Deadline`; the body never says
         // `Dropped` for its own deadline.
         assert_eq!(cx.cause(), None);
-        assert!(body.frame().await.is_none());
+        let again = body.frame().await.unwrap().unwrap_err();
+        assert!(
+            again.is::<BodyTimeoutError>(),
+            "the same error again, not a clean end"
+        );
         assert_eq!(cx.cause(), None);
     }
 

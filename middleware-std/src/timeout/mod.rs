@@ -236,7 +236,7 @@ pub use self::{
     error::{BodyTimeoutError, MalformedDeadlineHeader, TIMEOUT_PHASE, TimeoutPhase},
     future::{RequestBodyTimeoutFuture, ResponseFuture},
     header::DeadlineFormat,
-    layer::{PropagateDeadlineLayer, RequestBodyTimeoutLayer, TimeoutLayer},
+    layer::{DEFAULT_INBOUND_FLOOR, PropagateDeadlineLayer, RequestBodyTimeoutLayer, TimeoutLayer},
     service::{PropagateDeadline, RequestBodyTimeout, Timeout},
 };
 
