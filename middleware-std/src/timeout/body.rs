@@ -105,6 +105,8 @@ pin_project_lite::pin_project! {
         sleep: Option<Sleep>,
         deadlines: BodyDeadlines,
         total: Option<Instant>,
+        // The idle deadline in force, set when the reader started waiting for a frame.
+        idle_at: Option<Instant>,
         // A frame arrived since the idle timer was last set.
         progressed: bool,
         // Request side: raised when a deadline passes (the layer's future then answers `408`).
@@ -122,6 +124,7 @@ impl Timer {
             sleep: None,
             deadlines,
             total,
+            idle_at: None,
             progressed: false,
             signal,
         })
@@ -282,15 +285,16 @@ where
             return Poll::Pending;
         };
         let mut timer = timer.as_mut().project();
-        // The inner body is pending: (re)arm the one timer for the earlier deadline.
-        let idle = match timer.deadlines.idle {
-            Some(idle) if *timer.progressed || timer.sleep.is_none() => {
-                Some(Instant::now().checked_add(idle).unwrap_or_else(far_future))
+        // The inner body is pending: (re)arm the one timer for the earlier deadline. The idle
+        // one restarts only after a frame: a poll without progress (a spurious wake-up) keeps
+        // the deadline already in force.
+        if let Some(idle) = timer.deadlines.idle {
+            if *timer.progressed || timer.idle_at.is_none() {
+                *timer.idle_at = Some(Instant::now().checked_add(idle).unwrap_or_else(far_future));
             }
-            _ => None,
-        };
+        }
         *timer.progressed = false;
-        let target = match (idle, *timer.total) {
+        let target = match (*timer.idle_at, *timer.total) {
             (Some(idle), Some(total)) => Some(idle.min(total)),
             (idle, total) => idle.or(total),
         };
@@ -672,5 +676,142 @@ mod tests {
         let err = body.frame().await.unwrap().unwrap_err();
         assert_eq!(err.to_string(), "reset");
         assert!(!signal.load(Ordering::Acquire));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn size_hint_and_end_of_stream_pass_through() {
+        let with_deadlines = BodyDeadlines {
+            idle: Some(Duration::from_secs(1)),
+            total: Some(Duration::from_secs(5)),
+        };
+        for deadlines in [BodyDeadlines::default(), with_deadlines] {
+            let full = http_body_util::Full::new(Bytes::from_static(b"hello"));
+            let mut body = std::pin::pin!(TimeoutBody::response(full, deadlines, None));
+            assert_eq!(body.size_hint().exact(), Some(5), "{deadlines:?}");
+            assert!(!body.is_end_stream());
+            let frame = body.frame().await.unwrap().unwrap();
+            assert_eq!(frame.into_data().unwrap(), "hello");
+            assert!(body.is_end_stream(), "{deadlines:?}");
+            assert_eq!(body.size_hint().exact(), Some(0));
+            assert!(body.frame().await.is_none());
+        }
+        let mut empty = TimeoutBody::request(
+            http_body_util::Empty::<Bytes>::new(),
+            with_deadlines,
+            None,
+            None,
+        );
+        assert!(empty.is_end_stream());
+        assert_eq!(empty.size_hint().exact(), Some(0));
+        assert!(empty.frame().await.is_none());
+    }
+
+    #[test]
+    fn the_default_body_is_an_empty_body_without_deadlines() {
+        let body = TimeoutBody::<http_body_util::Empty<Bytes>>::default();
+        assert!(body.is_end_stream());
+        assert_eq!(body.size_hint().exact(), Some(0));
+        assert_eq!(body.phase(), TimeoutPhase::ResponseBody);
+        assert!(!body.armed());
+        let body = TimeoutBody::<String>::default();
+        assert_eq!(body.get_ref(), "");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_response_body_whose_inner_body_failed_never_ends_cleanly() {
+        for deadlines in [
+            BodyDeadlines::default(),
+            BodyDeadlines {
+                idle: Some(Duration::from_secs(1)),
+                total: None,
+            },
+        ] {
+            let (tx, body): (_, ChannelBody) = channel_body();
+            let cx = Context::new();
+            let mut body = std::pin::pin!(
+                TimeoutBody::response(body, deadlines, Some(cx.clone())).watch_budget(false)
+            );
+            tx.send(Ok(Bytes::from_static(b"row 0"))).await.unwrap();
+            tx.send(Err(std::io::Error::other("upstream reset")))
+                .await
+                .unwrap();
+            drop(tx);
+            assert!(body.frame().await.unwrap().is_ok());
+            let err = body.frame().await.unwrap().unwrap_err();
+            assert_eq!(err.to_string(), "upstream reset");
+            // The wrapped body would end cleanly now.
+            for _ in 0..2 {
+                let again = body.frame().await.unwrap().unwrap_err();
+                assert_eq!(again.to_string(), "body polled again after it failed");
+            }
+            assert!(!body.is_end_stream());
+            assert_eq!(body.size_hint().upper(), None);
+            assert_eq!(cx.expiry(), None, "no deadline expired");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_nested_deadline_error_is_reported_and_repeated() {
+        let (_tx, body): (_, ChannelBody) = channel_body();
+        let cx = Context::new();
+        // A nested response-body deadline without the context: the outer body names it.
+        let inner = TimeoutBody::response(
+            body,
+            BodyDeadlines {
+                idle: Some(Duration::from_millis(200)),
+                total: None,
+            },
+            None,
+        );
+        let mut outer = std::pin::pin!(
+            TimeoutBody::response(inner, BodyDeadlines::default(), Some(cx.clone()))
+                .watch_budget(true)
+        );
+        let err = outer.frame().await.unwrap().unwrap_err();
+        let err = *err.downcast_ref::<BodyTimeoutError>().unwrap();
+        assert_eq!(err.phase(), TimeoutPhase::ResponseBody);
+        let again = outer.frame().await.unwrap().unwrap_err();
+        assert_eq!(again.downcast_ref::<BodyTimeoutError>(), Some(&err));
+        let expiry = cx.expiry().unwrap();
+        assert_eq!(expiry.phase(), middleware_core::TimeoutPhase::ResponseBody);
+        assert!(!expiry.is_by_client(), "a body deadline is the server's");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_clean_end_before_the_budget_expired_stays_clean() {
+        let cx = Context::new();
+        cx.set_timeout(Duration::from_secs(1));
+        let full = http_body_util::Full::new(Bytes::from_static(b"done"));
+        let body = TimeoutBody::response(full, BodyDeadlines::default(), Some(cx.clone()))
+            .watch_budget(false);
+        assert_eq!(body.collect().await.unwrap().to_bytes(), "done");
+        // Without `watch_budget` (the client side), even a late end is an end.
+        let (tx, late): (_, ChannelBody) = channel_body();
+        let body = TimeoutBody::response(late, BodyDeadlines::default(), Some(cx.clone()));
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(cx.cause(), Some(CancelCause::Deadline));
+        drop(tx);
+        assert!(body.collect().await.is_ok());
+        assert_eq!(cx.expiry(), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_poll_without_progress_keeps_the_idle_deadline() {
+        let (_tx, body): (_, ChannelBody) = channel_body();
+        let deadlines = BodyDeadlines {
+            idle: Some(Duration::from_secs(1)),
+            total: Some(Duration::from_secs(10)),
+        };
+        let mut body = std::pin::pin!(TimeoutBody::response(body, deadlines, None));
+        let start = Instant::now();
+        let mut task = TaskContext::from_waker(std::task::Waker::noop());
+        // Spurious wake-ups: the reader polls again while nothing arrived.
+        for _ in 0..3 {
+            assert!(body.as_mut().poll_frame(&mut task).is_pending());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let err = body.frame().await.unwrap().unwrap_err();
+        assert!(err.downcast_ref::<BodyTimeoutError>().unwrap().is_idle());
+        assert_eq!(start.elapsed(), Duration::from_secs(1));
     }
 }
