@@ -402,7 +402,12 @@ mod tests {
     async fn an_unready_service_inside_the_stack_gets_503_after_the_budget() {
         let start = tokio::time::Instant::now();
         let app = StackLayer::new(Duration::from_millis(100)).layer(NeverReady);
-        let res = app.oneshot(Request::new(String::new())).await.unwrap();
+        let res = app.oneshot(Request::new(String::new()));
+        // Bounded: a stack that waits for readiness without end must fail, not hang.
+        let res = tokio::time::timeout(Duration::from_secs(60), res)
+            .await
+            .expect("still waiting for readiness after 60 s")
+            .unwrap();
         assert_eq!(start.elapsed(), Duration::from_millis(100));
         assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(res.headers()["x-timeout-phase"], "ready");

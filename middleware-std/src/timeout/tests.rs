@@ -1268,10 +1268,11 @@ async fn an_inner_service_never_ready_gets_503_after_the_budget() {
     let mut req = Request::new(String::new());
     let cx = req.context().clone();
     let start = Instant::now();
-    let res = TimeoutLayer::new(Duration::from_millis(100))
-        .layer(inner)
-        .oneshot(req)
+    let res = TimeoutLayer::new(Duration::from_millis(100)).layer(inner).oneshot(req);
+    // Bounded: a layer that waits for readiness without end must fail, not hang.
+    let res = tokio::time::timeout(Duration::from_secs(60), res)
         .await
+        .expect("still waiting for readiness after 60 s")
         .unwrap();
     assert_eq!(start.elapsed(), Duration::from_millis(100));
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
