@@ -125,7 +125,7 @@ async fn fetch(server: &Server, proto: Proto) -> Fetched {
                 None => break true,
             }
         };
-        let rows = bytes.iter().filter(|&&b| b == b'\n').count();
+        let rows = String::from_utf8_lossy(&bytes).lines().count();
         Fetched {
             status,
             rows,

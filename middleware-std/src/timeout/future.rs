@@ -98,6 +98,12 @@ pin_project_lite::pin_project! {
     /// cancelled with [`CancelCause::Deadline`], then the inner future is dropped, then the
     /// timeout response is returned.
     ///
+    /// On the server side ([`Timeout`](super::Timeout)), every expiry is reported to the
+    /// request ([`Context::record_expiry`]) with its phase and whether the deadline was the
+    /// client's, and the response body watches the budget: a body that ends after the budget
+    /// expired ends with a [`BodyTimeoutError`](super::BodyTimeoutError) instead (see the
+    /// [module docs](super)).
+    ///
     /// On the server side ([`Timeout`](super::Timeout)), dropping this future before it
     /// completes (the client went away, an outer layer gave up) cancels the context with
     /// [`CancelCause::Dropped`], unless it was already cancelled: the first cause wins. The

@@ -26,6 +26,10 @@ use super::{
 
 /// Enforces a whole-request budget on `S`. See [`TimeoutLayer`] and the
 /// [module docs](super) for an example.
+///
+/// `poll_ready` forwards the inner service's readiness for one budget at most; after that the
+/// next request is answered with the timeout response (`x-timeout-phase: ready`) without
+/// calling the inner service (see "One budget for every phase" in the [module docs](super)).
 pub struct Timeout<S> {
     inner: S,
     layer: TimeoutLayer,
