@@ -227,6 +227,9 @@ where
         let deadlines = self.layer.deadlines;
         // The context an outer layer made, if any (never created here): cloned, not allocated.
         let cx = parts.try_context().cloned();
+        // The layer's own time, for a timing layer that asks for it: the clock is read only
+        // then.
+        let started = layer_time::wanted(cx.as_ref()).then(tokio::time::Instant::now);
         let (body, signal) = if body.is_end_stream() {
             // An empty body can neither stall nor fail: no signal, no timer, no allocation.
             (
@@ -241,6 +244,9 @@ where
             let body = TimeoutBody::request(body, deadlines, signal.clone(), cx.clone());
             (body, signal)
         };
+        if let Some(started) = started {
+            layer_time::record(cx.as_ref(), "mw.request_body_timeout", started.elapsed());
+        }
         let future = self.inner.call(Request::from_parts(parts, body));
         RequestBodyTimeoutFuture::new(future, signal, cx)
     }

@@ -1348,6 +1348,26 @@ async fn the_layer_records_its_own_time_only_when_asked() {
     assert!(cx.marks().is_empty());
 }
 
+#[tokio::test(start_paused = true)]
+async fn the_request_body_layer_records_its_own_time_only_when_asked() {
+    let svc = RequestBodyTimeoutLayer::idle(Duration::from_secs(1)).layer(service_fn(
+        |_: Request<TimeoutBody<String>>| async {
+            Ok::<_, Infallible>(Response::new(String::new()))
+        },
+    ));
+    let mut asked = Request::new(String::from("a body"));
+    asked.context().insert(crate::layer_time::LayerTimes);
+    let cx = asked.context().clone();
+    svc.clone().oneshot(asked).await.unwrap();
+    let names: Vec<String> = cx.marks().iter().map(|m| m.name().to_owned()).collect();
+    assert_eq!(names, ["mw.request_body_timeout"]);
+
+    let mut quiet = Request::new(String::from("a body"));
+    let cx = quiet.context().clone();
+    svc.oneshot(quiet).await.unwrap();
+    assert!(cx.marks().is_empty());
+}
+
 // ----- fixtures ------------------------------------------------------------------------------
 
 /// A request body fed through a channel.
