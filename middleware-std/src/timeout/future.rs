@@ -221,13 +221,20 @@ where
             this.kind.set(Kind::Done);
             let deadlines = this.expiry.response_body;
             // Server side: the body keeps the context (a clone, no allocation), so that a
-            // stream cut by the budget ends with an error, not cleanly.
-            let context = this.cx.take().filter(|_| server || !deadlines.is_none());
+            // stream cut by the budget ends with an error, not cleanly. Not when the budget had
+            // already run out at the head (the tie rule let a late response through): a body
+            // made after the deadline was not cut by it.
+            let context = this.cx.take();
+            let watch = server
+                && context
+                    .as_ref()
+                    .is_some_and(|cx| cx.cause() != Some(CancelCause::Deadline));
+            let context = context.filter(|_| watch || !deadlines.is_none());
             let by_client = *this.by_client;
             return Poll::Ready(result.map(|res| {
                 res.map(|body| {
                     let body = TimeoutBody::response(ResponseBody::new(body), deadlines, context);
-                    if server {
+                    if watch {
                         body.watch_budget(by_client)
                     } else {
                         body

@@ -1060,6 +1060,21 @@ async fn a_stream_finished_within_the_budget_ends_cleanly() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_response_let_through_by_the_tie_rule_keeps_a_clean_body() {
+    // A zero budget: the deadline has passed before the handler answers, yet its answer wins
+    // (the tie rule), and that whole body was made after the deadline: it was not cut.
+    let svc = TimeoutLayer::new(Duration::ZERO).layer(service_fn(|_: Request<String>| {
+        std::future::ready(Ok::<_, Infallible>(Response::new(String::from("whole"))))
+    }));
+    let mut req = Request::new(String::new());
+    let cx = req.context().clone();
+    let res = svc.oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(body_string(res).await, "whole");
+    assert_eq!(cx.expiry(), None);
+}
+
+#[tokio::test(start_paused = true)]
 async fn the_timeout_response_itself_ends_cleanly() {
     let mut req = Request::new(String::new());
     let cx = req.context().clone();
