@@ -130,20 +130,14 @@ where
         // The layer's own time, for a timing layer that asks for it: the clock is read only
         // then.
         let started = layer_time::wanted(Some(cx)).then(tokio::time::Instant::now);
-        let server = self.layer.budget;
-        let mut budget = server;
+        let mut budget = self.layer.budget;
         let mut inbound_tighter = false;
         let mut malformed = false;
         if let Some((name, format)) = &self.layer.inbound {
             match format.read_header(req.headers(), name) {
                 Ok(Some(inbound)) => {
-                    // Below the floor, the caller's deadline is raised to it: no work could
-                    // finish in time, and a client must not mint timeouts at will.
-                    let inbound = inbound.max(self.layer.inbound_floor);
-                    if inbound < server {
-                        budget = inbound;
-                        inbound_tighter = true;
-                    }
+                    (budget, inbound_tighter) =
+                        budget_in_force(budget, inbound, self.layer.inbound_floor);
                 }
                 Ok(None) => {}
                 Err(()) => malformed = true,
@@ -170,6 +164,23 @@ where
         // Called right here: the service that reported ready is the one called.
         let future = self.inner.call(req);
         ResponseFuture::new(future, cx, expiry).by_client(by_client)
+    }
+}
+
+/// The budget in force for a server budget `server` and a caller's deadline `inbound`, and
+/// whether the caller's is the tighter one: `min(max(inbound, floor), server)`. Below the
+/// floor, the caller's deadline is raised to it (no work could finish in time, and a client
+/// must not mint timeouts at will); the floor never lengthens the server's budget.
+pub(crate) fn budget_in_force(
+    server: Duration,
+    inbound: Duration,
+    floor: Duration,
+) -> (Duration, bool) {
+    let inbound = inbound.max(floor);
+    if inbound < server {
+        (inbound, true)
+    } else {
+        (server, false)
     }
 }
 

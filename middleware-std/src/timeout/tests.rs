@@ -1231,6 +1231,28 @@ async fn a_request_body_timeout_is_reported_with_its_phase() {
     assert!(!expiry.is_by_client());
 }
 
+proptest::proptest! {
+    #[test]
+    fn the_budget_in_force_never_exceeds_the_server_and_never_undercuts_the_floor(
+        server_ms in 0u64..100_000,
+        floor_ms in 0u64..1_000,
+        n in 0u64..=99_999_999,
+        unit in proptest::sample::select(b"HMSmun".to_vec()),
+    ) {
+        let server = Duration::from_millis(server_ms);
+        let floor = Duration::from_millis(floor_ms);
+        let header = format!("{n}{}", char::from(unit));
+        let inbound = DeadlineFormat::GrpcTimeout.parse(header.as_bytes()).unwrap();
+        let (budget, by_client) = service::budget_in_force(server, inbound, floor);
+        proptest::prop_assert!(budget <= server);
+        proptest::prop_assert!(budget >= floor.min(server));
+        proptest::prop_assert_eq!(by_client, budget < server);
+        if by_client {
+            proptest::prop_assert_eq!(budget, inbound.max(floor));
+        }
+    }
+}
+
 // ----- readiness -----------------------------------------------------------------------------
 
 /// A service that is never ready; counts its calls.
