@@ -16,7 +16,7 @@ use http_body::{Body, Frame, SizeHint};
 use middleware_core::{BoxError, CancelCause, Context};
 use tokio::time::{Instant, Sleep};
 
-use super::error::{BodyTimeoutError, TimeoutPhase};
+use super::error::{BodyFailedError, BodyTimeoutError, TimeoutPhase, record_expiry};
 
 /// Idle and total deadlines for one body (`Copy`, carried by layers and futures).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -41,12 +41,29 @@ pin_project_lite::pin_project! {
     ///   reached the layer; response: when the response head did). It is checked while the
     ///   body is being read.
     ///
-    /// When a deadline passes, the body yields one [`BodyTimeoutError`] and then ends. The
-    /// timer is a `tokio::time::Sleep` armed only when the inner body is pending, and only one
-    /// per body (set to the earlier of the two deadlines). A body with deadlines keeps its
-    /// timer state behind one allocation made when it is wrapped; a body without (the
-    /// response side by default) carries only the wrapped body, a context handle and two
-    /// flags through the layers around it.
+    /// When a deadline passes, the body yields a [`BodyTimeoutError`]. The timer is a
+    /// `tokio::time::Sleep` armed only when the inner body is pending, and only one per body
+    /// (set to the earlier of the two deadlines). A body with deadlines keeps its timer state
+    /// behind one allocation made when it is wrapped; a body without (the response side by
+    /// default) carries only the wrapped body, a context handle and a few flags through the
+    /// layers around it.
+    ///
+    /// **The whole-request budget.** On the response side of
+    /// [`TimeoutLayer`](super::TimeoutLayer), the request's [`Context`](crate::Context) is
+    /// cancelled with [`CancelCause::Deadline`] when the budget runs out, also while the body
+    /// streams, and a producer that stops on [`Context::cancelled`] ends its stream early. So
+    /// when the wrapped body ends after the budget expired, the body does not end cleanly: it
+    /// ends with a [`BodyTimeoutError`] whose [`is_budget`](BodyTimeoutError::is_budget) is
+    /// true, and the expiry is reported with phase `response_body`. hyper then aborts the
+    /// connection (HTTP/1.1) or resets the stream (HTTP/2), so the client sees a failure, never
+    /// a short body that looks complete. A body that finishes *after* the budget expired is
+    /// reported as cut too (the layer cannot tell a producer that stopped from one that was
+    /// done): give streams that must outlive the budget a larger budget.
+    ///
+    /// **After an error it never ends cleanly.** Each further poll yields an error again: the
+    /// same [`BodyTimeoutError`] after a deadline, or an error saying the body already failed
+    /// after an error of the wrapped body (which cannot be cloned). [`Body::is_end_stream`] is
+    /// `false` and [`Body::size_hint`] unbounded from then on.
     ///
     /// On the request side, an error of the wrapped body itself (the peer went away or reset
     /// the stream mid-body) cancels the request's [`Context`](crate::Context) with
@@ -60,11 +77,25 @@ pin_project_lite::pin_project! {
         timer: Option<Pin<Box<Timer>>>,
         // The request's context, if it has one. Request side: cancelled with `Dropped` when
         // the wrapped body fails. Response side: cancelled with `Deadline` when a deadline
-        // passes, so spawned work that produces the stream stops.
+        // passes, so spawned work that produces the stream stops; read at the end of the body
+        // when the budget is watched.
         context: Option<Context>,
-        expired: bool,
+        state: State,
         phase: TimeoutPhase,
+        // Response side of the budget layer: `Some(by_client)` when a clean end after the
+        // budget expired is reported as a cut (`by_client`: the budget was the client's).
+        budget: Option<bool>,
     }
+}
+
+/// Whether a body still streams, or failed (it then never ends cleanly).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Streaming,
+    /// A deadline passed (ours or a nested layer's): the same error at every further poll.
+    TimedOut(BodyTimeoutError),
+    /// The wrapped body failed.
+    Failed,
 }
 
 pin_project_lite::pin_project! {
@@ -74,6 +105,8 @@ pin_project_lite::pin_project! {
         sleep: Option<Sleep>,
         deadlines: BodyDeadlines,
         total: Option<Instant>,
+        // The idle deadline in force, set when the reader started waiting for a frame.
+        idle_at: Option<Instant>,
         // A frame arrived since the idle timer was last set.
         progressed: bool,
         // Request side: raised when a deadline passes (the layer's future then answers `408`).
@@ -91,6 +124,7 @@ impl Timer {
             sleep: None,
             deadlines,
             total,
+            idle_at: None,
             progressed: false,
             signal,
         })
@@ -105,8 +139,9 @@ impl<B> TimeoutBody<B> {
             inner,
             timer: None,
             context: None,
-            expired: false,
+            state: State::Streaming,
             phase,
+            budget: None,
         }
     }
 
@@ -131,12 +166,19 @@ impl<B> TimeoutBody<B> {
     #[inline]
     pub(crate) fn response(inner: B, deadlines: BodyDeadlines, cx: Option<Context>) -> Self {
         let mut body = Self::passthrough(inner, TimeoutPhase::ResponseBody);
-        if deadlines.is_none() {
-            return body;
+        if !deadlines.is_none() {
+            body.timer = Some(Timer::boxed(deadlines, None));
         }
-        body.timer = Some(Timer::boxed(deadlines, None));
         body.context = cx;
         body
+    }
+
+    /// Reports a clean end after the request's budget expired as a cut (see the type docs);
+    /// `by_client`: the budget was the client's own deadline. Needs the context.
+    #[inline]
+    pub(crate) const fn watch_budget(mut self, by_client: bool) -> Self {
+        self.budget = Some(by_client);
+        self
     }
 
     /// The wrapped body.
@@ -164,6 +206,13 @@ impl<B> TimeoutBody<B> {
     }
 }
 
+/// A body without deadlines around `B::default()`, on the response side.
+impl<B: Default> Default for TimeoutBody<B> {
+    fn default() -> Self {
+        Self::passthrough(B::default(), TimeoutPhase::ResponseBody)
+    }
+}
+
 /// A deadline a century away, for budgets too large to add to the clock.
 fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
@@ -182,8 +231,11 @@ where
         cx: &mut TaskContext<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.project();
-        if *this.expired {
-            return Poll::Ready(None);
+        match *this.state {
+            State::Streaming => {}
+            // A cut body must not look complete to a reader that polls once more.
+            State::TimedOut(err) => return Poll::Ready(Some(Err(Box::new(err)))),
+            State::Failed => return Poll::Ready(Some(Err(Box::new(BodyFailedError)))),
         }
         match this.inner.poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
@@ -194,32 +246,55 @@ where
             }
             Poll::Ready(Some(Err(err))) => {
                 let err: BoxError = err.into();
-                // The transport failed mid-body: the request cannot be read to its end, so
-                // work spawned for it should stop. A nested layer's deadline error is not the
-                // peer's doing: that layer answers `408` and cancels with `Deadline` itself.
-                if *this.phase == TimeoutPhase::RequestBody && !err.is::<BodyTimeoutError>() {
-                    if let Some(context) = this.context.take() {
-                        context.cancel_with(CancelCause::Dropped);
+                if let Some(nested) = err.downcast_ref::<BodyTimeoutError>() {
+                    // A nested layer's deadline: named for the request (that layer's own report
+                    // wins when it had the context), and not the peer's doing: that layer
+                    // answers `408` and cancels with `Deadline` itself.
+                    if let Some(context) = this.context.as_ref() {
+                        record_expiry(context, nested.phase(), false);
                     }
+                    *this.state = State::TimedOut(*nested);
+                } else {
+                    // The transport failed mid-body: the request cannot be read to its end, so
+                    // work spawned for it should stop.
+                    if *this.phase == TimeoutPhase::RequestBody {
+                        if let Some(context) = this.context.take() {
+                            context.cancel_with(CancelCause::Dropped);
+                        }
+                    }
+                    *this.state = State::Failed;
                 }
                 return Poll::Ready(Some(Err(err)));
             }
-            Poll::Ready(None) => return Poll::Ready(None),
+            Poll::Ready(None) => {
+                // The budget expired and the producer stopped (or finished late): a cut, not
+                // an end.
+                if let (Some(by_client), Some(context)) = (*this.budget, this.context.as_ref()) {
+                    if context.cause() == Some(CancelCause::Deadline) {
+                        record_expiry(context, TimeoutPhase::ResponseBody, by_client);
+                        let err = BodyTimeoutError::budget();
+                        *this.state = State::TimedOut(err);
+                        return Poll::Ready(Some(Err(Box::new(err))));
+                    }
+                }
+                return Poll::Ready(None);
+            }
             Poll::Pending => {}
         }
         let Some(timer) = this.timer.as_mut() else {
             return Poll::Pending;
         };
         let mut timer = timer.as_mut().project();
-        // The inner body is pending: (re)arm the one timer for the earlier deadline.
-        let idle = match timer.deadlines.idle {
-            Some(idle) if *timer.progressed || timer.sleep.is_none() => {
-                Some(Instant::now().checked_add(idle).unwrap_or_else(far_future))
+        // The inner body is pending: (re)arm the one timer for the earlier deadline. The idle
+        // one restarts only after a frame: a poll without progress (a spurious wake-up) keeps
+        // the deadline already in force.
+        if let Some(idle) = timer.deadlines.idle {
+            if *timer.progressed || timer.idle_at.is_none() {
+                *timer.idle_at = Some(Instant::now().checked_add(idle).unwrap_or_else(far_future));
             }
-            _ => None,
-        };
+        }
         *timer.progressed = false;
-        let target = match (idle, *timer.total) {
+        let target = match (*timer.idle_at, *timer.total) {
             (Some(idle), Some(total)) => Some(idle.min(total)),
             (idle, total) => idle.or(total),
         };
@@ -240,8 +315,13 @@ where
         if sleep.poll(cx).is_pending() {
             return Poll::Pending;
         }
-        *this.expired = true;
         let idle = timer.total.is_none_or(|total| fired_at < total);
+        let err = BodyTimeoutError::new(*this.phase, idle);
+        *this.state = State::TimedOut(err);
+        // Body deadlines are the server's: never the client's own.
+        if let Some(context) = this.context.as_ref() {
+            record_expiry(context, *this.phase, false);
+        }
         match *this.phase {
             // Not `Dropped`: the layer's future answers `408` and cancels with `Deadline`.
             TimeoutPhase::RequestBody => {
@@ -249,25 +329,26 @@ where
                     signal.store(true, Ordering::Release);
                 }
             }
-            TimeoutPhase::Request | TimeoutPhase::ResponseBody => {
+            TimeoutPhase::Ready | TimeoutPhase::Request | TimeoutPhase::ResponseBody => {
                 if let Some(context) = this.context.as_ref() {
                     context.cancel_with(CancelCause::Deadline);
                 }
             }
         }
-        let err = BodyTimeoutError::new(*this.phase, idle);
         Poll::Ready(Some(Err(Box::new(err))))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.expired || self.inner.is_end_stream()
+        // A failed body has not ended: it was cut.
+        self.state == State::Streaming && self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        if self.expired {
-            return SizeHint::with_exact(0);
+        if self.state == State::Streaming {
+            self.inner.size_hint()
+        } else {
+            SizeHint::default()
         }
-        self.inner.size_hint()
     }
 }
 
@@ -289,7 +370,8 @@ impl<B> fmt::Debug for TimeoutBody<B> {
                     .as_ref()
                     .is_some_and(|timer| timer.sleep.is_some()),
             )
-            .field("expired", &self.expired)
+            .field("state", &self.state)
+            .field("watches_budget", &self.budget.is_some())
             .field("cancels_context", &self.context.is_some())
             .finish_non_exhaustive()
     }
@@ -338,11 +420,10 @@ mod tests {
         assert_eq!(err.to_string(), "request body idle timeout");
         assert_eq!(start.elapsed(), Duration::from_millis(3700));
         assert!(signal.load(Ordering::Acquire));
-        assert!(
-            body.frame().await.is_none(),
-            "the body ends after the error"
-        );
-        assert!(body.is_end_stream());
+        // Never a clean end after the error: the same error again, and not at its end.
+        let again = body.frame().await.unwrap().unwrap_err();
+        assert_eq!(again.downcast_ref::<BodyTimeoutError>(), Some(err));
+        assert!(!body.is_end_stream(), "a cut body has not ended");
         feeder.abort();
     }
 
@@ -461,7 +542,10 @@ mod tests {
         );
         assert!(!signal.load(Ordering::Acquire), "no 408: nothing expired");
         drop(tx);
-        assert!(body.frame().await.is_none());
+        // The wrapped body would now end cleanly; the cut body says it failed instead.
+        let again = body.frame().await.unwrap().unwrap_err();
+        assert_eq!(again.to_string(), "body polled again after it failed");
+        assert!(!body.is_end_stream());
         assert_eq!(cx.cause(), Some(CancelCause::Dropped));
     }
 
@@ -513,7 +597,11 @@ mod tests {
         // The layer's future answers `408` and cancels with `Deadline`; the body never says
         // `Dropped` for its own deadline.
         assert_eq!(cx.cause(), None);
-        assert!(body.frame().await.is_none());
+        let again = body.frame().await.unwrap().unwrap_err();
+        assert!(
+            again.is::<BodyTimeoutError>(),
+            "the same error again, not a clean end"
+        );
         assert_eq!(cx.cause(), None);
     }
 
@@ -588,5 +676,142 @@ mod tests {
         let err = body.frame().await.unwrap().unwrap_err();
         assert_eq!(err.to_string(), "reset");
         assert!(!signal.load(Ordering::Acquire));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn size_hint_and_end_of_stream_pass_through() {
+        let with_deadlines = BodyDeadlines {
+            idle: Some(Duration::from_secs(1)),
+            total: Some(Duration::from_secs(5)),
+        };
+        for deadlines in [BodyDeadlines::default(), with_deadlines] {
+            let full = http_body_util::Full::new(Bytes::from_static(b"hello"));
+            let mut body = std::pin::pin!(TimeoutBody::response(full, deadlines, None));
+            assert_eq!(body.size_hint().exact(), Some(5), "{deadlines:?}");
+            assert!(!body.is_end_stream());
+            let frame = body.frame().await.unwrap().unwrap();
+            assert_eq!(frame.into_data().unwrap(), "hello");
+            assert!(body.is_end_stream(), "{deadlines:?}");
+            assert_eq!(body.size_hint().exact(), Some(0));
+            assert!(body.frame().await.is_none());
+        }
+        let mut empty = TimeoutBody::request(
+            http_body_util::Empty::<Bytes>::new(),
+            with_deadlines,
+            None,
+            None,
+        );
+        assert!(empty.is_end_stream());
+        assert_eq!(empty.size_hint().exact(), Some(0));
+        assert!(empty.frame().await.is_none());
+    }
+
+    #[test]
+    fn the_default_body_is_an_empty_body_without_deadlines() {
+        let body = TimeoutBody::<http_body_util::Empty<Bytes>>::default();
+        assert!(body.is_end_stream());
+        assert_eq!(body.size_hint().exact(), Some(0));
+        assert_eq!(body.phase(), TimeoutPhase::ResponseBody);
+        assert!(!body.armed());
+        let body = TimeoutBody::<String>::default();
+        assert_eq!(body.get_ref(), "");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_response_body_whose_inner_body_failed_never_ends_cleanly() {
+        for deadlines in [
+            BodyDeadlines::default(),
+            BodyDeadlines {
+                idle: Some(Duration::from_secs(1)),
+                total: None,
+            },
+        ] {
+            let (tx, body): (_, ChannelBody) = channel_body();
+            let cx = Context::new();
+            let mut body = std::pin::pin!(
+                TimeoutBody::response(body, deadlines, Some(cx.clone())).watch_budget(false)
+            );
+            tx.send(Ok(Bytes::from_static(b"row 0"))).await.unwrap();
+            tx.send(Err(std::io::Error::other("upstream reset")))
+                .await
+                .unwrap();
+            drop(tx);
+            assert!(body.frame().await.unwrap().is_ok());
+            let err = body.frame().await.unwrap().unwrap_err();
+            assert_eq!(err.to_string(), "upstream reset");
+            // The wrapped body would end cleanly now.
+            for _ in 0..2 {
+                let again = body.frame().await.unwrap().unwrap_err();
+                assert_eq!(again.to_string(), "body polled again after it failed");
+            }
+            assert!(!body.is_end_stream());
+            assert_eq!(body.size_hint().upper(), None);
+            assert_eq!(cx.expiry(), None, "no deadline expired");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_nested_deadline_error_is_reported_and_repeated() {
+        let (_tx, body): (_, ChannelBody) = channel_body();
+        let cx = Context::new();
+        // A nested response-body deadline without the context: the outer body names it.
+        let inner = TimeoutBody::response(
+            body,
+            BodyDeadlines {
+                idle: Some(Duration::from_millis(200)),
+                total: None,
+            },
+            None,
+        );
+        let mut outer = std::pin::pin!(
+            TimeoutBody::response(inner, BodyDeadlines::default(), Some(cx.clone()))
+                .watch_budget(true)
+        );
+        let err = outer.frame().await.unwrap().unwrap_err();
+        let err = *err.downcast_ref::<BodyTimeoutError>().unwrap();
+        assert_eq!(err.phase(), TimeoutPhase::ResponseBody);
+        let again = outer.frame().await.unwrap().unwrap_err();
+        assert_eq!(again.downcast_ref::<BodyTimeoutError>(), Some(&err));
+        let expiry = cx.expiry().unwrap();
+        assert_eq!(expiry.phase(), middleware_core::TimeoutPhase::ResponseBody);
+        assert!(!expiry.is_by_client(), "a body deadline is the server's");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_clean_end_before_the_budget_expired_stays_clean() {
+        let cx = Context::new();
+        cx.set_timeout(Duration::from_secs(1));
+        let full = http_body_util::Full::new(Bytes::from_static(b"done"));
+        let body = TimeoutBody::response(full, BodyDeadlines::default(), Some(cx.clone()))
+            .watch_budget(false);
+        assert_eq!(body.collect().await.unwrap().to_bytes(), "done");
+        // Without `watch_budget` (the client side), even a late end is an end.
+        let (tx, late): (_, ChannelBody) = channel_body();
+        let body = TimeoutBody::response(late, BodyDeadlines::default(), Some(cx.clone()));
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(cx.cause(), Some(CancelCause::Deadline));
+        drop(tx);
+        assert!(body.collect().await.is_ok());
+        assert_eq!(cx.expiry(), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_poll_without_progress_keeps_the_idle_deadline() {
+        let (_tx, body): (_, ChannelBody) = channel_body();
+        let deadlines = BodyDeadlines {
+            idle: Some(Duration::from_secs(1)),
+            total: Some(Duration::from_secs(10)),
+        };
+        let mut body = std::pin::pin!(TimeoutBody::response(body, deadlines, None));
+        let start = Instant::now();
+        let mut task = TaskContext::from_waker(std::task::Waker::noop());
+        // Spurious wake-ups: the reader polls again while nothing arrived.
+        for _ in 0..3 {
+            assert!(body.as_mut().poll_frame(&mut task).is_pending());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let err = body.frame().await.unwrap().unwrap_err();
+        assert!(err.downcast_ref::<BodyTimeoutError>().unwrap().is_idle());
+        assert_eq!(start.elapsed(), Duration::from_secs(1));
     }
 }

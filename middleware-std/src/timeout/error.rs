@@ -3,23 +3,35 @@
 use std::fmt;
 
 use http::{HeaderName, HeaderValue};
+use middleware_core::{Context, Expiry};
 
 /// The response header naming the phase whose deadline passed: `request` on the whole-request
-/// timeout response, `request-body` on the `408`. See [`TimeoutPhase`].
+/// timeout response, `ready` when the inner service stayed unready for the whole budget,
+/// `request-body` on the `408`. See [`TimeoutPhase`].
 pub const TIMEOUT_PHASE: HeaderName = HeaderName::from_static("x-timeout-phase");
 
-/// Which deadline of a request passed.
+/// Which deadline of a request passed, as the `x-timeout-phase` header and
+/// [`BodyTimeoutError`] name it.
+///
+/// The request-wide report that an access log reads is the core's
+/// [`Expiry`](crate::Expiry), whose [`TimeoutPhase`](crate::TimeoutPhase) has the same phases
+/// with the whole-request one named `head`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum TimeoutPhase {
+    /// Waiting for the inner service to become ready: it stayed unready for the whole budget,
+    /// so the request was answered without calling it, with the configured status and
+    /// `x-timeout-phase: ready`.
+    Ready,
     /// The whole-request budget, until the response head: answered with the configured status
     /// (`503`, or `504` for gateways) and `x-timeout-phase: request`.
     Request,
     /// Reading the request body (idle or total): answered with `408`, `Connection: close` and
     /// `x-timeout-phase: request-body`.
     RequestBody,
-    /// Streaming the response body (idle or total): the head is already sent, so the body ends
-    /// with a [`BodyTimeoutError`] whose [`phase`](BodyTimeoutError::phase) says so.
+    /// Streaming the response body (its idle or total deadline, or the whole-request budget
+    /// cutting it): the head is already sent, so the body ends with a [`BodyTimeoutError`]
+    /// whose [`phase`](BodyTimeoutError::phase) says so.
     ResponseBody,
 }
 
@@ -29,6 +41,7 @@ impl TimeoutPhase {
     #[must_use]
     pub const fn as_str(self) -> &'static str {
         match self {
+            Self::Ready => "ready",
             Self::Request => "request",
             Self::RequestBody => "request-body",
             Self::ResponseBody => "response-body",
@@ -38,6 +51,22 @@ impl TimeoutPhase {
     pub(crate) const fn header_value(self) -> HeaderValue {
         HeaderValue::from_static(self.as_str())
     }
+
+    /// The same phase in the request-wide report ([`Expiry`](crate::Expiry)).
+    pub(crate) const fn report(self) -> middleware_core::TimeoutPhase {
+        match self {
+            Self::Ready => middleware_core::TimeoutPhase::Ready,
+            Self::Request => middleware_core::TimeoutPhase::Head,
+            Self::RequestBody => middleware_core::TimeoutPhase::RequestBody,
+            Self::ResponseBody => middleware_core::TimeoutPhase::ResponseBody,
+        }
+    }
+}
+
+/// Reports to the whole request that the deadline of `phase` expired, and whether that
+/// deadline was the client's own (see [`Expiry`](crate::Expiry)); the first report wins.
+pub(crate) fn record_expiry(cx: &Context, phase: TimeoutPhase, by_client: bool) {
+    cx.record_expiry(Expiry::new(phase.report()).by_client(by_client));
 }
 
 impl fmt::Display for TimeoutPhase {
@@ -62,12 +91,34 @@ impl fmt::Display for TimeoutPhase {
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct BodyTimeoutError {
     phase: TimeoutPhase,
-    idle: bool,
+    kind: Kind,
+}
+
+/// Which deadline cut the body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// The body's idle deadline.
+    Idle,
+    /// The body's total deadline.
+    Total,
+    /// The whole-request budget (the context's deadline) while the response body streamed.
+    Budget,
 }
 
 impl BodyTimeoutError {
+    /// A body deadline passed: the idle one or the total one.
     pub(crate) const fn new(phase: TimeoutPhase, idle: bool) -> Self {
-        Self { phase, idle }
+        let kind = if idle { Kind::Idle } else { Kind::Total };
+        Self { phase, kind }
+    }
+
+    /// The whole-request budget expired while the response body streamed, and the body's
+    /// producer stopped (on the cancelled context).
+    pub(crate) const fn budget() -> Self {
+        Self {
+            phase: TimeoutPhase::ResponseBody,
+            kind: Kind::Budget,
+        }
     }
 
     /// [`TimeoutPhase::RequestBody`] or [`TimeoutPhase::ResponseBody`].
@@ -79,7 +130,16 @@ impl BodyTimeoutError {
     /// Whether the idle deadline (no frame for too long) passed, rather than the total one.
     #[must_use]
     pub const fn is_idle(&self) -> bool {
-        self.idle
+        matches!(self.kind, Kind::Idle)
+    }
+
+    /// Whether the whole-request budget of [`TimeoutLayer`](super::TimeoutLayer) expired while
+    /// the response body was streaming, rather than a deadline of the body itself: the body's
+    /// producer stopped on the cancelled [`Context`](crate::Context), so the body was cut, not
+    /// finished.
+    #[must_use]
+    pub const fn is_budget(&self) -> bool {
+        matches!(self.kind, Kind::Budget)
     }
 }
 
@@ -87,7 +147,7 @@ impl fmt::Debug for BodyTimeoutError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct(stringify!(BodyTimeoutError))
             .field("phase", &self.phase)
-            .field("idle", &self.idle)
+            .field("kind", &self.kind)
             .finish()
     }
 }
@@ -98,12 +158,29 @@ impl fmt::Display for BodyTimeoutError {
             TimeoutPhase::ResponseBody => "response body",
             _ => "request body",
         };
-        let which = if self.idle { "idle" } else { "total" };
-        write!(f, "{body} {which} timeout")
+        match self.kind {
+            Kind::Idle => write!(f, "{body} idle timeout"),
+            Kind::Total => write!(f, "{body} total timeout"),
+            Kind::Budget => write!(f, "{body} cut by the request budget"),
+        }
     }
 }
 
 impl std::error::Error for BodyTimeoutError {}
+
+/// The error a [`TimeoutBody`](super::TimeoutBody) yields when it is polled again after its
+/// wrapped body failed: the wrapped error cannot be cloned, and a clean end would make a cut
+/// body look complete.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct BodyFailedError;
+
+impl fmt::Display for BodyFailedError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("body polled again after it failed")
+    }
+}
+
+impl std::error::Error for BodyFailedError {}
 
 /// Context value inserted by [`Timeout`](super::Timeout) when the inbound deadline header was
 /// present but malformed (or repeated) and therefore ignored. It carries nothing of the raw

@@ -19,7 +19,7 @@ use tokio::time::{Instant, Sleep};
 
 use super::{
     body::{BodyDeadlines, TimeoutBody},
-    error::{TIMEOUT_PHASE, TimeoutPhase},
+    error::{TIMEOUT_PHASE, TimeoutPhase, record_expiry},
 };
 
 /// The timeout response: status and optional fixed body.
@@ -81,8 +81,9 @@ pin_project_lite::pin_project! {
             // over 100 bytes) through every future and response that wraps this one.
             sleep: Option<Pin<Box<Sleep>>>,
         },
-        // The budget was spent before the inner service was called.
-        Expired,
+        // The budget was spent before the inner service was called (`Request`), or the inner
+        // service stayed unready for the whole budget (`Ready`).
+        Expired { phase: TimeoutPhase },
         Done,
     }
 }
@@ -96,6 +97,12 @@ pin_project_lite::pin_project! {
     /// pending is the timer armed (once, lazily) and polled. When it fires, the context is
     /// cancelled with [`CancelCause::Deadline`], then the inner future is dropped, then the
     /// timeout response is returned.
+    ///
+    /// On the server side ([`Timeout`](super::Timeout)), every expiry is reported to the
+    /// request ([`Context::record_expiry`]) with its phase and whether the deadline was the
+    /// client's, and the response body watches the budget: a body that ends after the budget
+    /// expired ends with a [`BodyTimeoutError`](super::BodyTimeoutError) instead (see the
+    /// [module docs](super)).
     ///
     /// On the server side ([`Timeout`](super::Timeout)), dropping this future before it
     /// completes (the client went away, an outer layer gave up) cancels the context with
@@ -111,6 +118,9 @@ pin_project_lite::pin_project! {
         // `None`: no deadline, nothing to enforce.
         cx: Option<Context>,
         expiry: Arc<Expiry>,
+        // The deadline enforced is the client's own (an inbound deadline header was tighter
+        // than the server's budget and than any deadline already set).
+        by_client: bool,
     }
 
     impl<F> PinnedDrop for ResponseFuture<F> {
@@ -136,7 +146,14 @@ impl<F> ResponseFuture<F> {
             },
             cx: Some(cx),
             expiry,
+            by_client: false,
         }
+    }
+
+    /// Marks the deadline enforced as the client's own (see [`Expiry`](crate::Expiry)).
+    pub(crate) const fn by_client(mut self, by_client: bool) -> Self {
+        self.by_client = by_client;
+        self
     }
 
     /// Runs `future` without a deadline.
@@ -148,15 +165,18 @@ impl<F> ResponseFuture<F> {
             },
             cx: None,
             expiry,
+            by_client: false,
         }
     }
 
-    /// Answers with the timeout response at the first poll, without running anything.
-    pub(crate) const fn expired(cx: Context, expiry: Arc<Expiry>) -> Self {
+    /// Answers with the timeout response for `phase` at the first poll, without running
+    /// anything.
+    pub(crate) const fn expired(cx: Context, expiry: Arc<Expiry>, phase: TimeoutPhase) -> Self {
         Self {
-            kind: Kind::Expired,
+            kind: Kind::Expired { phase },
             cx: Some(cx),
             expiry,
+            by_client: false,
         }
     }
 }
@@ -169,6 +189,7 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
+        let mut phase = TimeoutPhase::Request;
         let ready = match this.kind.as_mut().project() {
             KindProj::Running { future, sleep } => {
                 // The tie rule: the inner future first.
@@ -189,25 +210,49 @@ where
                     None
                 }
             }
-            KindProj::Expired => None,
+            KindProj::Expired { phase: expired } => {
+                phase = *expired;
+                None
+            }
             KindProj::Done => panic!("future polled after completion"),
         };
+        let server = this.expiry.cancel_on_drop;
         if let Some(result) = ready {
             this.kind.set(Kind::Done);
             let deadlines = this.expiry.response_body;
-            let context = this.cx.take().filter(|_| !deadlines.is_none());
+            // Server side: the body keeps the context (a clone, no allocation), so that a
+            // stream cut by the budget ends with an error, not cleanly. Not when the budget had
+            // already run out at the head (the tie rule let a late response through): a body
+            // made after the deadline was not cut by it.
+            let context = this.cx.take();
+            let watch = server
+                && context
+                    .as_ref()
+                    .is_some_and(|cx| cx.cause() != Some(CancelCause::Deadline));
+            let context = context.filter(|_| watch || !deadlines.is_none());
+            let by_client = *this.by_client;
             return Poll::Ready(result.map(|res| {
-                res.map(|body| TimeoutBody::response(ResponseBody::new(body), deadlines, context))
+                res.map(|body| {
+                    let body = TimeoutBody::response(ResponseBody::new(body), deadlines, context);
+                    if watch {
+                        body.watch_budget(by_client)
+                    } else {
+                        body
+                    }
+                })
             }));
         }
         let context = this.cx.take().expect("future polled after completion");
+        // Server side: the request-wide report the access log reads. (A client-side call that
+        // runs out leaves it to the server's budget layer, which knows whose deadline it was.)
+        if server {
+            let by_client = *this.by_client && phase == TimeoutPhase::Request;
+            record_expiry(&context, phase, by_client);
+        }
         // Cancel first, so the inner future sees the cause while it is dropped.
         context.cancel_with(CancelCause::Deadline);
         this.kind.set(Kind::Done);
-        let res = this
-            .expiry
-            .on_timeout
-            .respond(TimeoutPhase::Request, &context);
+        let res = this.expiry.on_timeout.respond(phase, &context);
         Poll::Ready(Ok(res.map(|body| {
             TimeoutBody::passthrough(body, TimeoutPhase::ResponseBody)
         })))
@@ -219,12 +264,13 @@ impl<F> fmt::Debug for ResponseFuture<F> {
         let state = match &self.kind {
             Kind::Running { sleep, .. } if sleep.is_some() => "armed",
             Kind::Running { .. } => "running",
-            Kind::Expired => "expired",
+            Kind::Expired { .. } => "expired",
             Kind::Done => "done",
         };
         f.debug_struct(stringify!(ResponseFuture))
             .field("state", &state)
             .field("deadline", &self.cx.as_ref().and_then(Context::deadline))
+            .field("by_client", &self.by_client)
             .finish_non_exhaustive()
     }
 }
@@ -290,6 +336,8 @@ where
             Poll::Pending if !expired => Poll::Pending,
             Poll::Ready(Ok(_)) | Poll::Pending => {
                 let context = this.cx.take().unwrap_or_default();
+                // Body deadlines are the server's, never the client's own.
+                record_expiry(&context, TimeoutPhase::RequestBody, false);
                 context.cancel_with(CancelCause::Deadline);
                 this.future.set(None);
                 let on_timeout = OnTimeout::new(StatusCode::REQUEST_TIMEOUT);

@@ -28,8 +28,13 @@ pub struct TimeoutLayer {
     pub(crate) budget: Duration,
     pub(crate) on_timeout: OnTimeout,
     pub(crate) inbound: Option<(HeaderName, DeadlineFormat)>,
+    pub(crate) inbound_floor: Duration,
     pub(crate) response_body: BodyDeadlines,
 }
+
+/// The default of [`TimeoutLayer::inbound_floor`]: inbound deadlines shorter than this are
+/// raised to it.
+pub const DEFAULT_INBOUND_FLOOR: Duration = Duration::from_millis(5);
 
 impl TimeoutLayer {
     /// A budget of `budget` per request; an expired request gets `503 Service Unavailable`.
@@ -38,6 +43,7 @@ impl TimeoutLayer {
             budget,
             on_timeout: OnTimeout::new(StatusCode::SERVICE_UNAVAILABLE),
             inbound: None,
+            inbound_floor: DEFAULT_INBOUND_FLOOR,
             response_body: BodyDeadlines {
                 idle: None,
                 total: None,
@@ -74,6 +80,48 @@ impl TimeoutLayer {
     /// is put into the request's context.
     pub fn inbound_header(mut self, name: HeaderName, format: DeadlineFormat) -> Self {
         self.inbound = Some((name, format));
+        self
+    }
+
+    /// The shortest inbound deadline honoured as sent ([`DEFAULT_INBOUND_FLOOR`], 5 ms, by
+    /// default): a shorter one (`grpc-timeout: 1n`, `0m`) is *raised* to the floor, not
+    /// ignored, so the request still runs briefly under the client's (raised) deadline, and
+    /// when that expires the expiry is reported as the client's own (see
+    /// [`Expiry::is_by_client`](crate::Expiry::is_by_client)), which an access log tells apart
+    /// from the server's budget running out. Raising, not ignoring: a client that sent a tiny
+    /// deadline has given up soon after, so the full server budget would be wasted work. The
+    /// floor never lengthens the server's budget: the budget in force is
+    /// `min(max(header, floor), budget)`. `Duration::ZERO` honours every inbound deadline.
+    ///
+    /// ```
+    /// use std::{convert::Infallible, time::Duration};
+    /// use http::{Request, Response};
+    /// use http_body_util::BodyExt;
+    /// use middleware_std::{RequestExt, timeout::TimeoutLayer};
+    /// use tower::{ServiceBuilder, ServiceExt, service_fn};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let svc = ServiceBuilder::new()
+    ///     .layer(
+    ///         TimeoutLayer::new(Duration::from_secs(1))
+    ///             .inbound_grpc_timeout()
+    ///             .inbound_floor(Duration::from_millis(20)),
+    ///     )
+    ///     .service(service_fn(|req: Request<String>| async move {
+    ///         let left = req.try_context().and_then(|cx| cx.remaining()).unwrap();
+    ///         Ok::<_, Infallible>(Response::new(format!("{}", left.as_millis())))
+    ///     }));
+    ///
+    /// // `1n` is below the floor: the handler gets 20 ms, not one nanosecond.
+    /// let req = Request::builder().header("grpc-timeout", "1n").body(String::new()).unwrap();
+    /// let res = svc.oneshot(req).await.unwrap();
+    /// let body = res.into_body().collect().await.unwrap().to_bytes();
+    /// assert_eq!(body, "20");
+    /// # }
+    /// ```
+    pub const fn inbound_floor(mut self, floor: Duration) -> Self {
+        self.inbound_floor = floor;
         self
     }
 

@@ -31,13 +31,62 @@
 //! registration and no allocation beyond the context's (none when an outer layer already made
 //! one). Arming the timer needs a tokio runtime with its time driver.
 //!
+//! # One budget for every phase
+//!
+//! **Readiness.** `poll_ready` is forwarded to the inner service, so backpressure stays
+//! honest: while the inner service is not ready, neither is the layer, and a `Buffer`,
+//! balancer or load shedder in front sees it. But a service that never becomes ready must not
+//! hold a request forever, and `poll_ready` has no request whose deadline it could use. So the
+//! wait is bounded by the layer's budget, counted from the first `Pending`: when it passes, the
+//! layer reports ready, and the next `call` answers the timeout response (`x-timeout-phase:
+//! ready`) *without* calling the inner service, which never said it was ready (tower's
+//! `Service` contract). Each handle waits on its own (a clone starts afresh), and hyper-util
+//! and axum clone the service for every request, so there the bound is per request. Behind a
+//! `tower::buffer::Buffer` the budget cannot see a request's time in the queue: put the budget
+//! outside the buffer. An inbound deadline header cannot shorten this wait (the request is not
+//! known yet); the server's budget bounds it. Waiting needs a tokio timer, like the rest of the
+//! layer.
+//!
+//! This differs from tower's `Oneshot`-style design, where the layer always reports ready and
+//! drives the inner readiness inside each response future under the request's own deadline:
+//! that design breaks the conformance kit's first rule (readiness is forwarded) and hides
+//! backpressure from the callers that rely on it; it would also need `S: Clone` and the
+//! request inside the future. Here a caller that polls readiness learns the truth for one
+//! budget, and a request is never held longer than that.
+//!
+//! **The head.** The whole-request budget, until the response head (above).
+//!
+//! **The response body.** The budget keeps running after the head is sent: the context's
+//! deadline only ever tightens and is shared by every handle of the request, so it cannot
+//! honestly stop governing once the head passes. A body producer that stops on
+//! [`Context::cancelled`](crate::Context::cancelled) (the documented pattern) ends its stream
+//! early when the budget runs out; so behind [`TimeoutLayer`] a body that ends after the
+//! budget expired ends with a [`BodyTimeoutError`] ([`is_budget`](BodyTimeoutError::is_budget))
+//! instead of cleanly: hyper then aborts the connection (HTTP/1.1) or resets the stream
+//! (HTTP/2), the client sees a failure rather than a short `200` that looks complete, and an
+//! access log records a timeout. Give streams that must outlive the budget a larger budget (a
+//! body that finishes late is reported as cut too: the layer cannot tell it from one that
+//! stopped).
+//!
 //! # Naming the phase that expired
 //!
-//! | phase | seen as |
-//! | --- | --- |
-//! | whole request, until the response head | the configured status, `x-timeout-phase: request` |
-//! | reading the request body ([`RequestBodyTimeoutLayer`]) | `408`, `Connection: close`, `x-timeout-phase: request-body` |
-//! | streaming the response body ([`TimeoutLayer::response_body_idle`] / [`_total`](TimeoutLayer::response_body_total)) | the head is already sent: the body ends with a [`BodyTimeoutError`] whose [`phase`](BodyTimeoutError::phase) is [`TimeoutPhase::ResponseBody`] and the context is cancelled with `Deadline`; hyper then closes the connection |
+//! | phase | seen as | reported as ([`Expiry::phase`](crate::Expiry::phase)) |
+//! | --- | --- | --- |
+//! | waiting for the inner service to become ready | the configured status, `x-timeout-phase: ready` | `ready` |
+//! | whole request, until the response head | the configured status, `x-timeout-phase: request` | `head` |
+//! | reading the request body ([`RequestBodyTimeoutLayer`]) | `408`, `Connection: close`, `x-timeout-phase: request-body` | `request_body` |
+//! | streaming the response body ([`TimeoutLayer::response_body_idle`] / [`_total`](TimeoutLayer::response_body_total), or the budget) | the head is already sent: the body ends with a [`BodyTimeoutError`] whose [`phase`](BodyTimeoutError::phase) is [`TimeoutPhase::ResponseBody`] and the context is cancelled with `Deadline`; hyper then closes the connection | `response_body` |
+//!
+//! Every expiry is reported to the whole request with
+//! [`Context::record_expiry`](crate::Context::record_expiry) (the first report wins), so an
+//! access log outside the layer names the phase, and tells a client's own short deadline
+//! ([`Expiry::is_by_client`](crate::Expiry::is_by_client): the inbound deadline header was the
+//! tighter one) from the server's budget running out. A [`BodyTimeoutError`] coming out of a
+//! nested layer's body is reported too.
+//!
+//! **After an error, never a clean end.** A [`TimeoutBody`] that yielded an error (its own
+//! deadline's, or the wrapped body's) yields an error again at every further poll, and is not
+//! at its end: a reader that polls once more cannot take a cut body for a complete one.
 //!
 //! # Request-body deadlines: [`RequestBodyTimeoutLayer`]
 //!
@@ -73,7 +122,11 @@
 //!
 //! **Inbound.** [`TimeoutLayer::inbound_grpc_timeout`] (or
 //! [`inbound_header`](TimeoutLayer::inbound_header) with a [`DeadlineFormat`]) lets a caller
-//! *shorten* the budget: the budget in force is `min(header, server maximum)`. A malformed or
+//! *shorten* the budget: the budget in force is `min(max(header, floor), server maximum)`.
+//! The floor ([`TimeoutLayer::inbound_floor`], [`DEFAULT_INBOUND_FLOOR`] = 5 ms) keeps a
+//! client from minting timeouts at will (`grpc-timeout: 1n`): a shorter deadline is raised to
+//! it. When the client's deadline is the one that expires, the expiry is reported as the
+//! client's, so a log does not read it as overload. A malformed or
 //! repeated header is ignored (the server maximum applies) and the context gets a
 //! [`MalformedDeadlineHeader`] marker, so a logging layer can report it; the raw value is not
 //! kept. This feature has no logging of its own.
@@ -222,6 +275,10 @@
 //!   each (idle); here each body has an idle and a total deadline, and errors name the phase.
 //! - tower-http's request-body layer passes a peer's abort on as a body error and nothing
 //!   more; here it also cancels the request's context with `Dropped`, so spawned work stops.
+//! - tower-http's `TimeoutLayer` forwards `poll_ready` without a bound; here an inner service
+//!   that stays unready for a whole budget gets the request answered (`ready` phase).
+//! - tower-http's timeout bounds only the response head; here a stream cut by the budget ends
+//!   with an error rather than cleanly.
 
 mod body;
 mod error;
@@ -236,7 +293,7 @@ pub use self::{
     error::{BodyTimeoutError, MalformedDeadlineHeader, TIMEOUT_PHASE, TimeoutPhase},
     future::{RequestBodyTimeoutFuture, ResponseFuture},
     header::DeadlineFormat,
-    layer::{PropagateDeadlineLayer, RequestBodyTimeoutLayer, TimeoutLayer},
+    layer::{DEFAULT_INBOUND_FLOOR, PropagateDeadlineLayer, RequestBodyTimeoutLayer, TimeoutLayer},
     service::{PropagateDeadline, RequestBodyTimeout, Timeout},
 };
 

@@ -2,6 +2,8 @@
 
 use std::{
     fmt,
+    future::Future,
+    pin::Pin,
     sync::{Arc, atomic::AtomicBool},
     task::{Context as TaskContext, Poll},
     time::Duration,
@@ -10,7 +12,10 @@ use std::{
 use http::{Request, Response};
 use http_body::Body;
 use middleware_core::{RequestExt, ResponseBody};
+use tokio::time::Sleep;
 use tower_service::Service;
+
+use crate::layer_time;
 
 use super::{
     body::{BodyDeadlines, TimeoutBody},
@@ -21,11 +26,33 @@ use super::{
 
 /// Enforces a whole-request budget on `S`. See [`TimeoutLayer`] and the
 /// [module docs](super) for an example.
-#[derive(Clone)]
+///
+/// `poll_ready` forwards the inner service's readiness for one budget at most; after that the
+/// next request is answered with the timeout response (`x-timeout-phase: ready`) without
+/// calling the inner service (see "One budget for every phase" in the [module docs](super)).
 pub struct Timeout<S> {
     inner: S,
     layer: TimeoutLayer,
     expiry: Arc<Expiry>,
+    // Armed when the inner service first answered `Pending` to `poll_ready`: the longest wait
+    // for readiness (one budget). Boxed: only unready services pay for it.
+    unready: Option<Pin<Box<Sleep>>>,
+    // The inner service stayed unready for the whole budget: `poll_ready` reported ready
+    // anyway, and the next `call` answers the timeout response without calling it.
+    shed: bool,
+}
+
+impl<S: Clone> Clone for Timeout<S> {
+    fn clone(&self) -> Self {
+        // A clone is a new handle: it has not waited for readiness yet.
+        Self {
+            inner: self.inner.clone(),
+            layer: self.layer.clone(),
+            expiry: Arc::clone(&self.expiry),
+            unready: None,
+            shed: false,
+        }
+    }
 }
 
 impl<S> Timeout<S> {
@@ -49,6 +76,8 @@ impl<S> Timeout<S> {
             inner,
             layer,
             expiry,
+            unready: None,
+            shed: false,
         }
     }
 
@@ -61,6 +90,8 @@ impl<S: fmt::Debug> fmt::Debug for Timeout<S> {
         f.debug_struct(stringify!(Timeout))
             .field("inner", &self.inner)
             .field("layer", &self.layer)
+            .field("waiting_for_readiness", &self.unready.is_some())
+            .field("shed", &self.shed)
             .finish_non_exhaustive()
     }
 }
@@ -74,15 +105,40 @@ where
     type Future = ResponseFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+        // Readiness is forwarded (backpressure stays honest), for one budget at most.
+        if let Poll::Ready(ready) = self.inner.poll_ready(cx) {
+            self.unready = None;
+            self.shed = false;
+            return Poll::Ready(ready);
+        }
+        let budget = self.layer.budget;
+        let timer = self
+            .unready
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(budget)));
+        if timer.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        // Unready for the whole budget: the request waiting for this handle is answered with
+        // the timeout response (phase `ready`) instead of waiting on.
+        self.unready = None;
+        self.shed = true;
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let cx = req.context();
+        // The layer's own time, for a timing layer that asks for it: the clock is read only
+        // then.
+        let started = layer_time::wanted(Some(cx)).then(tokio::time::Instant::now);
         let mut budget = self.layer.budget;
+        let mut inbound_tighter = false;
         let mut malformed = false;
         if let Some((name, format)) = &self.layer.inbound {
             match format.read_header(req.headers(), name) {
-                Ok(Some(inbound)) => budget = budget.min(inbound),
+                Ok(Some(inbound)) => {
+                    (budget, inbound_tighter) =
+                        budget_in_force(budget, inbound, self.layer.inbound_floor);
+                }
                 Ok(None) => {}
                 Err(()) => malformed = true,
             }
@@ -91,12 +147,40 @@ where
         if malformed {
             cx.insert(MalformedDeadlineHeader);
         }
-        // Nested budgets: the earliest deadline wins.
-        cx.set_timeout(budget);
+        // Nested budgets: the earliest deadline wins. The client's deadline is the one in force
+        // only if it tightened the deadline already set (if any).
+        let before = cx.deadline();
+        let in_force = cx.set_timeout(budget);
+        let by_client = inbound_tighter && before.is_none_or(|before| in_force < before);
         let cx = cx.clone();
+        if let Some(started) = started {
+            layer_time::record(Some(&cx), "mw.timeout", started.elapsed());
+        }
+        let expiry = Arc::clone(&self.expiry);
+        if std::mem::take(&mut self.shed) {
+            // `poll_ready` gave up waiting: the inner service is not ready, so it is not called.
+            return ResponseFuture::expired(cx, expiry, TimeoutPhase::Ready);
+        }
         // Called right here: the service that reported ready is the one called.
         let future = self.inner.call(req);
-        ResponseFuture::new(future, cx, Arc::clone(&self.expiry))
+        ResponseFuture::new(future, cx, expiry).by_client(by_client)
+    }
+}
+
+/// The budget in force for a server budget `server` and a caller's deadline `inbound`, and
+/// whether the caller's is the tighter one: `min(max(inbound, floor), server)`. Below the
+/// floor, the caller's deadline is raised to it (no work could finish in time, and a client
+/// must not mint timeouts at will); the floor never lengthens the server's budget.
+pub(crate) fn budget_in_force(
+    server: Duration,
+    inbound: Duration,
+    floor: Duration,
+) -> (Duration, bool) {
+    let inbound = inbound.max(floor);
+    if inbound < server {
+        (inbound, true)
+    } else {
+        (server, false)
     }
 }
 
@@ -154,6 +238,9 @@ where
         let deadlines = self.layer.deadlines;
         // The context an outer layer made, if any (never created here): cloned, not allocated.
         let cx = parts.try_context().cloned();
+        // The layer's own time, for a timing layer that asks for it: the clock is read only
+        // then.
+        let started = layer_time::wanted(cx.as_ref()).then(tokio::time::Instant::now);
         let (body, signal) = if body.is_end_stream() {
             // An empty body can neither stall nor fail: no signal, no timer, no allocation.
             (
@@ -168,6 +255,9 @@ where
             let body = TimeoutBody::request(body, deadlines, signal.clone(), cx.clone());
             (body, signal)
         };
+        if let Some(started) = started {
+            layer_time::record(cx.as_ref(), "mw.request_body_timeout", started.elapsed());
+        }
         let future = self.inner.call(Request::from_parts(parts, body));
         RequestBodyTimeoutFuture::new(future, signal, cx)
     }
@@ -242,7 +332,7 @@ where
         };
         if remaining.is_zero() {
             // Spent already: do not send a request that cannot finish in time.
-            return ResponseFuture::expired(cx, expiry);
+            return ResponseFuture::expired(cx, expiry, TimeoutPhase::Request);
         }
         req.headers_mut()
             .insert(&self.layer.header, self.layer.format.encode(remaining));

@@ -251,7 +251,7 @@ async fn an_inbound_grpc_timeout_tightens_the_budget_up_to_the_server_maximum() 
         ("2S", Duration::from_secs(2)),
         ("10S", Duration::from_secs(3)), // capped
         ("1H", Duration::from_secs(3)),
-        ("0n", Duration::ZERO),
+        ("0n", DEFAULT_INBOUND_FLOOR), // raised to the floor
     ] {
         let (elapsed, malformed) = budget_seen(
             TimeoutLayer::new(Duration::from_secs(3)).inbound_grpc_timeout(),
@@ -580,8 +580,12 @@ async fn a_stalled_response_body_ends_with_a_distinguishable_error() {
     let err = err.downcast_ref::<BodyTimeoutError>().unwrap();
     assert_eq!(err.phase(), TimeoutPhase::ResponseBody);
     assert!(err.is_idle());
-    assert!(body.frame().await.is_none());
+    let again = body.frame().await.unwrap().unwrap_err();
+    assert_eq!(again.downcast_ref::<BodyTimeoutError>(), Some(err));
     assert_eq!(cx.cause(), Some(CancelCause::Deadline));
+    let expiry = cx.expiry().expect("reported");
+    assert_eq!(expiry.phase(), middleware_core::TimeoutPhase::ResponseBody);
+    assert!(!expiry.is_by_client());
     drop(tx);
 }
 
@@ -753,7 +757,7 @@ fn debug_output_describes_the_configuration() {
             "{:?}",
             BodyTimeoutError::new(TimeoutPhase::RequestBody, true)
         ),
-        "BodyTimeoutError { phase: RequestBody, idle: true }"
+        "BodyTimeoutError { phase: RequestBody, kind: Idle }"
     );
 }
 
@@ -962,6 +966,443 @@ fn the_response_future_stays_small() {
         size - inner <= 216,
         "{size} bytes for an inner future of {inner}"
     );
+}
+
+// ----- the budget and the response body -----------------------------------------------------
+
+/// A handler streaming `rows` rows, one every 300 ms, that stops when the request is cancelled
+/// (the documented pattern).
+fn row_streamer(
+    rows: usize,
+) -> impl Service<
+    Request<String>,
+    Response = Response<ChannelBody>,
+    Error = Infallible,
+    Future = std::future::Ready<Result<Response<ChannelBody>, Infallible>>,
+> + Clone {
+    service_fn(move |req: Request<String>| {
+        let cx = req.try_context().expect("the budget made one").clone();
+        let (tx, body) = channel_body();
+        tokio::spawn(async move {
+            for row in 0..rows {
+                tokio::select! {
+                    _ = cx.cancelled() => break,
+                    () = tokio::time::sleep(Duration::from_millis(300)) => {}
+                }
+                let row = Bytes::from(format!("row {row}\n"));
+                if tx.send(Ok(row)).await.is_err() {
+                    break;
+                }
+            }
+        });
+        std::future::ready(Ok(Response::new(body)))
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stream_cut_by_the_budget_ends_with_an_error_not_cleanly() {
+    let svc = TimeoutLayer::new(Duration::from_secs(1)).layer(row_streamer(10));
+    let mut req = Request::new(String::new());
+    let cx = req.context().clone();
+    let res = svc.oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let mut body = pin!(res.into_body());
+    let mut rows = 0;
+    let err = loop {
+        match body.frame().await {
+            Some(Ok(_)) => rows += 1,
+            Some(Err(err)) => break err,
+            None => panic!("the cut body ended cleanly after {rows} rows"),
+        }
+    };
+    assert_eq!(rows, 3, "rows at 300, 600 and 900 ms, then the budget");
+    let timeout = err.downcast_ref::<BodyTimeoutError>().expect("a timeout");
+    assert!(timeout.is_budget());
+    assert_eq!(timeout.phase(), TimeoutPhase::ResponseBody);
+    assert_eq!(err.to_string(), "response body cut by the request budget");
+    let again = body.frame().await.unwrap().unwrap_err();
+    assert!(
+        again.is::<BodyTimeoutError>(),
+        "never a clean end after the cut"
+    );
+    let expiry = cx.expiry().expect("reported");
+    assert_eq!(expiry.phase(), middleware_core::TimeoutPhase::ResponseBody);
+    assert!(!expiry.is_by_client());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stream_cut_by_the_clients_deadline_is_reported_as_the_clients() {
+    let svc = TimeoutLayer::new(Duration::from_secs(10))
+        .inbound_grpc_timeout()
+        .layer(row_streamer(10));
+    let mut req = Request::builder()
+        .header("grpc-timeout", "1S")
+        .body(String::new())
+        .unwrap();
+    let cx = req.context().clone();
+    let res = svc.oneshot(req).await.unwrap();
+    let err = res.into_body().collect().await.unwrap_err();
+    assert!(err.downcast_ref::<BodyTimeoutError>().unwrap().is_budget());
+    let expiry = cx.expiry().unwrap();
+    assert_eq!(expiry.phase(), middleware_core::TimeoutPhase::ResponseBody);
+    assert!(expiry.is_by_client());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stream_finished_within_the_budget_ends_cleanly() {
+    let svc = TimeoutLayer::new(Duration::from_secs(10)).layer(row_streamer(10));
+    let mut req = Request::new(String::new());
+    let cx = req.context().clone();
+    let res = svc.oneshot(req).await.unwrap();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(String::from_utf8_lossy(&body).lines().count(), 10);
+    assert_eq!(cx.expiry(), None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_response_let_through_by_the_tie_rule_keeps_a_clean_body() {
+    // A zero budget: the deadline has passed before the handler answers, yet its answer wins
+    // (the tie rule), and that whole body was made after the deadline: it was not cut.
+    let svc = TimeoutLayer::new(Duration::ZERO).layer(service_fn(|_: Request<String>| {
+        std::future::ready(Ok::<_, Infallible>(Response::new(String::from("whole"))))
+    }));
+    let mut req = Request::new(String::new());
+    let cx = req.context().clone();
+    let res = svc.oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(body_string(res).await, "whole");
+    assert_eq!(cx.expiry(), None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_timeout_response_itself_ends_cleanly() {
+    let mut req = Request::new(String::new());
+    let cx = req.context().clone();
+    let res = TimeoutLayer::new(Duration::from_secs(1))
+        .layer(sleeper(Duration::from_secs(60)))
+        .oneshot(req)
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    // The context is cancelled with `Deadline`, yet the layer's own answer is complete.
+    assert_eq!(cx.cause(), Some(CancelCause::Deadline));
+    assert!(body_string(res).await.contains("503"));
+    let expiry = cx.expiry().unwrap();
+    assert_eq!(expiry.phase(), middleware_core::TimeoutPhase::Head);
+    assert!(!expiry.is_by_client());
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_client_side_does_not_turn_a_late_end_into_an_error() {
+    // Outbound, the upstream's body is its own: a clean end after the deadline is an end.
+    let (tx, body) = channel_body();
+    let body = Arc::new(Mutex::new(Some(body)));
+    let client = PropagateDeadlineLayer::new().layer(service_fn(move |_: Request<String>| {
+        let body = body.lock().unwrap().take().unwrap();
+        std::future::ready(Ok::<_, Infallible>(Response::new(body)))
+    }));
+    let mut out = Request::new(String::new());
+    out.context().set_timeout(Duration::from_secs(1));
+    let res = client.oneshot(out).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    tx.send(Ok(Bytes::from_static(b"late"))).await.unwrap();
+    drop(tx);
+    assert_eq!(res.into_body().collect().await.unwrap().to_bytes(), "late");
+}
+
+// ----- whose deadline expired ----------------------------------------------------------------
+
+/// The expiry reported for a request with `headers` to a sleeping handler under `layer`, and
+/// how long it ran.
+async fn expiry_seen(
+    layer: TimeoutLayer,
+    headers: &[(&str, &str)],
+    outer: Option<Duration>,
+) -> (middleware_core::Expiry, Duration) {
+    let mut req = Request::new(String::new());
+    for (name, value) in headers {
+        req.headers_mut().append(
+            HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            HeaderValue::from_str(value).unwrap(),
+        );
+    }
+    let cx = req.context().clone();
+    if let Some(outer) = outer {
+        cx.set_timeout(outer);
+    }
+    let start = Instant::now();
+    let res = layer
+        .layer(sleeper(Duration::from_secs(3600)))
+        .oneshot(req)
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(res.headers()[TIMEOUT_PHASE], "request");
+    let expiry = cx.expiry().expect("reported");
+    assert_eq!(expiry.phase(), middleware_core::TimeoutPhase::Head);
+    (expiry, start.elapsed())
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_expired_client_deadline_is_reported_as_the_clients_own() {
+    let layer = TimeoutLayer::new(Duration::from_secs(3)).inbound_grpc_timeout();
+    let (expiry, elapsed) = expiry_seen(layer.clone(), &[("grpc-timeout", "100m")], None).await;
+    assert!(expiry.is_by_client());
+    assert_eq!(elapsed, Duration::from_millis(100));
+    // The server's budget was the tighter one.
+    let (expiry, elapsed) = expiry_seen(layer.clone(), &[("grpc-timeout", "5S")], None).await;
+    assert!(!expiry.is_by_client());
+    assert_eq!(elapsed, Duration::from_secs(3));
+    // No header, a malformed one: the server's.
+    let (expiry, _) = expiry_seen(layer.clone(), &[], None).await;
+    assert!(!expiry.is_by_client());
+    let (expiry, _) = expiry_seen(layer.clone(), &[("grpc-timeout", "1 m")], None).await;
+    assert!(!expiry.is_by_client());
+    // An outer layer's deadline was tighter than the client's: not the client's.
+    let (expiry, elapsed) = expiry_seen(
+        layer,
+        &[("grpc-timeout", "100m")],
+        Some(Duration::from_millis(50)),
+    )
+    .await;
+    assert!(!expiry.is_by_client());
+    assert_eq!(elapsed, Duration::from_millis(50));
+}
+
+#[tokio::test(start_paused = true)]
+async fn hostile_inbound_deadlines_around_the_floor_are_raised_to_it() {
+    let layer = TimeoutLayer::new(Duration::from_secs(3)).inbound_grpc_timeout();
+    assert_eq!(layer.inbound_floor, Duration::from_millis(5));
+    for (header, expected) in [
+        ("0n", Duration::from_millis(5)),
+        ("1n", Duration::from_millis(5)),
+        ("00000000n", Duration::from_millis(5)),
+        ("999u", Duration::from_millis(5)),
+        ("4999999n", Duration::from_millis(5)),
+        ("4999u", Duration::from_millis(5)),
+        ("4m", Duration::from_millis(5)),
+        ("0m", Duration::from_millis(5)),
+        ("0S", Duration::from_millis(5)),
+        ("0H", Duration::from_millis(5)),
+        ("5000000n", Duration::from_millis(5)),
+        ("5000u", Duration::from_millis(5)),
+        ("5m", Duration::from_millis(5)),
+        ("6m", Duration::from_millis(6)),
+        ("99999999n", Duration::from_millis(100)),
+    ] {
+        let (expiry, elapsed) = expiry_seen(layer.clone(), &[("grpc-timeout", header)], None).await;
+        assert_eq!(elapsed, expected, "{header}");
+        // The (raised) deadline is still the client's: never the server's alarm.
+        assert!(expiry.is_by_client(), "{header}");
+    }
+    // A floor above the server's budget never lengthens it.
+    let (expiry, elapsed) = expiry_seen(
+        layer.clone().inbound_floor(Duration::from_secs(10)),
+        &[("grpc-timeout", "1n")],
+        None,
+    )
+    .await;
+    assert_eq!(elapsed, Duration::from_secs(3));
+    assert!(!expiry.is_by_client());
+    // A zero floor honours every deadline.
+    let (expiry, elapsed) = expiry_seen(
+        layer.inbound_floor(Duration::ZERO),
+        &[("grpc-timeout", "0n")],
+        None,
+    )
+    .await;
+    assert_eq!(elapsed, Duration::ZERO);
+    assert!(expiry.is_by_client());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_body_timeout_is_reported_with_its_phase() {
+    let (_tx, body) = channel_body();
+    let mut req = Request::new(body);
+    let cx = req.context().clone();
+    let res = RequestBodyTimeoutLayer::idle(Duration::from_millis(300))
+        .layer(body_reader(Arc::default()))
+        .oneshot(req)
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::REQUEST_TIMEOUT);
+    let expiry = cx.expiry().expect("reported");
+    assert_eq!(expiry.phase(), middleware_core::TimeoutPhase::RequestBody);
+    assert!(!expiry.is_by_client());
+}
+
+proptest::proptest! {
+    #[test]
+    fn the_budget_in_force_never_exceeds_the_server_and_never_undercuts_the_floor(
+        server_ms in 0u64..100_000,
+        floor_ms in 0u64..1_000,
+        n in 0u64..=99_999_999,
+        unit in proptest::sample::select(b"HMSmun".to_vec()),
+    ) {
+        let server = Duration::from_millis(server_ms);
+        let floor = Duration::from_millis(floor_ms);
+        let header = format!("{n}{}", char::from(unit));
+        let inbound = DeadlineFormat::GrpcTimeout.parse(header.as_bytes()).unwrap();
+        let (budget, by_client) = service::budget_in_force(server, inbound, floor);
+        proptest::prop_assert!(budget <= server);
+        proptest::prop_assert!(budget >= floor.min(server));
+        proptest::prop_assert_eq!(by_client, budget < server);
+        if by_client {
+            proptest::prop_assert_eq!(budget, inbound.max(floor));
+        }
+    }
+}
+
+// ----- readiness -----------------------------------------------------------------------------
+
+/// A service that is never ready; counts its calls.
+#[derive(Clone, Default)]
+struct NeverReady(Arc<AtomicUsize>);
+
+impl Service<Request<String>> for NeverReady {
+    type Response = Response<String>;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<Response<String>, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut TaskContext<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Pending
+    }
+
+    fn call(&mut self, _: Request<String>) -> Self::Future {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        std::future::ready(Ok(Response::new(String::new())))
+    }
+}
+
+/// A service that becomes ready after `delay`, counted from its first `poll_ready`.
+struct ReadyAfter {
+    delay: Duration,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Service<Request<String>> for ReadyAfter {
+    type Response = Response<String>;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<Response<String>, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Infallible>> {
+        let delay = self.delay;
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(delay)));
+        timer.as_mut().poll(cx).map(Ok)
+    }
+
+    fn call(&mut self, _: Request<String>) -> Self::Future {
+        std::future::ready(Ok(Response::new(String::from("served"))))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_inner_service_never_ready_gets_503_after_the_budget() {
+    let inner = NeverReady::default();
+    let calls = Arc::clone(&inner.0);
+    let mut req = Request::new(String::new());
+    let cx = req.context().clone();
+    let start = Instant::now();
+    let res = TimeoutLayer::new(Duration::from_millis(100))
+        .layer(inner)
+        .oneshot(req);
+    // Bounded: a layer that waits for readiness without end must fail, not hang.
+    let res = tokio::time::timeout(Duration::from_secs(60), res)
+        .await
+        .expect("still waiting for readiness after 60 s")
+        .unwrap();
+    assert_eq!(start.elapsed(), Duration::from_millis(100));
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(res.headers()[TIMEOUT_PHASE], "ready");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        0,
+        "an unready service is not called"
+    );
+    let expiry = cx.expiry().expect("reported");
+    assert_eq!(expiry.phase(), middleware_core::TimeoutPhase::Ready);
+    assert!(!expiry.is_by_client());
+    assert_eq!(cx.cause(), Some(CancelCause::Deadline));
+    assert!(body_string(res).await.contains("503"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn readiness_within_the_budget_is_waited_for_and_forwarded() {
+    let mut svc = TimeoutLayer::new(Duration::from_secs(1)).layer(ReadyAfter {
+        delay: Duration::from_millis(400),
+        timer: None,
+    });
+    let mut task = TaskContext::from_waker(Waker::noop());
+    assert!(
+        svc.poll_ready(&mut task).is_pending(),
+        "readiness is forwarded"
+    );
+    let start = Instant::now();
+    let res = svc.ready().await.unwrap().call(plain()).await.unwrap();
+    assert_eq!(start.elapsed(), Duration::from_millis(400));
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(body_string(res).await, "served");
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_handle_waits_one_budget_for_readiness() {
+    let svc = TimeoutLayer::new(Duration::from_millis(100)).layer(NeverReady::default());
+    // A handle that gave up sheds one request, then waits a budget again.
+    let mut handle = svc.clone();
+    let start = Instant::now();
+    for round in 1..=2 {
+        let res = handle.ready().await.unwrap().call(plain()).await.unwrap();
+        assert_eq!(res.headers()[TIMEOUT_PHASE], "ready");
+        assert_eq!(start.elapsed(), Duration::from_millis(100) * round);
+    }
+    // A clone starts afresh, whatever the state of the handle it was cloned from.
+    let mut task = TaskContext::from_waker(Waker::noop());
+    assert!(handle.poll_ready(&mut task).is_pending());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut clone = handle.clone();
+    assert!(clone.poll_ready(&mut task).is_pending());
+}
+
+// ----- per-layer time ------------------------------------------------------------------------
+
+#[tokio::test(start_paused = true)]
+async fn the_layer_records_its_own_time_only_when_asked() {
+    let svc = TimeoutLayer::new(Duration::from_secs(1))
+        .inbound_grpc_timeout()
+        .layer(ready_ok());
+    let mut asked = Request::new(String::new());
+    asked.context().insert(crate::layer_time::LayerTimes);
+    let cx = asked.context().clone();
+    svc.clone().oneshot(asked).await.unwrap();
+    let names: Vec<String> = cx.marks().iter().map(|m| m.name().to_owned()).collect();
+    assert_eq!(names, ["mw.timeout"]);
+
+    let mut quiet = Request::new(String::new());
+    let cx = quiet.context().clone();
+    svc.oneshot(quiet).await.unwrap();
+    assert!(cx.marks().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_request_body_layer_records_its_own_time_only_when_asked() {
+    let svc = RequestBodyTimeoutLayer::idle(Duration::from_secs(1)).layer(service_fn(
+        |_: Request<TimeoutBody<String>>| async {
+            Ok::<_, Infallible>(Response::new(String::new()))
+        },
+    ));
+    let mut asked = Request::new(String::from("a body"));
+    asked.context().insert(crate::layer_time::LayerTimes);
+    let cx = asked.context().clone();
+    svc.clone().oneshot(asked).await.unwrap();
+    let names: Vec<String> = cx.marks().iter().map(|m| m.name().to_owned()).collect();
+    assert_eq!(names, ["mw.request_body_timeout"]);
+
+    let mut quiet = Request::new(String::from("a body"));
+    let cx = quiet.context().clone();
+    svc.oneshot(quiet).await.unwrap();
+    assert!(cx.marks().is_empty());
 }
 
 // ----- fixtures ------------------------------------------------------------------------------
