@@ -158,7 +158,7 @@ async fn assert_cut(server: Server, seen: &Seen, proto: Proto, what: &str) {
     let expiry = reported(seen).expect("the expiry is reported");
     assert_eq!(
         expiry.phase(),
-        TimeoutPhase::ResponseBody,
+        TimeoutPhase::ResponseStream,
         "{what} {proto:?}"
     );
     assert!(

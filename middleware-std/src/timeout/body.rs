@@ -165,7 +165,7 @@ impl<B> TimeoutBody<B> {
     /// The response side: on expiry, cancels `cx` (when there is one).
     #[inline]
     pub(crate) fn response(inner: B, deadlines: BodyDeadlines, cx: Option<Context>) -> Self {
-        let mut body = Self::passthrough(inner, TimeoutPhase::ResponseBody);
+        let mut body = Self::passthrough(inner, TimeoutPhase::ResponseStream);
         if !deadlines.is_none() {
             body.timer = Some(Timer::boxed(deadlines, None));
         }
@@ -192,7 +192,7 @@ impl<B> TimeoutBody<B> {
     }
 
     /// Which side this body is on: [`TimeoutPhase::RequestBody`] or
-    /// [`TimeoutPhase::ResponseBody`].
+    /// [`TimeoutPhase::ResponseStream`].
     pub fn phase(&self) -> TimeoutPhase {
         self.phase
     }
@@ -209,7 +209,7 @@ impl<B> TimeoutBody<B> {
 /// A body without deadlines around `B::default()`, on the response side.
 impl<B: Default> Default for TimeoutBody<B> {
     fn default() -> Self {
-        Self::passthrough(B::default(), TimeoutPhase::ResponseBody)
+        Self::passthrough(B::default(), TimeoutPhase::ResponseStream)
     }
 }
 
@@ -271,7 +271,7 @@ where
                 // an end.
                 if let (Some(by_client), Some(context)) = (*this.budget, this.context.as_ref()) {
                     if context.cause() == Some(CancelCause::Deadline) {
-                        record_expiry(context, TimeoutPhase::ResponseBody, by_client);
+                        record_expiry(context, TimeoutPhase::ResponseStream, by_client);
                         let err = BodyTimeoutError::budget();
                         *this.state = State::TimedOut(err);
                         return Poll::Ready(Some(Err(Box::new(err))));
@@ -329,7 +329,7 @@ where
                     signal.store(true, Ordering::Release);
                 }
             }
-            TimeoutPhase::Ready | TimeoutPhase::Request | TimeoutPhase::ResponseBody => {
+            _ => {
                 if let Some(context) = this.context.as_ref() {
                     context.cancel_with(CancelCause::Deadline);
                 }
@@ -453,7 +453,7 @@ mod tests {
             }
         };
         let err = err.downcast_ref::<BodyTimeoutError>().unwrap();
-        assert_eq!(err.phase(), TimeoutPhase::ResponseBody);
+        assert_eq!(err.phase(), TimeoutPhase::ResponseStream);
         assert!(!err.is_idle());
         assert_eq!(err.to_string(), "response body total timeout");
         assert_eq!(start.elapsed(), Duration::from_millis(2500));
@@ -711,7 +711,7 @@ mod tests {
         let body = TimeoutBody::<http_body_util::Empty<Bytes>>::default();
         assert!(body.is_end_stream());
         assert_eq!(body.size_hint().exact(), Some(0));
-        assert_eq!(body.phase(), TimeoutPhase::ResponseBody);
+        assert_eq!(body.phase(), TimeoutPhase::ResponseStream);
         assert!(!body.armed());
         let body = TimeoutBody::<String>::default();
         assert_eq!(body.get_ref(), "");
@@ -769,11 +769,11 @@ mod tests {
         );
         let err = outer.frame().await.unwrap().unwrap_err();
         let err = *err.downcast_ref::<BodyTimeoutError>().unwrap();
-        assert_eq!(err.phase(), TimeoutPhase::ResponseBody);
+        assert_eq!(err.phase(), TimeoutPhase::ResponseStream);
         let again = outer.frame().await.unwrap().unwrap_err();
         assert_eq!(again.downcast_ref::<BodyTimeoutError>(), Some(&err));
         let expiry = cx.expiry().unwrap();
-        assert_eq!(expiry.phase(), middleware_core::TimeoutPhase::ResponseBody);
+        assert_eq!(expiry.phase(), TimeoutPhase::ResponseStream);
         assert!(!expiry.is_by_client(), "a body deadline is the server's");
     }
 

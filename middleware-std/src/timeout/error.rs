@@ -10,69 +10,32 @@ use middleware_core::{Context, Expiry};
 /// `request-body` on the `408`. See [`TimeoutPhase`].
 pub const TIMEOUT_PHASE: HeaderName = HeaderName::from_static("x-timeout-phase");
 
-/// Which deadline of a request passed, as the `x-timeout-phase` header and
-/// [`BodyTimeoutError`] name it.
-///
-/// The request-wide report that an access log reads is the core's
-/// [`Expiry`](crate::Expiry), whose [`TimeoutPhase`](crate::TimeoutPhase) has the same phases
-/// with the whole-request one named `head`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum TimeoutPhase {
-    /// Waiting for the inner service to become ready: it stayed unready for the whole budget,
-    /// so the request was answered without calling it, with the configured status and
-    /// `x-timeout-phase: ready`.
-    Ready,
-    /// The whole-request budget, until the response head: answered with the configured status
-    /// (`503`, or `504` for gateways) and `x-timeout-phase: request`.
-    Request,
-    /// Reading the request body (idle or total): answered with `408`, `Connection: close` and
-    /// `x-timeout-phase: request-body`.
-    RequestBody,
-    /// Streaming the response body (its idle or total deadline, or the whole-request budget
-    /// cutting it): the head is already sent, so the body ends with a [`BodyTimeoutError`]
-    /// whose [`phase`](BodyTimeoutError::phase) says so.
-    ResponseBody,
+/// Which deadline of a request passed: core's [`TimeoutPhase`](crate::TimeoutPhase), the
+/// same phases the request-wide report ([`Expiry`](crate::Expiry)) names, here re-exported.
+/// The `x-timeout-phase` header names them `ready`, `request` (the whole-request budget,
+/// [`TimeoutPhase::Head`]), `request-body` and `response-body`.
+pub use middleware_core::TimeoutPhase;
+
+/// The `x-timeout-phase` value of `phase`.
+pub(crate) const fn header_name(phase: TimeoutPhase) -> &'static str {
+    match phase {
+        TimeoutPhase::Ready => "ready",
+        TimeoutPhase::RequestBody => "request-body",
+        TimeoutPhase::ResponseStream => "response-body",
+        // `Head`, and any phase a later core adds.
+        _ => "request",
+    }
 }
 
-impl TimeoutPhase {
-    /// The name used in the `x-timeout-phase` header and in error messages: `request`,
-    /// `request-body`, `response-body`.
-    #[must_use]
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Ready => "ready",
-            Self::Request => "request",
-            Self::RequestBody => "request-body",
-            Self::ResponseBody => "response-body",
-        }
-    }
-
-    pub(crate) const fn header_value(self) -> HeaderValue {
-        HeaderValue::from_static(self.as_str())
-    }
-
-    /// The same phase in the request-wide report ([`Expiry`](crate::Expiry)).
-    pub(crate) const fn report(self) -> middleware_core::TimeoutPhase {
-        match self {
-            Self::Ready => middleware_core::TimeoutPhase::Ready,
-            Self::Request => middleware_core::TimeoutPhase::Head,
-            Self::RequestBody => middleware_core::TimeoutPhase::RequestBody,
-            Self::ResponseBody => middleware_core::TimeoutPhase::ResponseBody,
-        }
-    }
+/// The `x-timeout-phase` header value of `phase`.
+pub(crate) const fn header_value(phase: TimeoutPhase) -> HeaderValue {
+    HeaderValue::from_static(header_name(phase))
 }
 
 /// Reports to the whole request that the deadline of `phase` expired, and whether that
 /// deadline was the client's own (see [`Expiry`](crate::Expiry)); the first report wins.
 pub(crate) fn record_expiry(cx: &Context, phase: TimeoutPhase, by_client: bool) {
-    cx.record_expiry(Expiry::new(phase.report()).by_client(by_client));
-}
-
-impl fmt::Display for TimeoutPhase {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
+    cx.record_expiry(Expiry::new(phase).by_client(by_client));
 }
 
 /// The error a [`TimeoutBody`](super::TimeoutBody) ends with when a body deadline passes.
@@ -116,12 +79,12 @@ impl BodyTimeoutError {
     /// producer stopped (on the cancelled context).
     pub(crate) const fn budget() -> Self {
         Self {
-            phase: TimeoutPhase::ResponseBody,
+            phase: TimeoutPhase::ResponseStream,
             kind: Kind::Budget,
         }
     }
 
-    /// [`TimeoutPhase::RequestBody`] or [`TimeoutPhase::ResponseBody`].
+    /// [`TimeoutPhase::RequestBody`] or [`TimeoutPhase::ResponseStream`].
     #[must_use]
     pub const fn phase(&self) -> TimeoutPhase {
         self.phase
@@ -155,7 +118,7 @@ impl fmt::Debug for BodyTimeoutError {
 impl fmt::Display for BodyTimeoutError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let body = match self.phase {
-            TimeoutPhase::ResponseBody => "response body",
+            TimeoutPhase::ResponseStream => "response body",
             _ => "request body",
         };
         match self.kind {

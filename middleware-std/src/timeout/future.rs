@@ -54,7 +54,7 @@ impl OnTimeout {
             None => ResponseBody::response(cx.render_error(&Error::new(self.status))),
         };
         res.headers_mut()
-            .insert(TIMEOUT_PHASE, phase.header_value());
+            .insert(TIMEOUT_PHASE, super::error::header_value(phase));
         res
     }
 }
@@ -189,7 +189,7 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        let mut phase = TimeoutPhase::Request;
+        let mut phase = TimeoutPhase::Head;
         let ready = match this.kind.as_mut().project() {
             KindProj::Running { future, sleep } => {
                 // The tie rule: the inner future first.
@@ -246,7 +246,7 @@ where
         // Server side: the request-wide report the access log reads. (A client-side call that
         // runs out leaves it to the server's budget layer, which knows whose deadline it was.)
         if server {
-            let by_client = *this.by_client && phase == TimeoutPhase::Request;
+            let by_client = *this.by_client && phase == TimeoutPhase::Head;
             record_expiry(&context, phase, by_client);
         }
         // Cancel first, so the inner future sees the cause while it is dropped.
@@ -254,7 +254,7 @@ where
         this.kind.set(Kind::Done);
         let res = this.expiry.on_timeout.respond(phase, &context);
         Poll::Ready(Ok(res.map(|body| {
-            TimeoutBody::passthrough(body, TimeoutPhase::ResponseBody)
+            TimeoutBody::passthrough(body, TimeoutPhase::ResponseStream)
         })))
     }
 }

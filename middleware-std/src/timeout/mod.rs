@@ -75,7 +75,7 @@
 //! | waiting for the inner service to become ready | the configured status, `x-timeout-phase: ready` | `ready` |
 //! | whole request, until the response head | the configured status, `x-timeout-phase: request` | `head` |
 //! | reading the request body ([`RequestBodyTimeoutLayer`]) | `408`, `Connection: close`, `x-timeout-phase: request-body` | `request_body` |
-//! | streaming the response body ([`TimeoutLayer::response_body_idle`] / [`_total`](TimeoutLayer::response_body_total), or the budget) | the head is already sent: the body ends with a [`BodyTimeoutError`] whose [`phase`](BodyTimeoutError::phase) is [`TimeoutPhase::ResponseBody`] and the context is cancelled with `Deadline`; hyper then closes the connection | `response_body` |
+//! | streaming the response body ([`TimeoutLayer::response_body_idle`] / [`_total`](TimeoutLayer::response_body_total), or the budget) | the head is already sent: the body ends with a [`BodyTimeoutError`] whose [`phase`](BodyTimeoutError::phase) is [`TimeoutPhase::ResponseStream`] and the context is cancelled with `Deadline`; hyper then closes the connection | `response_body` |
 //!
 //! Every expiry is reported to the whole request with
 //! [`Context::record_expiry`](crate::Context::record_expiry) (the first report wins), so an

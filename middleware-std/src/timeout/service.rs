@@ -332,7 +332,7 @@ where
         };
         if remaining.is_zero() {
             // Spent already: do not send a request that cannot finish in time.
-            return ResponseFuture::expired(cx, expiry, TimeoutPhase::Request);
+            return ResponseFuture::expired(cx, expiry, TimeoutPhase::Head);
         }
         req.headers_mut()
             .insert(&self.layer.header, self.layer.format.encode(remaining));

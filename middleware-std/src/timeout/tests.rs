@@ -578,13 +578,13 @@ async fn a_stalled_response_body_ends_with_a_distinguishable_error() {
     let err = body.frame().await.unwrap().unwrap_err();
     assert_eq!(start.elapsed(), Duration::from_secs(2));
     let err = err.downcast_ref::<BodyTimeoutError>().unwrap();
-    assert_eq!(err.phase(), TimeoutPhase::ResponseBody);
+    assert_eq!(err.phase(), TimeoutPhase::ResponseStream);
     assert!(err.is_idle());
     let again = body.frame().await.unwrap().unwrap_err();
     assert_eq!(again.downcast_ref::<BodyTimeoutError>(), Some(err));
     assert_eq!(cx.cause(), Some(CancelCause::Deadline));
     let expiry = cx.expiry().expect("reported");
-    assert_eq!(expiry.phase(), middleware_core::TimeoutPhase::ResponseBody);
+    assert_eq!(expiry.phase(), TimeoutPhase::ResponseStream);
     assert!(!expiry.is_by_client());
     drop(tx);
 }
@@ -1018,7 +1018,7 @@ async fn a_stream_cut_by_the_budget_ends_with_an_error_not_cleanly() {
     assert_eq!(rows, 3, "rows at 300, 600 and 900 ms, then the budget");
     let timeout = err.downcast_ref::<BodyTimeoutError>().expect("a timeout");
     assert!(timeout.is_budget());
-    assert_eq!(timeout.phase(), TimeoutPhase::ResponseBody);
+    assert_eq!(timeout.phase(), TimeoutPhase::ResponseStream);
     assert_eq!(err.to_string(), "response body cut by the request budget");
     let again = body.frame().await.unwrap().unwrap_err();
     assert!(
@@ -1026,7 +1026,7 @@ async fn a_stream_cut_by_the_budget_ends_with_an_error_not_cleanly() {
         "never a clean end after the cut"
     );
     let expiry = cx.expiry().expect("reported");
-    assert_eq!(expiry.phase(), middleware_core::TimeoutPhase::ResponseBody);
+    assert_eq!(expiry.phase(), TimeoutPhase::ResponseStream);
     assert!(!expiry.is_by_client());
 }
 
@@ -1044,7 +1044,7 @@ async fn a_stream_cut_by_the_clients_deadline_is_reported_as_the_clients() {
     let err = res.into_body().collect().await.unwrap_err();
     assert!(err.downcast_ref::<BodyTimeoutError>().unwrap().is_budget());
     let expiry = cx.expiry().unwrap();
-    assert_eq!(expiry.phase(), middleware_core::TimeoutPhase::ResponseBody);
+    assert_eq!(expiry.phase(), TimeoutPhase::ResponseStream);
     assert!(expiry.is_by_client());
 }
 
