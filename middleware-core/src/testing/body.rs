@@ -609,8 +609,8 @@ impl<L> Conformance<L> {
         B::Error: fmt::Debug,
         E: fmt::Debug,
     {
-        self.__check_default_body(default);
         self.run_bodies().await;
+        self.__check_default_body(default);
         self.run().await;
     }
 
