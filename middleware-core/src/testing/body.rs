@@ -35,7 +35,8 @@ struct Script {
     released: usize,
     /// Items handed out.
     next: usize,
-    /// The code of the error the body yielded; it yields it again on every later poll.
+    /// The code of the error the body yielded; it yields it again on every later poll, so a
+    /// layer that passes frames through keeps the rule and one that ends by itself is caught.
     failed: Option<u64>,
     waker: Option<Waker>,
 }
@@ -53,7 +54,9 @@ impl Gate {
     }
 
     fn lock(&self) -> MutexGuard<'_, Script> {
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn release(&self, count: usize) {
@@ -74,8 +77,8 @@ impl Gate {
 }
 
 /// The response body of [`BodyProbe`]: frames the kit releases one at a time, an exact
-/// `size_hint`, an accurate `is_end_stream`, and an error that it yields again on every poll
-/// after the first (it never ends cleanly once it failed).
+/// `size_hint`, an accurate `is_end_stream`, and a scripted error that it yields again on every
+/// poll after the first (it never ends cleanly once it failed).
 ///
 /// `ProbeBody::default()` is an empty body.
 #[derive(Default)]
@@ -281,7 +284,8 @@ impl<L> Conformance<L> {
     pub async fn run_bodies<B, E>(&self)
     where
         L: Layer<BodyProbe>,
-        <L as Layer<BodyProbe>>::Service: Service<Request<String>, Response = Response<B>, Error = E>,
+        <L as Layer<BodyProbe>>::Service:
+            Service<Request<String>, Response = Response<B>, Error = E>,
         B: Body,
         B::Error: fmt::Debug,
         E: fmt::Debug,
@@ -323,7 +327,8 @@ impl<L> Conformance<L> {
     where
         L: Layer<BodyProbe>,
         <L as Layer<BodyProbe>>::Service: Service<Request<String>>,
-        <<L as Layer<BodyProbe>>::Service as Service<Request<String>>>::Response: __private::HasBody,
+        <<L as Layer<BodyProbe>>::Service as Service<Request<String>>>::Response:
+            __private::HasBody,
     {
         __private::Tag(PhantomData)
     }
@@ -336,7 +341,8 @@ impl<L> Conformance<L> {
     ) -> (Response<B>, Gate, Context)
     where
         L: Layer<BodyProbe>,
-        <L as Layer<BodyProbe>>::Service: Service<Request<String>, Response = Response<B>, Error = E>,
+        <L as Layer<BodyProbe>>::Service:
+            Service<Request<String>, Response = Response<B>, Error = E>,
         E: fmt::Debug,
     {
         let probe = BodyProbe::default();
@@ -358,7 +364,8 @@ impl<L> Conformance<L> {
     async fn frames_stream_through<B, E>(&self)
     where
         L: Layer<BodyProbe>,
-        <L as Layer<BodyProbe>>::Service: Service<Request<String>, Response = Response<B>, Error = E>,
+        <L as Layer<BodyProbe>>::Service:
+            Service<Request<String>, Response = Response<B>, Error = E>,
         B: Body,
         B::Error: fmt::Debug,
         E: fmt::Debug,
@@ -456,7 +463,8 @@ impl<L> Conformance<L> {
     async fn an_empty_body_ends_at_the_head<B, E>(&self)
     where
         L: Layer<BodyProbe>,
-        <L as Layer<BodyProbe>>::Service: Service<Request<String>, Response = Response<B>, Error = E>,
+        <L as Layer<BodyProbe>>::Service:
+            Service<Request<String>, Response = Response<B>, Error = E>,
         B: Body,
         B::Error: fmt::Debug,
         E: fmt::Debug,
@@ -485,40 +493,44 @@ impl<L> Conformance<L> {
     async fn errors_are_final<B, E>(&self)
     where
         L: Layer<BodyProbe>,
-        <L as Layer<BodyProbe>>::Service: Service<Request<String>, Response = Response<B>, Error = E>,
+        <L as Layer<BodyProbe>>::Service:
+            Service<Request<String>, Response = Response<B>, Error = E>,
         B: Body,
         B::Error: fmt::Debug,
         E: fmt::Debug,
     {
-        let items = vec![
-            Item::Data(Bytes::from_static(b"a")),
-            Item::Error(9),
-            Item::Data(Bytes::from_static(b"never")),
-        ];
-        let (res, gate, _cx) = self.send_scripted(Method::GET, StatusCode::OK, items).await;
-        gate.release_all();
-        let mut body = pin!(res.into_body());
-        let first = next_frame(body.as_mut(), &gate, 0, "the frame before the error").await;
-        assert!(
-            matches!(first, Some(Ok(_))),
-            "frames are not passed through: the frame before an error came out as {:?}",
-            first.map(|frame| frame.map(got))
-        );
-        let error = next_frame(body.as_mut(), &gate, 1, "the error").await;
-        match error {
-            Some(Err(_)) => {}
-            other => panic!(
-                "the inner body's error was not passed on: it came out as {:?}",
-                other.map(|frame| frame.map(got))
-            ),
+        {
+            let items = vec![
+                Item::Data(Bytes::from_static(b"a")),
+                Item::Error(9),
+                Item::Data(Bytes::from_static(b"never")),
+            ];
+            let (res, gate, _cx) = self.send_scripted(Method::GET, StatusCode::OK, items).await;
+            gate.release_all();
+            let mut body = pin!(res.into_body());
+            let first = next_frame(body.as_mut(), &gate, 0, "the frame before the error").await;
+            assert!(
+                matches!(first, Some(Ok(_))),
+                "frames are not passed through: the frame before an error came out as {:?}",
+                first.map(|frame| frame.map(got))
+            );
+            let error = next_frame(body.as_mut(), &gate, 1, "the error").await;
+            match error {
+                Some(Err(_)) => {}
+                other => panic!(
+                    "the inner body's error was not passed on: it came out as {:?}",
+                    other.map(|frame| frame.map(got))
+                ),
+            }
+            assert_never_ends_cleanly(body.as_mut(), "the inner body's error");
         }
-        assert_never_ends_cleanly(body.as_mut(), "the inner body's error");
     }
 
     async fn a_stalled_body_is_not_cut_clean<B, E>(&self)
     where
         L: Layer<BodyProbe>,
-        <L as Layer<BodyProbe>>::Service: Service<Request<String>, Response = Response<B>, Error = E>,
+        <L as Layer<BodyProbe>>::Service:
+            Service<Request<String>, Response = Response<B>, Error = E>,
         B: Body,
         B::Error: fmt::Debug,
         E: fmt::Debug,
@@ -568,7 +580,8 @@ impl<L> Conformance<L> {
     async fn bodiless_responses_are_not_drops<B, E>(&self)
     where
         L: Layer<BodyProbe>,
-        <L as Layer<BodyProbe>>::Service: Service<Request<String>, Response = Response<B>, Error = E>,
+        <L as Layer<BodyProbe>>::Service:
+            Service<Request<String>, Response = Response<B>, Error = E>,
         E: fmt::Debug,
     {
         let cases = [
@@ -604,7 +617,8 @@ impl<L> Conformance<L> {
         <L as Layer<super::Probe>>::Service:
             Service<Request<String>, Error = ProbeError, Response = R> + Clone,
         R: fmt::Debug,
-        <L as Layer<BodyProbe>>::Service: Service<Request<String>, Response = Response<B>, Error = E>,
+        <L as Layer<BodyProbe>>::Service:
+            Service<Request<String>, Response = Response<B>, Error = E>,
         B: Body,
         B::Error: fmt::Debug,
         E: fmt::Debug,
@@ -699,7 +713,6 @@ pub mod __private {
         }
     }
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -824,7 +837,10 @@ mod tests {
         ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
             let this = &mut *self;
             if this.failed
-                && matches!(this.bug, Bug::EndsCleanlyAfterError | Bug::EndsStalledBodyCleanly)
+                && matches!(
+                    this.bug,
+                    Bug::EndsCleanlyAfterError | Bug::EndsStalledBodyCleanly
+                )
             {
                 return Poll::Ready(None);
             }
@@ -850,6 +866,8 @@ mod tests {
             let polled = Pin::new(&mut this.inner).poll_frame(cx);
             match &polled {
                 Poll::Ready(Some(Err(_))) => this.failed = true,
+                // Never a clean end after an error, whatever the inner body does.
+                Poll::Ready(None) if this.failed => return Poll::Pending,
                 Poll::Ready(None) => this.ended = true,
                 Poll::Pending if this.bug == Bug::EndsStalledBodyCleanly => {
                     // A 30 ms idle deadline (polled in a busy loop) that reads as a clean end.
@@ -1024,6 +1042,7 @@ mod tests {
             ));
             assert!(!body.is_end_stream());
         }
+
         let empty = ProbeBody::default();
         assert!(empty.is_end_stream());
         assert_eq!(empty.size_hint().exact(), Some(0));
