@@ -499,31 +499,29 @@ impl<L> Conformance<L> {
         B::Error: fmt::Debug,
         E: fmt::Debug,
     {
-        {
-            let items = vec![
-                Item::Data(Bytes::from_static(b"a")),
-                Item::Error(9),
-                Item::Data(Bytes::from_static(b"never")),
-            ];
-            let (res, gate, _cx) = self.send_scripted(Method::GET, StatusCode::OK, items).await;
-            gate.release_all();
-            let mut body = pin!(res.into_body());
-            let first = next_frame(body.as_mut(), &gate, 0, "the frame before the error").await;
-            assert!(
-                matches!(first, Some(Ok(_))),
-                "frames are not passed through: the frame before an error came out as {:?}",
-                first.map(|frame| frame.map(got))
-            );
-            let error = next_frame(body.as_mut(), &gate, 1, "the error").await;
-            match error {
-                Some(Err(_)) => {}
-                other => panic!(
-                    "the inner body's error was not passed on: it came out as {:?}",
-                    other.map(|frame| frame.map(got))
-                ),
-            }
-            assert_never_ends_cleanly(body.as_mut(), "the inner body's error");
+        let items = vec![
+            Item::Data(Bytes::from_static(b"a")),
+            Item::Error(9),
+            Item::Data(Bytes::from_static(b"never")),
+        ];
+        let (res, gate, _cx) = self.send_scripted(Method::GET, StatusCode::OK, items).await;
+        gate.release_all();
+        let mut body = pin!(res.into_body());
+        let first = next_frame(body.as_mut(), &gate, 0, "the frame before the error").await;
+        assert!(
+            matches!(first, Some(Ok(_))),
+            "frames are not passed through: the frame before an error came out as {:?}",
+            first.map(|frame| frame.map(got))
+        );
+        let error = next_frame(body.as_mut(), &gate, 1, "the error").await;
+        match error {
+            Some(Err(_)) => {}
+            other => panic!(
+                "the inner body's error was not passed on: it came out as {:?}",
+                other.map(|frame| frame.map(got))
+            ),
         }
+        assert_never_ends_cleanly(body.as_mut(), "the inner body's error");
     }
 
     async fn a_stalled_body_is_not_cut_clean<B, E>(&self)
