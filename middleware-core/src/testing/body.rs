@@ -211,7 +211,10 @@ fn got<D: Buf>(frame: Frame<D>) -> Got {
     }
 }
 
-fn poll_now<B: Body>(body: Pin<&mut B>) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+/// What one `poll_frame` of `B` returns.
+type Polled<B> = Poll<Option<Result<Frame<<B as Body>::Data>, <B as Body>::Error>>>;
+
+fn poll_now<B: Body>(body: Pin<&mut B>) -> Polled<B> {
     body.poll_frame(&mut TaskContext::from_waker(Waker::noop()))
 }
 
