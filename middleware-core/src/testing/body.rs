@@ -26,6 +26,9 @@ enum Item {
     Data(Bytes),
     Trailers(HeaderMap),
     Error(u64),
+    /// Panics in `poll_frame`; the body is then done (`None`), as a body's state after a panic
+    /// is.
+    Panic,
 }
 
 #[derive(Debug, Default)]
@@ -125,6 +128,14 @@ impl Body for ProbeBody {
                 script.failed = Some(code);
                 Err(ProbeError(code))
             }
+            Item::Panic => {
+                script.next = script.items.len();
+                drop(script);
+                panic!(
+                    "the conformance kit's probe body panics here on purpose, to see what the \
+                     layer makes of it"
+                );
+            }
         }))
     }
 
@@ -144,7 +155,7 @@ impl Body for ProbeBody {
             .iter()
             .map(|item| match item {
                 Item::Data(data) => data.len() as u64,
-                Item::Trailers(_) | Item::Error(_) => 0,
+                Item::Trailers(_) | Item::Error(_) | Item::Panic => 0,
             })
             .sum();
         SizeHint::with_exact(remaining)
@@ -297,6 +308,7 @@ impl<L> Conformance<L> {
         self.an_empty_body_ends_at_the_head().await;
         self.errors_are_final().await;
         self.a_stalled_body_is_not_cut_clean().await;
+        self.a_panicking_body_is_not_cut_clean().await;
         self.bodiless_responses_are_not_drops().await;
     }
 
@@ -578,6 +590,53 @@ impl<L> Conformance<L> {
         }
     }
 
+    async fn a_panicking_body_is_not_cut_clean<B, E>(&self)
+    where
+        L: Layer<BodyProbe>,
+        <L as Layer<BodyProbe>>::Service:
+            Service<Request<String>, Response = Response<B>, Error = E>,
+        B: Body,
+        B::Error: fmt::Debug,
+        E: fmt::Debug,
+    {
+        let items = vec![
+            Item::Data(Bytes::from_static(b"a")),
+            Item::Panic,
+            Item::Data(Bytes::from_static(b"never")),
+        ];
+        let (res, gate, _cx) = self.send_scripted(Method::GET, StatusCode::OK, items).await;
+        gate.release_all();
+        let mut body = pin!(res.into_body());
+        let first = next_frame(body.as_mut(), &gate, 0, "the frame before a panic").await;
+        assert!(
+            matches!(first, Some(Ok(_))),
+            "frames are not passed through: the frame before a panic came out as {:?}",
+            first.map(|frame| frame.map(got))
+        );
+        // A layer without panic recovery lets the panic through: nothing more to check. One that
+        // recovers turns it into an error, which must then be final like any other.
+        let polled =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| poll_now(body.as_mut())));
+        match polled {
+            Err(_panic) => {}
+            Ok(Poll::Ready(Some(Err(_)))) => {
+                assert_never_ends_cleanly(body.as_mut(), "the error the layer made of a panic");
+            }
+            Ok(Poll::Ready(None)) => panic!(
+                "an errored body ended cleanly afterwards: the layer caught a panic in the body \
+                 and ended it with `None`; a cut body must end with an error, or it looks complete"
+            ),
+            Ok(Poll::Ready(Some(Ok(frame)))) => panic!(
+                "frames are not passed through: a frame came out where the inner body panicked: \
+                 {:?}",
+                got(frame)
+            ),
+            Ok(Poll::Pending) => {
+                assert_never_ends_cleanly(body.as_mut(), "a panic the layer swallowed");
+            }
+        }
+    }
+
     async fn bodiless_responses_are_not_drops<B, E>(&self)
     where
         L: Layer<BodyProbe>,
@@ -735,6 +794,8 @@ mod tests {
         EndsCleanlyAfterError,
         EndsStalledBodyCleanly,
         ReadsHeadAsDrop,
+        CatchesAPanicThenEndsCleanly,
+        CatchesAPanicIntoAnError,
     }
 
     /// A layer whose body wrapper has one bug.
@@ -782,6 +843,7 @@ mod tests {
                     bug,
                     failed: false,
                     ended: false,
+                    panicked: false,
                     stalled: None,
                     context: Some(context),
                 }))
@@ -795,6 +857,7 @@ mod tests {
         bug: Bug,
         failed: bool,
         ended: bool,
+        panicked: bool,
         stalled: Option<std::time::Instant>,
         context: Option<Context>,
     }
@@ -809,6 +872,7 @@ mod tests {
                 bug: Bug::None,
                 failed: false,
                 ended: true,
+                panicked: false,
                 stalled: None,
                 context: None,
             }
@@ -828,14 +892,15 @@ mod tests {
     impl<B> Body for WrapBody<B>
     where
         B: Body<Data = Bytes> + Unpin,
+        B::Error: Into<crate::BoxError>,
     {
         type Data = Bytes;
-        type Error = B::Error;
+        type Error = crate::BoxError;
 
         fn poll_frame(
             mut self: Pin<&mut Self>,
             cx: &mut TaskContext<'_>,
-        ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        ) -> Poll<Option<Result<Frame<Bytes>, crate::BoxError>>> {
             let this = &mut *self;
             if this.failed
                 && matches!(
@@ -854,7 +919,7 @@ mod tests {
                                 buffer.extend_from_slice(&data);
                             }
                         }
-                        Some(Err(err)) => return Poll::Ready(Some(Err(err))),
+                        Some(Err(err)) => return Poll::Ready(Some(Err(err.into()))),
                         None => {
                             this.ended = true;
                             return Poll::Ready(
@@ -864,7 +929,30 @@ mod tests {
                     }
                 }
             }
-            let polled = Pin::new(&mut this.inner).poll_frame(cx);
+            let polled = if matches!(
+                this.bug,
+                Bug::CatchesAPanicThenEndsCleanly | Bug::CatchesAPanicIntoAnError
+            ) {
+                if this.panicked {
+                    return if this.bug == Bug::CatchesAPanicThenEndsCleanly {
+                        Poll::Ready(None)
+                    } else {
+                        Poll::Ready(Some(Err("the body panicked".into())))
+                    };
+                }
+                let inner = &mut this.inner;
+                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    Pin::new(inner).poll_frame(cx)
+                })) {
+                    Ok(polled) => polled,
+                    Err(_panic) => {
+                        this.panicked = true;
+                        return Poll::Ready(Some(Err("the body panicked".into())));
+                    }
+                }
+            } else {
+                Pin::new(&mut this.inner).poll_frame(cx)
+            };
             match &polled {
                 Poll::Ready(Some(Err(_))) => this.failed = true,
                 // Never a clean end after an error, whatever the inner body does.
@@ -882,10 +970,13 @@ mod tests {
                 Poll::Ready(Some(Ok(_))) => this.stalled = None,
                 _ => {}
             }
-            polled
+            polled.map(|frame| frame.map(|frame| frame.map_err(Into::into)))
         }
 
         fn is_end_stream(&self) -> bool {
+            if self.panicked && self.bug == Bug::CatchesAPanicIntoAnError {
+                return false;
+            }
             self.bug != Bug::LosesEndStream && self.inner.is_end_stream()
         }
 
@@ -1011,6 +1102,23 @@ mod tests {
     #[should_panic(expected = "a bodiless response was read as a disconnect")]
     async fn catches_a_body_wrapper_that_reads_head_as_a_drop() {
         Conformance::new(Wrap(Bug::ReadsHeadAsDrop))
+            .run_bodies()
+            .await;
+    }
+
+    #[tokio::test]
+    #[should_panic(
+        expected = "ended cleanly afterwards: poll 1 after the error the layer made of a panic"
+    )]
+    async fn catches_a_body_wrapper_that_ends_cleanly_after_catching_a_panic() {
+        Conformance::new(Wrap(Bug::CatchesAPanicThenEndsCleanly))
+            .run_bodies()
+            .await;
+    }
+
+    #[tokio::test]
+    async fn a_body_wrapper_that_turns_a_panic_into_a_final_error_passes() {
+        Conformance::new(Wrap(Bug::CatchesAPanicIntoAnError))
             .run_bodies()
             .await;
     }

@@ -21,10 +21,12 @@
 //!    the inner body ends;
 //! 6. **`size_hint` and `is_end_stream` are kept**: the exact size follows the inner body as it
 //!    streams, and an empty body reports its end at the head;
-//! 7. **an errored body never ends cleanly afterwards**: after the inner body's error, or the
-//!    layer's own error on a stalled body (a deadline: see [`Conformance::with_stall`]), later
-//!    polls never return `None` and `is_end_stream` stays false, or a cut response would look
-//!    complete;
+//! 7. **an errored body never ends cleanly afterwards**: after the inner body's error, the
+//!    layer's own error on a stalled body (a deadline: see [`Conformance::with_stall`]), or the
+//!    error a panic-recovering layer makes of a body that panics (the probe body panics once,
+//!    then reports its end), later polls never return `None` and `is_end_stream` stays false,
+//!    or a cut response would look complete (a layer without panic recovery lets the panic
+//!    through, which the kit accepts);
 //! 8. **bodiless responses finish at the head**: hyper never polls the body of a response to
 //!    `HEAD`, nor of a `204` or `304`, and drops it; the request's context must not be cancelled
 //!    with [`CancelCause::Dropped`](crate::CancelCause::Dropped) when that body is dropped
