@@ -6,7 +6,9 @@
 //!
 //! 1. If the request's context already has an id (an outer layer set one), that id is kept.
 //! 2. Otherwise it looks at the request header (`x-request-id`, configurable with
-//!    [`SetRequestIdLayer::with_header`]). Exactly one value of 1 to 128 characters from
+//!    [`SetRequestIdLayer::with_header`]), unless told never to trust the client's id
+//!    ([`SetRequestIdLayer::trust_incoming`]`(false)`: every such request gets a fresh id, and
+//!    the client's header is replaced). Exactly one value of 1 to 128 characters from
 //!    `A-Z a-z 0-9 - _ . : / + = @` is accepted as it is ([`is_valid_request_id`]). Anything
 //!    else — empty, too long, spaces, CR/LF, quotes, `;`, `,`, `%`, control characters,
 //!    non-ASCII, or the header repeated — is replaced by a fresh id. The rejected raw value is
@@ -19,8 +21,16 @@
 //!    unique). A custom generator is any
 //!    [`MakeRequestId`] or closure `Fn() -> RequestId + Clone`.
 //! 4. The id is set on the context ([`Context::set_request_id`](crate::Context::set_request_id);
-//!    the context is created if the request has none), on the request header, and on the
-//!    response header (overwriting one the inner service set).
+//!    the context is created if the request has none) and on the request header. The response
+//!    gets it as a typed extension ([`RequestId`], as tower-http's layer sets its own; turn it
+//!    off with [`SetRequestIdLayer::response_extension`]`(false)` to save its allocations: the
+//!    boxed id, and the response's extension map when it had none), and in the response header unless the inner service set that
+//!    header itself: its id is kept, as tower-http keeps it (a proxied upstream's id), unless
+//!    [`SetRequestIdLayer::overwrite_response_header`]`(true)`. The extension is always this
+//!    request's id.
+//!
+//! With per-layer times asked for (the timing layer's `per_layer_times`), the layer reports
+//! the time of its own work (the id, the headers) as the context mark `mw.request_id`.
 //!
 //! Put it **outermost**: then every response carries the id, including those made by layers
 //! inside it (a timeout's `503`, a caught panic's `500`, an auth `401`), and those layers find
@@ -67,13 +77,17 @@
 //!   here the default is a time-sortable UUID v7.
 //! - tower-http splits setting and propagating into two layers and stores the id in the
 //!   request extensions; here one layer sets the id on the shared [`Context`](crate::Context),
-//!   where every layer and the error renderer find it, and on both headers.
+//!   where every layer and the error renderer find it, on both headers, and in the response
+//!   extensions.
+//! - tower-http always trusts the client's id; here [`SetRequestIdLayer::trust_incoming`]
+//!   turns that off.
 
 use std::{
     fmt,
     future::Future,
     pin::Pin,
     task::{Context as TaskContext, Poll, ready},
+    time::Instant,
 };
 
 use bytes::Bytes;
@@ -81,6 +95,8 @@ use http::{HeaderName, HeaderValue, Request, Response};
 use middleware_core::{RequestExt, RequestId};
 use tower_layer::Layer;
 use tower_service::Service;
+
+use crate::layer_time;
 
 /// The default header: `x-request-id`.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -139,6 +155,23 @@ impl MakeRequestId for DefaultMakeRequestId {
 pub struct SetRequestIdLayer<M = DefaultMakeRequestId> {
     header: HeaderName,
     make: M,
+    options: Options,
+}
+
+/// The switches of [`SetRequestIdLayer`], copied into every service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Options {
+    trust_incoming: bool,
+    overwrite_response_header: bool,
+    response_extension: bool,
+}
+
+impl Options {
+    const DEFAULT: Self = Self {
+        trust_incoming: true,
+        overwrite_response_header: false,
+        response_extension: true,
+    };
 }
 
 impl SetRequestIdLayer {
@@ -147,6 +180,7 @@ impl SetRequestIdLayer {
         Self {
             header: X_REQUEST_ID,
             make: DefaultMakeRequestId,
+            options: Options::DEFAULT,
         }
     }
 }
@@ -163,6 +197,7 @@ impl<M: MakeRequestId> SetRequestIdLayer<M> {
         Self {
             header: X_REQUEST_ID,
             make,
+            options: Options::DEFAULT,
         }
     }
 }
@@ -179,7 +214,72 @@ impl<M> SetRequestIdLayer<M> {
         SetRequestIdLayer {
             header: self.header,
             make,
+            options: self.options,
         }
+    }
+
+    /// Whether a safe incoming id in the request header is used (`true`, the default). With
+    /// `false` the client's id is never trusted: a request gets a fresh id unless its context
+    /// already has one (set by an outer layer), and the client's header is replaced.
+    ///
+    /// ```
+    /// use std::convert::Infallible;
+    /// use http::{Request, Response};
+    /// use middleware_std::request_id::SetRequestIdLayer;
+    /// use tower::{Layer, ServiceExt, service_fn};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let svc = SetRequestIdLayer::new()
+    ///     .trust_incoming(false)
+    ///     .layer(service_fn(|_: Request<String>| async {
+    ///         Ok::<_, Infallible>(Response::new(String::new()))
+    ///     }));
+    /// let req = Request::builder().header("x-request-id", "trace-42").body(String::new()).unwrap();
+    /// let res = svc.oneshot(req).await.unwrap();
+    /// assert_ne!(res.headers()["x-request-id"], "trace-42");
+    /// # }
+    /// ```
+    pub const fn trust_incoming(mut self, trust: bool) -> Self {
+        self.options.trust_incoming = trust;
+        self
+    }
+
+    /// Whether the id replaces one the inner service set in the response header (`false`, the
+    /// default: the inner service's id is kept, as tower-http keeps it).
+    pub const fn overwrite_response_header(mut self, overwrite: bool) -> Self {
+        self.options.overwrite_response_header = overwrite;
+        self
+    }
+
+    /// Whether the response carries the id as a typed [`RequestId`] extension (`true`, the
+    /// default). It costs the boxed id, and, on a response whose extension map is still empty,
+    /// the map (two more allocations).
+    ///
+    /// ```
+    /// use std::convert::Infallible;
+    /// use http::{Request, Response};
+    /// use middleware_std::{RequestId, request_id::SetRequestIdLayer};
+    /// use tower::{Layer, ServiceExt, service_fn};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let ok = service_fn(|_: Request<String>| async {
+    ///     Ok::<_, Infallible>(Response::new(String::new()))
+    /// });
+    /// let req = || Request::builder().header("x-request-id", "trace-42").body(String::new()).unwrap();
+    ///
+    /// let res = SetRequestIdLayer::new().layer(ok).oneshot(req()).await.unwrap();
+    /// assert_eq!(res.extensions().get::<RequestId>().unwrap().as_str(), "trace-42");
+    ///
+    /// let quiet = SetRequestIdLayer::new().response_extension(false).layer(ok);
+    /// let res = quiet.oneshot(req()).await.unwrap();
+    /// assert!(res.extensions().get::<RequestId>().is_none());
+    /// # }
+    /// ```
+    pub const fn response_extension(mut self, enabled: bool) -> Self {
+        self.options.response_extension = enabled;
+        self
     }
 }
 
@@ -191,6 +291,7 @@ impl<S, M: Clone> Layer<S> for SetRequestIdLayer<M> {
             inner,
             header: self.header.clone(),
             make: self.make.clone(),
+            options: self.options,
         }
     }
 }
@@ -201,6 +302,7 @@ pub struct SetRequestId<S, M = DefaultMakeRequestId> {
     inner: S,
     header: HeaderName,
     make: M,
+    options: Options,
 }
 
 impl<S> SetRequestId<S> {
@@ -210,6 +312,7 @@ impl<S> SetRequestId<S> {
             inner,
             header: X_REQUEST_ID,
             make: DefaultMakeRequestId,
+            options: Options::DEFAULT,
         }
     }
 
@@ -230,12 +333,16 @@ impl<S, M> SetRequestId<S, M> {
         if let Some(id) = req.try_context().and_then(|cx| cx.request_id()) {
             return id.clone();
         }
-        let mut values = req.headers().get_all(&self.header).iter();
-        let incoming = match (values.next(), values.next()) {
-            (Some(value), None) if is_valid_request_id(value.as_bytes()) => {
-                RequestId::new(value.clone()).ok()
+        let incoming = if self.options.trust_incoming {
+            let mut values = req.headers().get_all(&self.header).iter();
+            match (values.next(), values.next()) {
+                (Some(value), None) if is_valid_request_id(value.as_bytes()) => {
+                    RequestId::new(value.clone()).ok()
+                }
+                _ => None,
             }
-            _ => None,
+        } else {
+            None
         };
         let id = incoming.unwrap_or_else(|| self.make.make_request_id());
         match req.context().set_request_id(id.clone()) {
@@ -256,6 +363,12 @@ impl<S: fmt::Debug, M> fmt::Debug for SetRequestId<S, M> {
             .field("inner", &self.inner)
             .field("header", &self.header)
             .field("make", &std::any::type_name::<M>())
+            .field("trust_incoming", &self.options.trust_incoming)
+            .field(
+                "overwrite_response_header",
+                &self.options.overwrite_response_header,
+            )
+            .field("response_extension", &self.options.response_extension)
             .finish()
     }
 }
@@ -274,14 +387,20 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        // A clock only when a timing layer outside asks for this layer's own time.
+        let started = layer_time::wanted(req.try_context()).then(Instant::now);
         let id = self.request_id(&mut req);
         // Replaces a rejected (or repeated) incoming value: the inner service sees the id only.
         req.headers_mut()
             .insert(&self.header, id.header_value().clone());
+        if let Some(started) = started {
+            layer_time::record(req.try_context(), "mw.request_id", started.elapsed());
+        }
         ResponseFuture {
             inner: self.inner.call(req),
             id: Some(id),
             header: self.header.clone(),
+            options: self.options,
         }
     }
 }
@@ -294,6 +413,7 @@ pin_project_lite::pin_project! {
         inner: F,
         id: Option<RequestId>,
         header: HeaderName,
+        options: Options,
     }
 }
 
@@ -307,8 +427,13 @@ where
         let this = self.project();
         let mut res = ready!(this.inner.poll(cx))?;
         let id = this.id.take().expect("future polled after completion");
-        res.headers_mut()
-            .insert(this.header.clone(), id.header_value().clone());
+        if this.options.overwrite_response_header || !res.headers().contains_key(&*this.header) {
+            res.headers_mut()
+                .insert(this.header.clone(), id.header_value().clone());
+        }
+        if this.options.response_extension {
+            res.extensions_mut().insert(id);
+        }
         Poll::Ready(Ok(res))
     }
 }
@@ -440,13 +565,7 @@ mod tests {
     async fn the_header_and_the_generator_are_configurable() {
         let svc = SetRequestIdLayer::custom(|| RequestId::try_from("fixed").unwrap())
             .with_header(HeaderName::from_static("x-correlation-id"))
-            .layer(service_fn(|_: Request<String>| async {
-                let mut res = Response::new(String::new());
-                // The inner service's own value is overwritten.
-                res.headers_mut()
-                    .insert("x-correlation-id", HeaderValue::from_static("inner"));
-                Ok::<_, Infallible>(res)
-            }));
+            .layer(ok());
         let res = svc
             .clone()
             .oneshot(Request::new(String::new()))
@@ -468,6 +587,146 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(res.headers()[X_REQUEST_ID], "gen");
+    }
+
+    #[tokio::test]
+    async fn the_response_carries_the_id_as_a_typed_extension() {
+        let (svc, _seen) = recording();
+        let res = svc.oneshot(Request::new(String::new())).await.unwrap();
+        let id = res.extensions().get::<RequestId>().expect("a typed id");
+        assert_eq!(id.header_value(), &res.headers()[X_REQUEST_ID]);
+
+        let req = Request::builder()
+            .header(X_REQUEST_ID, "trace-7")
+            .body(String::new())
+            .unwrap();
+        let res = SetRequestIdLayer::new()
+            .layer(ok())
+            .oneshot(req)
+            .await
+            .unwrap();
+        assert_eq!(
+            res.extensions().get::<RequestId>().unwrap().as_str(),
+            "trace-7"
+        );
+
+        let res = SetRequestIdLayer::new()
+            .response_extension(false)
+            .layer(ok())
+            .oneshot(Request::new(String::new()))
+            .await
+            .unwrap();
+        assert!(res.extensions().get::<RequestId>().is_none());
+        assert!(res.headers().contains_key(X_REQUEST_ID));
+    }
+
+    #[tokio::test]
+    async fn an_id_the_inner_service_set_on_the_response_is_kept() {
+        let req = || {
+            Request::builder()
+                .header(X_REQUEST_ID, "from-client")
+                .body(String::new())
+                .unwrap()
+        };
+        let res = SetRequestIdLayer::new()
+            .layer(answers_with_id("from-upstream"))
+            .oneshot(req())
+            .await
+            .unwrap();
+        let mut values = res.headers().get_all(X_REQUEST_ID).iter();
+        assert_eq!(values.next().unwrap(), "from-upstream");
+        assert!(values.next().is_none(), "one value, not two");
+        // The typed extension is always this request's id.
+        assert_eq!(
+            res.extensions().get::<RequestId>().unwrap().as_str(),
+            "from-client"
+        );
+
+        let res = SetRequestIdLayer::new()
+            .overwrite_response_header(true)
+            .layer(answers_with_id("from-upstream"))
+            .oneshot(req())
+            .await
+            .unwrap();
+        let mut values = res.headers().get_all(X_REQUEST_ID).iter();
+        assert_eq!(values.next().unwrap(), "from-client");
+        assert!(values.next().is_none(), "one value, not two");
+    }
+
+    #[tokio::test]
+    async fn untrusted_incoming_ids_are_replaced_even_when_safe() {
+        let longest = "a".repeat(MAX_LEN);
+        for incoming in [
+            &["trace-42"][..],
+            &["01890a5d-ac96-774b-bcce-b302099a8057"],
+            &[longest.as_str()],
+            &["a b\"c"],
+            &["first", "second"],
+            &[""],
+        ] {
+            let seen = Seen::default();
+            let svc = SetRequestIdLayer::new()
+                .trust_incoming(false)
+                .layer(Recorder(Arc::clone(&seen)));
+            let mut req = Request::new(String::new());
+            for value in incoming {
+                req.headers_mut()
+                    .append(X_REQUEST_ID, HeaderValue::from_str(value).unwrap());
+            }
+            let res = svc.oneshot(req).await.unwrap();
+            let id = res.headers()[X_REQUEST_ID].to_str().unwrap().to_owned();
+            assert_eq!(
+                uuid::Uuid::parse_str(&id).unwrap().get_version_num(),
+                7,
+                "{incoming:?}"
+            );
+            assert!(!incoming.contains(&id.as_str()), "{incoming:?}");
+            let (in_context, in_header) = seen.lock().unwrap().pop().unwrap();
+            assert_eq!(in_context.as_deref(), Some(id.as_str()));
+            // The client's value is replaced for the inner service too (Recorder checks there
+            // is one value only).
+            assert_eq!(in_header.as_deref(), Some(id.as_str()));
+        }
+    }
+
+    #[tokio::test]
+    async fn an_outer_layers_id_wins_even_when_incoming_ids_are_not_trusted() {
+        let svc = SetRequestIdLayer::new().trust_incoming(false).layer(ok());
+        let mut req = Request::builder()
+            .header(X_REQUEST_ID, "from-client")
+            .body(String::new())
+            .unwrap();
+        req.context()
+            .set_request_id(RequestId::try_from("from-outer").unwrap())
+            .unwrap();
+        let res = svc.oneshot(req).await.unwrap();
+        assert_eq!(res.headers()[X_REQUEST_ID], "from-outer");
+    }
+
+    #[tokio::test]
+    async fn the_layer_reports_its_own_time_when_asked() {
+        let names = |cx: &Context| -> Vec<String> {
+            cx.marks().iter().map(|m| m.name().to_owned()).collect()
+        };
+        let mut req = Request::new(String::new());
+        req.context().insert(crate::layer_time::LayerTimes);
+        let cx = req.context().clone();
+        SetRequestIdLayer::new()
+            .layer(ok())
+            .oneshot(req)
+            .await
+            .unwrap();
+        assert_eq!(names(&cx), ["mw.request_id"]);
+
+        // Not asked: no mark, no clock.
+        let mut req = Request::new(String::new());
+        let cx = req.context().clone();
+        SetRequestIdLayer::new()
+            .layer(ok())
+            .oneshot(req)
+            .await
+            .unwrap();
+        assert!(names(&cx).is_empty());
     }
 
     #[cfg(all(feature = "timeout", feature = "catch-panic"))]
@@ -571,10 +830,16 @@ mod tests {
             req
         };
         let base = allocations_per_request(ok_with_header(), make);
-        let svc = SetRequestIdLayer::new().layer(ok_with_header());
+        let svc = SetRequestIdLayer::new()
+            .response_extension(false)
+            .layer(ok_with_header());
         // The context (2) and the generated id's bytes with their reference count (1): the
         // clones into both headers allocate nothing.
         assert_eq!(allocations_per_request(svc, make) - base, 3);
+        // The typed response extension: the response's extension map (its box and its table)
+        // and the boxed id.
+        let svc = SetRequestIdLayer::new().layer(ok_with_header());
+        assert_eq!(allocations_per_request(svc, make) - base, 6);
 
         let incoming = move || {
             let mut req = make();
@@ -583,7 +848,9 @@ mod tests {
             req
         };
         let base = allocations_per_request(ok_with_header(), incoming);
-        let svc = SetRequestIdLayer::new().layer(ok_with_header());
+        let svc = SetRequestIdLayer::new()
+            .response_extension(false)
+            .layer(ok_with_header());
         // An accepted id is shared, not copied: only the context.
         assert_eq!(allocations_per_request(svc, incoming) - base, 2);
     }
@@ -597,6 +864,23 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn an_untrusted_incoming_value_is_never_echoed(text in "[ -~\t]{0,140}") {
+            let Ok(value) = HeaderValue::from_str(&text) else { return Ok(()) };
+            let mut svc = SetRequestIdLayer::new().trust_incoming(false).layer(ok());
+            let mut req = Request::new(String::new());
+            req.headers_mut().insert(X_REQUEST_ID, value);
+            let mut cx = TaskContext::from_waker(Waker::noop());
+            prop_assert!(svc.poll_ready(&mut cx).is_ready());
+            let Poll::Ready(Ok(res)) = pin!(svc.call(req)).poll(&mut cx) else {
+                return Err(TestCaseError::fail("not ready"));
+            };
+            let echoed = res.headers()[X_REQUEST_ID].to_str().unwrap();
+            prop_assert_ne!(echoed, text.as_str());
+            prop_assert_eq!(uuid::Uuid::parse_str(echoed).unwrap().get_version_num(), 7);
+            prop_assert_eq!(res.extensions().get::<RequestId>().unwrap().as_str(), echoed);
+        }
+
         #[test]
         fn validation_matches_the_documented_charset(bytes in proptest::collection::vec(any::<u8>(), 0..140)) {
             let expected = !bytes.is_empty()
@@ -691,6 +975,24 @@ mod tests {
     > + Clone {
         service_fn(|_: Request<String>| {
             std::future::ready(Ok::<_, Infallible>(Response::new(String::new())))
+        })
+    }
+
+    /// Answers with its own request id in the response header, as a proxy passing an
+    /// upstream's id on would.
+    fn answers_with_id(
+        id: &'static str,
+    ) -> impl Service<
+        Request<String>,
+        Response = Response<String>,
+        Error = Infallible,
+        Future = std::future::Ready<Result<Response<String>, Infallible>>,
+    > + Clone {
+        service_fn(move |_: Request<String>| {
+            let mut res = Response::new(String::new());
+            res.headers_mut()
+                .insert(X_REQUEST_ID, HeaderValue::from_static(id));
+            std::future::ready(Ok::<_, Infallible>(res))
         })
     }
 

@@ -105,6 +105,17 @@ async fn the_default_tenant_fills_a_missing_header_only() {
 }
 
 #[tokio::test]
+async fn passes_the_whole_conformance_kit_bodies_included() {
+    middleware_core::check_conformance!(Conformance::new(TenantLayer::new()).with_request(|| {
+        Request::builder()
+            .header("x-tenant-id", "acme")
+            .body(String::new())
+            .unwrap()
+    }))
+    .await;
+}
+
+#[tokio::test]
 async fn passes_the_core_conformance_kit() {
     Conformance::new(TenantLayer::new())
         .with_request(|| {

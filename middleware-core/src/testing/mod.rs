@@ -1,7 +1,7 @@
 //! A conformance kit for layer authors (feature `testing`).
 //!
-//! [`Conformance`] wraps a [`Probe`] service with your layer and checks the contract every layer
-//! of this ecosystem keeps:
+//! [`Conformance`] wraps a probe service with your layer and checks the contract every layer
+//! of this ecosystem keeps. [`Conformance::run`] checks the service, around a [`Probe`]:
 //!
 //! 1. **readiness is forwarded**: while the probe is not ready, the layered service is not ready,
 //!    and the task is woken when the probe becomes ready (no lost wakeups); `poll_ready` errors
@@ -13,17 +13,54 @@
 //!    as the same request's context, with its values;
 //! 4. **inner errors pass through** unchanged.
 //!
-//! Failures panic with a message naming the broken rule, so the kit drops into any test.
+//! [`Conformance::run_bodies`] checks the response body, around a [`BodyProbe`] whose
+//! [`ProbeBody`] releases scripted frames one at a time:
+//!
+//! 5. **streaming is untouched**: data frames and trailers come out in order and unchanged, and
+//!    frame 1 reaches the caller before frame 2 is released (no buffering); the body ends when
+//!    the inner body ends;
+//! 6. **`size_hint` and `is_end_stream` are kept**: the exact size follows the inner body as it
+//!    streams, and an empty body reports its end at the head;
+//! 7. **an errored body never ends cleanly afterwards**: after the inner body's error, the
+//!    layer's own error on a stalled body (a deadline: see [`Conformance::with_stall`]), or the
+//!    error a panic-recovering layer makes of a body that panics (the probe body panics once,
+//!    then reports its end), later polls never return `None` and `is_end_stream` stays false,
+//!    or a cut response would look complete (a layer without panic recovery lets the panic
+//!    through, which the kit accepts);
+//! 8. **bodiless responses finish at the head**: hyper never polls the body of a response to
+//!    `HEAD`, nor of a `204` or `304`, and drops it; the request's context must not be cancelled
+//!    with [`CancelCause::Dropped`](crate::CancelCause::Dropped) when that body is dropped
+//!    unpolled (it is not a disconnect);
+//! 9. **`Default` is passed through**: the layered response body type is `Default`, as the
+//!    probe's is, and its default is an empty body. This needs the concrete body type, which a
+//!    generic method cannot test for without specialization: the
+//!    [`check_conformance!`](crate::check_conformance) macro checks it where it is written.
+//!
+//! [`check_conformance!`](crate::check_conformance) runs all nine. Failures panic with a message
+//! naming the broken rule, so the kit drops into any test. The body checks suit layers that pass
+//! bodies through; a layer that rewrites bodies (compression) is outside rules 5 and 6.
 //!
 //! # Example
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
-//! use middleware_core::{HookLayer, testing::Conformance};
+//! use middleware_core::{HookLayer, check_conformance, testing::Conformance};
 //!
 //! // `()` is the do-nothing hook; put your own layer here.
 //! Conformance::new(HookLayer::new(())).run().await;
+//!
+//! // Every check, bodies and `Default` included; `with_request` when the layer only lets
+//! // some requests through.
+//! check_conformance!(
+//!     Conformance::new(HookLayer::new(())).with_request(|| {
+//!         http::Request::builder()
+//!             .header("authorization", "Bearer t")
+//!             .body(String::new())
+//!             .unwrap()
+//!     })
+//! )
+//! .await;
 //! # }
 //! ```
 
@@ -43,6 +80,12 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::context::{Context, RequestExt};
+
+mod body;
+
+#[doc(hidden)]
+pub use self::body::__private;
+pub use self::body::{BodyProbe, ProbeBody};
 
 /// How long one step of the kit may take before it is reported as a hang.
 const STEP: Duration = Duration::from_secs(5);
@@ -190,6 +233,7 @@ impl Service<http::Request<String>> for Probe {
 pub struct Conformance<L> {
     layer: L,
     make_request: Box<dyn Fn() -> http::Request<String> + Send + Sync>,
+    stall: Duration,
 }
 
 impl<L> fmt::Debug for Conformance<L> {
@@ -212,6 +256,7 @@ where
         Self {
             layer,
             make_request: Box::new(|| http::Request::new(String::new())),
+            stall: Duration::from_millis(100),
         }
     }
 
@@ -226,7 +271,9 @@ where
         self
     }
 
-    /// Runs every check; panics on the first broken rule.
+    /// Runs the service checks (rules 1 to 4 of the [module docs](self)); panics on the first
+    /// broken rule. [`Conformance::run_bodies`] checks bodies, and
+    /// [`check_conformance!`](crate::check_conformance) runs everything.
     ///
     /// # Panics
     ///
