@@ -7,14 +7,13 @@
 use std::time::Duration;
 
 use http::{HeaderName, Request};
+use middleware_core::{check_conformance, testing::Conformance};
 use middleware_std::{
     auth::{AuthLayer, Principal},
     catch_panic::CatchPanicLayer,
-    check_conformance,
     logging::LogLayer,
     request_id::SetRequestIdLayer,
     stack::StackLayer,
-    testing::Conformance,
     timeout::{PropagateDeadlineLayer, TimeoutLayer},
     timing::ServerTimingLayer,
 };
