@@ -430,6 +430,42 @@ impl Context {
         lock(&self.shared.request().sensitive_headers).contains(name)
     }
 
+    /// Asks the layers of this request to report the time they spend in their own code, as
+    /// marks named `mw.<layer>` (see [`layer_times_requested`](Self::layer_times_requested)).
+    /// A layer that renders them (a `Server-Timing` layer) calls this before it calls its inner
+    /// service, so the layers inside it report and the layers outside it, whose own code already
+    /// ran, do not. Request-wide, and free: no allocation.
+    pub fn request_layer_times(&self) {
+        self.shared
+            .request()
+            .layer_times
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether a layer asked for per-layer times ([`request_layer_times`](Self::request_layer_times)):
+    /// a layer reads a clock for its own time only when this is `true`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use middleware_core::Context;
+    ///
+    /// let cx = Context::new();
+    /// assert!(!cx.layer_times_requested());
+    /// cx.request_layer_times(); // a timing layer, on its way in
+    /// let inner = cx.child();
+    /// if inner.layer_times_requested() {
+    ///     inner.mark("mw.my_layer", Duration::from_micros(3));
+    /// }
+    /// assert_eq!(cx.marks()[0].name(), "mw.my_layer");
+    /// ```
+    #[must_use]
+    pub fn layer_times_requested(&self) -> bool {
+        self.shared
+            .request()
+            .layer_times
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// A guard that cancels this request with [`CancelCause::Dropped`] when it is dropped while
     /// still armed. Adapters hold one inside their response future; see [`DropGuard`].
     #[must_use]

@@ -42,6 +42,8 @@ pub(super) struct RequestState {
     pub(super) expiry: OnceLock<Expiry>,
     /// Header names a layer read credentials from; empty (no allocation) for most requests.
     pub(super) sensitive_headers: Mutex<Vec<HeaderName>>,
+    /// Set by a layer that renders per-layer times (a `Server-Timing` layer).
+    pub(super) layer_times: AtomicBool,
 }
 
 /// Where a scope finds its request's state.
@@ -81,6 +83,7 @@ impl Shared {
                 marks: Mutex::new(Vec::new()),
                 expiry: OnceLock::new(),
                 sensitive_headers: Mutex::new(Vec::new()),
+                layer_times: AtomicBool::new(false),
             }),
         }
     }
