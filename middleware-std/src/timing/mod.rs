@@ -405,8 +405,9 @@ mod tests {
                 },
             ));
             let res = app.oneshot(Request::new(String::new())).await.unwrap();
-            assert_eq!(ends.lock().unwrap().len(), 1, "{status}: not at the head");
+            let at_head = ends.lock().unwrap().len();
             drop(res);
+            assert_eq!(at_head, 1, "{status}: not at the head");
             let ends = ends.lock().unwrap().clone();
             assert_eq!(ends.len(), 1, "{status}: reported twice");
             assert_eq!(ends[0].stream, StreamEnd::Complete, "{status}");
