@@ -107,11 +107,12 @@ where
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let cx = req.try_context().cloned();
-        // This layer's own time in `call` (around, not including, the inner `call`), read on
+        // This layer's own time in `call` (up to, not including, the inner `call`), read on
         // the context's clock only when per-layer times are wanted.
-        let started = layer_time::wanted(cx.as_ref())
-            .then(|| cx.as_ref().map(Context::elapsed))
-            .flatten();
+        let started = cx
+            .as_ref()
+            .filter(|cx| layer_time::wanted(Some(cx)))
+            .map(Context::elapsed);
         let responder = self.responder.clone();
         if let Some(panic) = self.ready_panic.take() {
             let panic = panic
