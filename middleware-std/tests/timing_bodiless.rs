@@ -33,13 +33,13 @@ async fn head_and_bodiless_statuses_end_complete_over_tcp() {
         ("GET", "/304", "304"),
         ("GET", "/", "200"),
     ] {
+        let want = ends.lock().unwrap().len() + 1;
         let raw = tokio::time::timeout(Duration::from_secs(10), exchange(addr, method, path))
             .await
             .expect("no answer in time");
         assert!(raw.starts_with(&format!("HTTP/1.1 {status} ")), "{raw}");
         assert!(raw.to_ascii_lowercase().contains("server-timing: total;dur="), "{raw}");
         // The report comes from the server task; give it a bounded moment after the close.
-        let want = ends.lock().unwrap().len() + 1;
         for _ in 0..100 {
             if ends.lock().unwrap().len() >= want {
                 break;
