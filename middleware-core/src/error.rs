@@ -453,16 +453,17 @@ mod tests {
         let mut cx = Context::new();
         cx.set_request_id(RequestId::try_from("req-1").unwrap())
             .unwrap();
-        cx.insert(Renderer::new(|_: &Error, _: &Context| -> http::Response<Bytes> {
-            panic!("renderer bug")
-        }));
-        let err = Error::new(StatusCode::UNAUTHORIZED).with_header(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer"),
-        );
+        cx.insert(Renderer::new(
+            |_: &Error, _: &Context| -> http::Response<Bytes> { panic!("renderer bug") },
+        ));
+        let err = Error::new(StatusCode::UNAUTHORIZED)
+            .with_header(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         let res = cx.render_error(&err);
         assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
-        assert_eq!(res.headers()[header::CONTENT_TYPE], "application/problem+json");
+        assert_eq!(
+            res.headers()[header::CONTENT_TYPE],
+            "application/problem+json"
+        );
         assert!(res.headers().get(header::WWW_AUTHENTICATE).is_none());
         assert_eq!(res.body(), FALLBACK_BODY);
         assert_eq!(cx.cause(), Some(CancelCause::Panicked));
@@ -480,15 +481,15 @@ mod tests {
             }
         }
         let mut cx = Context::new();
-        cx.insert(Renderer::new(|_: &Error, _: &Context| -> http::Response<Bytes> {
-            std::panic::panic_any(Bomb)
-        }));
+        cx.insert(Renderer::new(
+            |_: &Error, _: &Context| -> http::Response<Bytes> { std::panic::panic_any(Bomb) },
+        ));
         let res = catch_unwind(AssertUnwindSafe(|| {
             cx.render_error(&Error::new(StatusCode::BAD_REQUEST))
         }))
         .unwrap_or_else(|payload| {
             // Never drop that payload here: its drop panics.
-            std::mem::forget(payload);
+            let _ = Box::leak(payload);
             panic!("the renderer's panic escaped render_error")
         });
         assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);

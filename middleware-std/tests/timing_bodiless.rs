@@ -18,9 +18,18 @@ use middleware_std::timing::{BodyEnd, ServerTimingLayer, StreamEnd};
 async fn head_and_bodiless_statuses_end_complete_over_tcp() {
     let ends: Arc<Mutex<Vec<BodyEnd>>> = Arc::default();
     let app = Router::new()
-        .route("/", get(|| async { "hello, a body hyper will not send for HEAD" }))
-        .route("/204", get(|| async { (StatusCode::NO_CONTENT, "ignored") }))
-        .route("/304", get(|| async { (StatusCode::NOT_MODIFIED, "ignored") }))
+        .route(
+            "/",
+            get(|| async { "hello, a body hyper will not send for HEAD" }),
+        )
+        .route(
+            "/204",
+            get(|| async { (StatusCode::NO_CONTENT, "ignored") }),
+        )
+        .route(
+            "/304",
+            get(|| async { (StatusCode::NOT_MODIFIED, "ignored") }),
+        )
         .layer(ServerTimingLayer::new().on_body_end({
             let ends = Arc::clone(&ends);
             move |end: BodyEnd| ends.lock().unwrap().push(end)
@@ -38,7 +47,11 @@ async fn head_and_bodiless_statuses_end_complete_over_tcp() {
             .await
             .expect("no answer in time");
         assert!(raw.starts_with(&format!("HTTP/1.1 {status} ")), "{raw}");
-        assert!(raw.to_ascii_lowercase().contains("server-timing: total;dur="), "{raw}");
+        assert!(
+            raw.to_ascii_lowercase()
+                .contains("server-timing: total;dur="),
+            "{raw}"
+        );
         // The report comes from the server task; give it a bounded moment after the close.
         for _ in 0..100 {
             if ends.lock().unwrap().len() >= want {

@@ -121,10 +121,7 @@ where
                 match catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
                     Ok(Poll::Pending) => return Poll::Pending,
                     Ok(Poll::Ready(result)) => {
-                        let since = this
-                            .spent
-                            .and(this.cx.as_ref())
-                            .map(Context::elapsed);
+                        let since = this.spent.and(this.cx.as_ref()).map(Context::elapsed);
                         // Dropping the finished future may still panic; that panic is
                         // swallowed (the answer is here already).
                         let _ = catch_unwind(AssertUnwindSafe(|| this.kind.set(Kind::Done)));

@@ -125,12 +125,9 @@ where
         let spent = since(cx.as_ref(), started);
         match catch_unwind(AssertUnwindSafe(|| self.inner.call(req))) {
             Ok(future) => ResponseFuture::new(future, responder, cx, spent),
-            Err(payload) => ResponseFuture::panicked(
-                Panic::new(payload, PanicSite::Call),
-                responder,
-                cx,
-                spent,
-            ),
+            Err(payload) => {
+                ResponseFuture::panicked(Panic::new(payload, PanicSite::Call), responder, cx, spent)
+            }
         }
     }
 }

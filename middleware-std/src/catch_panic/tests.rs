@@ -134,7 +134,11 @@ async fn an_inner_body_error_is_never_followed_by_a_clean_end() {
         .unwrap();
     let mut body = pin!(res.into_body());
     let err = body.frame().await.unwrap().unwrap_err();
-    assert_eq!(err.to_string(), "inner body failed", "the inner error passes through");
+    assert_eq!(
+        err.to_string(),
+        "inner body failed",
+        "the inner error passes through"
+    );
     for _ in 0..3 {
         assert!(!body.is_end_stream());
         let again = body.frame().await.expect("a clean end after an error");
@@ -175,7 +179,11 @@ async fn a_panicking_error_renderer_ends_in_the_fixed_500() {
             },
         ));
         let cx = req.context().clone();
-        let res = CatchPanicLayer::new().layer(site).oneshot(req).await.unwrap();
+        let res = CatchPanicLayer::new()
+            .layer(site)
+            .oneshot(req)
+            .await
+            .unwrap();
         assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(res.headers()["content-type"], "application/problem+json");
         assert_eq!(body_string(res).await, FIXED_500);
@@ -209,14 +217,24 @@ async fn the_layer_records_its_own_time_only_when_asked() {
         let mut req = with_id();
         req.context().insert(crate::layer_time::LayerTimes);
         let cx = req.context().clone();
-        let res = CatchPanicLayer::new().layer(site).oneshot(req).await.unwrap();
+        let res = CatchPanicLayer::new()
+            .layer(site)
+            .oneshot(req)
+            .await
+            .unwrap();
         drop(res);
         let names: Vec<_> = cx.marks().iter().map(|m| m.name().to_owned()).collect();
         assert_eq!(names, ["mw.catch_panic"], "{site:?}");
 
         let mut req = with_id();
         let cx = req.context().clone();
-        drop(CatchPanicLayer::new().layer(site).oneshot(req).await.unwrap());
+        drop(
+            CatchPanicLayer::new()
+                .layer(site)
+                .oneshot(req)
+                .await
+                .unwrap(),
+        );
         assert!(cx.marks().is_empty(), "{site:?}: recorded unasked");
     }
 }

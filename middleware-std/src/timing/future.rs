@@ -10,7 +10,9 @@ use http::{HeaderName, Response, StatusCode};
 use http_body::Body;
 use middleware_core::Context;
 
-use super::{OnBodyEnd, ResponseBody, StreamEnd, TimingFilter, body::Pending, header, layer::Config};
+use super::{
+    OnBodyEnd, ResponseBody, StreamEnd, TimingFilter, body::Pending, header, layer::Config,
+};
 
 /// `server-timing` (not among `http`'s constants).
 static SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");

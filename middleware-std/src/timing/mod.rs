@@ -427,7 +427,10 @@ mod tests {
         ));
         let res = app.oneshot(Request::new(String::new())).await.unwrap();
         let mut body = res.into_body();
-        assert_eq!(body.frame().await.unwrap().unwrap().into_data().unwrap(), "a");
+        assert_eq!(
+            body.frame().await.unwrap().unwrap().into_data().unwrap(),
+            "a"
+        );
         let err = body.frame().await.unwrap().unwrap_err();
         assert_eq!(err.to_string(), "body failed");
         for _ in 0..3 {
@@ -498,7 +501,11 @@ mod tests {
             assert!(res.headers().get("server-timing").is_none(), "{status}");
             assert!(res.headers().get("x-response-time").is_none(), "{status}");
         }
-        for status in [StatusCode::OK, StatusCode::NOT_FOUND, StatusCode::BAD_REQUEST] {
+        for status in [
+            StatusCode::OK,
+            StatusCode::NOT_FOUND,
+            StatusCode::BAD_REQUEST,
+        ] {
             let res = layer
                 .layer(status_app(status))
                 .oneshot(Request::new(String::new()))
@@ -519,7 +526,10 @@ mod tests {
             .oneshot(Request::new(String::new()))
             .await
             .unwrap();
-        assert_eq!(res.headers()["server-timing"], "total;dur=12.345, db;dur=9.876");
+        assert_eq!(
+            res.headers()["server-timing"],
+            "total;dur=12.345, db;dur=9.876"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -536,7 +546,11 @@ mod tests {
         drop(res);
         let ends = ends.lock().unwrap().clone();
         assert_eq!(ends.len(), 1);
-        assert_eq!(ends[0].headers, Duration::from_micros(12_345), "exact for metrics");
+        assert_eq!(
+            ends[0].headers,
+            Duration::from_micros(12_345),
+            "exact for metrics"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -553,7 +567,11 @@ mod tests {
                 }
                 Ok::<_, Infallible>(res)
             }));
-        let res = app.clone().oneshot(Request::new(String::new())).await.unwrap();
+        let res = app
+            .clone()
+            .oneshot(Request::new(String::new()))
+            .await
+            .unwrap();
         assert_eq!(res.headers()["server-timing"], "total;dur=0.000");
         let req = Request::get("/quiet").body(String::new()).unwrap();
         let res = app.oneshot(req).await.unwrap();
@@ -563,9 +581,21 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn coarse_precision_rounds_total_marks_and_response_time_down() {
         for (precision, timing, response_time) in [
-            (Precision::Exact, "total;dur=12.345, db;dur=9.876", "12.345ms"),
-            (Precision::Millis, "total;dur=12.000, db;dur=9.000", "12.000ms"),
-            (Precision::TenMillis, "total;dur=10.000, db;dur=0.000", "10.000ms"),
+            (
+                Precision::Exact,
+                "total;dur=12.345, db;dur=9.876",
+                "12.345ms",
+            ),
+            (
+                Precision::Millis,
+                "total;dur=12.000, db;dur=9.000",
+                "12.000ms",
+            ),
+            (
+                Precision::TenMillis,
+                "total;dur=10.000, db;dur=0.000",
+                "10.000ms",
+            ),
         ] {
             let (hook, ends) = recorder();
             let app = ServerTimingLayer::new()
@@ -575,10 +605,18 @@ mod tests {
                 .layer(status_app(StatusCode::OK));
             let res = app.oneshot(Request::new(String::new())).await.unwrap();
             assert_eq!(res.headers()["server-timing"], timing, "{precision:?}");
-            assert_eq!(res.headers()["x-response-time"], response_time, "{precision:?}");
+            assert_eq!(
+                res.headers()["x-response-time"],
+                response_time,
+                "{precision:?}"
+            );
             drop(res);
             let ends = ends.lock().unwrap().clone();
-            assert_eq!(ends[0].headers, Duration::from_micros(12_345), "the hook is exact");
+            assert_eq!(
+                ends[0].headers,
+                Duration::from_micros(12_345),
+                "the hook is exact"
+            );
         }
     }
 

@@ -8,8 +8,8 @@ use http_body::Body;
 use tower_service::Service;
 
 use super::{
-    DefaultTimingFilter, OnBodyEnd, ResponseBody, ResponseFuture, ServerTimingLayer,
-    TimingFilter, future::State, layer::Config,
+    DefaultTimingFilter, OnBodyEnd, ResponseBody, ResponseFuture, ServerTimingLayer, TimingFilter,
+    future::State, layer::Config,
 };
 use crate::{RequestExt, layer_time::LayerTimes};
 
