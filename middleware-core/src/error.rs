@@ -8,7 +8,7 @@
 //!
 //! Rendering never panics: the application's renderer runs inside `catch_unwind`, and if it
 //! panics, [`Context::render_error`] cancels the request with
-//! [`CancelCause::Panicked`](crate::CancelCause::Panicked) and answers with
+//! [`CancelCause::Panicked`] and answers with
 //! [`ProblemDetails::fallback`], a fixed `500` built without any application code. So a bug in
 //! the renderer cannot turn an error response (a `401`, a timeout's `503`, panic recovery's
 //! `500`) into a connection closed without an answer.
