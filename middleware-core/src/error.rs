@@ -6,6 +6,13 @@
 //! of the stack. Whoever answers with an error calls [`Context::render_error`], which uses that
 //! renderer, or [`ProblemDetails`] when none is installed.
 //!
+//! Rendering never panics: the application's renderer runs inside `catch_unwind`, and if it
+//! panics, [`Context::render_error`] cancels the request with
+//! [`CancelCause::Panicked`] and answers with
+//! [`ProblemDetails::fallback`], a fixed `500` built without any application code. So a bug in
+//! the renderer cannot turn an error response (a `401`, a timeout's `503`, panic recovery's
+//! `500`) into a connection closed without an answer.
+//!
 //! Any `std::error::Error` converts into an [`Error`] with `?`: it becomes an opaque
 //! `500 Internal Server Error`. Its message stays available to logs ([`Error::source`],
 //! `Display`) and never reaches the client. Error types that do not implement
@@ -37,14 +44,20 @@
 //! assert!(err.to_string().contains("hunter2"));
 //! ```
 
-use std::{borrow::Cow, fmt, ops::ControlFlow, sync::Arc};
+use std::{
+    borrow::Cow,
+    fmt,
+    ops::ControlFlow,
+    panic::{AssertUnwindSafe, catch_unwind},
+    sync::Arc,
+};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 
 use crate::{
     body::ResponseBody,
-    context::{Context, RequestExt},
+    context::{CancelCause, Context, RequestExt},
     middleware::Hook,
 };
 
@@ -176,6 +189,9 @@ impl fmt::Display for Error {
 ///
 /// Implemented for [`ProblemDetails`] and for closures
 /// `Fn(&Error, &Context) -> http::Response<Bytes>`.
+///
+/// A renderer should not panic; if it does, [`Context::render_error`] catches the panic and
+/// answers with the fixed [`ProblemDetails::fallback`] instead (see the [module docs](self)).
 pub trait RenderError: Send + Sync + 'static {
     /// Renders `error`. Must not put [`Error::source`] in the body.
     fn render(&self, error: &Error, cx: &Context) -> http::Response<Bytes>;
@@ -197,6 +213,39 @@ where
 /// `request_id`. The private source is never rendered.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ProblemDetails;
+
+/// The body of [`ProblemDetails::fallback`].
+const FALLBACK_BODY: &str =
+    r#"{"type":"about:blank","title":"Internal Server Error","status":500}"#;
+
+impl ProblemDetails {
+    /// The fixed `500 Internal Server Error` answered when the application's renderer panics:
+    /// problem details without a detail or request id, built from constants only (no
+    /// application code runs, nothing here can panic).
+    ///
+    /// ```
+    /// use http::StatusCode;
+    /// use middleware_core::ProblemDetails;
+    ///
+    /// let res = ProblemDetails::fallback();
+    /// assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    /// assert_eq!(res.headers()["content-type"], "application/problem+json");
+    /// assert_eq!(
+    ///     res.body(),
+    ///     r#"{"type":"about:blank","title":"Internal Server Error","status":500}"#,
+    /// );
+    /// ```
+    #[must_use]
+    pub fn fallback() -> http::Response<Bytes> {
+        let mut res = http::Response::new(Bytes::from_static(FALLBACK_BODY.as_bytes()));
+        *res.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+        res.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        res
+    }
+}
 
 impl RenderError for ProblemDetails {
     fn render(&self, error: &Error, cx: &Context) -> http::Response<Bytes> {
@@ -282,7 +331,8 @@ impl Renderer {
         Self(Arc::new(renderer))
     }
 
-    /// Renders `error`.
+    /// Renders `error` with the wrapped renderer, which may panic; [`Context::render_error`]
+    /// is the call that cannot.
     #[must_use]
     pub fn render(&self, error: &Error, cx: &Context) -> http::Response<Bytes> {
         self.0.render(error, cx)
@@ -308,10 +358,27 @@ impl Hook for Renderer {
 
 impl Context {
     /// Renders `error` with the [`Renderer`] in this context, or [`ProblemDetails`].
+    ///
+    /// Never panics: if the renderer panics, the request is cancelled with
+    /// [`CancelCause::Panicked`] and the answer is [`ProblemDetails::fallback`], a fixed
+    /// `500`. The panic hook still reports the panic (core does not log).
     #[must_use]
     pub fn render_error(&self, error: &Error) -> http::Response<Bytes> {
         match self.get::<Renderer>() {
-            Some(renderer) => renderer.render(error, self),
+            Some(renderer) => {
+                // `AssertUnwindSafe`: after a panic nothing the renderer touched is used for this
+                // answer, and the context recovers its locks from poisoning (every critical
+                // section in it leaves the data consistent).
+                match catch_unwind(AssertUnwindSafe(|| renderer.render(error, self))) {
+                    Ok(res) => res,
+                    Err(payload) => {
+                        // Dropping the payload may panic in turn; that one is swallowed too.
+                        let _ = catch_unwind(AssertUnwindSafe(move || drop(payload)));
+                        self.cancel_with(CancelCause::Panicked);
+                        ProblemDetails::fallback()
+                    }
+                }
+            }
             None => ProblemDetails.render(error, self),
         }
     }
@@ -379,6 +446,67 @@ mod tests {
         let res = Context::new().render_error(&err);
         let types: Vec<_> = res.headers().get_all(header::CONTENT_TYPE).iter().collect();
         assert_eq!(types, ["text/plain"]);
+    }
+
+    #[test]
+    fn a_panicking_renderer_answers_the_fixed_500_and_cancels_with_panicked() {
+        let mut cx = Context::new();
+        cx.set_request_id(RequestId::try_from("req-1").unwrap())
+            .unwrap();
+        cx.insert(Renderer::new(
+            |_: &Error, _: &Context| -> http::Response<Bytes> { panic!("renderer bug") },
+        ));
+        let err = Error::new(StatusCode::UNAUTHORIZED)
+            .with_header(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        let res = cx.render_error(&err);
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            res.headers()[header::CONTENT_TYPE],
+            "application/problem+json"
+        );
+        assert!(res.headers().get(header::WWW_AUTHENTICATE).is_none());
+        assert_eq!(res.body(), FALLBACK_BODY);
+        assert_eq!(cx.cause(), Some(CancelCause::Panicked));
+        // The same through `Error::into_response`.
+        let res = Error::new(StatusCode::NOT_FOUND).into_response::<String>(&cx);
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[test]
+    fn a_renderer_whose_panic_payload_panics_on_drop_still_gets_the_fixed_500() {
+        struct Bomb;
+        impl Drop for Bomb {
+            fn drop(&mut self) {
+                panic!("payload drop");
+            }
+        }
+        let mut cx = Context::new();
+        cx.insert(Renderer::new(
+            |_: &Error, _: &Context| -> http::Response<Bytes> { std::panic::panic_any(Bomb) },
+        ));
+        let res = catch_unwind(AssertUnwindSafe(|| {
+            cx.render_error(&Error::new(StatusCode::BAD_REQUEST))
+        }))
+        .unwrap_or_else(|payload| {
+            // Never drop that payload here: its drop panics.
+            let _ = Box::leak(payload);
+            panic!("the renderer's panic escaped render_error")
+        });
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(cx.cause(), Some(CancelCause::Panicked));
+    }
+
+    #[test]
+    fn a_working_renderer_does_not_cancel() {
+        let mut cx = Context::new();
+        cx.insert(Renderer::new(|err: &Error, _: &Context| {
+            let mut res = http::Response::new(Bytes::from_static(b"custom"));
+            *res.status_mut() = err.status();
+            res
+        }));
+        let res = cx.render_error(&Error::new(StatusCode::FORBIDDEN));
+        assert_eq!(res.body(), "custom");
+        assert_eq!(cx.cause(), None);
     }
 
     #[test]

@@ -86,3 +86,42 @@ async fn logging_and_timing_compose_and_the_hook_sees_the_body_time() {
         "the body was read 20ms later"
     );
 }
+
+#[cfg(feature = "catch-panic")]
+#[tokio::test(start_paused = true)]
+async fn panic_recovery_inside_reports_its_own_time_when_asked() {
+    use middleware_std::catch_panic::CatchPanicLayer;
+
+    let app = ServiceBuilder::new()
+        .layer(ServerTimingLayer::new().per_layer_times(true))
+        .layer(CatchPanicLayer::new())
+        .service(handler());
+    let res = app.oneshot(Request::new(String::new())).await.unwrap();
+    assert_eq!(
+        res.headers()["server-timing"],
+        "total;dur=30.000, db;dur=12.000, mw.catch_panic;dur=0.000"
+    );
+
+    let panics = ServiceBuilder::new()
+        .layer(ServerTimingLayer::new().per_layer_times(true))
+        .layer(CatchPanicLayer::new())
+        .service(service_fn(|_: Request<String>| async {
+            panic!("handler bug");
+            #[allow(unreachable_code)]
+            Ok::<_, Infallible>(Response::new(String::new()))
+        }));
+    let res = panics.oneshot(Request::new(String::new())).await.unwrap();
+    assert_eq!(res.status(), http::StatusCode::INTERNAL_SERVER_ERROR);
+    let timing = res.headers()["server-timing"].to_str().unwrap();
+    assert!(timing.contains(", mw.catch_panic;dur="), "{timing}");
+
+    let quiet = ServiceBuilder::new()
+        .layer(ServerTimingLayer::new())
+        .layer(CatchPanicLayer::new())
+        .service(handler());
+    let res = quiet.oneshot(Request::new(String::new())).await.unwrap();
+    assert_eq!(
+        res.headers()["server-timing"],
+        "total;dur=30.000, db;dur=12.000"
+    );
+}

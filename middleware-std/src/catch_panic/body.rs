@@ -1,4 +1,4 @@
-//! [`CatchPanicBody`] and [`PanicError`].
+//! [`CatchPanicBody`], [`PanicError`] and [`BodyFailedError`].
 
 use std::{
     fmt,
@@ -18,15 +18,29 @@ pin_project_lite::pin_project! {
     /// response's fixed body) with every `poll_frame` inside `catch_unwind`.
     ///
     /// The head is already sent when the body streams, so a panic cannot become a `500`:
-    /// the body yields one [`PanicError`] and then ends. hyper answers a body error by closing
-    /// the connection (HTTP/1.1) or resetting the stream (HTTP/2), so the client sees a
-    /// truncated response, never a hang. The panic is logged once, like the others.
+    /// the body yields a [`PanicError`], and again on every later poll (never a clean end,
+    /// so a consumer that polls once more cannot take the cut body for a complete one). hyper
+    /// answers a body error by closing the connection (HTTP/1.1) or resetting the stream
+    /// (HTTP/2), so the client sees a truncated response, never a hang. The panic is logged
+    /// once, like the others.
+    ///
+    /// An error of the inner body passes through; the inner body is not polled again after
+    /// it, and every later poll yields a [`BodyFailedError`]. `size_hint`, `is_end_stream` and
+    /// `Default` pass through while the body streams.
     pub struct CatchPanicBody<B> {
         #[pin]
         inner: ResponseBody<B>,
         cx: Option<Context>,
-        panicked: bool,
+        state: State,
     }
+}
+
+/// Where the body stands: streaming, or failed (and how).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Streaming,
+    Panicked,
+    Failed,
 }
 
 impl<B> CatchPanicBody<B> {
@@ -35,7 +49,7 @@ impl<B> CatchPanicBody<B> {
         Self {
             inner,
             cx,
-            panicked: false,
+            state: State::Streaming,
         }
     }
 
@@ -59,16 +73,22 @@ where
         cx: &mut TaskContext<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.project();
-        if *this.panicked {
-            return Poll::Ready(None);
+        match *this.state {
+            State::Streaming => {}
+            // A failed body stays failed: never a clean end after an error.
+            State::Panicked => return Poll::Ready(Some(Err(Box::new(PanicError(()))))),
+            State::Failed => return Poll::Ready(Some(Err(Box::new(BodyFailedError(()))))),
         }
         match catch_unwind(AssertUnwindSafe(|| this.inner.poll_frame(cx))) {
-            Ok(Poll::Ready(Some(Err(err)))) => Poll::Ready(Some(Err(err.into()))),
+            Ok(Poll::Ready(Some(Err(err)))) => {
+                *this.state = State::Failed;
+                Poll::Ready(Some(Err(err.into())))
+            }
             Ok(Poll::Ready(Some(Ok(frame)))) => Poll::Ready(Some(Ok(frame))),
             Ok(Poll::Ready(None)) => Poll::Ready(None),
             Ok(Poll::Pending) => Poll::Pending,
             Err(payload) => {
-                *this.panicked = true;
+                *this.state = State::Panicked;
                 if let Some(context) = this.cx.as_ref() {
                     context.cancel_with(CancelCause::Panicked);
                 }
@@ -79,16 +99,26 @@ where
     }
 
     fn is_end_stream(&self) -> bool {
-        // A panic here is reported by the next `poll_frame`, which panics again or answers.
-        self.panicked
-            || catch_unwind(AssertUnwindSafe(|| self.inner.is_end_stream())).unwrap_or(false)
+        // A failed body is not at a clean end: its next poll yields the error again. A panic
+        // here is reported by the next `poll_frame`, which panics again or answers.
+        self.state == State::Streaming
+            && catch_unwind(AssertUnwindSafe(|| self.inner.is_end_stream())).unwrap_or(false)
     }
 
     fn size_hint(&self) -> SizeHint {
-        if self.panicked {
-            return SizeHint::with_exact(0);
+        if self.state != State::Streaming {
+            // No more data will come; no exact size is promised either (`0` would be a
+            // complete, empty rest).
+            return SizeHint::new();
         }
         catch_unwind(AssertUnwindSafe(|| self.inner.size_hint())).unwrap_or_default()
+    }
+}
+
+/// An empty body, as [`ResponseBody`]'s `Default`.
+impl<B> Default for CatchPanicBody<B> {
+    fn default() -> Self {
+        Self::new(ResponseBody::default(), None)
     }
 }
 
@@ -96,7 +126,7 @@ impl<B> fmt::Debug for CatchPanicBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct(stringify!(CatchPanicBody))
             .field("inner", &self.inner)
-            .field("panicked", &self.panicked)
+            .field("state", &self.state)
             .finish_non_exhaustive()
     }
 }
@@ -119,3 +149,22 @@ impl fmt::Display for PanicError {
 }
 
 impl std::error::Error for PanicError {}
+
+/// The error a [`CatchPanicBody`] yields when polled again after its inner body failed (the
+/// inner body is not polled after an error, and the cut body must not end cleanly).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct BodyFailedError(pub(crate) ());
+
+impl fmt::Debug for BodyFailedError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(stringify!(BodyFailedError))
+    }
+}
+
+impl fmt::Display for BodyFailedError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("response body already failed")
+    }
+}
+
+impl std::error::Error for BodyFailedError {}

@@ -8,7 +8,8 @@
 //! | --- | --- |
 //! | the inner `call` | the responder's response (`500` by default) |
 //! | the response future, first poll or any later one | the responder's response; the inner future is dropped |
-//! | the response body, after the head | the body yields a [`PanicError`] and ends; hyper closes the connection (HTTP/1.1) or resets the stream (HTTP/2); never a hang |
+//! | the response body, after the head | the body yields a [`PanicError`], and again on every later poll (never a clean end); hyper closes the connection (HTTP/1.1) or resets the stream (HTTP/2); never a hang |
+//! | the responder (or the application's error renderer it calls) | the fixed [`ProblemDetails::fallback`](crate::ProblemDetails::fallback) `500`; still one log event, for the first panic |
 //! | the inner `poll_ready` | `poll_ready` reports ready (the service's error type stays the inner one, so there is no error to return); the next `call` answers with the responder's response *without calling the inner service*, whose state is unknown; the following `poll_ready` asks the inner service again. The process and the connection stay up. |
 //!
 //! Every caught panic cancels the request's [`Context`](crate::Context) (when it has one) with
@@ -28,6 +29,26 @@
 //! renderer: RFC 9457 problem details carrying the request id, and nothing of the payload. A
 //! custom responder is a [`ResponseForPanic`] or a closure
 //! `Fn(&Panic, &Context) -> Response<Bytes> + Clone` ([`CatchPanicLayer::custom`]).
+//!
+//! The answer to a panic cannot panic in turn: if the application's renderer (a
+//! [`Renderer`](crate::Renderer) in the context) or a custom responder panics while making the
+//! `500`, the client gets the fixed
+//! [`ProblemDetails::fallback`](crate::ProblemDetails::fallback) `500`
+//! (`{"type":"about:blank","title":"Internal Server Error","status":500}`), built without any
+//! application code, instead of a closed connection.
+//!
+//! # Errors in the body
+//!
+//! After the inner body yields an error (or panics), [`CatchPanicBody`] does not poll it
+//! again, and every later poll yields an error again ([`BodyFailedError`], or [`PanicError`]
+//! after a panic): a consumer that polls once more never takes a cut body for a complete one.
+//!
+//! # Per-layer time
+//!
+//! With `ServerTimingLayer::per_layer_times(true)` (module `timing`) on an outer timing layer, this layer records its own time (in `call` up to the inner call,
+//! plus wrapping the response, or handling a panic: logging and the `500`) as the context
+//! mark `mw.catch_panic`. A panic in the body happens after the head went out, too late for
+//! that header.
 //!
 //! # The panic location
 //!
@@ -95,7 +116,7 @@ mod service;
 
 #[doc(inline)]
 pub use self::{
-    body::{CatchPanicBody, PanicError},
+    body::{BodyFailedError, CatchPanicBody, PanicError},
     future::ResponseFuture,
     layer::CatchPanicLayer,
     panic::{

@@ -165,7 +165,9 @@ fn payload_message<'a>(payload: &'a (dyn Any + Send + 'static)) -> Option<&'a st
 ///
 /// Implemented for [`DefaultResponseForPanic`] and for closures
 /// `Fn(&Panic, &Context) -> Response<Bytes> + Clone`. The panic is logged by the layer,
-/// whatever the responder; a responder that panics itself is not caught.
+/// whatever the responder. A responder that panics itself is caught too: the answer is then
+/// the fixed [`ProblemDetails::fallback`](crate::ProblemDetails::fallback) `500`, built without
+/// any application code (the request's panic is still logged once).
 pub trait ResponseForPanic: Clone {
     /// The response for `panic`. `cx` is the request's context (a fresh one if the request had
     /// none), for its request id and error renderer.
@@ -182,7 +184,9 @@ where
 }
 
 /// The default responder: `500 Internal Server Error` rendered by the context's renderer
-/// (RFC 9457 problem details with the request id by default), never the payload.
+/// (RFC 9457 problem details with the request id by default), never the payload. If the
+/// application's renderer panics, [`Context::render_error`] answers with the fixed
+/// [`ProblemDetails::fallback`](crate::ProblemDetails::fallback) instead.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct DefaultResponseForPanic;
 

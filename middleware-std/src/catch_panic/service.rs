@@ -4,10 +4,11 @@ use std::{
     fmt,
     panic::{AssertUnwindSafe, catch_unwind},
     task::{Context as TaskContext, Poll},
+    time::Duration,
 };
 
 use http::{Request, Response};
-use middleware_core::RequestExt;
+use middleware_core::{Context, RequestExt};
 use tower_service::Service;
 
 use super::{
@@ -16,6 +17,7 @@ use super::{
     layer::CatchPanicLayer,
     panic::{DefaultResponseForPanic, Panic, PanicSite, ResponseForPanic},
 };
+use crate::layer_time;
 
 /// Catches panics in `S`'s `poll_ready`, `call`, response future and response body. See
 /// [`CatchPanicLayer`] and the [module docs](super) for an example.
@@ -105,18 +107,32 @@ where
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let cx = req.try_context().cloned();
+        // This layer's own time in `call` (up to, not including, the inner `call`), read on
+        // the context's clock only when per-layer times are wanted.
+        let started = cx
+            .as_ref()
+            .filter(|cx| layer_time::wanted(Some(cx)))
+            .map(Context::elapsed);
         let responder = self.responder.clone();
         if let Some(panic) = self.ready_panic.take() {
             let panic = panic
                 .into_inner()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            return ResponseFuture::panicked(panic, responder, cx);
+            let spent = since(cx.as_ref(), started);
+            return ResponseFuture::panicked(panic, responder, cx, spent);
         }
+        // Up to the inner `call`: what that call takes is the inner service's time.
+        let spent = since(cx.as_ref(), started);
         match catch_unwind(AssertUnwindSafe(|| self.inner.call(req))) {
-            Ok(future) => ResponseFuture::new(future, responder, cx),
+            Ok(future) => ResponseFuture::new(future, responder, cx, spent),
             Err(payload) => {
-                ResponseFuture::panicked(Panic::new(payload, PanicSite::Call), responder, cx)
+                ResponseFuture::panicked(Panic::new(payload, PanicSite::Call), responder, cx, spent)
             }
         }
     }
+}
+
+/// The time on `cx`'s clock since `started`, if it was read.
+fn since(cx: Option<&Context>, started: Option<Duration>) -> Option<Duration> {
+    Some(cx?.elapsed().saturating_sub(started?))
 }

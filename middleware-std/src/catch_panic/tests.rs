@@ -16,13 +16,18 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body::{Body, Frame};
 use http_body_util::BodyExt;
-use middleware_core::{CancelCause, Context, RequestExt, RequestId, testing::Conformance};
+use middleware_core::{
+    CancelCause, Context, Renderer, RequestExt, RequestId, testing::Conformance,
+};
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 use tower_layer::Layer;
 use tower_service::Service;
 use tracing_subscriber::layer::SubscriberExt;
 
 use super::*;
+
+/// `ProblemDetails::fallback`'s body: no request id, nothing of the application's renderer.
+const FIXED_500: &str = r#"{"type":"about:blank","title":"Internal Server Error","status":500}"#;
 
 const PROBLEM_500: &str =
     r#"{"type":"about:blank","title":"Internal Server Error","status":500,"request_id":"req-1"}"#;
@@ -95,7 +100,7 @@ async fn panic_in_poll_ready_answers_500_without_calling_the_inner_service() {
 }
 
 #[tokio::test]
-async fn panic_while_the_body_streams_ends_the_stream_with_an_error() {
+async fn panic_while_the_body_streams_fails_the_stream_for_good() {
     let (events, _guard) = capture();
     let res = CatchPanicLayer::new()
         .layer(Site::Body)
@@ -110,12 +115,128 @@ async fn panic_while_the_body_streams_ends_the_stream_with_an_error() {
     assert!(err.is::<PanicError>(), "{err:?}");
     assert_eq!(err.to_string(), "response body panicked");
     assert!(!err.to_string().contains("hunter2"));
-    assert!(
-        body.frame().await.is_none(),
-        "the stream ends after the error"
-    );
-    assert!(body.is_end_stream());
+    for _ in 0..3 {
+        assert!(!body.is_end_stream(), "a cut body looks complete");
+        let again = body.frame().await.expect("a clean end after a panic");
+        assert!(again.unwrap_err().is::<PanicError>());
+    }
     assert_logged_once(&events, "response_body");
+}
+
+#[tokio::test]
+async fn an_inner_body_error_is_never_followed_by_a_clean_end() {
+    let res = CatchPanicLayer::new()
+        .layer(service_fn(|_: Request<String>| async {
+            Ok::<_, Infallible>(Response::new(FailsOnce::default()))
+        }))
+        .oneshot(Request::new(String::new()))
+        .await
+        .unwrap();
+    let mut body = pin!(res.into_body());
+    let err = body.frame().await.unwrap().unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "inner body failed",
+        "the inner error passes through"
+    );
+    for _ in 0..3 {
+        assert!(!body.is_end_stream());
+        let again = body.frame().await.expect("a clean end after an error");
+        let err = again.unwrap_err();
+        assert!(err.is::<BodyFailedError>(), "{err:?}");
+        assert_eq!(err.to_string(), "response body already failed");
+    }
+}
+
+#[tokio::test]
+async fn size_hint_end_of_stream_and_default_pass_through() {
+    let res = CatchPanicLayer::new()
+        .layer(service_fn(|_: Request<String>| async {
+            Ok::<_, Infallible>(Response::new(String::from("four")))
+        }))
+        .oneshot(Request::new(String::new()))
+        .await
+        .unwrap();
+    let body = res.into_body();
+    assert_eq!(body.size_hint().exact(), Some(4));
+    assert!(!body.is_end_stream());
+    assert_eq!(body.collect().await.unwrap().to_bytes(), "four");
+
+    let empty = CatchPanicBody::<String>::default();
+    assert!(empty.is_end_stream());
+    assert_eq!(empty.size_hint().exact(), Some(0));
+    assert!(empty.collect().await.unwrap().to_bytes().is_empty());
+}
+
+#[tokio::test]
+async fn a_panicking_error_renderer_ends_in_the_fixed_500() {
+    for site in [Site::Call, Site::FirstPoll, Site::LaterPoll] {
+        let (events, _guard) = capture();
+        let mut req = with_id();
+        req.context().insert(Renderer::new(
+            |_: &middleware_core::Error, _: &Context| -> Response<Bytes> {
+                panic!("the renderer has a bug too")
+            },
+        ));
+        let cx = req.context().clone();
+        let res = CatchPanicLayer::new()
+            .layer(site)
+            .oneshot(req)
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(res.headers()["content-type"], "application/problem+json");
+        assert_eq!(body_string(res).await, FIXED_500);
+        assert_eq!(cx.cause(), Some(CancelCause::Panicked));
+        assert_logged_once(&events, site.as_str());
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_custom_responder_ends_in_the_fixed_500() {
+    let (events, _guard) = capture();
+    let mut req = with_id();
+    let cx = req.context().clone();
+    let res = CatchPanicLayer::custom(|_: &Panic, _: &Context| -> Response<Bytes> {
+        panic!("the responder has a bug too")
+    })
+    .layer(Site::Call)
+    .oneshot(req)
+    .await
+    .unwrap();
+    assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(body_string(res).await, FIXED_500);
+    assert_eq!(cx.cause(), Some(CancelCause::Panicked));
+    assert_logged_once(&events, "call");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_layer_records_its_own_time_only_when_asked() {
+    let (_events, _guard) = capture();
+    for site in [Site::Call, Site::FirstPoll, Site::Body] {
+        let mut req = with_id();
+        req.context().insert(crate::layer_time::LayerTimes);
+        let cx = req.context().clone();
+        let res = CatchPanicLayer::new()
+            .layer(site)
+            .oneshot(req)
+            .await
+            .unwrap();
+        drop(res);
+        let names: Vec<_> = cx.marks().iter().map(|m| m.name().to_owned()).collect();
+        assert_eq!(names, ["mw.catch_panic"], "{site:?}");
+
+        let mut req = with_id();
+        let cx = req.context().clone();
+        drop(
+            CatchPanicLayer::new()
+                .layer(site)
+                .oneshot(req)
+                .await
+                .unwrap(),
+        );
+        assert!(cx.marks().is_empty(), "{site:?}: recorded unasked");
+    }
 }
 
 #[tokio::test]
@@ -363,6 +484,17 @@ enum Site {
     Body,
 }
 
+impl Site {
+    /// The `panic.site` this site's panic is logged with.
+    const fn as_str(self) -> &'static str {
+        match self {
+            Self::Call => "call",
+            Self::FirstPoll | Self::LaterPoll => "response_future",
+            Self::Body => "response_body",
+        }
+    }
+}
+
 impl Service<Request<String>> for Site {
     type Response = Response<PanickyBody>;
     type Error = Infallible;
@@ -399,6 +531,28 @@ impl Future for SiteFuture {
             }
             _ => Poll::Ready(Ok(Response::new(PanickyBody { polls: 0 }))),
         }
+    }
+}
+
+/// Fails once, then ends cleanly if polled again (what the wrapper must not pass on).
+#[derive(Default)]
+struct FailsOnce {
+    failed: bool,
+}
+
+impl Body for FailsOnce {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut TaskContext<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        if self.failed {
+            return Poll::Ready(None);
+        }
+        self.failed = true;
+        Poll::Ready(Some(Err(std::io::Error::other("inner body failed"))))
     }
 }
 

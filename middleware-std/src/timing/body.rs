@@ -7,7 +7,7 @@ use std::{
 
 use http::StatusCode;
 use http_body::{Body, Frame, SizeHint};
-use middleware_core::Context;
+use middleware_core::{BoxError, Context};
 
 use super::{BodyEnd, OnBodyEnd, StreamEnd};
 
@@ -22,7 +22,7 @@ pub(crate) struct Pending<H: OnBodyEnd> {
 }
 
 impl<H: OnBodyEnd> Pending<H> {
-    fn report(&mut self, stream: StreamEnd) {
+    pub(crate) fn report(&mut self, stream: StreamEnd) {
         if let Some(hook) = self.hook.take() {
             hook.on_body_end(BodyEnd {
                 status: self.status,
@@ -44,14 +44,21 @@ pin_project_lite::pin_project! {
     /// The response body of [`ServerTiming`](super::ServerTiming): streams the inner body
     /// through unchanged and calls the [`OnBodyEnd`] hook once, when it ends.
     ///
-    /// The end is the first of: the inner body returns `None` or an error, yields trailers, or
-    /// reports [`Body::is_end_stream`] after a frame (servers stop polling then); otherwise
+    /// The end is the first of: the response has no body on the wire (a response to `HEAD`,
+    /// `1xx`, `204`, `304`: reported at the head, as [`StreamEnd::Complete`], since servers
+    /// drop such a body unpolled), the inner body returns `None` or an error, yields trailers,
+    /// or reports [`Body::is_end_stream`] after a frame (servers stop polling then); otherwise
     /// the drop of this body, reported as [`StreamEnd::Dropped`].
+    ///
+    /// After an error of the inner body, the inner body is not polled again and every later
+    /// poll yields a [`BodyFailedError`]: a cut body never ends cleanly. `size_hint`,
+    /// `is_end_stream` and `Default` pass through while the body streams.
     pub struct ResponseBody<B, H: OnBodyEnd> {
         #[pin]
         inner: B,
         // Boxed: only a hook that wants the end (`OnBodyEnd::ENABLED`) pays for it.
         pending: Option<Box<Pending<H>>>,
+        failed: bool,
     }
 }
 
@@ -62,7 +69,11 @@ impl<B: Body, H: OnBodyEnd> ResponseBody<B, H> {
             // Nothing to stream: a server will not poll it.
             end(&mut pending, StreamEnd::Complete);
         }
-        Self { inner, pending }
+        Self {
+            inner,
+            pending,
+            failed: false,
+        }
     }
 }
 
@@ -84,37 +95,83 @@ impl<B, H: OnBodyEnd> fmt::Debug for ResponseBody<B, H> {
         f.debug_struct(stringify!(ResponseBody))
             .field("inner", &"...")
             .field("ended", &self.pending.is_none())
+            .field("failed", &self.failed)
             .finish()
     }
 }
 
-impl<B: Body, H: OnBodyEnd> Body for ResponseBody<B, H> {
+/// An empty inner body (`B::default()`), with nothing to report.
+impl<B: Default, H: OnBodyEnd> Default for ResponseBody<B, H> {
+    fn default() -> Self {
+        Self {
+            inner: B::default(),
+            pending: None,
+            failed: false,
+        }
+    }
+}
+
+impl<B, H> Body for ResponseBody<B, H>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+    H: OnBodyEnd,
+{
     type Data = B::Data;
-    type Error = B::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut TaskContext<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let mut this = self.project();
+        if *this.failed {
+            // A failed body stays failed: never a clean end after an error.
+            return Poll::Ready(Some(Err(Box::new(BodyFailedError(())))));
+        }
         let frame = ready!(this.inner.as_mut().poll_frame(cx));
         match &frame {
             None => end(this.pending, StreamEnd::Complete),
-            Some(Err(_)) => end(this.pending, StreamEnd::Error),
+            Some(Err(_)) => {
+                *this.failed = true;
+                end(this.pending, StreamEnd::Error);
+            }
             Some(Ok(frame)) => {
                 if frame.is_trailers() || this.inner.is_end_stream() {
                     end(this.pending, StreamEnd::Complete);
                 }
             }
         }
-        Poll::Ready(frame)
+        Poll::Ready(frame.map(|frame| frame.map_err(Into::into)))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        !self.failed && self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
+        if self.failed {
+            return SizeHint::new();
+        }
         self.inner.size_hint()
     }
 }
+
+/// The error a timing [`ResponseBody`] yields when polled again after its inner body failed
+/// (the inner body is not polled after an error, and the cut body must not end cleanly).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct BodyFailedError(pub(crate) ());
+
+impl fmt::Debug for BodyFailedError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(stringify!(BodyFailedError))
+    }
+}
+
+impl fmt::Display for BodyFailedError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("response body already failed")
+    }
+}
+
+impl std::error::Error for BodyFailedError {}

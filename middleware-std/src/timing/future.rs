@@ -6,11 +6,13 @@ use std::{
     time::Duration,
 };
 
-use http::{HeaderName, Response};
+use http::{HeaderName, Response, StatusCode};
 use http_body::Body;
 use middleware_core::Context;
 
-use super::{OnBodyEnd, ResponseBody, body::Pending, header, layer::Config};
+use super::{
+    OnBodyEnd, ResponseBody, StreamEnd, TimingFilter, body::Pending, header, layer::Config,
+};
 
 /// `server-timing` (not among `http`'s constants).
 static SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
@@ -19,28 +21,39 @@ static SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
 static X_RESPONSE_TIME: HeaderName = HeaderName::from_static("x-response-time");
 
 /// What the future needs once the inner future completes.
-pub(crate) struct State<H> {
+pub(crate) struct State<H, F> {
     pub(crate) cx: Context,
     /// `cx.elapsed()` when the layer was called, in nanoseconds (half the size of a
     /// `Duration`, and 584 years): the clock is the context's (tokio's).
     pub(crate) start: u64,
     pub(crate) config: Config,
     pub(crate) hook: H,
+    pub(crate) filter: F,
+    /// The request is `HEAD`: its response has no body to stream.
+    pub(crate) head: bool,
+}
+
+/// Whether a response has no body on the wire, so that servers never poll (or even drop
+/// unpolled) its body: a response to `HEAD`, `1xx`, `204 No Content`, `304 Not Modified`.
+fn is_bodiless(head: bool, status: StatusCode) -> bool {
+    head || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
 }
 
 pin_project_lite::pin_project! {
     /// The response future of [`ServerTiming`](super::ServerTiming): adds the headers when the
     /// inner response arrives.
     #[must_use = "futures do nothing unless polled"]
-    pub struct ResponseFuture<F, H> {
+    pub struct ResponseFuture<Fut, H, F = super::DefaultTimingFilter> {
         #[pin]
-        inner: F,
-        state: Option<State<H>>,
+        inner: Fut,
+        state: Option<State<H, F>>,
     }
 }
 
-impl<F, H> ResponseFuture<F, H> {
-    pub(crate) const fn new(inner: F, state: State<H>) -> Self {
+impl<Fut, H, F> ResponseFuture<Fut, H, F> {
+    pub(crate) const fn new(inner: Fut, state: State<H, F>) -> Self {
         Self {
             inner,
             state: Some(state),
@@ -48,7 +61,7 @@ impl<F, H> ResponseFuture<F, H> {
     }
 }
 
-impl<F, H> fmt::Debug for ResponseFuture<F, H> {
+impl<Fut, H, F> fmt::Debug for ResponseFuture<Fut, H, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct(stringify!(ResponseFuture))
             .field("inner", &"...")
@@ -57,11 +70,12 @@ impl<F, H> fmt::Debug for ResponseFuture<F, H> {
     }
 }
 
-impl<F, H, RB, E> Future for ResponseFuture<F, H>
+impl<Fut, H, F, RB, E> Future for ResponseFuture<Fut, H, F>
 where
-    F: Future<Output = Result<Response<RB>, E>>,
+    Fut: Future<Output = Result<Response<RB>, E>>,
     RB: Body,
     H: OnBodyEnd,
+    F: TimingFilter,
 {
     type Output = Result<Response<ResponseBody<RB, H>>, E>;
 
@@ -73,26 +87,43 @@ where
             start,
             config,
             hook,
+            filter,
+            head,
         } = this.state.take().expect("future polled after completion");
         let mut res = result?;
         let start = Duration::from_nanos(start);
         let total = cx.elapsed().saturating_sub(start);
-        let max_marks = usize::try_from(config.max_marks).unwrap_or(usize::MAX);
-        let value = cx.with_marks(|marks| header::server_timing(total, marks, max_marks));
-        let headers = res.headers_mut();
-        headers.append(SERVER_TIMING.clone(), value);
-        if config.response_time {
-            headers.insert(X_RESPONSE_TIME.clone(), header::response_time(total));
+        if filter.should_send(res.status(), res.headers()) {
+            let max_marks = usize::try_from(config.max_marks).unwrap_or(usize::MAX);
+            let precision = config.precision;
+            let value =
+                cx.with_marks(|marks| header::server_timing(total, marks, max_marks, precision));
+            let headers = res.headers_mut();
+            headers.append(SERVER_TIMING.clone(), value);
+            if config.response_time {
+                headers.insert(
+                    X_RESPONSE_TIME.clone(),
+                    header::response_time(precision.round(total)),
+                );
+            }
         }
-        let pending = H::ENABLED.then(|| {
+        let status = res.status();
+        let mut pending = H::ENABLED.then(|| {
             Box::new(Pending {
                 hook: Some(hook),
                 cx,
                 start,
                 headers: total,
-                status: res.status(),
+                status,
             })
         });
+        if is_bodiless(head, status) {
+            // Finished at the head: the server will drop the body unpolled, which is not a
+            // client going away.
+            if let Some(mut pending) = pending.take() {
+                pending.report(StreamEnd::Complete);
+            }
+        }
         Poll::Ready(Ok(res.map(|body| ResponseBody::new(body, pending))))
     }
 }

@@ -6,6 +6,8 @@ use bytes::Bytes;
 use http::HeaderValue;
 use middleware_core::Mark;
 
+use super::Precision;
+
 /// The longest metric name we emit, in bytes after escaping; longer names are cut.
 pub(crate) const MAX_NAME: usize = 64;
 
@@ -81,22 +83,34 @@ fn write_metric(out: &mut impl Sink, first: bool, name: &str, duration: Duration
     write_millis(out, duration);
 }
 
-fn write_server_timing(out: &mut impl Sink, total: Duration, marks: &[Mark], max_marks: usize) {
-    write_metric(out, true, "total", total);
+fn write_server_timing(
+    out: &mut impl Sink,
+    total: Duration,
+    marks: &[Mark],
+    max_marks: usize,
+    precision: Precision,
+) {
+    write_metric(out, true, "total", precision.round(total));
     for mark in marks.iter().take(max_marks) {
-        write_metric(out, false, mark.name(), mark.duration());
+        write_metric(out, false, mark.name(), precision.round(mark.duration()));
     }
 }
 
-/// The `Server-Timing` value: `total` first, then up to `max_marks` marks in recording order.
+/// The `Server-Timing` value: `total` first, then up to `max_marks` marks in recording order,
+/// every duration rounded down to `precision`.
 ///
 /// One allocation: the exact length is measured first, so the buffer becomes the header's
 /// `Bytes` without a copy or a second allocation.
-pub(crate) fn server_timing(total: Duration, marks: &[Mark], max_marks: usize) -> HeaderValue {
+pub(crate) fn server_timing(
+    total: Duration,
+    marks: &[Mark],
+    max_marks: usize,
+    precision: Precision,
+) -> HeaderValue {
     let mut len = Counter(0);
-    write_server_timing(&mut len, total, marks, max_marks);
+    write_server_timing(&mut len, total, marks, max_marks, precision);
     let mut buf = Vec::with_capacity(len.0);
-    write_server_timing(&mut buf, total, marks, max_marks);
+    write_server_timing(&mut buf, total, marks, max_marks, precision);
     debug_assert_eq!(buf.len(), buf.capacity());
     HeaderValue::from_maybe_shared(Bytes::from(buf))
         .expect("tokens, digits and separators are visible ascii")
@@ -208,7 +222,12 @@ mod tests {
 
     #[test]
     fn durations_are_milliseconds_with_three_decimals() {
-        let value = server_timing(Duration::from_micros(12_345), &marks(&["db"]), 8);
+        let value = server_timing(
+            Duration::from_micros(12_345),
+            &marks(&["db"]),
+            8,
+            Precision::Exact,
+        );
         assert_eq!(value, "total;dur=12.345, db;dur=1.500");
         assert_eq!(response_time(Duration::from_millis(7)), "7.000ms");
         assert_eq!(response_time(Duration::ZERO), "0.000ms");
@@ -253,14 +272,53 @@ mod tests {
 
     #[test]
     fn only_max_marks_are_reported() {
-        let value = server_timing(Duration::ZERO, &marks(&["a", "b", "c"]), 2);
+        let value = server_timing(
+            Duration::ZERO,
+            &marks(&["a", "b", "c"]),
+            2,
+            Precision::Exact,
+        );
         assert_eq!(value, "total;dur=0.000, a;dur=1.500, b;dur=3.000");
+    }
+
+    #[test]
+    fn coarse_precisions_round_every_duration_down() {
+        let cx = Context::new();
+        cx.mark("db", Duration::from_micros(9_999));
+        cx.mark("cache", Duration::from_micros(10_001));
+        let total = Duration::new(2, 345_678_901);
+        let value = cx.with_marks(|m| server_timing(total, m, 8, Precision::Millis));
+        assert_eq!(value, "total;dur=2345.000, db;dur=9.000, cache;dur=10.000");
+        let value = cx.with_marks(|m| server_timing(total, m, 8, Precision::TenMillis));
+        assert_eq!(value, "total;dur=2340.000, db;dur=0.000, cache;dur=10.000");
+        assert_eq!(
+            Precision::TenMillis.round(Duration::MAX).subsec_nanos(),
+            990_000_000
+        );
     }
 
     proptest! {
         #[test]
+        fn rounding_never_rounds_up_nor_by_a_step_or_more(
+            secs in any::<u64>(),
+            nanos in 0_u32..1_000_000_000,
+        ) {
+            let d = Duration::new(secs, nanos);
+            for (precision, step) in [
+                (Precision::Exact, 1),
+                (Precision::Millis, 1_000_000),
+                (Precision::TenMillis, 10_000_000),
+            ] {
+                let rounded = precision.round(d);
+                prop_assert!(rounded <= d);
+                prop_assert!(d.saturating_sub(rounded) < Duration::from_nanos(step));
+                prop_assert_eq!(rounded.subsec_nanos() % u32::try_from(step).unwrap(), 0);
+            }
+        }
+
+        #[test]
         fn any_name_renders_a_valid_metric(name in any::<String>()) {
-            let value = server_timing(Duration::from_millis(1), &marks(&[name.as_str()]), 8);
+            let value = server_timing(Duration::from_millis(1), &marks(&[name.as_str()]), 8, Precision::Exact);
             let text = value.to_str().unwrap();
             let metric = text.strip_prefix("total;dur=1.000, ").unwrap();
             let (token, dur) = metric.split_once(";dur=").unwrap();

@@ -7,7 +7,43 @@
 //!   ([`Context::mark`](crate::Context::mark)), in recording order, at most 32 by default
 //!   ([`ServerTimingLayer::max_marks`]);
 //! - with [`ServerTimingLayer::per_layer_times`], the time each std layer inside this one spent
-//!   in its own code, as `mw.<layer>` marks.
+//!   in its own code, as `mw.<layer>` marks (`mw.logging`, `mw.catch_panic`).
+//!
+//! [`ServerTimingLayer::precision`] rounds every reported duration down ([`Precision`]), and
+//! [`ServerTimingLayer::filter`] chooses which responses get the headers at all
+//! ([`TimingFilter`]: [`DefaultTimingFilter`] for every response, [`NotForRejected`], a
+//! closure on the status and headers, or [`ServerTimingLayer::off`] for none).
+//!
+//! # In production
+//!
+//! `Server-Timing` tells every client how long the server worked on its request, without the
+//! network's noise. On a rejected request that is a timing oracle: a credential check that does
+//! more work for a known user than for an unknown one (a database lookup, a password hash)
+//! answers its `401` measurably later, and the header reports the difference to the
+//! microsecond. The default ([`ServerTimingLayer::new`]) stays what it was, exact times on
+//! every response, because the header is a debugging aid; for a server exposed to untrusted
+//! clients use
+//!
+//! ```
+//! use middleware_std::timing::{NotForRejected, Precision, ServerTimingLayer};
+//!
+//! let production = ServerTimingLayer::new()
+//!     .filter(NotForRejected) // no header on 401, 403, 407
+//!     .precision(Precision::TenMillis); // and coarse elsewhere
+//! # let _ = production;
+//! ```
+//!
+//! or [`ServerTimingLayer::off`] (the per-layer marks and the [`OnBodyEnd`] metrics hook keep
+//! working, they stay on the server). Rounding alone does not close an oracle: with enough
+//! repeated requests an attacker can still detect a difference that straddles a step; only
+//! leaving the header off the responses that must not leak does.
+//!
+//! # Bodiless responses
+//!
+//! A response to `HEAD`, and every `1xx`, `204 No Content` and `304 Not Modified`, has no body
+//! on the wire: hyper drops it unpolled (and axum empties it). The layer finishes such a
+//! response at its head: the [`OnBodyEnd`] hook is told [`StreamEnd::Complete`] when the
+//! head passes, never [`StreamEnd::Dropped`].
 //!
 //! Durations are milliseconds with three decimals (`dur=12.345`). Mark names are untrusted
 //! text as far as the header is concerned: every byte outside the RFC 9110 `token` grammar
@@ -89,18 +125,22 @@
 //! [`Server-Timing`]: https://www.w3.org/TR/server-timing/
 
 mod body;
+mod filter;
 mod future;
 mod header;
 mod hook;
 mod layer;
+mod precision;
 mod service;
 
 #[doc(inline)]
 pub use self::{
-    body::ResponseBody,
+    body::{BodyFailedError, ResponseBody},
+    filter::{DefaultTimingFilter, NotForRejected, TimingFilter},
     future::ResponseFuture,
     hook::{BodyEnd, OnBodyEnd, StreamEnd},
     layer::ServerTimingLayer,
+    precision::Precision,
     service::ServerTiming,
 };
 
@@ -109,6 +149,7 @@ mod tests {
     use super::*;
     use crate::{RequestExt, layer_time};
     use http::{Request, Response, StatusCode};
+    use http_body::Body as _;
     use http_body_util::BodyExt;
     use middleware_core::testing::Conformance;
     use std::{
@@ -325,12 +366,268 @@ mod tests {
         assert_eq!(ends.lock().unwrap().len(), 8);
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn head_response_ends_at_the_head_not_dropped() {
+        let (hook, ends) = recorder();
+        let app = ServerTimingLayer::new().on_body_end(hook).layer(service_fn(
+            |_: Request<String>| async {
+                // A handler that answers HEAD like GET: hyper drops this body unpolled.
+                Ok::<_, Infallible>(Response::new(Frames::new(&["hello"])))
+            },
+        ));
+        let req = Request::head("/").body(String::new()).unwrap();
+        let res = app.clone().oneshot(req).await.unwrap();
+        assert!(res.headers().contains_key("server-timing"));
+        drop(res);
+        let got: Vec<_> = ends.lock().unwrap().iter().map(|e| e.stream).collect();
+        assert_eq!(got, [StreamEnd::Complete]);
+
+        // The same handler on GET: dropping the unread body is a client gone.
+        let res = app.oneshot(Request::new(String::new())).await.unwrap();
+        drop(res);
+        assert_eq!(ends.lock().unwrap()[1].stream, StreamEnd::Dropped);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bodiless_statuses_end_at_the_head_not_dropped() {
+        for status in [
+            StatusCode::CONTINUE,
+            StatusCode::SWITCHING_PROTOCOLS,
+            StatusCode::NO_CONTENT,
+            StatusCode::NOT_MODIFIED,
+        ] {
+            let (hook, ends) = recorder();
+            let app = ServerTimingLayer::new().on_body_end(hook).layer(service_fn(
+                move |_: Request<String>| async move {
+                    let mut res = Response::new(Frames::new(&["ignored"]));
+                    *res.status_mut() = status;
+                    Ok::<_, Infallible>(res)
+                },
+            ));
+            let res = app.oneshot(Request::new(String::new())).await.unwrap();
+            let at_head = ends.lock().unwrap().len();
+            drop(res);
+            assert_eq!(at_head, 1, "{status}: not at the head");
+            let ends = ends.lock().unwrap().clone();
+            assert_eq!(ends.len(), 1, "{status}: reported twice");
+            assert_eq!(ends[0].stream, StreamEnd::Complete, "{status}");
+            assert_eq!(ends[0].status, status);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_body_never_ends_cleanly_afterwards() {
+        let (hook, ends) = recorder();
+        let app = ServerTimingLayer::new().on_body_end(hook).layer(service_fn(
+            |_: Request<String>| async {
+                let mut frames = Frames::new(&["a"]);
+                frames.fail = true;
+                Ok::<_, Infallible>(Response::new(frames))
+            },
+        ));
+        let res = app.oneshot(Request::new(String::new())).await.unwrap();
+        let mut body = res.into_body();
+        assert_eq!(
+            body.frame().await.unwrap().unwrap().into_data().unwrap(),
+            "a"
+        );
+        let err = body.frame().await.unwrap().unwrap_err();
+        assert_eq!(err.to_string(), "body failed");
+        for _ in 0..3 {
+            assert!(!body.is_end_stream());
+            let again = body.frame().await.expect("a clean end after an error");
+            let err = again.unwrap_err();
+            assert!(err.is::<BodyFailedError>(), "{err:?}");
+            assert_eq!(err.to_string(), "response body already failed");
+        }
+        let got: Vec<_> = ends.lock().unwrap().iter().map(|e| e.stream).collect();
+        assert_eq!(got, [StreamEnd::Error]);
+    }
+
+    #[tokio::test]
+    async fn size_hint_end_of_stream_and_default_pass_through() {
+        let app = ServerTimingLayer::new()
+            .on_body_end(|_: BodyEnd| {})
+            .layer(service_fn(|_: Request<String>| async {
+                Ok::<_, Infallible>(Response::new(String::from("four")))
+            }));
+        let res = app.oneshot(Request::new(String::new())).await.unwrap();
+        let body = res.into_body();
+        assert_eq!(body.size_hint().exact(), Some(4));
+        assert!(!body.is_end_stream());
+        assert_eq!(body.collect().await.unwrap().to_bytes(), "four");
+
+        let empty = ResponseBody::<String, ()>::default();
+        assert!(empty.is_end_stream());
+        assert_eq!(empty.size_hint().exact(), Some(0));
+        assert!(empty.collect().await.unwrap().to_bytes().is_empty());
+    }
+
+    fn status_app(
+        status: StatusCode,
+    ) -> impl tower::Service<
+        Request<String>,
+        Response = Response<String>,
+        Error = Infallible,
+        Future = impl Send,
+    > + Clone {
+        service_fn(move |req: Request<String>| async move {
+            tokio::time::advance(Duration::from_micros(12_345)).await;
+            req.try_context()
+                .unwrap()
+                .mark("db", Duration::from_micros(9_876));
+            let mut res = Response::new(String::new());
+            *res.status_mut() = status;
+            Ok::<_, Infallible>(res)
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn not_for_rejected_leaves_the_headers_off_401_403_and_407() {
+        let layer = ServerTimingLayer::new()
+            .response_time_header(true)
+            .filter(NotForRejected);
+        for status in [
+            StatusCode::UNAUTHORIZED,
+            StatusCode::FORBIDDEN,
+            StatusCode::PROXY_AUTHENTICATION_REQUIRED,
+        ] {
+            let res = layer
+                .layer(status_app(status))
+                .oneshot(Request::new(String::new()))
+                .await
+                .unwrap();
+            assert_eq!(res.status(), status);
+            assert!(res.headers().get("server-timing").is_none(), "{status}");
+            assert!(res.headers().get("x-response-time").is_none(), "{status}");
+        }
+        for status in [
+            StatusCode::OK,
+            StatusCode::NOT_FOUND,
+            StatusCode::BAD_REQUEST,
+        ] {
+            let res = layer
+                .layer(status_app(status))
+                .oneshot(Request::new(String::new()))
+                .await
+                .unwrap();
+            assert_eq!(
+                res.headers()["server-timing"],
+                "total;dur=12.345, db;dur=9.876",
+                "{status}"
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_default_sends_on_every_response_even_a_401() {
+        let res = ServerTimingLayer::new()
+            .layer(status_app(StatusCode::UNAUTHORIZED))
+            .oneshot(Request::new(String::new()))
+            .await
+            .unwrap();
+        assert_eq!(
+            res.headers()["server-timing"],
+            "total;dur=12.345, db;dur=9.876"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn off_writes_no_header_but_the_hook_still_runs() {
+        let (hook, ends) = recorder();
+        let app = ServerTimingLayer::new()
+            .response_time_header(true)
+            .on_body_end(hook)
+            .off()
+            .layer(status_app(StatusCode::OK));
+        let res = app.oneshot(Request::new(String::new())).await.unwrap();
+        assert!(res.headers().get("server-timing").is_none());
+        assert!(res.headers().get("x-response-time").is_none());
+        drop(res);
+        let ends = ends.lock().unwrap().clone();
+        assert_eq!(ends.len(), 1);
+        assert_eq!(
+            ends[0].headers,
+            Duration::from_micros(12_345),
+            "exact for metrics"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_closure_filter_sees_the_status_and_headers() {
+        let app = ServerTimingLayer::new()
+            .filter(|status: StatusCode, headers: &http::HeaderMap| {
+                status.is_success() && !headers.contains_key("x-no-timing")
+            })
+            .layer(service_fn(|req: Request<String>| async move {
+                let mut res = Response::new(String::new());
+                if req.uri().path() == "/quiet" {
+                    res.headers_mut()
+                        .insert("x-no-timing", http::HeaderValue::from_static("1"));
+                }
+                Ok::<_, Infallible>(res)
+            }));
+        let res = app
+            .clone()
+            .oneshot(Request::new(String::new()))
+            .await
+            .unwrap();
+        assert_eq!(res.headers()["server-timing"], "total;dur=0.000");
+        let req = Request::get("/quiet").body(String::new()).unwrap();
+        let res = app.oneshot(req).await.unwrap();
+        assert!(res.headers().get("server-timing").is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn coarse_precision_rounds_total_marks_and_response_time_down() {
+        for (precision, timing, response_time) in [
+            (
+                Precision::Exact,
+                "total;dur=12.345, db;dur=9.876",
+                "12.345ms",
+            ),
+            (
+                Precision::Millis,
+                "total;dur=12.000, db;dur=9.000",
+                "12.000ms",
+            ),
+            (
+                Precision::TenMillis,
+                "total;dur=10.000, db;dur=0.000",
+                "10.000ms",
+            ),
+        ] {
+            let (hook, ends) = recorder();
+            let app = ServerTimingLayer::new()
+                .response_time_header(true)
+                .precision(precision)
+                .on_body_end(hook)
+                .layer(status_app(StatusCode::OK));
+            let res = app.oneshot(Request::new(String::new())).await.unwrap();
+            assert_eq!(res.headers()["server-timing"], timing, "{precision:?}");
+            assert_eq!(
+                res.headers()["x-response-time"],
+                response_time,
+                "{precision:?}"
+            );
+            drop(res);
+            let ends = ends.lock().unwrap().clone();
+            assert_eq!(
+                ends[0].headers,
+                Duration::from_micros(12_345),
+                "the hook is exact"
+            );
+        }
+    }
+
     #[test]
     fn debug_names_the_hook_type() {
         let layer = ServerTimingLayer::new().on_body_end(|_: BodyEnd| {});
         let debug = format!("{layer:?}");
         assert!(debug.starts_with("ServerTimingLayer {"), "{debug}");
         assert!(debug.contains("on_body_end: \""), "{debug}");
+        assert!(debug.contains("precision: Exact"), "{debug}");
+        assert!(debug.contains("DefaultTimingFilter"), "{debug}");
         let svc = ServerTiming::new(());
         assert!(format!("{svc:?}").starts_with("ServerTiming { inner: ()"));
     }
@@ -340,7 +637,7 @@ mod tests {
     type End = BodyEnd;
 
     /// A streaming body of fixed chunks that cannot tell its end in advance (like a channel),
-    /// optionally failing after the chunks.
+    /// optionally failing (once) after the chunks.
     pub(super) struct Frames {
         chunks: std::collections::VecDeque<bytes::Bytes>,
         pub(super) fail: bool,
@@ -368,7 +665,11 @@ mod tests {
         ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, &'static str>>> {
             std::task::Poll::Ready(match self.chunks.pop_front() {
                 Some(chunk) => Some(Ok(http_body::Frame::data(chunk))),
-                None if self.fail => Some(Err("body failed")),
+                // Fails once, then would end cleanly: the wrapper must not pass that end on.
+                None if self.fail => {
+                    self.fail = false;
+                    Some(Err("body failed"))
+                }
                 None => None,
             })
         }

@@ -3,21 +3,23 @@ use std::{
     task::{Context as TaskContext, Poll},
 };
 
-use http::{Request, Response};
+use http::{Method, Request, Response};
 use http_body::Body;
 use tower_service::Service;
 
 use super::{
-    OnBodyEnd, ResponseBody, ResponseFuture, ServerTimingLayer, future::State, layer::Config,
+    DefaultTimingFilter, OnBodyEnd, ResponseBody, ResponseFuture, ServerTimingLayer, TimingFilter,
+    future::State, layer::Config,
 };
 use crate::{RequestExt, layer_time::LayerTimes};
 
 /// The service of [`ServerTimingLayer`]. See the [module docs](super) for an example.
 #[derive(Clone)]
-pub struct ServerTiming<S, H = ()> {
+pub struct ServerTiming<S, H = (), F = DefaultTimingFilter> {
     pub(crate) inner: S,
     pub(crate) config: Config,
     pub(crate) on_body_end: H,
+    pub(crate) filter: F,
 }
 
 impl<S> ServerTiming<S> {
@@ -28,6 +30,7 @@ impl<S> ServerTiming<S> {
             inner,
             config: layer.config,
             on_body_end: (),
+            filter: layer.filter,
         }
     }
 
@@ -37,31 +40,34 @@ impl<S> ServerTiming<S> {
     }
 }
 
-impl<S, H> ServerTiming<S, H> {
+impl<S, H, F> ServerTiming<S, H, F> {
     define_inner_service_accessors!();
 }
 
-impl<S: fmt::Debug, H> fmt::Debug for ServerTiming<S, H> {
+impl<S: fmt::Debug, H, F> fmt::Debug for ServerTiming<S, H, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct(stringify!(ServerTiming))
             .field("inner", &self.inner)
             .field("per_layer", &self.config.per_layer)
             .field("response_time", &self.config.response_time)
             .field("max_marks", &self.config.max_marks)
+            .field("precision", &self.config.precision)
             .field("on_body_end", &std::any::type_name::<H>())
+            .field("filter", &std::any::type_name::<F>())
             .finish()
     }
 }
 
-impl<S, H, B, RB> Service<Request<B>> for ServerTiming<S, H>
+impl<S, H, F, B, RB> Service<Request<B>> for ServerTiming<S, H, F>
 where
     S: Service<Request<B>, Response = Response<RB>>,
     RB: Body,
     H: OnBodyEnd + Clone,
+    F: TimingFilter + Clone,
 {
     type Response = Response<ResponseBody<RB, H>>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future, H>;
+    type Future = ResponseFuture<S::Future, H, F>;
 
     fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -76,6 +82,8 @@ where
             cx.insert(LayerTimes);
         }
         let cx = cx.clone();
+        // hyper never polls the body of a response to HEAD: it ends at the head.
+        let head = req.method() == Method::HEAD;
         let start = if fresh {
             0
         } else {
@@ -88,6 +96,8 @@ where
                 start,
                 config: self.config,
                 hook: self.on_body_end.clone(),
+                filter: self.filter.clone(),
+                head,
             },
         )
     }
