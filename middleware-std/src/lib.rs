@@ -27,6 +27,8 @@ pub use middleware_macros::handler;
 
 #[cfg(feature = "auth")]
 pub mod auth;
+#[cfg(feature = "call-timeout")]
+pub mod call_timeout;
 #[cfg(feature = "catch-panic")]
 pub mod catch_panic;
 #[cfg(feature = "logging")]
