@@ -35,6 +35,8 @@ pub mod catch_panic;
 pub mod logging;
 #[cfg(feature = "request-id")]
 pub mod request_id;
+#[cfg(feature = "retry")]
+pub mod retry;
 #[cfg(all(
     feature = "request-id",
     feature = "logging",

@@ -10,11 +10,11 @@
 //! - the caller's own deadline is **never shortened**: a 100 ms cap under a 10 s request budget
 //!   leaves the request with its 10 s;
 //! - when the call runs out of time, the child is cancelled with
-//!   [`CancelCause::Deadline`](crate::CancelCause::Deadline), the inner future is dropped and the
+//!   [`CancelCause::Deadline`], the inner future is dropped and the
 //!   call fails with a [`CallTimeoutError`] (boxed into [`BoxError`], like tower's `Timeout`:
 //!   a client answers with errors, not made-up responses); the caller's scope is untouched;
 //! - when the call future is **dropped** before it finishes (a `select!` lost, the caller gave
-//!   up), the child is cancelled with [`CancelCause::Dropped`](crate::CancelCause::Dropped):
+//!   up), the child is cancelled with [`CancelCause::Dropped`]:
 //!   work spawned on the call's behalf stops, the request goes on.
 //!
 //! A request without a context gets one (the caller's scope, with no deadline) before the child
