@@ -27,6 +27,8 @@ pub use middleware_macros::handler;
 
 #[cfg(feature = "auth")]
 pub mod auth;
+#[cfg(feature = "breaker")]
+pub mod breaker;
 #[cfg(feature = "call-timeout")]
 pub mod call_timeout;
 #[cfg(feature = "catch-panic")]

@@ -1,5 +1,4 @@
 use std::{
-    collections::BTreeMap,
     convert::Infallible,
     future::poll_fn,
     sync::{
@@ -16,7 +15,6 @@ use tokio::time::Instant;
 use tower::{ServiceExt, service_fn, util::BoxCloneService};
 use tower_layer::Layer;
 use tower_service::Service;
-use tracing_subscriber::layer::SubscriberExt;
 
 use super::{backoff::parse_retry_after, backoff::retry_after, *};
 use crate::{CancelCause, Context, RequestExt};
@@ -400,45 +398,6 @@ async fn dropping_the_retry_future_cancels_only_the_current_attempt() {
     assert_eq!(request.cause(), None, "the caller goes on");
 }
 
-#[tokio::test(start_paused = true)]
-async fn each_attempt_is_one_event_with_its_number() {
-    let (events, _guard) = capture();
-    let upstream = Upstream::new(vec![503, 502, 200]);
-    let request = caller(Duration::from_secs(10));
-    request
-        .set_request_id(crate::RequestId::try_from("req-9").unwrap())
-        .unwrap();
-    RetryLayer::new()
-        .layer(upstream.service())
-        .oneshot(get(&request))
-        .await
-        .unwrap();
-    let events = events.lock().unwrap();
-    let summary: Vec<_> = events
-        .iter()
-        .map(|e| {
-            (
-                e["attempt"].as_str(),
-                e["status"].as_str(),
-                e["decision"].as_str(),
-            )
-        })
-        .collect();
-    assert_eq!(
-        summary,
-        [
-            ("1", "503", "retry"),
-            ("2", "502", "retry"),
-            ("3", "200", "done")
-        ]
-    );
-    assert!(
-        events.iter().all(|e| e["request_id"] == "req-9"),
-        "{events:?}"
-    );
-    assert!(events[..2].iter().all(|e| e.contains_key("delay_ms")));
-}
-
 #[tokio::test]
 async fn conforms() {
     Conformance::new(RetryLayer::new()).run().await;
@@ -542,37 +501,5 @@ impl Upstream {
 
     fn times(&self) -> Vec<Instant> {
         self.seen.lock().unwrap().iter().map(|s| s.2).collect()
-    }
-}
-
-type Events = Arc<Mutex<Vec<BTreeMap<String, String>>>>;
-
-/// Captures this thread's events (current-thread runtimes only).
-fn capture() -> (Events, tracing::subscriber::DefaultGuard) {
-    let events = Events::default();
-    let subscriber = tracing_subscriber::registry().with(Capture(Arc::clone(&events)));
-    let guard = tracing::subscriber::set_default(subscriber);
-    tracing::callsite::rebuild_interest_cache();
-    (events, guard)
-}
-
-struct Capture(Events);
-
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Capture {
-    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
-        struct Fields(BTreeMap<String, String>);
-        impl tracing::field::Visit for Fields {
-            fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
-                self.0.insert(field.name().to_owned(), value.to_owned());
-            }
-            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-                self.0.insert(field.name().to_owned(), format!("{value:?}"));
-            }
-        }
-        if event.metadata().target() == "middleware_std::retry" {
-            let mut fields = Fields(BTreeMap::new());
-            event.record(&mut fields);
-            self.0.lock().unwrap().push(fields.0);
-        }
     }
 }
