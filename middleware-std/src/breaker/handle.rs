@@ -48,12 +48,8 @@ where
 /// assert!(breaker.ask("cache").is_ok(), "circuits are per key");
 /// ```
 pub struct CircuitBreaker<St = MemoryStore, C = ()> {
-    shared: Arc<Shared<St, C>>,
-}
-
-struct Shared<St, C> {
-    store: St,
-    on_change: C,
+    store: Arc<St>,
+    on_change: Arc<C>,
 }
 
 impl CircuitBreaker {
@@ -69,31 +65,23 @@ impl<St: BreakerStore> CircuitBreaker<St> {
     #[must_use]
     pub fn with_store(store: St) -> Self {
         Self {
-            shared: Arc::new(Shared {
-                store,
-                on_change: (),
-            }),
+            store: Arc::new(store),
+            on_change: Arc::new(()),
         }
     }
 }
 
 impl<St: BreakerStore, C: OnStateChange> CircuitBreaker<St, C> {
-    /// A breaker on the same store that also calls `on_change` once per state change. The
-    /// store is moved into the new breaker: call this before cloning.
+    /// This handle, also calling `on_change` once per state change of the shared circuits.
     ///
-    /// # Panics
-    ///
-    /// When this breaker was already cloned (its store is shared).
+    /// The callback belongs to the handle and to the clones made from it afterwards (and to
+    /// the layers built on them): set it before handing the breaker out. Clones made before
+    /// keep sharing the state, with their own callback.
     #[must_use]
     pub fn on_state_change<C2: OnStateChange>(self, on_change: C2) -> CircuitBreaker<St, C2> {
-        let Ok(shared) = Arc::try_unwrap(self.shared) else {
-            panic!("`on_state_change` must be called before the breaker is cloned");
-        };
         CircuitBreaker {
-            shared: Arc::new(Shared {
-                store: shared.store,
-                on_change,
-            }),
+            store: self.store,
+            on_change: Arc::new(on_change),
         }
     }
 
@@ -103,7 +91,7 @@ impl<St: BreakerStore, C: OnStateChange> CircuitBreaker<St, C> {
     ///
     /// [`BreakerOpenError`] when the circuit is open, or half-open with all its probes out.
     pub fn ask(&self, key: &str) -> Result<Ticket<St, C>, BreakerOpenError> {
-        let acquired = self.shared.store.acquire(key, now());
+        let acquired = self.store.acquire(key, now());
         if let Some(transition) = acquired.transition {
             self.changed(key, transition);
         }
@@ -120,17 +108,17 @@ impl<St: BreakerStore, C: OnStateChange> CircuitBreaker<St, C> {
     /// The state of circuit `key`.
     #[must_use]
     pub fn state(&self, key: &str) -> BreakerState {
-        self.shared.store.state(key, now())
+        self.store.state(key, now())
     }
 
     /// The store.
     #[must_use]
     pub fn store(&self) -> &St {
-        &self.shared.store
+        &self.store
     }
 
     fn release(&self, key: &str, permit: Permit, outcome: CallOutcome) {
-        if let Some(transition) = self.shared.store.release(key, permit, outcome, now()) {
+        if let Some(transition) = self.store.release(key, permit, outcome, now()) {
             self.changed(key, transition);
         }
     }
@@ -143,14 +131,15 @@ impl<St: BreakerStore, C: OnStateChange> CircuitBreaker<St, C> {
             breaker_state = transition.to.as_str(),
             "circuit breaker state changed"
         );
-        self.shared.on_change.on_state_change(key, transition);
+        self.on_change.on_state_change(key, transition);
     }
 }
 
 impl<St, C> Clone for CircuitBreaker<St, C> {
     fn clone(&self) -> Self {
         Self {
-            shared: Arc::clone(&self.shared),
+            store: Arc::clone(&self.store),
+            on_change: Arc::clone(&self.on_change),
         }
     }
 }
@@ -158,7 +147,7 @@ impl<St, C> Clone for CircuitBreaker<St, C> {
 impl<St: fmt::Debug, C> fmt::Debug for CircuitBreaker<St, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct(stringify!(CircuitBreaker))
-            .field("store", &self.shared.store)
+            .field("store", &self.store)
             .field("on_change", &std::any::type_name::<C>())
             .finish()
     }

@@ -14,8 +14,8 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::{
-    BreakerLayer, BreakerOpenError, BreakerStore, FailurePolicy, MemoryStore, OnStateChange,
-    Ticket,
+    BreakerLayer, BreakerOpenError, BreakerStore, CircuitBreaker, FailurePolicy, MemoryStore,
+    OnStateChange, Ticket,
     layer::{DefaultFailurePolicy, Fallback},
 };
 use crate::{BoxError, DropGuard, RequestExt, ResponseBody};
@@ -32,6 +32,18 @@ pub struct BreakerFallback;
 pub struct Breaker<S, St = MemoryStore, C = (), F = DefaultFailurePolicy> {
     inner: S,
     layer: BreakerLayer<St, C, F>,
+}
+
+impl<S, St: BreakerStore, C: OnStateChange> Breaker<S, St, C> {
+    /// Wraps `inner`, calling it through `breaker` (see [`BreakerLayer::new`]).
+    pub fn new(inner: S, breaker: CircuitBreaker<St, C>) -> Self {
+        Self::from_layer(inner, BreakerLayer::new(breaker))
+    }
+
+    /// The layer calling through `breaker` (see [`BreakerLayer::new`]).
+    pub fn layer(breaker: CircuitBreaker<St, C>) -> BreakerLayer<St, C> {
+        BreakerLayer::new(breaker)
+    }
 }
 
 impl<S, St, C, F> Breaker<S, St, C, F> {

@@ -87,6 +87,11 @@ pub struct Acquired {
 /// reports each change of state to exactly one caller (the one whose call made it), so that
 /// it is logged and observed once. Circuits are named by key (`""` when the breaker is not
 /// keyed, the upstream host when it is).
+///
+/// The methods are synchronous because they sit on every call's path: a call is never made to
+/// wait on the network to be admitted. A store shared between instances answers from a local
+/// view that it keeps in step with the shared one in the background (and may report a
+/// transition a little late); it counts outcomes in the same way.
 pub trait BreakerStore: Send + Sync + 'static {
     /// Asks to let one call to `key` through at `now`.
     fn acquire(&self, key: &str, now: Instant) -> Acquired;

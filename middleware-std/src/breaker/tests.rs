@@ -343,6 +343,56 @@ async fn each_call_runs_in_a_child_scope_and_a_dropped_call_cancels_only_it() {
     assert_eq!(request.cause(), None);
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_store_of_ones_own_holds_the_state_machine() {
+    /// Wraps a memory store and records what the breaker asked of it.
+    #[derive(Debug)]
+    struct Recording(MemoryStore, Mutex<Vec<String>>);
+    impl BreakerStore for Recording {
+        fn acquire(&self, key: &str, now: Instant) -> Acquired {
+            let acquired = self.0.acquire(key, now);
+            self.1
+                .lock()
+                .unwrap()
+                .push(format!("acquire {key} {:?}", acquired.permit));
+            acquired
+        }
+        fn release(
+            &self,
+            key: &str,
+            permit: Permit,
+            outcome: CallOutcome,
+            now: Instant,
+        ) -> Option<Transition> {
+            self.1
+                .lock()
+                .unwrap()
+                .push(format!("release {key} {permit:?} {outcome:?}"));
+            self.0.release(key, permit, outcome, now)
+        }
+        fn state(&self, key: &str, now: Instant) -> BreakerState {
+            self.0.state(key, now)
+        }
+    }
+    let store = Recording(
+        MemoryStore::new(BreakerConfig::new().consecutive_failures(1)),
+        Mutex::default(),
+    );
+    let breaker = CircuitBreaker::with_store(store);
+    let upstream = Upstream::default();
+    let svc = Breaker::new(upstream.service(), breaker.clone());
+    call(&svc, "/500").await.unwrap();
+    call(&svc, "/200").await.unwrap_err();
+    assert_eq!(
+        *breaker.store().1.lock().unwrap(),
+        [
+            "acquire  Some(Closed)",
+            "release  Closed Failure",
+            "acquire  None"
+        ]
+    );
+}
+
 #[tokio::test]
 async fn conforms() {
     let unbox = MapErrLayer::new(|e: BoxError| *e.downcast::<ProbeError>().expect("inner error"));

@@ -25,6 +25,9 @@
 //! (the caller's budget is spent) is not sent: it fails at once, and the inner service keeps its
 //! readiness for the next call.
 //!
+//! **Timers.** The deadline is a `tokio::time::Sleep`: calls need a tokio runtime with its time
+//! driver (as tower's `Timeout` does), and a paused test clock drives it.
+//!
 //! **What it covers.** The call until its response head. The response body streams under the
 //! caller's scope: bound it with the caller's deadline, or with a body deadline on the client.
 //!
