@@ -167,7 +167,7 @@ impl<St: BreakerStore, C: OnStateChange> Ticket<St, C> {
     /// Whether this call is a probe of a half-open circuit.
     #[must_use]
     pub fn is_probe(&self) -> bool {
-        self.permit == Some(Permit::Probe)
+        self.permit.is_some_and(Permit::is_probe)
     }
 
     /// Reports the call's outcome: `true` for a success.

@@ -47,15 +47,49 @@ pub struct Transition {
     pub to: BreakerState,
 }
 
-/// What an admitted call is: an ordinary call of a closed circuit, or a probe of a half-open
-/// one. Handed back to [`BreakerStore::release`] with the outcome.
+/// What an admitted call is — an ordinary call of a closed circuit, or a probe of a half-open
+/// one — and the circuit's generation when it was admitted. Handed back to
+/// [`BreakerStore::release`] with the outcome.
+///
+/// A store counts a new generation at every change of state, and a permit of another
+/// generation counts for nothing: a probe still in flight when its circuit reopened neither
+/// frees a slot of the next half-open period nor closes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Permit {
-    /// A call admitted while the circuit was closed.
-    Closed,
-    /// A probe admitted while the circuit was half-open.
-    Probe,
+pub struct Permit {
+    probe: bool,
+    generation: u64,
+}
+
+impl Permit {
+    /// A call admitted while the circuit was closed, in `generation`.
+    #[must_use]
+    pub const fn closed(generation: u64) -> Self {
+        Self {
+            probe: false,
+            generation,
+        }
+    }
+
+    /// A probe admitted while the circuit was half-open, in `generation`.
+    #[must_use]
+    pub const fn probe(generation: u64) -> Self {
+        Self {
+            probe: true,
+            generation,
+        }
+    }
+
+    /// Whether this is a probe of a half-open circuit.
+    #[must_use]
+    pub const fn is_probe(self) -> bool {
+        self.probe
+    }
+
+    /// The circuit's generation when the call was admitted.
+    #[must_use]
+    pub const fn generation(self) -> u64 {
+        self.generation
+    }
 }
 
 /// How an admitted call ended.
@@ -263,13 +297,14 @@ impl BreakerStore for MemoryStore {
         let config = &self.config;
         self.with_circuit(key, |c| match c.state {
             State::Closed => Acquired {
-                permit: Some(Permit::Closed),
+                permit: Some(Permit::closed(c.generation)),
                 transition: None,
             },
             State::Open { until } if now >= until => {
                 c.state = State::HalfOpen { in_flight: 1 };
+                c.generation += 1;
                 Acquired {
-                    permit: Some(Permit::Probe),
+                    permit: Some(Permit::probe(c.generation)),
                     transition: Some(Transition {
                         from: BreakerState::Open,
                         to: BreakerState::HalfOpen,
@@ -279,7 +314,7 @@ impl BreakerStore for MemoryStore {
             State::HalfOpen { ref mut in_flight } if *in_flight < config.probes => {
                 *in_flight += 1;
                 Acquired {
-                    permit: Some(Permit::Probe),
+                    permit: Some(Permit::probe(c.generation)),
                     transition: None,
                 }
             }
@@ -298,8 +333,9 @@ impl BreakerStore for MemoryStore {
         now: Instant,
     ) -> Option<Transition> {
         let config = &self.config;
-        self.with_circuit(key, |c| match (permit, &mut c.state) {
-            (Permit::Closed, State::Closed) => {
+        self.with_circuit(key, |c| match (permit.is_probe(), &mut c.state) {
+            _ if permit.generation() != c.generation => None,
+            (false, State::Closed) => {
                 let failed = match outcome {
                     CallOutcome::Success => false,
                     CallOutcome::Failure => true,
@@ -309,12 +345,15 @@ impl BreakerStore for MemoryStore {
                 c.should_open(config)
                     .then(|| c.open(now, config, BreakerState::Closed))
             }
-            (Permit::Probe, State::HalfOpen { in_flight }) => {
+            (true, State::HalfOpen { in_flight }) => {
                 *in_flight = in_flight.saturating_sub(1);
                 match outcome {
                     CallOutcome::Abandoned => None,
                     CallOutcome::Success => {
-                        *c = Circuit::new();
+                        *c = Circuit {
+                            generation: c.generation + 1,
+                            ..Circuit::new()
+                        };
                         Some(Transition {
                             from: BreakerState::HalfOpen,
                             to: BreakerState::Closed,
@@ -347,6 +386,8 @@ enum State {
 #[derive(Debug)]
 struct Circuit {
     state: State,
+    /// Counts the changes of state (see [`Permit`]).
+    generation: u64,
     consecutive: u32,
     /// When the window's slot numbers start.
     epoch: Option<Instant>,
@@ -358,6 +399,7 @@ impl Circuit {
     const fn new() -> Self {
         Self {
             state: State::Closed,
+            generation: 0,
             consecutive: 0,
             epoch: None,
             slots: [(0, 0, 0); 10],
@@ -404,7 +446,10 @@ impl Circuit {
     }
 
     fn open(&mut self, now: Instant, config: &BreakerConfig, from: BreakerState) -> Transition {
-        *self = Self::new();
+        *self = Self {
+            generation: self.generation + 1,
+            ..Self::new()
+        };
         // A cool-down too long for the clock means "open for a year", then probe.
         let until = now
             .checked_add(config.cool_down)

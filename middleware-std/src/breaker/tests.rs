@@ -149,6 +149,28 @@ async fn a_failed_probe_opens_it_for_another_cool_down() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_probe_of_an_earlier_half_open_period_neither_frees_a_slot_nor_closes_the_circuit() {
+    let breaker = open_breaker(BreakerConfig::new().probes(2));
+    tokio::time::advance(Duration::from_secs(5)).await;
+    let (failed, late) = (breaker.ask("k").unwrap(), breaker.ask("k").unwrap());
+    failed.report(false);
+    assert_eq!(breaker.state("k"), BreakerState::Open);
+    tokio::time::advance(Duration::from_secs(5)).await;
+    let _probes = (breaker.ask("k").unwrap(), breaker.ask("k").unwrap());
+    assert!(breaker.ask("k").is_err(), "two probes out");
+    late.report(true); // the old probe answers at last
+    assert_eq!(
+        breaker.state("k"),
+        BreakerState::HalfOpen,
+        "it did not close the circuit"
+    );
+    assert!(
+        breaker.ask("k").is_err(),
+        "nor free a slot: still two probes at most"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_dropped_probe_frees_its_slot_and_counts_for_nothing() {
     let breaker = open_breaker(BreakerConfig::new());
     tokio::time::advance(Duration::from_secs(5)).await;
@@ -386,8 +408,8 @@ async fn a_store_of_ones_own_holds_the_state_machine() {
     assert_eq!(
         *breaker.store().1.lock().unwrap(),
         [
-            "acquire  Some(Closed)",
-            "release  Closed Failure",
+            "acquire  Some(Permit { probe: false, generation: 0 })",
+            "release  Permit { probe: false, generation: 0 } Failure",
             "acquire  None"
         ]
     );
@@ -477,5 +499,91 @@ impl Upstream {
 
     fn calls(&self) -> usize {
         self.calls.load(Ordering::SeqCst)
+    }
+}
+
+mod model {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Acquire,
+        Release(usize, u8),
+        Advance(u64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            3 => Just(Op::Acquire),
+            3 => (any::<usize>(), 0u8..3).prop_map(|(i, o)| Op::Release(i, o)),
+            1 => (0u64..4_000).prop_map(Op::Advance),
+        ]
+    }
+
+    proptest! {
+        /// Over any interleaving of calls, outcomes and time: probes out never exceed the bound,
+        /// nothing is admitted while open, and the reported transitions form one unbroken chain
+        /// from `Closed` (each change is reported exactly once).
+        #[test]
+        fn the_memory_store_keeps_its_invariants(ops in proptest::collection::vec(op(), 1..200)) {
+            let store = MemoryStore::new(
+                BreakerConfig::new()
+                    .consecutive_failures(3)
+                    .failure_rate(0.5, 6, Duration::from_secs(10))
+                    .cool_down(Duration::from_secs(5))
+                    .probes(2),
+            );
+            let mut now = Instant::now();
+            let mut out: Vec<Permit> = Vec::new();
+            let mut generation = 0u64;
+            let mut state = BreakerState::Closed;
+            let apply = |t: Option<Transition>, state: &mut BreakerState| -> Result<(), TestCaseError> {
+                if let Some(t) = t {
+                    prop_assert_eq!(t.from, *state, "a broken chain of transitions");
+                    prop_assert_ne!(t.from, t.to);
+                    *state = t.to;
+                }
+                Ok(())
+            };
+            for op in ops {
+                match op {
+                    Op::Acquire => {
+                        let before = store.state("", now);
+                        let acquired = store.acquire("", now);
+                        apply(acquired.transition, &mut state)?;
+                        if before == BreakerState::Open {
+                            prop_assert!(acquired.permit.is_none(), "admitted while open");
+                        }
+                        if let Some(permit) = acquired.permit {
+                            generation = generation.max(permit.generation());
+                            out.push(permit);
+                        }
+                    }
+                    Op::Release(i, o) if !out.is_empty() => {
+                        let permit = out.remove(i % out.len());
+                        let outcome = [CallOutcome::Success, CallOutcome::Failure, CallOutcome::Abandoned][usize::from(o)];
+                        apply(store.release("", permit, outcome, now), &mut state)?;
+                    }
+                    Op::Release(..) => {}
+                    Op::Advance(ms) => now += Duration::from_millis(ms),
+                }
+                // Probes of the current half-open period (older ones count for nothing).
+                let probes_out = out
+                    .iter()
+                    .filter(|p| p.is_probe() && p.generation() == generation)
+                    .count();
+                if state == BreakerState::HalfOpen {
+                    prop_assert!(probes_out <= 2, "{} probes out", probes_out);
+                }
+                let seen = store.state("", now);
+                match state {
+                    BreakerState::Closed => prop_assert_eq!(seen, BreakerState::Closed),
+                    BreakerState::HalfOpen => prop_assert_eq!(seen, BreakerState::HalfOpen),
+                    _ => prop_assert_ne!(seen, BreakerState::Closed),
+                }
+            }
+        }
     }
 }
