@@ -27,12 +27,18 @@ pub use middleware_macros::handler;
 
 #[cfg(feature = "auth")]
 pub mod auth;
+#[cfg(feature = "breaker")]
+pub mod breaker;
+#[cfg(feature = "call-timeout")]
+pub mod call_timeout;
 #[cfg(feature = "catch-panic")]
 pub mod catch_panic;
 #[cfg(feature = "logging")]
 pub mod logging;
 #[cfg(feature = "request-id")]
 pub mod request_id;
+#[cfg(feature = "retry")]
+pub mod retry;
 #[cfg(all(
     feature = "request-id",
     feature = "logging",
