@@ -709,7 +709,7 @@ mod tests {
             cx.marks().iter().map(|m| m.name().to_owned()).collect()
         };
         let mut req = Request::new(String::new());
-        req.context().insert(crate::layer_time::LayerTimes);
+        req.context().request_layer_times();
         let cx = req.context().clone();
         SetRequestIdLayer::new()
             .layer(ok())

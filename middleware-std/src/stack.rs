@@ -94,7 +94,7 @@ use crate::{
     logging::{DefaultLevel, Log, LogLayer, PassRequestBody},
     request_id::{DefaultMakeRequestId, SetRequestId, SetRequestIdLayer},
     timeout::{RequestBodyTimeoutLayer, Timeout, TimeoutLayer},
-    timing::{ServerTiming, ServerTimingLayer},
+    timing::{DefaultTimingFilter, ServerTiming, ServerTimingLayer},
 };
 
 /// The service made by [`StackLayer`], outermost first. `Q` is the request-body layer
@@ -108,7 +108,11 @@ pub type StackService<
     H = (),
     R = DefaultResponseForPanic,
     Q = Identity,
-> = SetRequestId<Log<ServerTiming<CatchPanic<Timeout<<Q as Layer<S>>::Service>, R>, H>, L, C>, M>;
+    F = DefaultTimingFilter,
+> = SetRequestId<
+    Log<ServerTiming<CatchPanic<Timeout<<Q as Layer<S>>::Service>, R>, H, F>, L, C>,
+    M,
+>;
 
 /// The recommended stack as one layer. See the [module docs](self) for the order and why.
 ///
@@ -123,10 +127,11 @@ pub struct StackLayer<
     H = (),
     R = DefaultResponseForPanic,
     Q = Identity,
+    F = DefaultTimingFilter,
 > {
     request_id: SetRequestIdLayer<M>,
     log: LogLayer<L, C>,
-    timing: ServerTimingLayer<H>,
+    timing: ServerTimingLayer<H, F>,
     catch_panic: CatchPanicLayer<R>,
     timeout: TimeoutLayer,
     request_body: Q,
@@ -147,9 +152,9 @@ impl StackLayer {
     }
 }
 
-impl<M, L, C, H, R, Q> StackLayer<M, L, C, H, R, Q> {
+impl<M, L, C, H, R, Q, F> StackLayer<M, L, C, H, R, Q, F> {
     /// Replaces the request-id layer.
-    pub fn request_id<M2>(self, layer: SetRequestIdLayer<M2>) -> StackLayer<M2, L, C, H, R, Q> {
+    pub fn request_id<M2>(self, layer: SetRequestIdLayer<M2>) -> StackLayer<M2, L, C, H, R, Q, F> {
         StackLayer {
             request_id: layer,
             log: self.log,
@@ -161,7 +166,7 @@ impl<M, L, C, H, R, Q> StackLayer<M, L, C, H, R, Q> {
     }
 
     /// Replaces the logging layer.
-    pub fn log<L2, C2>(self, layer: LogLayer<L2, C2>) -> StackLayer<M, L2, C2, H, R, Q> {
+    pub fn log<L2, C2>(self, layer: LogLayer<L2, C2>) -> StackLayer<M, L2, C2, H, R, Q, F> {
         StackLayer {
             request_id: self.request_id,
             log: layer,
@@ -172,8 +177,13 @@ impl<M, L, C, H, R, Q> StackLayer<M, L, C, H, R, Q> {
         }
     }
 
-    /// Replaces the timing layer (the default one reports per-layer times).
-    pub fn timing<H2>(self, layer: ServerTimingLayer<H2>) -> StackLayer<M, L, C, H2, R, Q> {
+    /// Replaces the timing layer (the default one reports per-layer times; in production, see
+    /// the timing module's advice on [`NotForRejected`](crate::timing::NotForRejected) and
+    /// [`Precision`](crate::timing::Precision)).
+    pub fn timing<H2, F2>(
+        self,
+        layer: ServerTimingLayer<H2, F2>,
+    ) -> StackLayer<M, L, C, H2, R, Q, F2> {
         StackLayer {
             request_id: self.request_id,
             log: self.log,
@@ -185,7 +195,7 @@ impl<M, L, C, H, R, Q> StackLayer<M, L, C, H, R, Q> {
     }
 
     /// Replaces the panic-recovery layer.
-    pub fn catch_panic<R2>(self, layer: CatchPanicLayer<R2>) -> StackLayer<M, L, C, H, R2, Q> {
+    pub fn catch_panic<R2>(self, layer: CatchPanicLayer<R2>) -> StackLayer<M, L, C, H, R2, Q, F> {
         StackLayer {
             request_id: self.request_id,
             log: self.log,
@@ -208,7 +218,7 @@ impl<M, L, C, H, R, Q> StackLayer<M, L, C, H, R, Q> {
     pub fn request_body_timeout(
         self,
         layer: RequestBodyTimeoutLayer,
-    ) -> StackLayer<M, L, C, H, R, RequestBodyTimeoutLayer> {
+    ) -> StackLayer<M, L, C, H, R, RequestBodyTimeoutLayer, F> {
         StackLayer {
             request_id: self.request_id,
             log: self.log,
@@ -233,14 +243,14 @@ impl<M, L, C, H, R, Q> StackLayer<M, L, C, H, R, Q> {
     /// let stack = StackLayer::new(Duration::from_secs(10)).request_body_deadlines();
     /// assert!(format!("{stack:?}").contains("request_body"));
     /// ```
-    pub fn request_body_deadlines(self) -> StackLayer<M, L, C, H, R, RequestBodyTimeoutLayer> {
+    pub fn request_body_deadlines(self) -> StackLayer<M, L, C, H, R, RequestBodyTimeoutLayer, F> {
         let budget = self.timeout.budget();
         self.request_body_timeout(RequestBodyTimeoutLayer::new(budget / 2, budget * 9 / 10))
     }
 }
 
-impl<M: Clone, L: Clone, C: Clone, H: Clone, R: Clone, Q: Clone> Clone
-    for StackLayer<M, L, C, H, R, Q>
+impl<M: Clone, L: Clone, C: Clone, H: Clone, R: Clone, Q: Clone, F: Clone> Clone
+    for StackLayer<M, L, C, H, R, Q, F>
 {
     fn clone(&self) -> Self {
         Self {
@@ -254,11 +264,11 @@ impl<M: Clone, L: Clone, C: Clone, H: Clone, R: Clone, Q: Clone> Clone
     }
 }
 
-impl<M, L, C, H, R, Q> fmt::Debug for StackLayer<M, L, C, H, R, Q>
+impl<M, L, C, H, R, Q, F> fmt::Debug for StackLayer<M, L, C, H, R, Q, F>
 where
     SetRequestIdLayer<M>: fmt::Debug,
     LogLayer<L, C>: fmt::Debug,
-    ServerTimingLayer<H>: fmt::Debug,
+    ServerTimingLayer<H, F>: fmt::Debug,
     CatchPanicLayer<R>: fmt::Debug,
     Q: fmt::Debug,
 {
@@ -274,10 +284,10 @@ where
     }
 }
 
-impl<S, M: Clone, L: Clone, C: Clone, H: Clone, R: Clone, Q: Layer<S>> Layer<S>
-    for StackLayer<M, L, C, H, R, Q>
+impl<S, M: Clone, L: Clone, C: Clone, H: Clone, R: Clone, Q: Layer<S>, F: Clone> Layer<S>
+    for StackLayer<M, L, C, H, R, Q, F>
 {
-    type Service = StackService<S, M, L, C, H, R, Q>;
+    type Service = StackService<S, M, L, C, H, R, Q, F>;
 
     fn layer(&self, inner: S) -> Self::Service {
         let inner = self.request_body.layer(inner);
@@ -344,6 +354,42 @@ mod tests {
         assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
         assert!(res.headers().contains_key("www-authenticate"));
         assert!(res.headers().contains_key("x-request-id"));
+        assert!(res.headers().contains_key("server-timing"));
+    }
+
+    #[cfg(feature = "auth")]
+    #[tokio::test]
+    async fn the_stack_takes_a_timing_layer_that_stays_off_rejected_requests() {
+        use crate::{
+            auth::{AuthLayer, Principal},
+            timing::{NotForRejected, Precision},
+        };
+        let timing = ServerTimingLayer::new()
+            .per_layer_times(true)
+            .filter(NotForRejected)
+            .precision(Precision::TenMillis);
+        let app = StackLayer::new(Duration::from_secs(1))
+            .timing(timing)
+            .layer(
+                AuthLayer::bearer("s3cret", Principal::new("ada")).layer(service_fn(
+                    |_: Request<String>| async {
+                        Ok::<_, Infallible>(Response::new(String::new()))
+                    },
+                )),
+            );
+        let res = app
+            .clone()
+            .oneshot(Request::new(String::new()))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        assert!(!res.headers().contains_key("server-timing"));
+        let req = Request::builder()
+            .header("authorization", "Bearer s3cret")
+            .body(String::new())
+            .unwrap();
+        let res = app.oneshot(req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
         assert!(res.headers().contains_key("server-timing"));
     }
 

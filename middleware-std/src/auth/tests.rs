@@ -1043,14 +1043,14 @@ async fn auth_reports_its_own_time_once_when_a_timing_layer_asks() {
     for layer in &layers {
         for value in [good.as_str(), "Bearer wrong", "garbage"] {
             let mut req = request(&[("authorization", value.as_bytes())]);
-            req.context().insert(crate::layer_time::LayerTimes);
+            req.context().request_layer_times();
             let (outer, status) = outer_handle_after(layer, req).await;
             assert_eq!(mark_names(&outer), ["mw.auth"], "{value} ({status})");
         }
     }
     let validator = AuthLayer::validator(Scheme::Bearer, slow_validator(Arc::default(), None));
     let mut req = request(&[("authorization", good.as_bytes())]);
-    req.context().insert(crate::layer_time::LayerTimes);
+    req.context().request_layer_times();
     let (outer, status) = outer_handle_after(&validator, req).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(mark_names(&outer), ["mw.auth"]);

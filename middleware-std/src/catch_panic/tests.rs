@@ -215,7 +215,7 @@ async fn the_layer_records_its_own_time_only_when_asked() {
     let (_events, _guard) = capture();
     for site in [Site::Call, Site::FirstPoll, Site::Body] {
         let mut req = with_id();
-        req.context().insert(crate::layer_time::LayerTimes);
+        req.context().request_layer_times();
         let cx = req.context().clone();
         let res = CatchPanicLayer::new()
             .layer(site)

@@ -1373,7 +1373,7 @@ async fn the_layer_records_its_own_time_only_when_asked() {
         .inbound_grpc_timeout()
         .layer(ready_ok());
     let mut asked = Request::new(String::new());
-    asked.context().insert(crate::layer_time::LayerTimes);
+    asked.context().request_layer_times();
     let cx = asked.context().clone();
     svc.clone().oneshot(asked).await.unwrap();
     let names: Vec<String> = cx.marks().iter().map(|m| m.name().to_owned()).collect();
@@ -1393,7 +1393,7 @@ async fn the_request_body_layer_records_its_own_time_only_when_asked() {
         },
     ));
     let mut asked = Request::new(String::from("a body"));
-    asked.context().insert(crate::layer_time::LayerTimes);
+    asked.context().request_layer_times();
     let cx = asked.context().clone();
     svc.clone().oneshot(asked).await.unwrap();
     let names: Vec<String> = cx.marks().iter().map(|m| m.name().to_owned()).collect();

@@ -53,7 +53,7 @@ pin_project_lite::pin_project! {
     /// After an error of the inner body, the inner body is not polled again and every later
     /// poll yields a [`BodyFailedError`]: a cut body never ends cleanly. `size_hint`,
     /// `is_end_stream` and `Default` pass through while the body streams.
-    pub struct ResponseBody<B, H: OnBodyEnd> {
+    pub struct TimingBody<B, H: OnBodyEnd> {
         #[pin]
         inner: B,
         // Boxed: only a hook that wants the end (`OnBodyEnd::ENABLED`) pays for it.
@@ -62,7 +62,7 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl<B: Body, H: OnBodyEnd> ResponseBody<B, H> {
+impl<B: Body, H: OnBodyEnd> TimingBody<B, H> {
     #[inline]
     pub(crate) fn new(inner: B, mut pending: Option<Box<Pending<H>>>) -> Self {
         if inner.is_end_stream() {
@@ -77,7 +77,7 @@ impl<B: Body, H: OnBodyEnd> ResponseBody<B, H> {
     }
 }
 
-impl<B, H: OnBodyEnd> ResponseBody<B, H> {
+impl<B, H: OnBodyEnd> TimingBody<B, H> {
     /// The inner body.
     pub const fn get_ref(&self) -> &B {
         &self.inner
@@ -90,9 +90,9 @@ fn end<H: OnBodyEnd>(pending: &mut Option<Box<Pending<H>>>, stream: StreamEnd) {
     }
 }
 
-impl<B, H: OnBodyEnd> fmt::Debug for ResponseBody<B, H> {
+impl<B, H: OnBodyEnd> fmt::Debug for TimingBody<B, H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct(stringify!(ResponseBody))
+        f.debug_struct(stringify!(TimingBody))
             .field("inner", &"...")
             .field("ended", &self.pending.is_none())
             .field("failed", &self.failed)
@@ -101,7 +101,7 @@ impl<B, H: OnBodyEnd> fmt::Debug for ResponseBody<B, H> {
 }
 
 /// An empty inner body (`B::default()`), with nothing to report.
-impl<B: Default, H: OnBodyEnd> Default for ResponseBody<B, H> {
+impl<B: Default, H: OnBodyEnd> Default for TimingBody<B, H> {
     fn default() -> Self {
         Self {
             inner: B::default(),
@@ -111,7 +111,7 @@ impl<B: Default, H: OnBodyEnd> Default for ResponseBody<B, H> {
     }
 }
 
-impl<B, H> Body for ResponseBody<B, H>
+impl<B, H> Body for TimingBody<B, H>
 where
     B: Body,
     B::Error: Into<BoxError>,
@@ -157,7 +157,7 @@ where
     }
 }
 
-/// The error a timing [`ResponseBody`] yields when polled again after its inner body failed
+/// The error a [`TimingBody`] yields when polled again after its inner body failed
 /// (the inner body is not polled after an error, and the cut body must not end cleanly).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct BodyFailedError(pub(crate) ());

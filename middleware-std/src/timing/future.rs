@@ -10,9 +10,7 @@ use http::{HeaderName, Response, StatusCode};
 use http_body::Body;
 use middleware_core::Context;
 
-use super::{
-    OnBodyEnd, ResponseBody, StreamEnd, TimingFilter, body::Pending, header, layer::Config,
-};
+use super::{OnBodyEnd, StreamEnd, TimingBody, TimingFilter, body::Pending, header, layer::Config};
 
 /// `server-timing` (not among `http`'s constants).
 static SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
@@ -77,7 +75,7 @@ where
     H: OnBodyEnd,
     F: TimingFilter,
 {
-    type Output = Result<Response<ResponseBody<RB, H>>, E>;
+    type Output = Result<Response<TimingBody<RB, H>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
         let this = self.project();
@@ -124,6 +122,6 @@ where
                 pending.report(StreamEnd::Complete);
             }
         }
-        Poll::Ready(Ok(res.map(|body| ResponseBody::new(body, pending))))
+        Poll::Ready(Ok(res.map(|body| TimingBody::new(body, pending))))
     }
 }

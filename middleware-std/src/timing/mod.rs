@@ -135,7 +135,7 @@ mod service;
 
 #[doc(inline)]
 pub use self::{
-    body::{BodyFailedError, ResponseBody},
+    body::{BodyFailedError, TimingBody},
     filter::{DefaultTimingFilter, NotForRejected, TimingFilter},
     future::ResponseFuture,
     hook::{BodyEnd, OnBodyEnd, StreamEnd},
@@ -457,7 +457,7 @@ mod tests {
         assert!(!body.is_end_stream());
         assert_eq!(body.collect().await.unwrap().to_bytes(), "four");
 
-        let empty = ResponseBody::<String, ()>::default();
+        let empty = TimingBody::<String, ()>::default();
         assert!(empty.is_end_stream());
         assert_eq!(empty.size_hint().exact(), Some(0));
         assert!(empty.collect().await.unwrap().to_bytes().is_empty());

@@ -8,10 +8,10 @@ use http_body::Body;
 use tower_service::Service;
 
 use super::{
-    DefaultTimingFilter, OnBodyEnd, ResponseBody, ResponseFuture, ServerTimingLayer, TimingFilter,
+    DefaultTimingFilter, OnBodyEnd, ResponseFuture, ServerTimingLayer, TimingBody, TimingFilter,
     future::State, layer::Config,
 };
-use crate::{RequestExt, layer_time::LayerTimes};
+use crate::RequestExt;
 
 /// The service of [`ServerTimingLayer`]. See the [module docs](super) for an example.
 #[derive(Clone)]
@@ -65,7 +65,7 @@ where
     H: OnBodyEnd + Clone,
     F: TimingFilter + Clone,
 {
-    type Response = Response<ResponseBody<RB, H>>;
+    type Response = Response<TimingBody<RB, H>>;
     type Error = S::Error;
     type Future = ResponseFuture<S::Future, H, F>;
 
@@ -78,8 +78,8 @@ where
         let fresh = req.try_context().is_none();
         // The marks recorded inside are read through this handle, so the context must exist.
         let cx = req.context();
-        if self.config.per_layer && cx.get::<LayerTimes>().is_none() {
-            cx.insert(LayerTimes);
+        if self.config.per_layer {
+            cx.request_layer_times();
         }
         let cx = cx.clone();
         // hyper never polls the body of a response to HEAD: it ends at the head.
