@@ -340,20 +340,20 @@ fn load_and_faults(config: &Config, report: &mut Report) {
     let done = stats.done.load(Relaxed);
 
     // ----- reconcile -------------------------------------------------------------------------
-    let mut per_route = vec![[0u64; 8]; Route::ALL.len()];
+    let mut per_route = vec![[0u64; 9]; Route::ALL.len()];
     let mut causes = vec![[0u64; 6]; Route::ALL.len()];
     let (mut missing, mut doubled, mut wrong) = (0u64, 0u64, 0u64);
     let mut wrong_examples = Vec::new();
-    let mut outcome_totals = [0u64; 8];
+    let mut outcome_totals = [0u64; 9];
     for i in 0..total {
         let route = Route::of(i);
         let (events, outcome, cause, status) = access::fields(access::slot(i));
         match events {
             0 => missing += 1,
             1 => {
-                per_route[route.index()][usize::try_from(outcome).unwrap_or(7).min(7)] += 1;
+                per_route[route.index()][usize::try_from(outcome).unwrap_or(8).min(8)] += 1;
                 causes[route.index()][usize::try_from(cause).unwrap_or(5).min(5)] += 1;
-                outcome_totals[usize::try_from(outcome).unwrap_or(7).min(7)] += 1;
+                outcome_totals[usize::try_from(outcome).unwrap_or(8).min(8)] += 1;
                 if mix::outcome_name(outcome) != route.outcome().as_str() {
                     wrong += 1;
                     if wrong_examples.len() < 5 {
@@ -372,7 +372,7 @@ fn load_and_faults(config: &Config, report: &mut Report) {
     let admitted = STATS.admitted.load(Relaxed);
     let events = access::EVENTS.load(Relaxed);
     let completed = outcome_totals[1];
-    let failed = outcome_totals[2] + outcome_totals[3] + outcome_totals[4];
+    let failed = outcome_totals[2] + outcome_totals[3] + outcome_totals[4] + outcome_totals[7];
     let cancelled = outcome_totals[5] + outcome_totals[6];
 
     report.check(

@@ -82,10 +82,11 @@ use tower_service::Service;
 use crate::context::{Context, RequestExt};
 
 mod body;
+mod probe_body;
 
 #[doc(hidden)]
 pub use self::body::__private;
-pub use self::body::{BodyProbe, ProbeBody};
+pub use self::probe_body::{BodyProbe, ProbeBody};
 
 /// How long one step of the kit may take before it is reported as a hang.
 const STEP: Duration = Duration::from_secs(5);

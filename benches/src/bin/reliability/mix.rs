@@ -179,20 +179,21 @@ impl Route {
 }
 
 /// Outcome codes in the per-request records (0 means "no record").
-pub const OUTCOMES: [RequestOutcome; 6] = [
+pub const OUTCOMES: [RequestOutcome; 7] = [
     RequestOutcome::Completed,
     RequestOutcome::Error,
     RequestOutcome::Panicked,
     RequestOutcome::TimedOut,
     RequestOutcome::Cancelled,
     RequestOutcome::Disconnected,
+    RequestOutcome::ClientDeadline,
 ];
 
 pub fn outcome_code(name: &str) -> u64 {
     OUTCOMES
         .iter()
         .position(|o| o.as_str() == name)
-        .map_or(7, |p| p as u64 + 1)
+        .map_or(8, |p| p as u64 + 1)
 }
 
 pub fn outcome_name(code: u64) -> &'static str {
