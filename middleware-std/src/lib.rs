@@ -31,6 +31,8 @@ pub mod auth;
 pub mod body_limit;
 #[cfg(feature = "catch-panic")]
 pub mod catch_panic;
+#[cfg(feature = "limit")]
+pub mod limit;
 #[cfg(feature = "logging")]
 pub mod logging;
 #[cfg(feature = "request-id")]

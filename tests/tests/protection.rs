@@ -4,21 +4,31 @@
 
 mod std_support;
 
-use std::convert::Infallible;
+use std::{
+    convert::Infallible,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use middleware_std::body_limit::{LengthLimitError, LimitedBody, RequestBodyLimitLayer};
+use middleware_std::{
+    body_limit::{LengthLimitError, LimitedBody, RequestBodyLimitLayer},
+    limit::ConcurrencyLimitLayer,
+};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
-    sync::mpsc,
+    sync::{Semaphore, mpsc},
 };
 use tower::{ServiceBuilder, service_fn};
 
-use std_support::{BOUND, ChannelBody, Proto, Server, client, send, serve};
+use std_support::{BOUND, ChannelBody, PROTOS, Proto, Server, client, empty, send, serve};
 
 /// The body limit of the body-limit server.
 const LIMIT: u64 = 1024;
@@ -212,4 +222,115 @@ async fn http2_bodies_past_the_limit_are_413_without_a_connection_header() {
     let (parts, body) = send(&client, req).await;
     assert_eq!(parts.status, StatusCode::OK);
     assert_eq!(body, "Ok(5)");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The concurrency limit
+
+/// How many requests the concurrency tests send at once.
+const CONCURRENCY: usize = 64;
+
+/// A handler that records how many requests are inside it at once (and the peak), and waits at
+/// `gate` (if any) before answering.
+#[derive(Clone, Default)]
+struct Inside {
+    now: Arc<AtomicUsize>,
+    peak: Arc<AtomicUsize>,
+}
+
+async fn limited_server(
+    limit: &ConcurrencyLimitLayer,
+    inside: &Inside,
+    gate: Option<Arc<Semaphore>>,
+) -> Server {
+    let inside = inside.clone();
+    let svc = ServiceBuilder::new()
+        .layer(limit.clone())
+        .service(service_fn(move |_: Request<Incoming>| {
+            let inside = inside.clone();
+            let gate = gate.clone();
+            async move {
+                let now = inside.now.fetch_add(1, Ordering::SeqCst) + 1;
+                inside.peak.fetch_max(now, Ordering::SeqCst);
+                match gate {
+                    Some(gate) => gate.acquire().await.unwrap().forget(),
+                    None => tokio::time::sleep(Duration::from_millis(5)).await,
+                }
+                inside.now.fetch_sub(1, Ordering::SeqCst);
+                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"done"))))
+            }
+        }));
+    serve(svc).await
+}
+
+#[tokio::test]
+async fn the_concurrency_limit_holds_under_64_concurrent_requests_and_every_place_comes_back() {
+    for proto in PROTOS {
+        let limit = ConcurrencyLimitLayer::new(8).queue(CONCURRENCY, BOUND);
+        let inside = Inside::default();
+        let server = limited_server(&limit, &inside, None).await;
+        let client = client(proto);
+        let tasks: Vec<_> = (0..CONCURRENCY)
+            .map(|_| {
+                let client = client.clone();
+                let req = Request::get(server.url("/")).body(empty()).unwrap();
+                tokio::spawn(async move { send(&client, req).await })
+            })
+            .collect();
+        for task in tasks {
+            let (parts, body) = task.await.unwrap();
+            assert_eq!(parts.status, StatusCode::OK, "{proto:?}");
+            assert_eq!(body, "done");
+        }
+        let peak = inside.peak.load(Ordering::SeqCst);
+        assert!(peak <= 8 && peak > 0, "{proto:?}: peak {peak}");
+        assert_eq!((limit.in_flight(), limit.waiting()), (0, 0), "{proto:?}");
+    }
+}
+
+#[tokio::test]
+async fn load_shedding_over_tcp_answers_503_at_once_and_admits_exactly_the_limit() {
+    let limit = ConcurrencyLimitLayer::new(4);
+    let inside = Inside::default();
+    let gate = Arc::new(Semaphore::new(0));
+    let server = limited_server(&limit, &inside, Some(Arc::clone(&gate))).await;
+    let client = client(Proto::Http1);
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel();
+    for _ in 0..CONCURRENCY {
+        let client = client.clone();
+        let done_tx = done_tx.clone();
+        let req = Request::get(server.url("/")).body(empty()).unwrap();
+        tokio::spawn(async move {
+            let (parts, _) = send(&client, req).await;
+            let _ = done_tx.send(parts);
+        });
+    }
+    // Everything but the admitted four is answered while those four are still held.
+    for _ in 0..CONCURRENCY - 4 {
+        let parts = tokio::time::timeout(BOUND, done_rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(parts.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(parts.headers[header::RETRY_AFTER], "1");
+    }
+    assert_eq!(inside.now.load(Ordering::SeqCst), 4);
+    assert_eq!(limit.in_flight(), 4);
+    gate.add_permits(4);
+    for _ in 0..4 {
+        let parts = tokio::time::timeout(BOUND, done_rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(parts.status, StatusCode::OK);
+    }
+    assert_eq!(inside.peak.load(Ordering::SeqCst), 4);
+    // The last body frame is read by the client before the server's body is dropped.
+    tokio::time::timeout(BOUND, async {
+        while limit.in_flight() != 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .expect("every place came back");
 }
