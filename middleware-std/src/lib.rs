@@ -35,6 +35,8 @@ pub mod catch_panic;
 pub mod limit;
 #[cfg(feature = "logging")]
 pub mod logging;
+#[cfg(feature = "rate-limit")]
+pub mod rate_limit;
 #[cfg(feature = "request-id")]
 pub mod request_id;
 #[cfg(all(
