@@ -1,6 +1,7 @@
 //! Server-side protection over real TCP on 127.0.0.1: the request body limit (a declared length
 //! over the limit, a chunked body past it, bodies that lie about their length, HTTP/1.1 and
-//! HTTP/2) and the concurrency limit under 64-way concurrency.
+//! HTTP/2), the concurrency limit under 64-way concurrency, and the keyed rate limit keyed by
+//! the peer address the accept loop records.
 
 mod std_support;
 
@@ -20,6 +21,7 @@ use hyper::body::Incoming;
 use middleware_std::{
     body_limit::{LengthLimitError, LimitedBody, RequestBodyLimitLayer},
     limit::ConcurrencyLimitLayer,
+    rate_limit::{Policy, RateLimitLayer},
 };
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -333,4 +335,38 @@ async fn load_shedding_over_tcp_answers_503_at_once_and_admits_exactly_the_limit
     })
     .await
     .expect("every place came back");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The rate limit
+
+#[tokio::test]
+async fn the_rate_limit_counts_per_peer_over_tcp_and_answers_429_with_the_headers() {
+    for proto in PROTOS {
+        let layer = RateLimitLayer::new(Policy::per_minute(3).named("tcp"));
+        let svc = ServiceBuilder::new()
+            .layer(layer.clone())
+            .service(service_fn(|_: Request<Incoming>| async {
+                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"done"))))
+            }));
+        let server = serve(svc).await;
+        let client = client(proto);
+        for remaining in [2, 1, 0] {
+            let req = Request::get(server.url("/")).body(empty()).unwrap();
+            let (parts, _) = send(&client, req).await;
+            assert_eq!(parts.status, StatusCode::OK, "{proto:?}");
+            assert_eq!(parts.headers["ratelimit-policy"], r#""tcp";q=3;w=60"#);
+            let ratelimit = parts.headers["ratelimit"].to_str().unwrap();
+            assert!(
+                ratelimit.starts_with(&format!(r#""tcp";r={remaining};t="#)),
+                "{ratelimit}"
+            );
+        }
+        let req = Request::get(server.url("/")).body(empty()).unwrap();
+        let (parts, _) = send(&client, req).await;
+        assert_eq!(parts.status, StatusCode::TOO_MANY_REQUESTS, "{proto:?}");
+        assert_eq!(parts.headers[header::RETRY_AFTER], "20");
+        assert_eq!(parts.headers["ratelimit"], r#""tcp";r=0;t=20"#);
+        assert_eq!(layer.store().len(), 1, "one peer, one key");
+    }
 }

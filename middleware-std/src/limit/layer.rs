@@ -132,7 +132,9 @@ impl ConcurrencyLimitLayer {
 
 impl Shared {
     pub(crate) fn in_flight(&self) -> usize {
-        self.max - self.semaphore.available_permits()
+        let available = self.semaphore.available_permits();
+        debug_assert!(available <= self.max, "a place was given back twice");
+        self.max.saturating_sub(available)
     }
 }
 

@@ -323,6 +323,30 @@ async fn the_principal_key_counts_per_authenticated_principal() {
     assert_eq!(status(&svc, as_user("grace")).await, StatusCode::OK);
 }
 
+#[cfg(feature = "axum")]
+#[tokio::test(start_paused = true)]
+async fn the_peer_ip_key_reads_axums_connect_info() {
+    let (svc, _) = counting(RateLimitLayer::new(Policy::per_minute(1)));
+    let with_info = || {
+        let mut req = Request::new(());
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(SocketAddr::new(V4, 1234)));
+        req
+    };
+    assert_eq!(status(&svc, with_info()).await, StatusCode::OK);
+    assert_eq!(
+        status(&svc, with_info()).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // The same address as a plain `SocketAddr`: the same key.
+    assert_eq!(status(&svc, from(V4)).await, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        status(&svc, Request::new(())).await,
+        StatusCode::OK,
+        "anonymous"
+    );
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
