@@ -8,8 +8,8 @@ use std::{
 
 use http::{HeaderName, Request};
 
-/// The longest key kept byte for byte. A longer key is kept as its first
-/// [`KEY_PREFIX`] bytes and a 64-bit hash of the whole, so a key costs at most this much memory
+/// The longest key kept byte for byte (its kind tag included). A longer key is kept as its
+/// first 54 bytes and a 64-bit hash of the whole, so a key costs at most this much memory
 /// whatever the client sends.
 pub const MAX_KEY_LEN: usize = 64;
 
@@ -128,7 +128,7 @@ impl fmt::Debug for Key {
 /// [`Key::anonymous`].
 ///
 /// Implemented for closures `Fn(&Request<B>) -> Option<Key>`, for [`PeerIp`] (the default),
-/// [`HeaderKey`] and, with the `auth` feature, [`PrincipalKey`].
+/// [`HeaderKey`] and, with the `auth` feature, `PrincipalKey`.
 pub trait MakeKey<B> {
     /// The key of `req`.
     fn make_key(&self, req: &Request<B>) -> Option<Key>;

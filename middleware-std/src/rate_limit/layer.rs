@@ -51,8 +51,7 @@ impl<St: RateLimitStore> RateLimitLayer<PeerIp, St> {
 
 impl<M, St> RateLimitLayer<M, St> {
     /// Counts requests under the key `make_key` picks: a closure
-    /// `Fn(&Request<B>) -> Option<Key>`, [`HeaderKey`], [`PrincipalKey`](super::PrincipalKey)
-    /// (feature `auth`), or [`PeerIp`] (the default).
+    /// `Fn(&Request<B>) -> Option<Key>`, [`HeaderKey`], `PrincipalKey` (feature `auth`), or [`PeerIp`] (the default).
     pub fn key<M2>(self, make_key: M2) -> RateLimitLayer<M2, St> {
         RateLimitLayer {
             make_key,

@@ -7,7 +7,7 @@
 //! - **The key** is the client's IP address by default ([`PeerIp`]: the `SocketAddr` a hyper
 //!   accept loop puts in the extensions, or axum's `ConnectInfo`; IPv6 by `/64`), or a header
 //!   ([`per_header`](RateLimitLayer::per_header)), the authenticated principal
-//!   ([`per_principal`](RateLimitLayer::per_principal), feature `auth`), or any closure
+//!   (`per_principal`, feature `auth`), or any closure
 //!   ([`key`](RateLimitLayer::key)). Requests without a key share one
 //!   [anonymous](Key::anonymous) quota (a missing header is not a way around the limit). A key
 //!   keeps at most [`MAX_KEY_LEN`] bytes, whatever the client sends.
