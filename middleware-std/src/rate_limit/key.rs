@@ -128,7 +128,8 @@ impl fmt::Debug for Key {
 /// [`Key::anonymous`].
 ///
 /// Implemented for closures `Fn(&Request<B>) -> Option<Key>`, for [`PeerIp`] (the default),
-/// [`HeaderKey`] and, with the `auth` feature, `PrincipalKey`.
+/// [`HeaderKey`], `()` (no key: every request counts against one global quota) and, with the
+/// `auth` feature, `PrincipalKey`.
 pub trait MakeKey<B> {
     /// The key of `req`.
     fn make_key(&self, req: &Request<B>) -> Option<Key>;
@@ -140,6 +141,13 @@ where
 {
     fn make_key(&self, req: &Request<B>) -> Option<Key> {
         self(req)
+    }
+}
+
+/// No key: one quota for all requests (a global limit).
+impl<B> MakeKey<B> for () {
+    fn make_key(&self, _req: &Request<B>) -> Option<Key> {
+        None
     }
 }
 

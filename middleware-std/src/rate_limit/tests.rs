@@ -164,6 +164,18 @@ async fn a_header_key_counts_per_value_and_a_missing_header_is_anonymous() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn the_unit_key_makes_one_global_quota() {
+    let (svc, _) = counting(RateLimitLayer::new(Policy::per_minute(2)).key(()));
+    let other = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 9));
+    assert_eq!(status(&svc, from(V4)).await, StatusCode::OK);
+    assert_eq!(status(&svc, from(other)).await, StatusCode::OK);
+    assert_eq!(
+        status(&svc, Request::new(())).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_closure_picks_the_key() {
     let layer = RateLimitLayer::new(Policy::per_minute(1))
         .key(|req: &Request<()>| Some(Key::from(req.uri().path())));
@@ -389,6 +401,29 @@ proptest! {
             }
             Ok(())
         })?;
+    }
+
+    /// Any printable ASCII name is sent as a structured-field string that reads back as the
+    /// name: quoted, with exactly `"` and `\` escaped.
+    #[test]
+    fn policy_names_round_trip_through_the_header(name in "[ -~]{1,40}") {
+        let value = Policy::per_minute(7).named(&name).header_value();
+        let text = value.to_str().unwrap();
+        let quoted = text.strip_suffix(";q=7;w=60").unwrap();
+        let inner = quoted.strip_prefix('"').and_then(|q| q.strip_suffix('"')).unwrap();
+        let mut unescaped = String::new();
+        let mut chars = inner.chars();
+        while let Some(c) = chars.next() {
+            if c == '\\' {
+                let next = chars.next().unwrap();
+                prop_assert!(next == '"' || next == '\\');
+                unescaped.push(next);
+            } else {
+                prop_assert!(c != '"', "an unescaped quote");
+                unescaped.push(c);
+            }
+        }
+        prop_assert_eq!(unescaped, name);
     }
 
     /// Any bytes make a key of at most `MAX_KEY_LEN` bytes, equal only to itself.
