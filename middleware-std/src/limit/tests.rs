@@ -368,6 +368,43 @@ async fn poll_ready_is_the_inner_services_readiness() {
     drain(running.await.unwrap().unwrap()).await;
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_waiter_keeps_the_inner_readiness_reservation_and_gives_it_back_when_turned_away() {
+    let gate = Gate::new();
+    let reserved = Arc::new(AtomicUsize::new(0));
+    let limit = ConcurrencyLimitLayer::new(1).queue(1, Duration::from_secs(1));
+    let svc = limit.layer(Reserving {
+        inner: gate.service(),
+        reserved: Arc::clone(&reserved),
+        ready: false,
+    });
+    let running = tokio::spawn(svc.clone().oneshot(Request::new(())));
+    gate.wait_entered(1).await;
+    assert_eq!(
+        reserved.load(Ordering::SeqCst),
+        0,
+        "the running request used its reservation"
+    );
+
+    let mut waiter = svc.clone();
+    poll_fn(|cx| waiter.poll_ready(cx)).await.unwrap();
+    let future = waiter.call(Request::new(()));
+    // The ready handle went into the queue with the request; the one left behind is fresh.
+    assert_eq!(reserved.load(Ordering::SeqCst), 1);
+    let res = future.await.unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        reserved.load(Ordering::SeqCst),
+        0,
+        "given back with the rejection"
+    );
+    drop(waiter);
+
+    gate.open(1);
+    drain(running.await.unwrap().unwrap()).await;
+    assert_eq!(reserved.load(Ordering::SeqCst), 0);
+}
+
 #[tokio::test]
 async fn the_layer_passes_the_conformance_kit() {
     Conformance::new(ConcurrencyLimitLayer::new(4)).run().await;
@@ -520,3 +557,56 @@ impl Body for FailingBody {
 
 #[derive(Debug, Clone)]
 struct Probe;
+
+/// A service whose readiness is a reservation (like tower's `Buffer`): counted from a
+/// successful `poll_ready` until `call` or drop.
+struct Reserving<S> {
+    inner: S,
+    reserved: Arc<AtomicUsize>,
+    ready: bool,
+}
+
+impl<S: Clone> Clone for Reserving<S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            reserved: Arc::clone(&self.reserved),
+            ready: false,
+        }
+    }
+}
+
+impl<S> Drop for Reserving<S> {
+    fn drop(&mut self) {
+        if self.ready {
+            self.reserved.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl<S, R> Service<R> for Reserving<S>
+where
+    S: Service<R>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), S::Error>> {
+        let poll = self.inner.poll_ready(cx);
+        if matches!(poll, Poll::Ready(Ok(()))) && !self.ready {
+            self.ready = true;
+            self.reserved.fetch_add(1, Ordering::SeqCst);
+        }
+        poll
+    }
+
+    fn call(&mut self, req: R) -> S::Future {
+        assert!(
+            std::mem::take(&mut self.ready),
+            "called without a reservation"
+        );
+        self.reserved.fetch_sub(1, Ordering::SeqCst);
+        self.inner.call(req)
+    }
+}
