@@ -51,9 +51,9 @@ impl<B> LimitedBody<B> {
         }
     }
 
-    pub(crate) fn with_signal(inner: B, limit: u64, signal: Arc<AtomicBool>) -> Self {
+    pub(crate) fn with_signal(inner: B, limit: u64, signal: Option<Arc<AtomicBool>>) -> Self {
         Self {
-            signal: Some(signal),
+            signal,
             ..Self::new(inner, limit)
         }
     }

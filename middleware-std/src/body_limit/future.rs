@@ -30,7 +30,8 @@ pin_project_lite::pin_project! {
         Inner {
             #[pin]
             future: F,
-            signal: Arc<AtomicBool>,
+            // `None` for an empty body.
+            signal: Option<Arc<AtomicBool>>,
             context: Option<Context>,
             close: bool,
         },
@@ -48,7 +49,7 @@ impl<F> ResponseFuture<F> {
 
     pub(crate) const fn new(
         future: F,
-        signal: Arc<AtomicBool>,
+        signal: Option<Arc<AtomicBool>>,
         context: Option<Context>,
         close: bool,
     ) -> Self {
@@ -68,9 +69,10 @@ impl<F> fmt::Debug for ResponseFuture<F> {
         let mut d = f.debug_struct(stringify!(ResponseFuture));
         match &self.kind {
             Kind::Rejected { .. } => d.field("rejected", &true),
-            Kind::Inner { signal, .. } => d
-                .field("future", &"...")
-                .field("exceeded", &signal.load(Ordering::Relaxed)),
+            Kind::Inner { signal, .. } => d.field("future", &"...").field(
+                "exceeded",
+                &signal.as_ref().is_some_and(|s| s.load(Ordering::Relaxed)),
+            ),
         }
         .finish()
     }
@@ -94,7 +96,7 @@ where
                 close,
             } => {
                 let result = ready!(future.poll(cx));
-                if signal.load(Ordering::Acquire) {
+                if signal.as_ref().is_some_and(|s| s.load(Ordering::Acquire)) {
                     // The body passed the limit before the head: whatever the handler made of
                     // the error (or of ignoring it), the answer is `413`.
                     let cx = context.take().unwrap_or_default();

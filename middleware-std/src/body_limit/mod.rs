@@ -16,6 +16,9 @@
 //!   the connection cannot be reused (hyper closes it after the response instead of draining
 //!   an unbounded body). HTTP/2 forbids the header; there the stream ends on its own.
 //!
+//! An empty body (`is_end_stream`, a `GET`) passes at no cost; any other body costs one
+//! allocation, the flag its [`LimitedBody`] shares with the layer's future.
+//!
 //! The `413` is rendered by the request's [`Renderer`](crate::Renderer) (RFC 9457 problem
 //! details by default), like every other error response of this crate.
 //!

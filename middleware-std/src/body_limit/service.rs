@@ -61,9 +61,10 @@ where
         }
         // A body that brings more bytes than it declared is cut at what it declared.
         let limit = declared_length(req.headers()).map_or(self.limit, |len| len.min(self.limit));
-        let signal = Arc::new(AtomicBool::new(false));
+        // An empty body (a `GET`) cannot pass any limit: no flag, no allocation.
+        let signal = (!req.body().is_end_stream()).then(|| Arc::new(AtomicBool::new(false)));
         let cx = req.try_context().cloned();
-        let req = req.map(|body| LimitedBody::with_signal(body, limit, Arc::clone(&signal)));
+        let req = req.map(|body| LimitedBody::with_signal(body, limit, signal.clone()));
         // Called right here: the service that reported ready is the one called.
         ResponseFuture::new(self.inner.call(req), signal, cx, close)
     }

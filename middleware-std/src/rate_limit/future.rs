@@ -1,7 +1,7 @@
 //! [`ResponseFuture`] of [`RateLimit`](super::RateLimit), and the `429`.
 
 use std::{
-    fmt,
+    fmt::{self, Write as _},
     future::Future,
     pin::Pin,
     sync::Arc,
@@ -24,14 +24,21 @@ pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-poli
 /// The headers of an allowed response: the policy's, its quoted name, the decision.
 type Headers = (HeaderValue, Arc<str>, Decision);
 
-/// `RateLimit: "<name>";r=<remaining>;t=<seconds until reset, rounded up>`.
+/// `RateLimit: "<name>";r=<remaining>;t=<seconds until reset, rounded up>`, built in a buffer
+/// of the exact length (one allocation, kept by the header value as is).
 fn ratelimit_value(quoted: &str, decision: Decision) -> HeaderValue {
-    let value = format!(
-        "{quoted};r={};t={}",
-        decision.remaining(),
-        ceil_secs(decision.reset())
-    );
-    HeaderValue::try_from(value).expect("printable ASCII")
+    let remaining = u64::from(decision.remaining());
+    let reset = ceil_secs(decision.reset());
+    let len = quoted.len() + ";r=".len() + digits(remaining) + ";t=".len() + digits(reset);
+    let mut value = String::with_capacity(len);
+    let _ = write!(value, "{quoted};r={remaining};t={reset}");
+    debug_assert_eq!(value.len(), len);
+    HeaderValue::from_maybe_shared(Bytes::from(value)).expect("printable ASCII")
+}
+
+/// Decimal digits of `n`.
+fn digits(n: u64) -> usize {
+    n.checked_ilog10().map_or(1, |log| log as usize + 1)
 }
 
 fn add_headers(headers: &mut HeaderMap, (policy, quoted, decision): Headers) {

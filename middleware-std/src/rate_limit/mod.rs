@@ -29,6 +29,9 @@
 //!   the in-process store) or later ([`Check::Pending`], a store across the network, e.g.
 //!   Redis), so instances of a service can count together.
 //!
+//! With the [`MemoryStore`], a request under a key already tracked costs one allocation, the
+//! `RateLimit` header value (none without the headers on allowed responses).
+//!
 //! `poll_ready` is the inner service's readiness: the limit answers, it does not apply
 //! backpressure. With a store that decides later, the ready inner service waits with the
 //! request (`mem::replace` with a clone) and is called once the decision allows it.
