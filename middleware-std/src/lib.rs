@@ -27,14 +27,20 @@ pub use middleware_macros::handler;
 
 #[cfg(feature = "auth")]
 pub mod auth;
+#[cfg(feature = "body-limit")]
+pub mod body_limit;
 #[cfg(feature = "breaker")]
 pub mod breaker;
 #[cfg(feature = "call-timeout")]
 pub mod call_timeout;
 #[cfg(feature = "catch-panic")]
 pub mod catch_panic;
+#[cfg(feature = "limit")]
+pub mod limit;
 #[cfg(feature = "logging")]
 pub mod logging;
+#[cfg(feature = "rate-limit")]
+pub mod rate_limit;
 #[cfg(feature = "request-id")]
 pub mod request_id;
 #[cfg(feature = "retry")]

@@ -160,7 +160,10 @@ impl Route {
             | Self::AbortUpload => RequestOutcome::Completed,
             // The body's panic reaches the log as the body's error.
             Self::PanicBody | Self::InnerError => RequestOutcome::Error,
-            Self::Slow | Self::SlowLoris => RequestOutcome::TimedOut,
+            // The client's own `grpc-timeout` is the tighter deadline: its expiry is the client's
+            // outcome (WARN), not the server's timeout (ERROR).
+            Self::Slow => RequestOutcome::ClientDeadline,
+            Self::SlowLoris => RequestOutcome::TimedOut,
             Self::AbortStream | Self::AbortPending => RequestOutcome::Disconnected,
         }
     }

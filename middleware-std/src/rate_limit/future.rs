@@ -1,0 +1,203 @@
+//! [`ResponseFuture`] of [`RateLimit`](super::RateLimit), and the `429`.
+
+use std::{
+    fmt::{self, Write as _},
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context as TaskContext, Poll, ready},
+};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, header};
+use middleware_core::{Context, Error, RequestExt, ResponseBody};
+use tower_service::Service;
+
+use super::store::{Decision, ceil_secs};
+
+/// The `RateLimit` header (draft-ietf-httpapi-ratelimit-headers).
+pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+
+/// The `RateLimit-Policy` header (draft-ietf-httpapi-ratelimit-headers).
+pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+
+/// The headers of an allowed response: the policy's, its quoted name, the decision.
+type Headers = (HeaderValue, Arc<str>, Decision);
+
+/// `RateLimit: "<name>";r=<remaining>;t=<seconds until reset, rounded up>`, built in a buffer
+/// of the exact length (one allocation, kept by the header value as is).
+fn ratelimit_value(quoted: &str, decision: Decision) -> HeaderValue {
+    let remaining = u64::from(decision.remaining());
+    let reset = ceil_secs(decision.reset());
+    let len = quoted.len() + ";r=".len() + digits(remaining) + ";t=".len() + digits(reset);
+    let mut value = String::with_capacity(len);
+    let _ = write!(value, "{quoted};r={remaining};t={reset}");
+    debug_assert_eq!(value.len(), len);
+    HeaderValue::from_maybe_shared(Bytes::from(value)).expect("printable ASCII")
+}
+
+/// Decimal digits of `n`.
+fn digits(n: u64) -> usize {
+    n.checked_ilog10().map_or(1, |log| log as usize + 1)
+}
+
+fn add_headers(headers: &mut HeaderMap, (policy, quoted, decision): Headers) {
+    // Appended: a list may span several fields (nested limits each add their item).
+    headers.append(RATELIMIT_POLICY, policy);
+    headers.append(RATELIMIT, ratelimit_value(&quoted, decision));
+}
+
+/// The `429`: rendered by the request's renderer, with `Retry-After` and both headers.
+pub(crate) fn limited(
+    cx: &Context,
+    policy: HeaderValue,
+    quoted: &Arc<str>,
+    decision: Decision,
+) -> Response<Bytes> {
+    // At least a second: a client told "0" would retry at once.
+    let after = ceil_secs(decision.reset()).max(1);
+    let mut res = cx.render_error(
+        &Error::new(StatusCode::TOO_MANY_REQUESTS)
+            .with_header(header::RETRY_AFTER, HeaderValue::from(after)),
+    );
+    let decision = Decision::limited(std::time::Duration::from_secs(after));
+    add_headers(res.headers_mut(), (policy, Arc::clone(quoted), decision));
+    res
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of [`RateLimit`](super::RateLimit).
+    pub struct ResponseFuture<S, R, C>
+    where
+        S: Service<R>,
+    {
+        #[pin]
+        state: State<S, R, S::Future, C>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = StateProj]
+    enum State<S, R, F, C> {
+        Rejected { response: Option<Response<Bytes>> },
+        Checking {
+            #[pin]
+            check: C,
+            call: Option<(S, R)>,
+            policy: Option<(HeaderValue, Arc<str>)>,
+            on_allowed: bool,
+        },
+        Running {
+            #[pin]
+            future: F,
+            headers: Option<Headers>,
+        },
+    }
+}
+
+impl<S, R, C> ResponseFuture<S, R, C>
+where
+    S: Service<R>,
+{
+    pub(crate) const fn rejected(response: Response<Bytes>) -> Self {
+        Self {
+            state: State::Rejected {
+                response: Some(response),
+            },
+        }
+    }
+
+    pub(crate) const fn running(future: S::Future, headers: Option<Headers>) -> Self {
+        Self {
+            state: State::Running { future, headers },
+        }
+    }
+
+    pub(crate) const fn checking(
+        check: C,
+        service: S,
+        request: R,
+        policy: HeaderValue,
+        quoted: Arc<str>,
+        on_allowed: bool,
+    ) -> Self {
+        Self {
+            state: State::Checking {
+                check,
+                call: Some((service, request)),
+                policy: Some((policy, quoted)),
+                on_allowed,
+            },
+        }
+    }
+}
+
+impl<S, R, C> fmt::Debug for ResponseFuture<S, R, C>
+where
+    S: Service<R>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.state {
+            State::Rejected { .. } => "rejected",
+            State::Checking { .. } => "checking",
+            State::Running { .. } => "running",
+        };
+        f.debug_struct(stringify!(ResponseFuture))
+            .field("state", &state)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, ReqBody, ResBody, C> Future for ResponseFuture<S, Request<ReqBody>, C>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    C: Future<Output = Decision>,
+{
+    type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        loop {
+            let next = match self.as_mut().project().state.project() {
+                StateProj::Rejected { response } => {
+                    return Poll::Ready(Ok(ResponseBody::response(
+                        response.take().expect("future polled after completion"),
+                    )));
+                }
+                StateProj::Checking {
+                    check,
+                    call,
+                    policy,
+                    on_allowed,
+                } => {
+                    let decision = ready!(check.poll(cx));
+                    let (mut service, mut request) =
+                        call.take().expect("future polled after completion");
+                    let (policy, quoted) = policy.take().expect("future polled after completion");
+                    if decision.is_allowed() {
+                        // The service taken ready in `call` is the one called.
+                        State::Running {
+                            future: service.call(request),
+                            headers: on_allowed.then_some((policy, quoted, decision)),
+                        }
+                    } else {
+                        drop(service);
+                        State::Rejected {
+                            response: Some(limited(request.context(), policy, &quoted, decision)),
+                        }
+                    }
+                }
+                StateProj::Running { future, headers } => {
+                    let result = ready!(future.poll(cx));
+                    let headers = headers.take();
+                    return Poll::Ready(result.map(|mut res| {
+                        if let Some(headers) = headers {
+                            add_headers(res.headers_mut(), headers);
+                        }
+                        res.map(ResponseBody::new)
+                    }));
+                }
+            };
+            self.as_mut().project().state.set(next);
+        }
+    }
+}
