@@ -459,6 +459,7 @@ impl Context {
     /// assert_eq!(cx.marks()[0].name(), "mw.my_layer");
     /// ```
     #[must_use]
+    #[inline]
     pub fn layer_times_requested(&self) -> bool {
         self.shared
             .request()

@@ -100,6 +100,7 @@ impl Shared {
     }
 
     /// The root scope of `scope`'s request.
+    #[inline]
     pub(super) fn root_of(scope: &Arc<Self>) -> &Arc<Self> {
         match &scope.home {
             Home::Root(_) => scope,
@@ -108,6 +109,7 @@ impl Shared {
     }
 
     /// The request's state, shared by all its scopes.
+    #[inline]
     pub(super) fn request(&self) -> &RequestState {
         match &self.home {
             Home::Root(state) => state,
@@ -116,12 +118,14 @@ impl Shared {
     }
 
     /// The scopes whose cancellation reaches this one: itself, its parent, and so on up.
+    #[inline]
     fn lineage(&self) -> impl Iterator<Item = &Self> {
         std::iter::successors(Some(self), |scope| scope.parent.as_deref())
     }
 
     /// The deadline in force, in nanoseconds after the request was created: the earliest of
     /// this scope's and its parents'.
+    #[inline]
     pub(super) fn deadline_nanos(&self) -> u64 {
         self.lineage()
             .map(|scope| scope.deadline.load(Ordering::Acquire))
@@ -146,6 +150,7 @@ impl Shared {
         self.deadline_nanos()
     }
 
+    #[inline]
     pub(super) fn own_cause(&self) -> Option<CancelCause> {
         CancelCause::from_u8(self.cause.load(Ordering::Acquire))
     }

@@ -134,5 +134,6 @@ where
 
 /// The time on `cx`'s clock since `started`, if it was read.
 fn since(cx: Option<&Context>, started: Option<Duration>) -> Option<Duration> {
-    Some(cx?.elapsed().saturating_sub(started?))
+    let started = started?;
+    Some(cx?.elapsed().saturating_sub(started))
 }
