@@ -497,6 +497,47 @@ mod tests {
     }
 
     #[test]
+    fn a_request_renders_with_its_context_s_renderer_or_problem_details() {
+        use crate::RequestExt;
+
+        let err = Error::new(StatusCode::FORBIDDEN);
+        let bare = http::Request::new(());
+        let res = bare.render_error(&err);
+        assert_eq!(res.status(), StatusCode::FORBIDDEN);
+        assert_eq!(
+            res.headers()[header::CONTENT_TYPE],
+            "application/problem+json"
+        );
+        assert!(bare.try_context().is_none(), "rendering creates no context");
+
+        let mut req = http::Request::new(());
+        req.context()
+            .insert(Renderer::new(|err: &Error, _: &Context| {
+                let mut res = http::Response::new(Bytes::from_static(b"custom"));
+                *res.status_mut() = err.status();
+                res
+            }));
+        assert_eq!(req.render_error(&err).body(), "custom");
+        let (parts, ()) = req.into_parts();
+        assert_eq!(parts.render_error(&err).body(), "custom");
+        assert_eq!(parts.extensions.render_error(&err).body(), "custom");
+    }
+
+    #[test]
+    fn a_request_whose_renderer_panics_gets_the_fixed_500() {
+        use crate::RequestExt;
+
+        let mut req = http::Request::new(());
+        req.context().insert(Renderer::new(
+            |_: &Error, _: &Context| -> http::Response<Bytes> { panic!("renderer bug") },
+        ));
+        let res = req.render_error(&Error::new(StatusCode::BAD_REQUEST));
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(res.body(), FALLBACK_BODY);
+        assert_eq!(req.context().cause(), Some(CancelCause::Panicked));
+    }
+
+    #[test]
     fn a_working_renderer_does_not_cancel() {
         let mut cx = Context::new();
         cx.insert(Renderer::new(|err: &Error, _: &Context| {
