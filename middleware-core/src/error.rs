@@ -161,7 +161,7 @@ where
 
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Error")
+        f.debug_struct(stringify!(Error))
             .field("status", &self.0.status)
             .field("detail", &self.0.detail)
             .field("headers", &self.0.headers.keys().collect::<Vec<_>>())
@@ -341,7 +341,7 @@ impl Renderer {
 
 impl fmt::Debug for Renderer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("Renderer").field(&"..").finish()
+        f.debug_tuple(stringify!(Renderer)).field(&"..").finish()
     }
 }
 

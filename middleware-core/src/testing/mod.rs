@@ -189,7 +189,7 @@ impl Wake for Flag {
 
 impl fmt::Debug for Probe {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Probe")
+        f.debug_struct(stringify!(Probe))
             .field("ready", &self.ready)
             .finish_non_exhaustive()
     }
@@ -249,7 +249,7 @@ pub struct Conformance<L> {
 
 impl<L> fmt::Debug for Conformance<L> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Conformance")
+        f.debug_struct(stringify!(Conformance))
             .field("layer", &std::any::type_name::<L>())
             .finish_non_exhaustive()
     }
