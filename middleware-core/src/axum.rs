@@ -3,7 +3,9 @@
 //! - [`Context`]: the request's context, found or created; never rejects.
 //! - [`RequestId`]: the id a request-id layer set. Absent, it is a server misconfiguration (no
 //!   such layer in front of the handler), answered with a `500` rendered by the request's error
-//!   renderer ([`MissingRequestId`]); take `Option<RequestId>` when the layer is optional.
+//!   renderer ([`MissingContextValue`]); take `Option<RequestId>` when the layer is optional.
+//! - [`MissingContextValue`]: the one rejection of every extractor of a context value that no
+//!   layer provided (core's, `middleware-std`'s, and a layer author's own).
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -43,18 +45,13 @@ impl<S: Send + Sync> FromRequestParts<S> for Context {
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for RequestId {
-    type Rejection = MissingRequestId;
+    type Rejection = MissingContextValue;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        if let Some(id) = parts.try_context().and_then(Context::request_id) {
-            return Ok(id.clone());
+        match parts.try_context().and_then(Context::request_id) {
+            Some(id) => Ok(id.clone()),
+            None => Err(MissingContextValue::new(parts, stringify!(RequestId))),
         }
-        let error = Error::new(StatusCode::INTERNAL_SERVER_ERROR);
-        let response = match parts.try_context() {
-            Some(cx) => cx.render_error(&error),
-            None => Context::new().render_error(&error),
-        };
-        Err(MissingRequestId(response))
     }
 }
 
@@ -66,27 +63,72 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for RequestId {
     }
 }
 
-/// The rejection of a [`RequestId`] extractor when no layer set an id: a `500` (the server
-/// is misconfigured, the client did nothing wrong), rendered by the request's renderer.
-pub struct MissingRequestId(http::Response<Bytes>);
+/// The rejection of an extractor whose context value no layer provided: a `500 Internal Server
+/// Error` (the server is misconfigured, the client did nothing wrong), rendered with the
+/// request's renderer ([`RequestExt::render_error`]). It names the missing type.
+///
+/// The rejection of core's [`RequestId`] extractor and of `middleware-std`'s; a layer author's
+/// extractor of its own context value can answer with it too:
+///
+/// ```
+/// use axum::response::IntoResponse;
+/// use http::{Request, StatusCode};
+/// use middleware_core::axum::MissingContextValue;
+///
+/// let (parts, ()) = Request::new(()).into_parts();
+/// let rejection = MissingContextValue::new(&parts, "Tenant");
+/// assert_eq!(rejection.what(), "Tenant");
+/// assert_eq!(rejection.to_string(), "no layer provided the `Tenant` context value");
+/// assert_eq!(rejection.into_response().status(), StatusCode::INTERNAL_SERVER_ERROR);
+/// ```
+pub struct MissingContextValue {
+    what: &'static str,
+    response: http::Response<Bytes>,
+}
 
-impl fmt::Debug for MissingRequestId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("MissingRequestId").finish()
+impl MissingContextValue {
+    /// The rejection for the request `req` (its parts, or the request itself), whose context
+    /// value of type `what` (e.g. `"RequestId"`) is missing. The response is rendered now, with
+    /// the request's renderer.
+    #[must_use]
+    pub fn new(req: &impl RequestExt, what: &'static str) -> Self {
+        let response = req.render_error(&Error::new(StatusCode::INTERNAL_SERVER_ERROR));
+        Self { what, response }
+    }
+
+    /// The type of the missing value, e.g. `"RequestId"`.
+    #[must_use]
+    pub fn what(&self) -> &'static str {
+        self.what
     }
 }
 
-impl fmt::Display for MissingRequestId {
+impl fmt::Debug for MissingContextValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("no request id: put a request-id layer in front of this handler")
+        f.debug_struct(stringify!(MissingContextValue))
+            .field("what", &self.what)
+            .field("status", &self.response.status())
+            .finish_non_exhaustive()
     }
 }
 
-impl IntoResponse for MissingRequestId {
+impl fmt::Display for MissingContextValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "no layer provided the `{}` context value", self.what)
+    }
+}
+
+impl std::error::Error for MissingContextValue {}
+
+impl IntoResponse for MissingContextValue {
     fn into_response(self) -> Response {
-        self.0.map(axum_core::body::Body::from)
+        self.response.map(axum_core::body::Body::from)
     }
 }
+
+/// The former name of [`MissingContextValue`], the rejection of the [`RequestId`] extractor.
+#[deprecated(since = "0.1.0", note = "use `MissingContextValue` instead")]
+pub type MissingRequestId = MissingContextValue;
 
 #[cfg(test)]
 mod tests {
@@ -146,5 +188,28 @@ mod tests {
         let req = Request::get("/optional").body(Body::empty()).unwrap();
         let res = app.oneshot(req).await.unwrap();
         assert_eq!(body(res.map(Body::new)).await, "None");
+    }
+
+    #[tokio::test]
+    async fn a_missing_request_id_names_its_type_and_uses_the_request_s_renderer() {
+        let mut req = Request::new(Body::empty());
+        req.context()
+            .insert(crate::Renderer::new(|err: &Error, _: &Context| {
+                let mut res = http::Response::new(Bytes::from_static(b"custom"));
+                *res.status_mut() = err.status();
+                res
+            }));
+        let (mut parts, _) = req.into_parts();
+        let rejection = <RequestId as FromRequestParts<()>>::from_request_parts(&mut parts, &())
+            .await
+            .unwrap_err();
+        assert_eq!(rejection.what(), "RequestId");
+        assert_eq!(
+            rejection.to_string(),
+            "no layer provided the `RequestId` context value"
+        );
+        let res = rejection.into_response();
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(body(res).await, "custom");
     }
 }

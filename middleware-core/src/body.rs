@@ -110,9 +110,12 @@ impl<B> From<Bytes> for ResponseBody<B> {
 impl<B> fmt::Debug for ResponseBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
-            Kind::Inner { .. } => f.debug_tuple("ResponseBody::Inner").field(&"..").finish(),
+            Kind::Inner { .. } => f
+                .debug_tuple(concat!(stringify!(ResponseBody), "::", stringify!(Inner)))
+                .field(&"..")
+                .finish(),
             Kind::Full { data } => f
-                .debug_struct("ResponseBody::Full")
+                .debug_struct(concat!(stringify!(ResponseBody), "::", stringify!(Full)))
                 .field("len", &data.as_ref().map_or(0, Bytes::len))
                 .finish(),
         }

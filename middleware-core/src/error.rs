@@ -161,7 +161,7 @@ where
 
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Error")
+        f.debug_struct(stringify!(Error))
             .field("status", &self.0.status)
             .field("detail", &self.0.detail)
             .field("headers", &self.0.headers.keys().collect::<Vec<_>>())
@@ -341,7 +341,7 @@ impl Renderer {
 
 impl fmt::Debug for Renderer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("Renderer").field(&"..").finish()
+        f.debug_tuple(stringify!(Renderer)).field(&"..").finish()
     }
 }
 
@@ -494,6 +494,47 @@ mod tests {
         });
         assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(cx.cause(), Some(CancelCause::Panicked));
+    }
+
+    #[test]
+    fn a_request_renders_with_its_context_s_renderer_or_problem_details() {
+        use crate::RequestExt;
+
+        let err = Error::new(StatusCode::FORBIDDEN);
+        let bare = http::Request::new(());
+        let res = bare.render_error(&err);
+        assert_eq!(res.status(), StatusCode::FORBIDDEN);
+        assert_eq!(
+            res.headers()[header::CONTENT_TYPE],
+            "application/problem+json"
+        );
+        assert!(bare.try_context().is_none(), "rendering creates no context");
+
+        let mut req = http::Request::new(());
+        req.context()
+            .insert(Renderer::new(|err: &Error, _: &Context| {
+                let mut res = http::Response::new(Bytes::from_static(b"custom"));
+                *res.status_mut() = err.status();
+                res
+            }));
+        assert_eq!(req.render_error(&err).body(), "custom");
+        let (parts, ()) = req.into_parts();
+        assert_eq!(parts.render_error(&err).body(), "custom");
+        assert_eq!(parts.extensions.render_error(&err).body(), "custom");
+    }
+
+    #[test]
+    fn a_request_whose_renderer_panics_gets_the_fixed_500() {
+        use crate::RequestExt;
+
+        let mut req = http::Request::new(());
+        req.context().insert(Renderer::new(
+            |_: &Error, _: &Context| -> http::Response<Bytes> { panic!("renderer bug") },
+        ));
+        let res = req.render_error(&Error::new(StatusCode::BAD_REQUEST));
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(res.body(), FALLBACK_BODY);
+        assert_eq!(req.context().cause(), Some(CancelCause::Panicked));
     }
 
     #[test]

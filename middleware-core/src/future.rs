@@ -39,7 +39,8 @@ impl<T, E> Future for ResponseFuture<T, E> {
 
 impl<T, E> fmt::Debug for ResponseFuture<T, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+        f.debug_struct(stringify!(ResponseFuture))
+            .finish_non_exhaustive()
     }
 }
 
@@ -127,7 +128,7 @@ where
 
 impl<H: Hook, F> fmt::Debug for HookFuture<H, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HookFuture")
+        f.debug_struct(stringify!(HookFuture))
             .field("hook", &std::any::type_name::<H>())
             .finish_non_exhaustive()
     }

@@ -53,7 +53,7 @@ impl<'a, S, B> ServiceNext<'a, S, B> {
 
 impl<S: fmt::Debug, B> fmt::Debug for ServiceNext<'_, S, B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ServiceNext")
+        f.debug_struct(stringify!(ServiceNext))
             .field("inner", &self.inner)
             .finish()
     }

@@ -1,78 +1,17 @@
-//! Heap allocations per request, counted by a counting global allocator (`allocation-counter`,
-//! per thread, so parallel tests do not disturb each other). The counts are deterministic and
-//! asserted exactly.
-//!
-//! Every request is driven by hand with a no-op waker: the inner service is ready at once and
-//! answers with a ready future, so nothing but the layers under test can allocate.
+//! Heap allocations per request, counted with the kit's harness
+//! (`middleware_core::testing::allocations_per_request`, feature `testing-alloc`). The counts
+//! are deterministic and asserted exactly.
 #![allow(missing_docs)]
 
-use std::{
-    convert::Infallible,
-    future::Future,
-    ops::ControlFlow,
-    pin::pin,
-    task::{Context as TaskContext, Poll, Waker},
-    time::Duration,
-};
+use std::{ops::ControlFlow, time::Duration};
 
 use bytes::Bytes;
 use http::{Request, Response};
+use middleware_core::testing::{Bare, allocations_per_request, measure};
 use middleware_core::{
     Hook, HookLayer, Middleware, MiddlewareLayer, Next, Outcome, RequestExt, ResponseBody,
 };
 use tower_layer::Layer;
-use tower_service::Service;
-
-const REQUESTS: u64 = 100;
-
-/// The bare inner service: `200` with an empty body, no allocation.
-#[derive(Clone, Copy)]
-struct Bare;
-
-impl Service<Request<String>> for Bare {
-    type Response = Response<String>;
-    type Error = Infallible;
-    type Future = std::future::Ready<Result<Response<String>, Infallible>>;
-
-    fn poll_ready(&mut self, _: &mut TaskContext<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _: Request<String>) -> Self::Future {
-        std::future::ready(Ok(Response::new(String::new())))
-    }
-}
-
-/// Allocations per request through `svc`, for requests made by `make`.
-fn per_request<S>(mut svc: S, make: impl Fn() -> Request<String>) -> u64
-where
-    S: Service<Request<String>>,
-    S::Error: std::fmt::Debug,
-{
-    let mut cx = TaskContext::from_waker(Waker::noop());
-    let mut one = || {
-        let req = make();
-        assert!(svc.poll_ready(&mut cx).is_ready());
-        let mut future = pin!(svc.call(req));
-        match future.as_mut().poll(&mut cx) {
-            Poll::Ready(res) => drop(res.expect("request failed")),
-            Poll::Pending => panic!("the request did not complete in one poll"),
-        }
-    };
-    one(); // warm-up: lazily initialised statics are not per-request costs
-    let info = allocation_counter::measure(|| {
-        for _ in 0..REQUESTS {
-            one();
-        }
-    });
-    assert_eq!(info.count_current, 0, "a request leaked memory");
-    assert_eq!(
-        info.count_total % REQUESTS,
-        0,
-        "allocations are not the same for every request: {info:?}"
-    );
-    info.count_total / REQUESTS
-}
 
 fn plain() -> Request<String> {
     Request::new(String::new())
@@ -152,10 +91,10 @@ fn an_around_chain_that_ignores_the_context_costs_one_box() {
         .then(PassThrough)
         .then(PassThrough)
         .then(PassThrough);
-    let svc = MiddlewareLayer::new(chain).layer(Bare);
-    assert_eq!(per_request(svc, plain), 1);
+    let svc = MiddlewareLayer::new(chain).layer(Bare::new());
+    assert_eq!(allocations_per_request(svc, plain), 1);
     assert_eq!(
-        per_request(MiddlewareLayer::new(PassThrough).layer(Bare), plain),
+        allocations_per_request(MiddlewareLayer::new(PassThrough).layer(Bare::new()), plain),
         1
     );
 }
@@ -164,9 +103,9 @@ fn an_around_chain_that_ignores_the_context_costs_one_box() {
 fn inserting_a_typed_value_costs_one_allocation() {
     let mut cx = middleware_core::Context::new();
     cx.insert(1_u8);
-    let info = allocation_counter::measure(|| cx.insert(2_u16));
+    let info = measure(|| cx.insert(2_u16));
     assert_eq!(info.count_total, 1);
-    let info = allocation_counter::measure(|| cx.insert(3_u8)); // replaces
+    let info = measure(|| cx.insert(3_u8)); // replaces
     assert_eq!(info.count_total, 1);
     assert_eq!(cx.get::<u8>(), Some(&3));
     assert_eq!(cx.get::<u16>(), Some(&2));
@@ -174,62 +113,65 @@ fn inserting_a_typed_value_costs_one_allocation() {
 
 #[test]
 fn the_bare_service_does_not_allocate() {
-    assert_eq!(per_request(Bare, plain), 0);
+    assert_eq!(allocations_per_request(Bare::new(), plain), 0);
 }
 
 #[test]
 fn a_hook_that_does_not_touch_the_context_adds_no_allocation() {
-    let svc = HookLayer::new(StaticHeader).layer(Bare);
-    assert_eq!(per_request(svc, plain), 0);
-    let five =
-        HookLayer::new(StaticHeader).layer(HookLayer::new(StaticHeader).layer(
-            HookLayer::new(StaticHeader).layer(
-                HookLayer::new(StaticHeader).layer(HookLayer::new(StaticHeader).layer(Bare)),
-            ),
-        ));
-    assert_eq!(per_request(five, plain), 0);
+    let svc = HookLayer::new(StaticHeader).layer(Bare::new());
+    assert_eq!(allocations_per_request(svc, plain), 0);
+    let five = HookLayer::new(StaticHeader).layer(HookLayer::new(StaticHeader).layer(
+        HookLayer::new(StaticHeader).layer(
+            HookLayer::new(StaticHeader).layer(HookLayer::new(StaticHeader).layer(Bare::new())),
+        ),
+    ));
+    assert_eq!(allocations_per_request(five, plain), 0);
 }
 
 #[test]
 fn the_context_costs_two_allocations_once_per_request() {
     // The context: its shared state (one `Arc`) and its extension slot (one `Box`).
-    let base = per_request(Bare, with_extensions);
-    let one = HookLayer::new(NeedsContext).layer(Bare);
-    assert_eq!(per_request(one, with_extensions) - base, 2);
+    let base = allocations_per_request(Bare::new(), with_extensions);
+    let one = HookLayer::new(NeedsContext).layer(Bare::new());
+    assert_eq!(allocations_per_request(one, with_extensions) - base, 2);
     // Found, not re-created, by every later layer.
     let three = HookLayer::new(NeedsContext)
-        .layer(HookLayer::new(NeedsContext).layer(HookLayer::new(NeedsContext).layer(Bare)));
-    assert_eq!(per_request(three, with_extensions) - base, 2);
+        .layer(HookLayer::new(NeedsContext).layer(HookLayer::new(NeedsContext).layer(Bare::new())));
+    assert_eq!(allocations_per_request(three, with_extensions) - base, 2);
 }
 
 #[test]
 fn an_empty_extension_map_costs_two_more_on_first_insert() {
     // `http::Extensions` allocates its map (a `Box` and the hash table) on the first insert of
     // anything; a request that already carries an extension has paid that.
-    let svc = HookLayer::new(NeedsContext).layer(Bare);
-    assert_eq!(per_request(svc, plain), 4);
+    let svc = HookLayer::new(NeedsContext).layer(Bare::new());
+    assert_eq!(allocations_per_request(svc, plain), 4);
     // Making such a request costs the same two (`ConnInfo` is zero-sized: its box is free).
-    assert_eq!(per_request(Bare, with_extensions), 2);
+    assert_eq!(allocations_per_request(Bare::new(), with_extensions), 2);
 }
 
 #[test]
 fn a_chain_of_five_around_middlewares_adds_one_allocation() {
-    let base = per_request(Bare, with_extensions);
+    let base = allocations_per_request(Bare::new(), with_extensions);
     let chain = Around.then(Around).then(Around).then(Around).then(Around);
-    let svc = MiddlewareLayer::new(chain).layer(Bare);
+    let svc = MiddlewareLayer::new(chain).layer(Bare::new());
     // 2 for the context + 1 box for the whole chain's future.
-    assert_eq!(per_request(svc, with_extensions) - base, 3);
+    assert_eq!(allocations_per_request(svc, with_extensions) - base, 3);
 
-    let single = MiddlewareLayer::new(Around).layer(Bare);
-    assert_eq!(per_request(single, with_extensions) - base, 3);
+    let single = MiddlewareLayer::new(Around).layer(Bare::new());
+    assert_eq!(allocations_per_request(single, with_extensions) - base, 3);
 }
 
 #[test]
 fn around_layers_share_one_context() {
-    let base = per_request(Bare, with_extensions);
-    let two_layers = MiddlewareLayer::new(Around).layer(MiddlewareLayer::new(Around).layer(Bare));
+    let base = allocations_per_request(Bare::new(), with_extensions);
+    let two_layers =
+        MiddlewareLayer::new(Around).layer(MiddlewareLayer::new(Around).layer(Bare::new()));
     // One context (2) + one box per layer (2).
-    assert_eq!(per_request(two_layers, with_extensions) - base, 4);
+    assert_eq!(
+        allocations_per_request(two_layers, with_extensions) - base,
+        4
+    );
 }
 
 #[test]
@@ -237,16 +179,15 @@ fn a_child_or_detached_scope_costs_one_allocation() {
     let mut cx = middleware_core::Context::new();
     cx.insert(1_u8);
     let parent = cx.clone();
-    let info = allocation_counter::measure(|| drop(parent.child()));
+    let info = measure(|| drop(parent.child()));
     assert_eq!(info.count_total, 1);
-    let info =
-        allocation_counter::measure(|| drop(parent.child_with_timeout(Duration::from_secs(1))));
+    let info = measure(|| drop(parent.child_with_timeout(Duration::from_secs(1))));
     assert_eq!(info.count_total, 1);
-    let info = allocation_counter::measure(|| drop(parent.detached()));
+    let info = measure(|| drop(parent.detached()));
     assert_eq!(info.count_total, 1);
     // A grandchild is no dearer: nothing is copied down the tree.
     let child = parent.child();
-    let info = allocation_counter::measure(|| drop(child.child()));
+    let info = measure(|| drop(child.child()));
     assert_eq!(info.count_total, 1);
     assert_eq!(info.count_current, 0, "a dropped scope frees itself");
 }
@@ -255,9 +196,9 @@ fn a_child_or_detached_scope_costs_one_allocation() {
 fn a_request_that_makes_no_child_pays_what_it_paid_before_scopes() {
     // The same two allocations as `the_context_costs_two_allocations_once_per_request`, now
     // asserted next to the scope costs: scopes add nothing to a request that makes none.
-    let base = per_request(Bare, with_extensions);
-    let one = HookLayer::new(NeedsContext).layer(Bare);
-    assert_eq!(per_request(one, with_extensions) - base, 2);
-    let info = allocation_counter::measure(|| drop(middleware_core::Context::new()));
+    let base = allocations_per_request(Bare::new(), with_extensions);
+    let one = HookLayer::new(NeedsContext).layer(Bare::new());
+    assert_eq!(allocations_per_request(one, with_extensions) - base, 2);
+    let info = measure(|| drop(middleware_core::Context::new()));
     assert_eq!(info.count_total, 1, "one scope, the request's state inline");
 }

@@ -1,86 +1,35 @@
 //! Heap allocations per request through generated middleware, counted per thread with
-//! `allocation-counter` (the method of `middleware-core/tests/allocations.rs`): each macro costs
+//! `allocation-counter` (the kit's harness, `middleware_core::testing`): each macro costs
 //! exactly what the same logic hand-written against the core trait costs, and the `before`
 //! form costs nothing.
 #![allow(missing_docs)]
 
-use std::{
-    convert::Infallible,
-    future::Future,
-    ops::ControlFlow,
-    pin::pin,
-    task::{Context as TaskContext, Poll, Waker},
-};
+use std::ops::ControlFlow;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
+use middleware_core::testing::{Bare, allocations_per_request, measure, measure_per_request};
 use middleware_core::{
     Context, Hook, HookLayer, Layer, Middleware, MiddlewareLayer, Next, Outcome, RequestExt,
     ResponseBody, middleware_fn,
 };
 use tower::{Layer as _, Service};
 
-const REQUESTS: u64 = 100;
-
-/// The bare inner service: `200` with an empty body, no allocation.
-#[derive(Clone, Copy)]
-struct Bare;
-
-impl Service<Request<String>> for Bare {
-    type Response = Response<String>;
-    type Error = Infallible;
-    type Future = std::future::Ready<Result<Response<String>, Infallible>>;
-
-    fn poll_ready(&mut self, _: &mut TaskContext<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _: Request<String>) -> Self::Future {
-        std::future::ready(Ok(Response::new(String::new())))
-    }
+/// A request whose extension map is allocated up front (as a router would have), so only the
+/// layers under test are counted.
+fn request() -> Request<String> {
+    let mut req = Request::new(String::new());
+    req.extensions_mut().insert(ConnInfo);
+    req
 }
 
-/// Allocations per request through `svc`.
+/// Allocations per request through `svc` (the kit's harness).
 fn per_request<S>(svc: S) -> u64
 where
     S: Service<Request<String>>,
     S::Error: std::fmt::Debug,
 {
-    measure_per_request(svc).0
-}
-
-/// Allocations and allocated bytes per request through `svc`.
-fn measure_per_request<S>(mut svc: S) -> (u64, u64)
-where
-    S: Service<Request<String>>,
-    S::Error: std::fmt::Debug,
-{
-    let mut cx = TaskContext::from_waker(Waker::noop());
-    let mut one = || {
-        // The extension map is allocated up front (as a router would have), so only the layers
-        // under test are counted.
-        let mut req = Request::new(String::new());
-        req.extensions_mut().insert(ConnInfo);
-        assert!(svc.poll_ready(&mut cx).is_ready());
-        let mut future = pin!(svc.call(req));
-        match future.as_mut().poll(&mut cx) {
-            Poll::Ready(res) => drop(res.expect("request failed")),
-            Poll::Pending => panic!("the request did not complete in one poll"),
-        }
-    };
-    one();
-    let info = allocation_counter::measure(|| {
-        for _ in 0..REQUESTS {
-            one();
-        }
-    });
-    assert_eq!(info.count_current, 0, "a request leaked memory");
-    assert_eq!(
-        info.count_total % REQUESTS,
-        0,
-        "uneven allocations: {info:?}"
-    );
-    (info.count_total / REQUESTS, info.bytes_total / REQUESTS)
+    allocations_per_request(svc, request)
 }
 
 #[derive(Clone, Copy)]
@@ -202,17 +151,17 @@ fn fn_hook_after<B>(keyed: bool, res: &mut Response<ResponseBody<B>>) {
 
 #[test]
 fn derived_around_costs_what_hand_written_around_costs() {
-    let hand = per_request(MiddlewareLayer::new(HandAround).layer(Bare));
-    let derived = per_request(DerivedAround::new().layer(Bare));
+    let hand = per_request(MiddlewareLayer::new(HandAround).layer(Bare::new()));
+    let derived = per_request(DerivedAround::new().layer(Bare::new()));
     assert_eq!(derived, hand);
     // The context (2) and the boxed future (1), over the request's own 2.
-    assert_eq!(hand - per_request(Bare), 3);
+    assert_eq!(hand - per_request(Bare::new()), 3);
 }
 
 #[test]
 fn attribute_around_costs_what_hand_written_around_costs() {
-    let hand = per_request(MiddlewareLayer::new(HandAround).layer(Bare));
-    let generated = per_request(MiddlewareLayer::new(fn_around()).layer(Bare));
+    let hand = per_request(MiddlewareLayer::new(HandAround).layer(Bare::new()));
+    let generated = per_request(MiddlewareLayer::new(fn_around()).layer(Bare::new()));
     assert_eq!(generated, hand);
 }
 
@@ -220,38 +169,41 @@ fn attribute_around_costs_what_hand_written_around_costs() {
 fn attribute_around_future_is_as_large_as_the_hand_written_one() {
     // The function becomes `handle` itself, not a second state machine awaited inside it: the
     // boxed future (the only allocation here) has the same size, alone and in a chain.
-    let hand = measure_per_request(MiddlewareLayer::new(HandPlain).layer(Bare));
-    let generated = measure_per_request(MiddlewareLayer::new(fn_plain()).layer(Bare));
+    let hand = measure_per_request(MiddlewareLayer::new(HandPlain).layer(Bare::new()), request);
+    let generated =
+        measure_per_request(MiddlewareLayer::new(fn_plain()).layer(Bare::new()), request);
     assert_eq!(generated, hand);
     let hand = measure_per_request(
-        MiddlewareLayer::new(HandPlain.then(HandPlain).then(HandPlain)).layer(Bare),
+        MiddlewareLayer::new(HandPlain.then(HandPlain).then(HandPlain)).layer(Bare::new()),
+        request,
     );
     let generated = measure_per_request(
-        MiddlewareLayer::new(fn_plain().then(fn_plain()).then(fn_plain())).layer(Bare),
+        MiddlewareLayer::new(fn_plain().then(fn_plain()).then(fn_plain())).layer(Bare::new()),
+        request,
     );
     assert_eq!(generated, hand);
 }
 
 #[test]
 fn derived_hook_costs_what_hand_written_hook_costs_which_is_nothing() {
-    let base = per_request(Bare);
-    let hand = per_request(HookLayer::new(HandHook).layer(Bare));
-    let derived = per_request(DerivedHook.layer(Bare));
+    let base = per_request(Bare::new());
+    let hand = per_request(HookLayer::new(HandHook).layer(Bare::new()));
+    let derived = per_request(DerivedHook.layer(Bare::new()));
     assert_eq!(derived, hand);
     assert_eq!(derived - base, 0);
 }
 
 #[test]
 fn the_before_form_adds_no_allocation() {
-    let base = per_request(Bare);
-    let generated = per_request(HookLayer::new(fn_hook()).layer(Bare));
+    let base = per_request(Bare::new());
+    let generated = per_request(HookLayer::new(fn_hook()).layer(Bare::new()));
     assert_eq!(generated - base, 0);
-    let five = HookLayer::new(fn_hook()).layer(
-        HookLayer::new(fn_hook()).layer(
-            HookLayer::new(fn_hook())
-                .layer(HookLayer::new(fn_hook()).layer(HookLayer::new(fn_hook()).layer(Bare))),
-        ),
-    );
+    let five =
+        HookLayer::new(fn_hook()).layer(HookLayer::new(fn_hook()).layer(
+            HookLayer::new(fn_hook()).layer(
+                HookLayer::new(fn_hook()).layer(HookLayer::new(fn_hook()).layer(Bare::new())),
+            ),
+        ));
     assert_eq!(per_request(five) - base, 0);
 }
 
@@ -368,18 +320,18 @@ fn readme_stamp_costs_one_boxed_future_more_than_by_hand() {
         readme::StampLayer {
             value: value.clone(),
         }
-        .layer(Bare),
+        .layer(Bare::new()),
     );
-    let derived = per_request(readme::DerivedStamp::new(value.clone()).layer(Bare));
-    let generated = per_request(MiddlewareLayer::new(readme::stamp(value)).layer(Bare));
+    let derived = per_request(readme::DerivedStamp::new(value.clone()).layer(Bare::new()));
+    let generated = per_request(MiddlewareLayer::new(readme::stamp(value)).layer(Bare::new()));
     // By hand: nothing but the response's header map, which the first insert allocates.
-    let header_map = allocation_counter::measure(|| {
+    let header_map = measure(|| {
         let mut res = Response::new(String::new());
         res.headers_mut()
             .insert("x-stamp", http::HeaderValue::from_static("v1"));
         drop(res);
     });
-    assert_eq!(hand - per_request(Bare), header_map.count_total);
+    assert_eq!(hand - per_request(Bare::new()), header_map.count_total);
     assert_eq!(derived - hand, 1);
     assert_eq!(generated - hand, 1);
 }

@@ -80,76 +80,35 @@ use tower_service::Service;
 #[doc(hidden)]
 pub use ::axum as __axum;
 
-/// The rejection of the `RequestId` extractor, from `middleware-core`'s `axum` module.
+/// The rejection of every context-value extractor (`RequestId`, `Principal`), from
+/// `middleware-core`'s `axum` module.
 #[doc(inline)]
+pub use middleware_core::axum::MissingContextValue;
+/// The former name of [`MissingContextValue`].
+#[doc(inline)]
+#[allow(deprecated)]
 pub use middleware_core::axum::MissingRequestId;
 
 #[cfg(feature = "auth")]
-pub use self::principal::MissingContextValue;
-
-#[cfg(feature = "auth")]
 mod principal {
-    use std::{convert::Infallible, fmt};
+    use std::convert::Infallible;
 
-    use axum::{
-        extract::{FromRequestParts, OptionalFromRequestParts},
-        response::{IntoResponse, Response},
-    };
-    use bytes::Bytes;
-    use http::{StatusCode, request::Parts};
-    use middleware_core::{Context, Error, RequestExt};
+    use axum::extract::{FromRequestParts, OptionalFromRequestParts};
+    use http::request::Parts;
 
+    use super::MissingContextValue;
     use crate::auth::Principal;
-
-    /// The rejection of a context-value extractor whose value no layer provided: `500 Internal
-    /// Server Error`, rendered with the request's error renderer.
-    ///
-    /// See the [module docs](super) for an example.
-    #[derive(Debug)]
-    pub struct MissingContextValue {
-        what: &'static str,
-        response: http::Response<Bytes>,
-    }
-
-    impl MissingContextValue {
-        fn new(parts: &Parts, what: &'static str) -> Self {
-            let error = Error::new(StatusCode::INTERNAL_SERVER_ERROR);
-            let response = match parts.try_context() {
-                Some(cx) => cx.render_error(&error),
-                None => Context::new().render_error(&error),
-            };
-            Self { what, response }
-        }
-
-        /// The type of the missing value, e.g. `"RequestId"`.
-        #[must_use]
-        pub fn what(&self) -> &'static str {
-            self.what
-        }
-    }
-
-    impl fmt::Display for MissingContextValue {
-        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            write!(f, "no layer provided the `{}` context value", self.what)
-        }
-    }
-
-    impl std::error::Error for MissingContextValue {}
-
-    impl IntoResponse for MissingContextValue {
-        fn into_response(self) -> Response {
-            #[cfg(any(feature = "logging", feature = "catch-panic"))]
-            tracing::error!(missing = self.what, "{self}");
-            self.response.map(axum::body::Body::from).into_response()
-        }
-    }
 
     impl<S: Send + Sync> FromRequestParts<S> for Principal {
         type Rejection = MissingContextValue;
 
         async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, MissingContextValue> {
-            crate::__private::value::<Self>(parts)
-                .ok_or_else(|| MissingContextValue::new(parts, stringify!(Principal)))
+            crate::__private::value::<Self>(parts).ok_or_else(|| {
+                let rejection = MissingContextValue::new(parts, stringify!(Principal));
+                #[cfg(any(feature = "logging", feature = "catch-panic"))]
+                tracing::error!(missing = rejection.what(), "{rejection}");
+                rejection
+            })
         }
     }
 

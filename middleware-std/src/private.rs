@@ -211,11 +211,7 @@ pub fn missing(parts: &Parts, what: &'static str, handler: &'static str) -> Resp
     );
     #[cfg(not(any(feature = "logging", feature = "catch-panic")))]
     let _ = (what, handler);
-    let error = Error::new(StatusCode::INTERNAL_SERVER_ERROR);
-    match parts.try_context() {
-        Some(cx) => cx.render_error(&error),
-        None => Context::new().render_error(&error),
-    }
+    parts.render_error(&Error::new(StatusCode::INTERNAL_SERVER_ERROR))
 }
 
 /// A rejection (an extractor's, or `missing`'s) as the handler's response body.

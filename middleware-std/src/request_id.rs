@@ -456,7 +456,10 @@ mod tests {
         task::Waker,
     };
 
-    use middleware_core::{Context, testing::Conformance};
+    use middleware_core::{
+        Context,
+        testing::{Bare, Conformance, allocations_per_request},
+    };
     use proptest::prelude::*;
     use tower::{ServiceExt, service_fn};
 
@@ -824,21 +827,21 @@ mod tests {
         // A request whose extension map exists (as after a router) and that has headers.
         let make = || {
             let mut req = Request::new(String::new());
-            req.extensions_mut().insert(ConnInfo);
+            req.extensions_mut().insert(crate::test_helpers::ConnInfo);
             req.headers_mut()
                 .insert("accept", HeaderValue::from_static("*/*"));
             req
         };
-        let base = allocations_per_request(ok_with_header(), make);
+        let base = allocations_per_request(Bare::new().with_header(), make);
         let svc = SetRequestIdLayer::new()
             .response_extension(false)
-            .layer(ok_with_header());
+            .layer(Bare::new().with_header());
         // The context (2) and the generated id's bytes with their reference count (1): the
         // clones into both headers allocate nothing.
         assert_eq!(allocations_per_request(svc, make) - base, 3);
         // The typed response extension: the response's extension map (its box and its table)
         // and the boxed id.
-        let svc = SetRequestIdLayer::new().layer(ok_with_header());
+        let svc = SetRequestIdLayer::new().layer(Bare::new().with_header());
         assert_eq!(allocations_per_request(svc, make) - base, 6);
 
         let incoming = move || {
@@ -847,10 +850,10 @@ mod tests {
                 .insert(X_REQUEST_ID, HeaderValue::from_static("trace-1"));
             req
         };
-        let base = allocations_per_request(ok_with_header(), incoming);
+        let base = allocations_per_request(Bare::new().with_header(), incoming);
         let svc = SetRequestIdLayer::new()
             .response_extension(false)
-            .layer(ok_with_header());
+            .layer(Bare::new().with_header());
         // An accepted id is shared, not copied: only the context.
         assert_eq!(allocations_per_request(svc, incoming) - base, 2);
     }
@@ -994,55 +997,5 @@ mod tests {
                 .insert(X_REQUEST_ID, HeaderValue::from_static(id));
             std::future::ready(Ok::<_, Infallible>(res))
         })
-    }
-
-    /// Answers with a header already set, so the response's header map is allocated by the
-    /// inner service, not by the layer.
-    fn ok_with_header() -> impl Service<
-        Request<String>,
-        Response = Response<String>,
-        Error = Infallible,
-        Future = std::future::Ready<Result<Response<String>, Infallible>>,
-    > + Clone {
-        service_fn(|_: Request<String>| {
-            let mut res = Response::new(String::new());
-            res.headers_mut()
-                .insert("content-type", HeaderValue::from_static("text/plain"));
-            std::future::ready(Ok::<_, Infallible>(res))
-        })
-    }
-
-    #[derive(Clone, Copy)]
-    struct ConnInfo;
-
-    /// Allocations per request through `svc` (which must answer in one poll), on this thread.
-    fn allocations_per_request<S>(mut svc: S, make: impl Fn() -> Request<String>) -> u64
-    where
-        S: Service<Request<String>>,
-        S::Error: fmt::Debug,
-    {
-        let mut cx = TaskContext::from_waker(Waker::noop());
-        let mut one = || {
-            let req = make();
-            assert!(svc.poll_ready(&mut cx).is_ready());
-            let mut future = pin!(svc.call(req));
-            match future.as_mut().poll(&mut cx) {
-                Poll::Ready(res) => drop(res.expect("request failed")),
-                Poll::Pending => panic!("the request did not complete in one poll"),
-            }
-        };
-        one();
-        let info = allocation_counter::measure(|| {
-            for _ in 0..100 {
-                one();
-            }
-        });
-        assert_eq!(info.count_current, 0, "a request leaked memory");
-        assert_eq!(
-            info.count_total % 100,
-            0,
-            "not the same for every request: {info:?}"
-        );
-        info.count_total / 100
     }
 }

@@ -7,17 +7,16 @@ use std::{
     convert::Infallible,
     future::Future,
     io,
-    pin::pin,
     sync::{Arc, Mutex},
-    task::{Context as TaskContext, Poll, Waker},
 };
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response};
 use http_body_util::BodyExt;
+use middleware_core::testing::{Bare, allocations_per_request};
 use middleware_std::{RequestExt, logging::LogLayer};
 use proptest::prelude::*;
-use tower::{Layer, Service, ServiceExt, service_fn};
+use tower::{Layer, ServiceExt, service_fn};
 
 #[tokio::test]
 async fn hostile_input_gives_one_line_per_event() {
@@ -376,24 +375,30 @@ impl<F: Future> AwaitBlocking for F {}
 #[test]
 fn the_layer_allocates_nothing_per_request_without_options() {
     // No subscriber: what remains is the layer's own cost.
-    assert_eq!(per_request(Bare, plain), 0);
-    assert_eq!(per_request(LogLayer::new().layer(Bare), plain), 0);
-    // A context made outside is cloned, not re-created.
-    let with_cx = per_request(Bare, with_context);
+    assert_eq!(allocations_per_request(Bare::new(), plain), 0);
     assert_eq!(
-        per_request(LogLayer::new().layer(Bare), with_context) - with_cx,
+        allocations_per_request(LogLayer::new().layer(Bare::new()), plain),
+        0
+    );
+    // A context made outside is cloned, not re-created.
+    let with_cx = allocations_per_request(Bare::new(), with_context);
+    assert_eq!(
+        allocations_per_request(LogLayer::new().layer(Bare::new()), with_context) - with_cx,
         0
     );
     // Options that need no subscriber to pay off cost nothing either while nobody listens.
     let all = LogLayer::new().log_query(true).log_headers(true);
-    assert_eq!(per_request(all.layer(Bare), with_context) - with_cx, 0);
+    assert_eq!(
+        allocations_per_request(all.layer(Bare::new()), with_context) - with_cx,
+        0
+    );
 }
 
 #[test]
 fn creating_the_context_costs_what_core_says() {
     let layer = LogLayer::new().create_context(true);
     // The context (2) and, in a request whose extension map is still empty, the map (2).
-    assert_eq!(per_request(layer.layer(Bare), plain), 4);
+    assert_eq!(allocations_per_request(layer.layer(Bare::new()), plain), 4);
 }
 
 // ----- fixtures -----
@@ -422,26 +427,6 @@ impl io::Write for Buf {
     }
 }
 
-const REQUESTS: u64 = 100;
-
-/// `200` with an empty body; allocates nothing.
-#[derive(Clone, Copy)]
-struct Bare;
-
-impl Service<Request<String>> for Bare {
-    type Response = Response<String>;
-    type Error = Infallible;
-    type Future = std::future::Ready<Result<Response<String>, Infallible>>;
-
-    fn poll_ready(&mut self, _: &mut TaskContext<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _: Request<String>) -> Self::Future {
-        std::future::ready(Ok(Response::new(String::new())))
-    }
-}
-
 fn plain() -> Request<String> {
     Request::new(String::new())
 }
@@ -450,31 +435,4 @@ fn with_context() -> Request<String> {
     let mut req = Request::new(String::new());
     req.context();
     req
-}
-
-/// Allocations per request through `svc` (counted per thread by `allocation-counter`).
-fn per_request<S>(mut svc: S, make: impl Fn() -> Request<String>) -> u64
-where
-    S: Service<Request<String>>,
-    S::Error: std::fmt::Debug,
-{
-    let mut cx = TaskContext::from_waker(Waker::noop());
-    let mut one = || {
-        let req = make();
-        assert!(svc.poll_ready(&mut cx).is_ready());
-        let mut future = pin!(svc.call(req));
-        match future.as_mut().poll(&mut cx) {
-            Poll::Ready(res) => drop(res.expect("request failed")),
-            Poll::Pending => panic!("the request did not complete in one poll"),
-        }
-    };
-    one(); // warm-up: lazily initialised statics are not per-request costs
-    let info = allocation_counter::measure(|| {
-        for _ in 0..REQUESTS {
-            one();
-        }
-    });
-    assert_eq!(info.count_current, 0, "a request leaked memory");
-    assert_eq!(info.count_total % REQUESTS, 0, "uneven: {info:?}");
-    info.count_total / REQUESTS
 }

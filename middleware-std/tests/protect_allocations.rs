@@ -4,51 +4,22 @@
 #![cfg(all(feature = "body-limit", feature = "limit", feature = "rate-limit"))]
 #![allow(missing_docs)]
 
-mod support;
-
-use std::{
-    convert::Infallible,
-    task::{Context as TaskContext, Poll},
-};
-
 use http::{Request, Response};
+use middleware_core::testing::{Bare, allocations_per_request};
 use middleware_std::{
     body_limit::RequestBodyLimitLayer,
     limit::ConcurrencyLimitLayer,
     rate_limit::{Policy, RateLimitLayer},
 };
-use support::{Bare, ConnInfo};
 use tower_layer::Layer;
 use tower_service::Service;
 
 /// The shared inner service: `200` with one header.
-const BARE: Bare = Bare {
-    with_header: true,
-    mark: false,
-};
+const BARE: Bare = Bare::new().with_header();
 
-/// [`BARE`] for any request body type (the body limit changes it).
+/// An extension, so that a request's extension map is already allocated (as after a router).
 #[derive(Clone, Copy)]
-struct Ok200;
-
-impl<B> Service<Request<B>> for Ok200 {
-    type Response = Response<String>;
-    type Error = Infallible;
-    type Future = std::future::Ready<Result<Response<String>, Infallible>>;
-
-    fn poll_ready(&mut self, _: &mut TaskContext<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _req: Request<B>) -> Self::Future {
-        let mut res = Response::new(String::new());
-        res.headers_mut().insert(
-            http::header::CONTENT_TYPE,
-            http::HeaderValue::from_static("text/plain"),
-        );
-        std::future::ready(Ok(res))
-    }
-}
+struct ConnInfo;
 
 fn request(body: &'static str) -> impl Fn() -> Request<String> {
     move || {
@@ -63,18 +34,18 @@ where
     S: Service<Request<String>, Response = Response<B>>,
     S::Error: std::fmt::Debug,
 {
-    support::per_request(svc, request(body))
+    allocations_per_request(svc, request(body))
 }
 
 #[test]
 fn the_body_limit_costs_nothing_for_an_empty_body_and_one_flag_otherwise() {
     let layer = RequestBodyLimitLayer::new(1024);
     assert_eq!(
-        per_request(layer.layer(Ok200), "") - per_request(Ok200, ""),
+        per_request(layer.layer(BARE), "") - per_request(BARE, ""),
         0
     );
     assert_eq!(
-        per_request(layer.layer(Ok200), "some body") - per_request(Ok200, "some body"),
+        per_request(layer.layer(BARE), "some body") - per_request(BARE, "some body"),
         1
     );
 }
@@ -83,7 +54,7 @@ fn the_body_limit_costs_nothing_for_an_empty_body_and_one_flag_otherwise() {
 fn an_admitted_request_costs_the_concurrency_limit_nothing() {
     let layer = ConcurrencyLimitLayer::new(4).queue(4, std::time::Duration::from_secs(1));
     assert_eq!(
-        per_request(layer.layer(Ok200), "") - per_request(Ok200, ""),
+        per_request(layer.layer(BARE), "") - per_request(BARE, ""),
         0
     );
 }

@@ -1,6 +1,6 @@
 //! Heap allocations per request through the std five (log, timing, panic recovery, budget,
-//! bearer auth) and through `StackLayer` with auth, counted by `allocation-counter` (per
-//! thread). The counts are asserted exactly: they are the ones `benches/BENCHMARKS.md` explains,
+//! bearer auth) and through `StackLayer` with auth, counted by the kit's harness
+//! (`middleware_core::testing`, per thread). The counts are asserted exactly: they are the ones `benches/BENCHMARKS.md` explains,
 //! item by item, against its target (the hand-written work's own plus the context's).
 #![cfg(all(
     feature = "logging",
@@ -12,11 +12,10 @@
 ))]
 #![allow(missing_docs)]
 
-mod support;
-
 use std::time::Duration;
 
 use http::{HeaderValue, Request, header};
+use middleware_core::testing::{Bare, allocations_per_request};
 use middleware_std::{
     auth::{AuthLayer, Principal},
     catch_panic::CatchPanicLayer,
@@ -25,17 +24,17 @@ use middleware_std::{
     timeout::TimeoutLayer,
     timing::ServerTimingLayer,
 };
-use support::{Bare, ConnInfo};
 use tower::ServiceBuilder;
 
 const TOKEN: &str = "s3cr3t-token";
 
 /// The inner service: `200`, an empty body and no header (its header map is allocated by the
 /// first layer that adds one).
-const BARE: Bare = Bare {
-    with_header: false,
-    mark: false,
-};
+const BARE: Bare = Bare::new();
+
+/// An extension, so that a request's extension map is already allocated (as after a router).
+#[derive(Clone, Copy)]
+struct ConnInfo;
 
 fn request(with_extension: bool) -> Request<String> {
     let mut req = Request::new(String::new());
@@ -65,8 +64,8 @@ macro_rules! std_five {
 #[test]
 fn the_std_five_cost_the_context_the_principal_and_one_header() {
     for with_extension in [true, false] {
-        let base = support::per_request(BARE, || request(with_extension));
-        let five = support::per_request(std_five!(), || request(with_extension));
+        let base = allocations_per_request(BARE, || request(with_extension));
+        let five = allocations_per_request(std_five!(), || request(with_extension));
         // The context (its shared state, its box in the extension map), the principal in the
         // context, and `Server-Timing` (its value, and the response's header map on its first
         // insert: two). Without a context no layer logs, so nothing else.
@@ -85,8 +84,8 @@ fn the_std_five_cost_the_context_the_principal_and_one_header() {
 #[test]
 fn the_full_stack_adds_the_request_id_its_response_extension_and_the_layer_times() {
     for with_extension in [true, false] {
-        let five = support::per_request(std_five!(), || request(with_extension));
-        let stack = support::per_request(
+        let five = allocations_per_request(std_five!(), || request(with_extension));
+        let stack = allocations_per_request(
             ServiceBuilder::new()
                 .layer(StackLayer::new(Duration::from_secs(30)))
                 .layer(AuthLayer::bearer(TOKEN, Principal::new("bench")))

@@ -1,16 +1,18 @@
-//! Heap allocations per request through the timing layer, counted by `allocation-counter` (per
+//! Heap allocations per request through the timing layer, counted by the kit's harness (per
 //! thread, so parallel tests do not disturb each other). The counts are asserted exactly; they
 //! are the numbers the timing module docs promise.
 #![cfg(feature = "timing")]
 #![allow(missing_docs)]
 
-mod support;
-
 use http::{Request, Response};
+use middleware_core::testing::{Bare, allocations_per_request};
 use middleware_std::timing::{BodyEnd, ServerTimingLayer};
-use support::{Bare, ConnInfo};
 use tower_layer::Layer;
 use tower_service::Service;
+
+/// An extension, so that a request's extension map is already allocated (as after a router).
+#[derive(Clone, Copy)]
+struct ConnInfo;
 
 /// A request whose extension map is already allocated, so only the context itself is counted.
 fn request() -> Request<String> {
@@ -25,13 +27,10 @@ where
     S: Service<Request<String>, Response = Response<B>>,
     S::Error: std::fmt::Debug,
 {
-    support::per_request(svc, request)
+    allocations_per_request(svc, request)
 }
 
-const PLAIN: Bare = Bare {
-    with_header: true,
-    mark: false,
-};
+const PLAIN: Bare = Bare::new().with_header();
 
 #[test]
 fn server_timing_costs_the_context_and_one_header_value() {
@@ -52,10 +51,7 @@ fn a_context_made_outside_is_not_paid_again() {
 
 #[test]
 fn an_empty_response_header_map_allocates_itself_on_first_insert() {
-    let bare = Bare {
-        with_header: false,
-        mark: false,
-    };
+    let bare = Bare::new();
     let svc = ServerTimingLayer::new().layer(bare);
     // 3 as above + the header map's two buffers (indices and entries).
     assert_eq!(per_request(svc) - per_request(bare), 5);
@@ -83,10 +79,7 @@ fn options_cost_what_the_docs_say() {
 
 #[test]
 fn a_mark_costs_its_first_push() {
-    let marking = Bare {
-        with_header: true,
-        mark: true,
-    };
+    let marking = Bare::new().with_header().with_mark();
     let svc = ServerTimingLayer::new().layer(marking);
     // 3 + the marks vector's first buffer (borrowed names are free).
     assert_eq!(per_request(svc) - per_request(marking), 4);

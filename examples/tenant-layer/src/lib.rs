@@ -4,7 +4,7 @@ use std::{fmt, ops::ControlFlow, sync::Arc};
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
-use middleware_core::{Context, Error, Hook, HookLayer, HookService, RequestExt, ResponseBody};
+use middleware_core::{Error, Hook, HookLayer, HookService, RequestExt, ResponseBody};
 use tower_layer::Layer;
 
 /// The tenant of a request, found in the request's [`Context`].
@@ -141,11 +141,7 @@ pub struct TenantHook {
 
 impl TenantHook {
     fn reject<B>(req: &Request<B>, status: StatusCode, detail: &'static str) -> Response<Bytes> {
-        let error = Error::new(status).with_detail(detail);
-        match req.try_context() {
-            Some(cx) => cx.render_error(&error),
-            None => Context::new().render_error(&error),
-        }
+        req.render_error(&Error::new(status).with_detail(detail))
     }
 }
 

@@ -107,7 +107,7 @@ impl<'a> Cancelled<'a> {
 
 impl fmt::Debug for Cancelled<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Cancelled")
+        f.debug_struct(stringify!(Cancelled))
             .field("cause", &self.shared.cause())
             .finish_non_exhaustive()
     }

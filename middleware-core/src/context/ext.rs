@@ -1,8 +1,10 @@
-//! `RequestExt`: find or create a request's context.
+//! `RequestExt`: find or create a request's context, render an error for a request.
 
+use bytes::Bytes;
 use http::Extensions;
 
 use super::Context;
+use crate::Error;
 
 /// Extension methods that find or create the [`Context`] of a request.
 ///
@@ -17,6 +19,31 @@ pub trait RequestExt: sealed::Sealed {
 
     /// The request's context if some layer created one, without creating it.
     fn try_context(&self) -> Option<&Context>;
+
+    /// Renders `error` for this request: with the renderer in the request's context when it
+    /// has one ([`Context::render_error`]), as [`ProblemDetails`](crate::ProblemDetails)
+    /// otherwise. The verb for a layer or an extractor that answers a request with an error
+    /// before, or without, any context.
+    ///
+    /// Never panics: a panicking renderer is caught as [`Context::render_error`] catches it.
+    ///
+    /// ```
+    /// use http::{Request, StatusCode};
+    /// use middleware_core::{Error, RequestExt};
+    ///
+    /// let req = Request::new(());
+    /// let res = req.render_error(&Error::new(StatusCode::FORBIDDEN));
+    /// assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    /// assert_eq!(res.headers()["content-type"], "application/problem+json");
+    /// assert!(req.try_context().is_none(), "no context is created");
+    /// ```
+    #[must_use]
+    fn render_error(&self, error: &Error) -> http::Response<Bytes> {
+        match self.try_context() {
+            Some(cx) => cx.render_error(error),
+            None => Context::new().render_error(error),
+        }
+    }
 }
 
 impl RequestExt for Extensions {

@@ -55,7 +55,9 @@ impl TryFrom<&str> for RequestId {
 
 impl fmt::Debug for RequestId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("RequestId").field(&self.as_str()).finish()
+        f.debug_tuple(stringify!(RequestId))
+            .field(&self.as_str())
+            .finish()
     }
 }
 

@@ -250,6 +250,6 @@ pub(crate) fn now() -> Instant {
 
 impl fmt::Debug for Shared {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Shared").finish_non_exhaustive()
+        f.debug_struct(stringify!(Shared)).finish_non_exhaustive()
     }
 }

@@ -40,6 +40,11 @@
 //! naming the broken rule, so the kit drops into any test. The body checks suit layers that pass
 //! bodies through; a layer that rewrites bodies (compression) is outside rules 5 and 6.
 //!
+//! With the feature `testing-alloc`, the kit also counts heap allocations per request:
+//! `allocations_per_request` drives requests through a service in one poll each and returns
+//! the exact, per-request count, around a ready inner service, `Bare`; `measure` counts
+//! what a closure allocates. A layer's cost is then an exact number a test can assert.
+//!
 //! # Example
 //!
 //! ```
@@ -81,8 +86,13 @@ use tower_service::Service;
 
 use crate::context::{Context, RequestExt};
 
+#[cfg(feature = "testing-alloc")]
+mod alloc;
 mod body;
 mod probe_body;
+
+#[cfg(feature = "testing-alloc")]
+pub use self::alloc::{Allocations, Bare, allocations_per_request, measure, measure_per_request};
 
 #[doc(hidden)]
 pub use self::body::__private;
@@ -179,7 +189,7 @@ impl Wake for Flag {
 
 impl fmt::Debug for Probe {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Probe")
+        f.debug_struct(stringify!(Probe))
             .field("ready", &self.ready)
             .finish_non_exhaustive()
     }
@@ -239,7 +249,7 @@ pub struct Conformance<L> {
 
 impl<L> fmt::Debug for Conformance<L> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Conformance")
+        f.debug_struct(stringify!(Conformance))
             .field("layer", &std::any::type_name::<L>())
             .finish_non_exhaustive()
     }

@@ -7,7 +7,7 @@ use http::{
     HeaderName, HeaderValue, Request, Response, StatusCode,
     header::{self, AUTHORIZATION, COOKIE, PROXY_AUTHORIZATION, WWW_AUTHENTICATE},
 };
-use middleware_core::{Context, Error, RequestExt};
+use middleware_core::{Error, RequestExt};
 use tower_layer::Layer;
 
 use super::{ApiKey, Auth, Authenticate, Basic, Bearer, Custom, Principal, Scheme, Validator};
@@ -193,7 +193,7 @@ impl Settings {
     pub(crate) fn unauthorized<B>(&self, req: &Request<B>) -> Response<Bytes> {
         let error = Error::new(StatusCode::UNAUTHORIZED)
             .with_header(WWW_AUTHENTICATE, self.challenge.clone());
-        render(req, &error)
+        req.render_error(&error)
     }
 
     /// Marks every value of the credentials header sensitive and, unless every logger redacts
@@ -231,7 +231,7 @@ impl Settings {
         let allowed = self.roles.iter().all(|role| principal.has_role(role))
             && self.scopes.iter().all(|scope| principal.has_scope(scope));
         if !allowed {
-            return Some(render(req, &Error::new(StatusCode::FORBIDDEN)));
+            return Some(req.render_error(&Error::new(StatusCode::FORBIDDEN)));
         }
         let cx = req.context();
         if self.declare {
@@ -247,13 +247,6 @@ impl Settings {
 /// request (the first push into the context's list) and change nothing.
 fn declared_by_loggers(name: &HeaderName) -> bool {
     [AUTHORIZATION, PROXY_AUTHORIZATION, COOKIE].contains(name)
-}
-
-fn render<B>(req: &Request<B>, error: &Error) -> Response<Bytes> {
-    match req.try_context() {
-        Some(cx) => cx.render_error(error),
-        None => Context::new().render_error(error),
-    }
 }
 
 impl fmt::Debug for Settings {

@@ -1083,7 +1083,7 @@ fn static_checks_answer_in_call_without_allocating() {
         Principal::new("partner"),
     );
     let mut verdicts = Vec::with_capacity(3);
-    let info = allocation_counter::measure(|| {
+    let info = middleware_core::testing::measure(|| {
         verdicts.push(bearer.authenticate(&headers, &mut extensions));
         verdicts.push(api_key.authenticate(&headers, &mut extensions));
     });
@@ -1099,7 +1099,7 @@ fn static_checks_answer_in_call_without_allocating() {
         header::AUTHORIZATION,
         HeaderValue::from_str(&basic_value("ada", "pa:ss")).unwrap(),
     );
-    let info = allocation_counter::measure(|| {
+    let info = middleware_core::testing::measure(|| {
         verdicts.push(basic.authenticate(&headers, &mut extensions));
     });
     assert_eq!(info.count_total, 0, "basic check allocated: {info:?}");

@@ -25,6 +25,8 @@ use tower_service::Service;
 use tracing_subscriber::layer::SubscriberExt;
 
 use super::*;
+use crate::test_helpers::plain;
+use middleware_core::testing::allocations_per_request;
 
 /// `ProblemDetails::fallback`'s body: no request id, nothing of the application's renderer.
 const FIXED_500: &str = r#"{"type":"about:blank","title":"Internal Server Error","status":500}"#;
@@ -617,10 +619,6 @@ fn with_id() -> Request<String> {
     req
 }
 
-fn plain() -> Request<String> {
-    Request::new(String::new())
-}
-
 async fn assert_500_without_payload<B>(res: Response<B>)
 where
     B: Body,
@@ -684,35 +682,4 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Capture {
         event.record(&mut fields);
         self.0.lock().unwrap().push(fields.0);
     }
-}
-
-/// Allocations per request through `svc` (which must answer in one poll), on this thread.
-fn allocations_per_request<S>(mut svc: S, make: fn() -> Request<String>) -> u64
-where
-    S: Service<Request<String>>,
-    S::Error: std::fmt::Debug,
-{
-    let mut cx = TaskContext::from_waker(Waker::noop());
-    let mut one = || {
-        let req = make();
-        assert!(svc.poll_ready(&mut cx).is_ready());
-        let mut future = pin!(svc.call(req));
-        match future.as_mut().poll(&mut cx) {
-            Poll::Ready(res) => drop(res.expect("request failed")),
-            Poll::Pending => panic!("the request did not complete in one poll"),
-        }
-    };
-    one();
-    let info = allocation_counter::measure(|| {
-        for _ in 0..100 {
-            one();
-        }
-    });
-    assert_eq!(info.count_current, 0, "a request leaked memory");
-    assert_eq!(
-        info.count_total % 100,
-        0,
-        "not the same for every request: {info:?}"
-    );
-    info.count_total / 100
 }

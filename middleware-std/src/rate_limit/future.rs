@@ -1,7 +1,7 @@
 //! [`ResponseFuture`] of [`RateLimit`](super::RateLimit), and the `429`.
 
 use std::{
-    fmt::{self, Write as _},
+    fmt,
     future::Future,
     pin::Pin,
     sync::Arc,
@@ -27,18 +27,17 @@ type Headers = (HeaderValue, Arc<str>, Decision);
 /// `RateLimit: "<name>";r=<remaining>;t=<seconds until reset, rounded up>`, built in a buffer
 /// of the exact length (one allocation, kept by the header value as is).
 fn ratelimit_value(quoted: &str, decision: Decision) -> HeaderValue {
-    let remaining = u64::from(decision.remaining());
-    let reset = ceil_secs(decision.reset());
-    let len = quoted.len() + ";r=".len() + digits(remaining) + ";t=".len() + digits(reset);
-    let mut value = String::with_capacity(len);
-    let _ = write!(value, "{quoted};r={remaining};t={reset}");
+    let mut remaining = itoa::Buffer::new();
+    let remaining = remaining.format(decision.remaining());
+    let mut reset = itoa::Buffer::new();
+    let reset = reset.format(ceil_secs(decision.reset()));
+    let len = quoted.len() + ";r=".len() + remaining.len() + ";t=".len() + reset.len();
+    let mut value = Vec::with_capacity(len);
+    for part in [quoted, ";r=", remaining, ";t=", reset] {
+        value.extend_from_slice(part.as_bytes());
+    }
     debug_assert_eq!(value.len(), len);
     HeaderValue::from_maybe_shared(Bytes::from(value)).expect("printable ASCII")
-}
-
-/// Decimal digits of `n`.
-fn digits(n: u64) -> usize {
-    n.checked_ilog10().map_or(1, |log| log as usize + 1)
 }
 
 fn add_headers(headers: &mut HeaderMap, (policy, quoted, decision): Headers) {
@@ -198,6 +197,46 @@ where
                 }
             };
             self.as_mut().project().state.set(next);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn a_store_s_longest_reset_renders_without_overflowing() {
+        // A user store may answer any `Duration`; rounding it up must saturate, not overflow.
+        let value = ratelimit_value("\"default\"", Decision::allowed(1, Duration::MAX));
+        assert_eq!(value, format!("\"default\";r=1;t={}", u64::MAX).as_str());
+        let res = limited(
+            &Context::new(),
+            HeaderValue::from_static("\"default\";q=1;w=1"),
+            &Arc::from("\"default\""),
+            Decision::limited(Duration::MAX),
+        );
+        assert_eq!(
+            res.headers()[header::RETRY_AFTER],
+            u64::MAX.to_string().as_str()
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn the_ratelimit_value_is_what_the_formatter_writes(
+            remaining in any::<u32>(),
+            secs in any::<u64>(),
+            nanos in 0_u32..1_000_000_000,
+        ) {
+            let reset = Duration::new(secs, nanos);
+            let value = ratelimit_value("\"default\"", Decision::allowed(remaining, reset));
+            let expected = format!("\"default\";r={remaining};t={}", ceil_secs(reset));
+            prop_assert_eq!(value.to_str().unwrap(), expected);
         }
     }
 }

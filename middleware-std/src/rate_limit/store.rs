@@ -144,9 +144,11 @@ impl Policy {
     }
 }
 
-/// Whole seconds, rounded up.
+/// Whole seconds, rounded up (saturating: a store may answer any `Duration`).
 pub(crate) fn ceil_secs(duration: Duration) -> u64 {
-    duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
+    duration
+        .as_secs()
+        .saturating_add(u64::from(duration.subsec_nanos() > 0))
 }
 
 /// What the store decided for one request.

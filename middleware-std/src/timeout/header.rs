@@ -69,16 +69,17 @@ impl DeadlineFormat {
     #[must_use]
     pub fn encode(self, budget: Duration) -> HeaderValue {
         let mut buf = [0u8; 16];
+        let mut digits = itoa::Buffer::new();
         let len = match self {
             Self::GrpcTimeout => {
                 let (n, unit) = grpc_value(budget);
-                let len = write_digits(&mut buf, n);
+                let len = copy_digits(&mut buf, digits.format(n));
                 buf[len] = unit;
                 len + 1
             }
             Self::Millis => {
                 let ms = u64::try_from(budget.as_millis()).unwrap_or(u64::MAX);
-                write_digits(&mut buf, ms.min(MILLIS_MAX))
+                copy_digits(&mut buf, digits.format(ms.min(MILLIS_MAX)))
             }
         };
         HeaderValue::from_bytes(&buf[..len]).expect("digits and a unit letter are a valid header")
@@ -132,21 +133,11 @@ fn grpc_value(budget: Duration) -> (u64, u8) {
     (GRPC_MAX, b'H')
 }
 
-/// Writes `n` in decimal at the start of `buf`; returns the length.
-fn write_digits(buf: &mut [u8; 16], mut n: u64) -> usize {
-    let mut tmp = [0u8; 20];
-    let mut i = tmp.len();
-    loop {
-        i -= 1;
-        tmp[i] = b'0' + u8::try_from(n % 10).unwrap_or(0);
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    let len = tmp.len() - i;
-    buf[..len].copy_from_slice(&tmp[i..]);
-    len
+/// Copies `digits` (at most 8 for gRPC, 12 for milliseconds) to the start of `buf`; returns
+/// the length.
+fn copy_digits(buf: &mut [u8; 16], digits: &str) -> usize {
+    buf[..digits.len()].copy_from_slice(digits.as_bytes());
+    digits.len()
 }
 
 #[cfg(test)]

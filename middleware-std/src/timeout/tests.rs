@@ -26,6 +26,8 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::*;
+use crate::test_helpers::{plain, with_context, with_extensions};
+use middleware_core::testing::allocations_per_request;
 
 // ----- whole-request budget ------------------------------------------------------------------
 
@@ -1546,55 +1548,4 @@ where
 
 fn futures_poll<F: Future>(fut: Pin<&mut F>) -> Poll<F::Output> {
     fut.poll(&mut TaskContext::from_waker(Waker::noop()))
-}
-
-fn plain() -> Request<String> {
-    Request::new(String::new())
-}
-
-fn with_extensions() -> Request<String> {
-    let mut req = Request::new(String::new());
-    req.extensions_mut().insert(ConnInfo);
-    req
-}
-
-fn with_context() -> Request<String> {
-    let mut req = Request::new(String::new());
-    let _ = req.context();
-    req
-}
-
-#[derive(Clone, Copy)]
-struct ConnInfo;
-
-/// Allocations per request through `svc` (which must answer in one poll), measured on this
-/// thread only; exact and the same for every request.
-fn allocations_per_request<S, B>(mut svc: S, make: impl Fn() -> Request<B>) -> u64
-where
-    S: Service<Request<B>>,
-    S::Error: std::fmt::Debug,
-{
-    let mut cx = TaskContext::from_waker(Waker::noop());
-    let mut one = || {
-        let req = make();
-        assert!(svc.poll_ready(&mut cx).is_ready());
-        let mut future = pin!(svc.call(req));
-        match future.as_mut().poll(&mut cx) {
-            Poll::Ready(res) => drop(res.expect("request failed")),
-            Poll::Pending => panic!("the request did not complete in one poll"),
-        }
-    };
-    one();
-    let info = allocation_counter::measure(|| {
-        for _ in 0..100 {
-            one();
-        }
-    });
-    assert_eq!(info.count_current, 0, "a request leaked memory");
-    assert_eq!(
-        info.count_total % 100,
-        0,
-        "not the same for every request: {info:?}"
-    );
-    info.count_total / 100
 }

@@ -1,6 +1,6 @@
 //! Rendering of the `Server-Timing` and `x-response-time` values.
 
-use std::{fmt::Write as _, time::Duration};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::HeaderValue;
@@ -49,28 +49,17 @@ fn write_token(out: &mut impl Sink, name: &str) {
 /// without `core::fmt` (this runs twice per response: to measure, then to write).
 fn write_millis(out: &mut impl Sink, duration: Duration) {
     let micros = duration.as_micros();
-    let mut buf = Buf::default();
-    match u64::try_from(micros) {
-        Ok(micros) => {
-            buf.push_decimal(micros / 1000);
-            buf.push(&[
-                b'.',
-                digit(micros / 100 % 10),
-                digit(micros / 10 % 10),
-                digit(micros % 10),
-            ]);
-        }
-        // Beyond 584,000 years: not worth a fast path.
-        Err(_) => {
-            let _ = write!(buf, "{}.{:03}", micros / 1000, micros % 1000);
-        }
-    }
-    out.push(buf.as_bytes());
-}
-
-/// The ASCII digit of `d` (`d < 10`).
-fn digit(d: u64) -> u8 {
-    b"0123456789"[usize::try_from(d % 10).unwrap_or(0)]
+    let mut digits = itoa::Buffer::new();
+    // `u64` is the fast path; beyond it (584,000 years) `u128` formats the same digits.
+    let millis = match u64::try_from(micros / 1000) {
+        Ok(millis) => digits.format(millis),
+        Err(_) => digits.format(micros / 1000),
+    };
+    out.push(millis.as_bytes());
+    // `1000 + fraction` has four digits: the last three are the fraction, zero-padded.
+    let fraction = 1000 + u16::try_from(micros % 1000).unwrap_or(0);
+    let fraction = digits.format(fraction).as_bytes();
+    out.push(&[b'.', fraction[1], fraction[2], fraction[3]]);
 }
 
 /// Writes one `name;dur=ms` metric, with a leading `, ` unless it is the first.
@@ -143,7 +132,7 @@ impl Sink for Vec<u8> {
     }
 }
 
-/// A stack buffer for one number (`u128` milliseconds need at most 39 digits + 4 + 2).
+/// A stack buffer for one value (`u128` milliseconds need at most 39 digits + 4 + 2).
 struct Buf {
     bytes: [u8; 48],
     len: usize,
@@ -162,21 +151,6 @@ impl Buf {
     fn as_bytes(&self) -> &[u8] {
         &self.bytes[..self.len]
     }
-
-    /// Appends `n` in decimal.
-    fn push_decimal(&mut self, mut n: u64) {
-        let mut digits = [0_u8; 20];
-        let mut start = digits.len();
-        loop {
-            start -= 1;
-            digits[start] = digit(n % 10);
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        self.push(&digits[start..]);
-    }
 }
 
 impl Sink for Buf {
@@ -184,16 +158,6 @@ impl Sink for Buf {
         let end = self.len + bytes.len();
         self.bytes[self.len..end].copy_from_slice(bytes);
         self.len = end;
-    }
-}
-
-impl std::fmt::Write for Buf {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        if self.len + s.len() > self.bytes.len() {
-            return Err(std::fmt::Error);
-        }
-        self.push(s.as_bytes());
-        Ok(())
     }
 }
 
