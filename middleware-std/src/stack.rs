@@ -16,13 +16,12 @@
 //!    500) and sees client disconnects while the body streams.
 //! 3. **[`ServerTimingLayer`]** — outside panic recovery and the budget, so that their
 //!    responses carry `Server-Timing` too; it creates the request's
-//!    [`Context`](crate::Context), so every layer below and the handler share it. It asks the
-//!    std layers inside it for their own times
-//!    ([`per_layer_times`](ServerTimingLayer::per_layer_times)), so the header carries
-//!    `total`, `mw.timeout` (and the mark of every other std layer inside that records one)
-//!    and the handler's marks. That costs four allocations per request (the context value
-//!    that asks, three; the list of marks, one); a replaced timing layer
-//!    ([`StackLayer::timing`]) decides for itself.
+//!    [`Context`](crate::Context), so every layer below and the handler share it. The header
+//!    carries `total` and the handler's marks. For the std layers' own times (`mw.timeout`,
+//!    `mw.catch_panic`, `mw.auth`, ...) pass a timing layer with
+//!    [`per_layer_times`](ServerTimingLayer::per_layer_times) to [`StackLayer::timing`]: they
+//!    cost a clock read per layer and the list of marks, and they say more about the server
+//!    than a production response should (see the timing module's advice for production).
 //! 4. **[`CatchPanicLayer`]** — turns a panic anywhere below (the budget layer, auth, the
 //!    handler, its response future or its body) into a 500 that still passes through timing,
 //!    logging and the request id on its way out.
@@ -138,13 +137,12 @@ pub struct StackLayer<
 }
 
 impl StackLayer {
-    /// The default stack with a whole-request budget of `budget` (answered `503` when spent),
-    /// and `Server-Timing` carrying the std layers' own times.
+    /// The default stack with a whole-request budget of `budget` (answered `503` when spent).
     pub fn new(budget: Duration) -> Self {
         Self {
             request_id: SetRequestIdLayer::new(),
             log: LogLayer::new(),
-            timing: ServerTimingLayer::new().per_layer_times(true),
+            timing: ServerTimingLayer::new(),
             catch_panic: CatchPanicLayer::new(),
             timeout: TimeoutLayer::new(budget),
             request_body: Identity::new(),
@@ -433,15 +431,26 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn server_timing_carries_the_timeout_layers_own_time() {
-        let app =
-            StackLayer::new(Duration::from_secs(1)).layer(service_fn(|_: Request<String>| async {
+    async fn server_timing_carries_the_inner_layers_own_times_when_asked() {
+        let handler = || {
+            service_fn(|_: Request<String>| async {
                 Ok::<_, Infallible>(Response::new(String::new()))
-            }));
+            })
+        };
+        let app = StackLayer::new(Duration::from_secs(1))
+            .timing(ServerTimingLayer::new().per_layer_times(true))
+            .layer(handler());
         let res = app.oneshot(Request::new(String::new())).await.unwrap();
         let timing = res.headers()["server-timing"].to_str().unwrap();
         assert!(timing.starts_with("total;dur="), "{timing}");
-        assert!(timing.contains("mw.timeout;dur="), "{timing}");
+        for layer in ["mw.catch_panic;dur=", "mw.timeout;dur="] {
+            assert!(timing.contains(layer), "{layer} missing: {timing}");
+        }
+        // Not by default: they say more than a production response should.
+        let app = StackLayer::new(Duration::from_secs(1)).layer(handler());
+        let res = app.oneshot(Request::new(String::new())).await.unwrap();
+        let timing = res.headers()["server-timing"].to_str().unwrap();
+        assert!(!timing.contains("mw."), "{timing}");
     }
 
     #[tokio::test(start_paused = true)]

@@ -27,6 +27,13 @@ fn write_token(out: &mut impl Sink, name: &str) {
         out.push(b"_");
         return;
     }
+    // The common case (the std layers' `mw.*` names, most marks): a token already, written
+    // in one piece.
+    let bytes = name.as_bytes();
+    if bytes.len() <= MAX_NAME && bytes.iter().all(|&b| is_tchar(b) && b != b'%') {
+        out.push(bytes);
+        return;
+    }
     let mut written = 0;
     for &b in name.as_bytes() {
         if is_tchar(b) && b != b'%' {
@@ -88,14 +95,21 @@ fn write_server_timing(
 /// The `Server-Timing` value: `total` first, then up to `max_marks` marks in recording order,
 /// every duration rounded down to `precision`.
 ///
-/// One allocation: the exact length is measured first, so the buffer becomes the header's
-/// `Bytes` without a copy or a second allocation.
+/// One allocation: the value is rendered once on the stack and copied into the header's
+/// `Bytes`; a value too long for the stack buffer is measured first and rendered into a buffer
+/// of its exact length.
 pub(crate) fn server_timing(
     total: Duration,
     marks: &[Mark],
     max_marks: usize,
     precision: Precision,
 ) -> HeaderValue {
+    let mut stack = Buf::<STACK_VALUE>::default();
+    write_server_timing(&mut stack, total, marks, max_marks, precision);
+    if !stack.overflowed {
+        return HeaderValue::from_maybe_shared(Bytes::copy_from_slice(stack.as_bytes()))
+            .expect("tokens, digits and separators are visible ascii");
+    }
     let mut len = Counter(0);
     write_server_timing(&mut len, total, marks, max_marks, precision);
     let mut buf = Vec::with_capacity(len.0);
@@ -107,7 +121,7 @@ pub(crate) fn server_timing(
 
 /// The `x-response-time` value: `12.345ms`.
 pub(crate) fn response_time(total: Duration) -> HeaderValue {
-    let mut buf = Buf::default();
+    let mut buf = Buf::<48>::default();
     write_millis(&mut buf, total);
     buf.push(b"ms");
     HeaderValue::from_bytes(buf.as_bytes()).expect("digits, a dot and `ms` are visible ascii")
@@ -132,32 +146,43 @@ impl Sink for Vec<u8> {
     }
 }
 
-/// A stack buffer for one value (`u128` milliseconds need at most 39 digits + 4 + 2).
-struct Buf {
-    bytes: [u8; 48],
+/// The stack buffer a `Server-Timing` value is first rendered into: `total` and a handful of
+/// marks fit (a metric with a short name takes about 25 bytes).
+const STACK_VALUE: usize = 512;
+
+/// A stack buffer of `N` bytes (`u128` milliseconds and `ms` need at most 39 + 4 + 2 = 45).
+/// What does not fit is dropped and `overflowed` is set.
+struct Buf<const N: usize> {
+    bytes: [u8; N],
     len: usize,
+    overflowed: bool,
 }
 
-impl Default for Buf {
+impl<const N: usize> Default for Buf<N> {
     fn default() -> Self {
         Self {
-            bytes: [0; 48],
+            bytes: [0; N],
             len: 0,
+            overflowed: false,
         }
     }
 }
 
-impl Buf {
+impl<const N: usize> Buf<N> {
     fn as_bytes(&self) -> &[u8] {
         &self.bytes[..self.len]
     }
 }
 
-impl Sink for Buf {
+impl<const N: usize> Sink for Buf<N> {
     fn push(&mut self, bytes: &[u8]) {
         let end = self.len + bytes.len();
-        self.bytes[self.len..end].copy_from_slice(bytes);
-        self.len = end;
+        if let Some(room) = self.bytes.get_mut(self.len..end) {
+            room.copy_from_slice(bytes);
+            self.len = end;
+        } else {
+            self.overflowed = true;
+        }
     }
 }
 
@@ -232,6 +257,35 @@ mod tests {
         assert_eq!(token(&"a".repeat(500)).len(), MAX_NAME);
         let cut = token(&format!("{}é", "a".repeat(MAX_NAME - 2)));
         assert_eq!(cut, "a".repeat(MAX_NAME - 2), "a half escape was emitted");
+    }
+
+    #[test]
+    fn a_value_longer_than_the_stack_buffer_renders_the_same() {
+        // 20 marks of 60-byte names: about 1,400 bytes, past the stack buffer.
+        let names: Vec<String> = (0..20)
+            .map(|i| format!("{i:02}{}", "x".repeat(58)))
+            .collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let value = server_timing(
+            Duration::from_micros(2_500),
+            &marks(&refs),
+            64,
+            Precision::Exact,
+        );
+        let mut expected = String::from("total;dur=2.500");
+        for (i, name) in names.iter().enumerate() {
+            let micros = 1500 * (i as u64 + 1);
+            expected.push_str(&format!(
+                ", {name};dur={}.{:03}",
+                micros / 1000,
+                micros % 1000
+            ));
+        }
+        assert!(expected.len() > STACK_VALUE);
+        assert_eq!(value, expected.as_str());
+        // And one that fits exactly renders on the stack.
+        let short = server_timing(Duration::ZERO, &marks(&["mw.auth"]), 8, Precision::Exact);
+        assert_eq!(short, "total;dur=0.000, mw.auth;dur=1.500");
     }
 
     #[test]
