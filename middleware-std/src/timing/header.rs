@@ -189,6 +189,8 @@ impl<const N: usize> Sink for Buf<N> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fmt::Write as _;
+
     use middleware_core::Context;
     use proptest::prelude::*;
 
@@ -275,11 +277,12 @@ mod tests {
         let mut expected = String::from("total;dur=2.500");
         for (i, name) in names.iter().enumerate() {
             let micros = 1500 * (i as u64 + 1);
-            expected.push_str(&format!(
+            let _ = write!(
+                expected,
                 ", {name};dur={}.{:03}",
                 micros / 1000,
                 micros % 1000
-            ));
+            );
         }
         assert!(expected.len() > STACK_VALUE);
         assert_eq!(value, expected.as_str());
