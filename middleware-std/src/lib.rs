@@ -35,6 +35,8 @@ pub mod breaker;
 pub mod call_timeout;
 #[cfg(feature = "catch-panic")]
 pub mod catch_panic;
+#[cfg(feature = "dump")]
+pub mod dump;
 #[cfg(feature = "limit")]
 pub mod limit;
 #[cfg(feature = "logging")]
