@@ -37,6 +37,8 @@ pub mod call_timeout;
 pub mod catch_panic;
 #[cfg(feature = "dump")]
 pub mod dump;
+#[cfg(feature = "lifecycle")]
+pub mod lifecycle;
 #[cfg(feature = "limit")]
 pub mod limit;
 #[cfg(feature = "logging")]
