@@ -142,6 +142,17 @@ pub struct Timings {
 }
 
 impl Timings {
+    /// A call that got no response (failed or given up).
+    const fn failed() -> Self {
+        Self {
+            connection: ConnectionKind::Unknown,
+            wrote_request: None,
+            first_byte: None,
+            body_end: None,
+            completed: false,
+        }
+    }
+
     /// How the call got its connection.
     #[must_use]
     pub const fn connection(&self) -> ConnectionKind {
@@ -174,8 +185,8 @@ impl Timings {
     }
 }
 
-/// A callback for each call's [`Timings`], once its body ends, fails or is dropped (or the call
-/// fails). Implemented for closures and for `()` (no callback).
+/// A callback for each call's [`Timings`], once its body ends, fails or is dropped, or the call
+/// fails or is given up before its response (a timeout outside dropped it). Implemented for closures and for `()` (no callback).
 pub trait OnTimings {
     /// Called once per call.
     fn on_timings(&self, timings: &Timings);
@@ -309,12 +320,12 @@ where
         let spent = layer_time::wanted(context.as_ref()).then(|| started.elapsed());
         ResponseFuture {
             inner: self.inner.call(req),
-            call: Some(Call {
+            call: InFlight(Some(Call {
                 started,
                 context,
                 hook: Arc::clone(&self.hook),
                 spent,
-            }),
+            })),
         }
     }
 }
@@ -353,16 +364,31 @@ impl<H: OnTimings> Call<H> {
     }
 }
 
-pin_project! {
-    /// The response future of [`Lifecycle`].
-    pub struct ResponseFuture<F, H> {
-        #[pin]
-        inner: F,
-        call: Option<Call<H>>,
+/// A call whose response has not arrived: reported as it stands if the future is dropped (a
+/// per-call timeout outside gave up on it).
+pub(crate) struct InFlight<H: OnTimings>(Option<Call<H>>);
+
+impl<H: OnTimings> Drop for InFlight<H> {
+    fn drop(&mut self) {
+        if let Some(call) = self.0.take() {
+            call.finish(Timings::failed(), false);
+        }
     }
 }
 
-impl<F, H> fmt::Debug for ResponseFuture<F, H> {
+pin_project! {
+    /// The response future of [`Lifecycle`].
+    pub struct ResponseFuture<F, H>
+    where
+        H: OnTimings,
+    {
+        #[pin]
+        inner: F,
+        call: InFlight<H>,
+    }
+}
+
+impl<F, H: OnTimings> fmt::Debug for ResponseFuture<F, H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct(stringify!(ResponseFuture))
             .field("inner", &format_args!("..."))
@@ -381,20 +407,13 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let result = ready!(this.inner.poll(cx));
-        let mut call = this.call.take().expect("future polled after completion");
+        let mut call = this.call.0.take().expect("future polled after completion");
         let first_byte = call.started.elapsed();
         let own = Instant::now();
         let res = match result {
             Ok(res) => res,
             Err(err) => {
-                let timings = Timings {
-                    connection: ConnectionKind::Unknown,
-                    wrote_request: None,
-                    first_byte: None,
-                    body_end: None,
-                    completed: false,
-                };
-                call.finish(timings, false);
+                call.finish(Timings::failed(), false);
                 return Poll::Ready(Err(err));
             }
         };

@@ -171,6 +171,24 @@ async fn a_failed_call_is_reported_without_a_response() {
 }
 
 #[tokio::test]
+async fn a_call_given_up_before_its_response_is_still_reported() {
+    let seen = Seen::default();
+    let upstream = service_fn(|_req: Request<String>| async {
+        std::future::pending::<()>().await;
+        Ok::<_, Infallible>(Response::new(Empty::<Bytes>::new()))
+    });
+    let call = LifecycleLayer::new()
+        .on_timings(seen.hook())
+        .layer(upstream)
+        .oneshot(request(&Context::new()));
+    let given_up = tokio::time::timeout(Duration::from_millis(10), call).await;
+    assert!(given_up.is_err());
+    let timings = seen.one();
+    assert_eq!(timings.first_byte(), None);
+    assert!(!timings.is_complete());
+}
+
+#[tokio::test]
 async fn the_layer_records_its_own_time_when_asked() {
     let cx = Context::new();
     cx.request_layer_times();
