@@ -23,6 +23,11 @@
 //!   lower case and digits: API keys, JWTs). Body bytes get the token check too; a body's own
 //!   fields (`"password": ...`) are not parsed: dump bodies only where they hold no secrets.
 //!
+//! The request's context is read when the request passes the layer: a header that a layer
+//! *inside* this one declares sensitive is redacted in the response dump but not in the request
+//! dump already written. Put the dump layer inside the layers that declare headers (the auth
+//! layer does), or name those headers with [`Redaction::header`].
+//!
 //! Every byte outside printable ASCII is escaped (`\xNN`, `\t`, and `\\` for a backslash), so a
 //! hostile header can neither end its line nor forge another: a head always has exactly one line
 //! per header. Body lines are indented by two spaces for the same reason.
