@@ -221,6 +221,28 @@ impl DumpLayer {
         self.body_bytes = limit;
         self
     }
+
+    /// Wraps a request body where it is built, so its first [`body_bytes`](Self::body_bytes)
+    /// are dumped (as `request body`, with this layer's label and level) as the client sends
+    /// it. The layer itself leaves request bodies alone.
+    ///
+    /// ```
+    /// use http_body_util::{BodyExt, Full};
+    /// use middleware_std::dump::DumpLayer;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let dump = DumpLayer::new().body_bytes(16);
+    /// let body = dump.request_body(Full::<bytes::Bytes>::from("{\"sku\": 42}"));
+    /// // Streams through unchanged.
+    /// assert_eq!(body.collect().await.unwrap().to_bytes(), "{\"sku\": 42}");
+    /// # }
+    /// ```
+    pub fn request_body<B: Body>(&self, body: B) -> DumpBody<B> {
+        let capture = (self.body_bytes > 0 && !body.is_end_stream() && self.emitter.enabled())
+            .then(|| Capture::new(self.body_bytes, Arc::clone(&self.emitter), "request body"));
+        DumpBody::dumping(body, capture)
+    }
 }
 
 impl<S> Layer<S> for DumpLayer {

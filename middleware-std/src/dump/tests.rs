@@ -264,6 +264,25 @@ async fn the_first_body_bytes_are_dumped_while_the_body_streams_through_unchange
 }
 
 #[tokio::test(flavor = "current_thread")]
+async fn a_request_body_wrapped_where_it_is_built_is_dumped_as_it_is_sent() {
+    let logs = Logs::capture();
+    let dump = DumpLayer::new().label("upstream").body_bytes(10);
+    let body = dump.request_body(Chunks::new(&[
+        b"{\"sku\": ",
+        b"42, \"token\": \"Zq8Lr2Vx6Nk4Tb0Hw3Jc7Pm5\"}",
+    ]));
+    let sent = body.collect().await.unwrap().to_bytes();
+    assert_eq!(
+        sent, "{\"sku\": 42, \"token\": \"Zq8Lr2Vx6Nk4Tb0Hw3Jc7Pm5\"}",
+        "unchanged"
+    );
+    let text = logs.text();
+    assert!(text.contains("request body"), "{text}");
+    assert!(text.contains("{\"sku\": 42"), "{text}");
+    assert!(!text.contains("token"), "cut at 10 bytes: {text}");
+}
+
+#[tokio::test(flavor = "current_thread")]
 async fn a_dropped_body_reports_what_it_saw() {
     let logs = Logs::capture();
     let svc = DumpLayer::new().body_bytes(100).layer(service_fn(
