@@ -5,8 +5,11 @@
 //! then one line per header. [`DumpLayer`] logs each request and response passing through it as
 //! a `tracing` event (target `middleware_std::dump`, level `DEBUG` unless told otherwise), on
 //! the way in and on the way out, and, when asked with [`DumpLayer::body_bytes`], the first
-//! bytes of each body as they stream through: the body is never buffered or changed, the dump
-//! sees a copy of its first frames. It works the same inbound (around a server's handler) and
+//! bytes of each response body as they stream through: the body is never buffered or changed,
+//! the dump sees a copy of its first frames. The layer leaves request bodies alone, keeping the
+//! request type as it is so that it stacks over any service (a client's body type included);
+//! wrap a request body where it is built with [`DumpLayer::request_body`] to dump it too. It
+//! works the same inbound (around a server's handler) and
 //! outbound (around a client such as hyper-util's), and costs nothing but a check when its
 //! events are disabled.
 //!
