@@ -119,8 +119,11 @@ fn lifecycle_timings_tell_new_connections_from_reused_ones_and_reach_server_timi
         attempts[0].starts_with("  attempt: new connection (connect "),
         "{out}"
     );
+    // The retries wait a backoff, by which time hyper-util's pool has the connection back.
     assert!(
-        attempts[1].starts_with("  attempt: reused connection"),
+        attempts[1..]
+            .iter()
+            .any(|a| a.starts_with("  attempt: reused connection")),
         "{out}"
     );
     assert!(
