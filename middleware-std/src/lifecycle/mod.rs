@@ -65,9 +65,9 @@
 //! # }
 //! ```
 //!
-//! Over TCP, with the connector (`no_run`: it binds a socket):
+//! Over TCP, with the connector:
 //!
-//! ```no_run
+//! ```
 //! use bytes::Bytes;
 //! use http_body_util::Empty;
 //! use hyper_util::{
