@@ -35,6 +35,10 @@ pub mod breaker;
 pub mod call_timeout;
 #[cfg(feature = "catch-panic")]
 pub mod catch_panic;
+#[cfg(feature = "dump")]
+pub mod dump;
+#[cfg(feature = "lifecycle")]
+pub mod lifecycle;
 #[cfg(feature = "limit")]
 pub mod limit;
 #[cfg(feature = "logging")]
