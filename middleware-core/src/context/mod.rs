@@ -314,6 +314,26 @@ impl Context {
         self.shared.cause()
     }
 
+    /// Why the request was cancelled, as far as anyone has acted on it: like
+    /// [`cause`](Self::cause), but without reading the clock, so a deadline that passed while
+    /// nobody looked is not reported. For hot paths that only need to know whether a
+    /// cancellation was seen (a producer that stopped on [`cancelled`](Self::cancelled) or
+    /// [`is_cancelled`](Self::is_cancelled)).
+    ///
+    /// ```
+    /// use middleware_core::{CancelCause, Context};
+    ///
+    /// let cx = Context::new();
+    /// cx.set_deadline(cx.created()); // already passed, but nobody looked
+    /// assert_eq!(cx.observed_cause(), None);
+    /// assert_eq!(cx.cause(), Some(CancelCause::Deadline)); // looking records it
+    /// assert_eq!(cx.observed_cause(), Some(CancelCause::Deadline));
+    /// ```
+    #[must_use]
+    pub fn observed_cause(&self) -> Option<CancelCause> {
+        self.shared.observed_cause()
+    }
+
     /// A future that completes with the cause once the request is cancelled.
     ///
     /// With the `tokio` feature, it also wakes when the deadline passes (see the

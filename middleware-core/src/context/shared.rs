@@ -175,6 +175,12 @@ impl Shared {
         self.own_cause()
     }
 
+    /// The cause recorded so far by this scope or a parent, without reading the clock.
+    #[inline]
+    pub(super) fn observed_cause(&self) -> Option<CancelCause> {
+        self.lineage().find_map(Self::own_cause)
+    }
+
     /// Cancels this scope (not its parents) unless it already is; returns whether this call
     /// did.
     pub(super) fn cancel(&self, cause: CancelCause) -> bool {

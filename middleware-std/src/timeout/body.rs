@@ -267,10 +267,11 @@ where
                 return Poll::Ready(Some(Err(err)));
             }
             Poll::Ready(None) => {
-                // The budget expired and the producer stopped (or finished late): a cut, not
-                // an end.
+                // The budget expired and the producer stopped on it: a cut, not an end. Only a
+                // cancellation somebody acted on counts (no clock read): a producer that
+                // finished while the deadline passed unobserved sent the whole body.
                 if let (Some(by_client), Some(context)) = (*this.budget, this.context.as_ref()) {
-                    if context.cause() == Some(CancelCause::Deadline) {
+                    if context.observed_cause() == Some(CancelCause::Deadline) {
                         record_expiry(context, TimeoutPhase::ResponseStream, by_client);
                         let err = BodyTimeoutError::budget();
                         *this.state = State::TimedOut(err);

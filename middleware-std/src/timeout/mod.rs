@@ -61,12 +61,13 @@
 //! honestly stop governing once the head passes. A body producer that stops on
 //! [`Context::cancelled`](crate::Context::cancelled) (the documented pattern) ends its stream
 //! early when the budget runs out; so behind [`TimeoutLayer`] a body that ends after the
-//! budget expired ends with a [`BodyTimeoutError`] ([`is_budget`](BodyTimeoutError::is_budget))
-//! instead of cleanly: hyper then aborts the connection (HTTP/1.1) or resets the stream
-//! (HTTP/2), the client sees a failure rather than a short `200` that looks complete, and an
-//! access log records a timeout. Give streams that must outlive the budget a larger budget (a
-//! body that finishes late is reported as cut too: the layer cannot tell it from one that
-//! stopped).
+//! budget's cancellation was acted on ([`Context::observed_cause`](crate::Context::observed_cause)
+//! is `deadline`: the producer awaited `cancelled()` or asked `is_cancelled()`) ends with a
+//! [`BodyTimeoutError`] ([`is_budget`](BodyTimeoutError::is_budget)) instead of cleanly: hyper
+//! then aborts the connection (HTTP/1.1) or resets the stream (HTTP/2), the client sees a
+//! failure rather than a short `200` that looks complete, and an access log records a timeout.
+//! A producer that never looked at the context and finished after the deadline sent its whole
+//! body: that body ends cleanly. Give streams that must outlive the budget a larger budget.
 //!
 //! # Naming the phase that expired
 //!

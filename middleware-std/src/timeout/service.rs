@@ -126,10 +126,9 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        let cx = req.context();
         // The layer's own time, for a timing layer that asks for it: the clock is read only
         // then.
-        let started = layer_time::wanted(Some(cx)).then(tokio::time::Instant::now);
+        let started = layer_time::wanted(req.try_context()).then(tokio::time::Instant::now);
         let mut budget = self.layer.budget;
         let mut inbound_tighter = false;
         let mut malformed = false;
