@@ -2,12 +2,16 @@
 
 use std::{fmt, ops::ControlFlow, sync::Arc};
 
-use bytes::Bytes;
-use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
-use middleware_core::{Error, Hook, HookLayer, HookService, RequestExt, ResponseBody};
-use tower_layer::Layer;
+// Everything from `middleware-core`, which re-exports the crates a layer's signatures are made
+// of: this crate depends on nothing else.
+use middleware_core::{
+    Error, Hook, HookLayer, HookService, RequestExt, ResponseBody,
+    bytes::Bytes,
+    http::{HeaderName, HeaderValue, Request, Response, StatusCode},
+    tower_layer::Layer,
+};
 
-/// The tenant of a request, found in the request's [`Context`].
+/// The tenant of a request, found in the request's [`Context`](middleware_core::Context).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Tenant(Arc<str>);
 

@@ -3,13 +3,16 @@
 
 use std::convert::Infallible;
 
-use http::{HeaderValue, Request, Response, StatusCode};
-use middleware_core::{RequestExt, testing::Conformance};
+use middleware_core::{
+    RequestExt,
+    http::{HeaderValue, Request, Response, StatusCode},
+    testing::Conformance,
+    tower_layer::Layer,
+};
 use middleware_tenant::{Tenant, TenantLayer};
 use tower::{ServiceExt, service_fn};
-use tower_layer::Layer;
 
-fn echo() -> impl tower_service::Service<
+fn echo() -> impl middleware_core::tower_service::Service<
     Request<String>,
     Response = Response<String>,
     Error = Infallible,
@@ -37,7 +40,7 @@ async fn send(layer: &TenantLayer, values: &[&[u8]]) -> (StatusCode, String) {
     (status, body)
 }
 
-async fn http_body_util_collect<B: http_body::Body>(body: B) -> String
+async fn http_body_util_collect<B: middleware_core::http_body::Body>(body: B) -> String
 where
     B::Error: std::fmt::Debug,
 {
@@ -45,7 +48,7 @@ where
     let mut out = Vec::new();
     while let Some(frame) = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
         if let Ok(data) = frame.unwrap().into_data() {
-            out.extend_from_slice(bytes::Buf::chunk(&data));
+            out.extend_from_slice(middleware_core::bytes::Buf::chunk(&data));
         }
     }
     String::from_utf8(out).unwrap()
