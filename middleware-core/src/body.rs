@@ -1,4 +1,5 @@
-//! [`ResponseBody`], the body type users see on responses that pass through a middleware.
+//! [`ResponseBody`], the body type users see on responses that pass through a middleware, and
+//! [`BodyFailedError`], the error of a body wrapper polled again after its body failed.
 //!
 //! A middleware that short-circuits (an auth failure, a timeout) must produce a response
 //! whatever the inner service's body type is, and must not buffer a streaming inner body to do
@@ -158,6 +159,44 @@ where
         }
     }
 }
+
+/// The error a body wrapper yields when it is polled again after its body failed.
+///
+/// A wrapper does not poll a failed body again, and cannot clone the body's error; it answers
+/// every later poll with this error instead, so a cut body never ends cleanly (a consumer that
+/// polls once more cannot take it for a complete one).
+///
+/// ```
+/// use middleware_core::body::BodyFailedError;
+///
+/// let err = BodyFailedError::new();
+/// assert_eq!(err.to_string(), "body polled again after it failed");
+/// assert_eq!(format!("{err:?}"), "BodyFailedError");
+/// ```
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+pub struct BodyFailedError(());
+
+impl BodyFailedError {
+    /// The error.
+    #[must_use]
+    pub const fn new() -> Self {
+        Self(())
+    }
+}
+
+impl fmt::Debug for BodyFailedError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(stringify!(BodyFailedError))
+    }
+}
+
+impl fmt::Display for BodyFailedError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("body polled again after it failed")
+    }
+}
+
+impl std::error::Error for BodyFailedError {}
 
 #[cfg(test)]
 mod tests {

@@ -1,4 +1,4 @@
-//! [`CatchPanicBody`], [`PanicError`] and [`BodyFailedError`].
+//! [`CatchPanicBody`] and [`PanicError`].
 
 use std::{
     fmt,
@@ -9,7 +9,7 @@ use std::{
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use middleware_core::{BoxError, CancelCause, Context, ResponseBody};
+use middleware_core::{BoxError, CancelCause, Context, ResponseBody, body::BodyFailedError};
 
 use super::panic::{Panic, PanicSite};
 
@@ -77,7 +77,7 @@ where
             State::Streaming => {}
             // A failed body stays failed: never a clean end after an error.
             State::Panicked => return Poll::Ready(Some(Err(Box::new(PanicError(()))))),
-            State::Failed => return Poll::Ready(Some(Err(Box::new(BodyFailedError(()))))),
+            State::Failed => return Poll::Ready(Some(Err(Box::new(BodyFailedError::new())))),
         }
         match catch_unwind(AssertUnwindSafe(|| this.inner.poll_frame(cx))) {
             Ok(Poll::Ready(Some(Err(err)))) => {
@@ -149,22 +149,3 @@ impl fmt::Display for PanicError {
 }
 
 impl std::error::Error for PanicError {}
-
-/// The error a [`CatchPanicBody`] yields when polled again after its inner body failed (the
-/// inner body is not polled after an error, and the cut body must not end cleanly).
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct BodyFailedError(pub(crate) ());
-
-impl fmt::Debug for BodyFailedError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(stringify!(BodyFailedError))
-    }
-}
-
-impl fmt::Display for BodyFailedError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("response body already failed")
-    }
-}
-
-impl std::error::Error for BodyFailedError {}

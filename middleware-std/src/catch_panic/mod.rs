@@ -116,7 +116,7 @@ mod service;
 
 #[doc(inline)]
 pub use self::{
-    body::{BodyFailedError, CatchPanicBody, PanicError},
+    body::{CatchPanicBody, PanicError},
     future::ResponseFuture,
     layer::CatchPanicLayer,
     panic::{
@@ -125,6 +125,9 @@ pub use self::{
     },
     service::CatchPanic,
 };
+/// Re-exported from core, where every body wrapper's "polled again after it failed" error lives.
+#[doc(inline)]
+pub use middleware_core::body::BodyFailedError;
 
 #[cfg(test)]
 mod tests;

@@ -146,7 +146,7 @@ async fn an_inner_body_error_is_never_followed_by_a_clean_end() {
         let again = body.frame().await.expect("a clean end after an error");
         let err = again.unwrap_err();
         assert!(err.is::<BodyFailedError>(), "{err:?}");
-        assert_eq!(err.to_string(), "response body already failed");
+        assert_eq!(err.to_string(), "body polled again after it failed");
     }
 }
 

@@ -13,10 +13,10 @@ use std::{
 };
 
 use http_body::{Body, Frame, SizeHint};
-use middleware_core::{BoxError, CancelCause, Context};
+use middleware_core::{BoxError, CancelCause, Context, body::BodyFailedError};
 use tokio::time::{Instant, Sleep};
 
-use super::error::{BodyFailedError, BodyTimeoutError, TimeoutPhase, record_expiry};
+use super::error::{BodyTimeoutError, TimeoutPhase, record_expiry};
 
 /// Idle and total deadlines for one body (`Copy`, carried by layers and futures).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -235,7 +235,7 @@ where
             State::Streaming => {}
             // A cut body must not look complete to a reader that polls once more.
             State::TimedOut(err) => return Poll::Ready(Some(Err(Box::new(err)))),
-            State::Failed => return Poll::Ready(Some(Err(Box::new(BodyFailedError)))),
+            State::Failed => return Poll::Ready(Some(Err(Box::new(BodyFailedError::new())))),
         }
         match this.inner.poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {

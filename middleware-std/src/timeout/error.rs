@@ -131,20 +131,6 @@ impl fmt::Display for BodyTimeoutError {
 
 impl std::error::Error for BodyTimeoutError {}
 
-/// The error a [`TimeoutBody`](super::TimeoutBody) yields when it is polled again after its
-/// wrapped body failed: the wrapped error cannot be cloned, and a clean end would make a cut
-/// body look complete.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct BodyFailedError;
-
-impl fmt::Display for BodyFailedError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("body polled again after it failed")
-    }
-}
-
-impl std::error::Error for BodyFailedError {}
-
 /// Context value inserted by [`Timeout`](super::Timeout) when the inbound deadline header was
 /// present but malformed (or repeated) and therefore ignored. It carries nothing of the raw
 /// value; a logging layer can report that the header was ignored.

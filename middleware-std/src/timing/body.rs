@@ -7,7 +7,7 @@ use std::{
 
 use http::StatusCode;
 use http_body::{Body, Frame, SizeHint};
-use middleware_core::{BoxError, Context};
+use middleware_core::{BoxError, Context, body::BodyFailedError};
 
 use super::{BodyEnd, OnBodyEnd, StreamEnd};
 
@@ -127,7 +127,7 @@ where
         let mut this = self.project();
         if *this.failed {
             // A failed body stays failed: never a clean end after an error.
-            return Poll::Ready(Some(Err(Box::new(BodyFailedError(())))));
+            return Poll::Ready(Some(Err(Box::new(BodyFailedError::new()))));
         }
         let frame = ready!(this.inner.as_mut().poll_frame(cx));
         match &frame {
@@ -156,22 +156,3 @@ where
         self.inner.size_hint()
     }
 }
-
-/// The error a [`TimingBody`] yields when polled again after its inner body failed
-/// (the inner body is not polled after an error, and the cut body must not end cleanly).
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct BodyFailedError(pub(crate) ());
-
-impl fmt::Debug for BodyFailedError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(stringify!(BodyFailedError))
-    }
-}
-
-impl fmt::Display for BodyFailedError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("response body already failed")
-    }
-}
-
-impl std::error::Error for BodyFailedError {}

@@ -135,7 +135,7 @@ mod service;
 
 #[doc(inline)]
 pub use self::{
-    body::{BodyFailedError, TimingBody},
+    body::TimingBody,
     filter::{DefaultTimingFilter, NotForRejected, TimingFilter},
     future::ResponseFuture,
     hook::{BodyEnd, OnBodyEnd, StreamEnd},
@@ -143,6 +143,9 @@ pub use self::{
     precision::Precision,
     service::ServerTiming,
 };
+/// Re-exported from core, where every body wrapper's "polled again after it failed" error lives.
+#[doc(inline)]
+pub use middleware_core::body::BodyFailedError;
 
 #[cfg(test)]
 mod tests {
@@ -438,7 +441,7 @@ mod tests {
             let again = body.frame().await.expect("a clean end after an error");
             let err = again.unwrap_err();
             assert!(err.is::<BodyFailedError>(), "{err:?}");
-            assert_eq!(err.to_string(), "response body already failed");
+            assert_eq!(err.to_string(), "body polled again after it failed");
         }
         let got: Vec<_> = ends.lock().unwrap().iter().map(|e| e.stream).collect();
         assert_eq!(got, [StreamEnd::Error]);
