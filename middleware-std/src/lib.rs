@@ -62,6 +62,13 @@ pub mod timeout;
 #[cfg(feature = "timing")]
 pub mod timing;
 
+#[cfg(any(
+    feature = "dump",
+    feature = "lifecycle",
+    feature = "logging",
+    feature = "timing"
+))]
+mod body_state;
 mod layer_time;
 #[cfg(test)]
 mod test_helpers;

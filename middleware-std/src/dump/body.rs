@@ -10,6 +10,8 @@ use bytes::Buf;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
+use crate::body_state::{Failed, Polled};
+
 use super::{Emitter, render};
 
 pin_project! {
@@ -21,7 +23,7 @@ pin_project! {
         #[pin]
         inner: B,
         capture: Option<Capture>,
-        failed: bool,
+        failed: Failed,
     }
 }
 
@@ -31,7 +33,7 @@ impl<B> DumpBody<B> {
         Self {
             inner,
             capture: None,
-            failed: false,
+            failed: Failed::new(),
         }
     }
 
@@ -39,7 +41,7 @@ impl<B> DumpBody<B> {
         Self {
             inner,
             capture,
-            failed: false,
+            failed: Failed::new(),
         }
     }
 }
@@ -67,15 +69,10 @@ impl<B: Body> Body for DumpBody<B> {
         cx: &mut TaskContext<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let mut this = self.project();
-        if *this.failed {
-            // Never a clean end after an error.
-            return match ready!(this.inner.poll_frame(cx)) {
-                None => Poll::Pending,
-                frame => Poll::Ready(frame),
-            };
-        }
-        let frame = ready!(this.inner.as_mut().poll_frame(cx));
-        *this.failed = matches!(frame, Some(Err(_)));
+        let frame = match ready!(this.failed.poll_frame(this.inner.as_mut(), cx)) {
+            Polled::Fresh(frame) => frame,
+            Polled::AfterError(frame) => return Poll::Ready(Some(frame)),
+        };
         if let Some(capture) = this.capture.as_mut() {
             let done = match &frame {
                 None | Some(Err(_)) => true,
@@ -101,7 +98,7 @@ impl<B: Body> Body for DumpBody<B> {
     }
 
     fn is_end_stream(&self) -> bool {
-        !self.failed && self.inner.is_end_stream()
+        self.failed.is_end_stream(&self.inner)
     }
 
     fn size_hint(&self) -> SizeHint {

@@ -9,6 +9,8 @@ use std::{
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
+use crate::body_state::{Failed, Polled};
+
 use super::{Call, OnTimings, Timings};
 
 pin_project! {
@@ -23,7 +25,7 @@ pin_project! {
         #[pin]
         inner: B,
         pending: Option<Pending<H>>,
-        failed: bool,
+        failed: Failed,
     }
 }
 
@@ -43,7 +45,7 @@ impl<B, H: OnTimings> TimedBody<B, H> {
         Self {
             inner,
             pending: pending.map(|p| Pending(Some(p))),
-            failed: false,
+            failed: Failed::new(),
         }
     }
 }
@@ -71,15 +73,10 @@ impl<B: Body, H: OnTimings> Body for TimedBody<B, H> {
         cx: &mut TaskContext<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let mut this = self.project();
-        if *this.failed {
-            // Never a clean end after an error.
-            return match ready!(this.inner.poll_frame(cx)) {
-                None => Poll::Pending,
-                frame => Poll::Ready(frame),
-            };
-        }
-        let frame = ready!(this.inner.as_mut().poll_frame(cx));
-        *this.failed = matches!(frame, Some(Err(_)));
+        let frame = match ready!(this.failed.poll_frame(this.inner.as_mut(), cx)) {
+            Polled::Fresh(frame) => frame,
+            Polled::AfterError(frame) => return Poll::Ready(Some(frame)),
+        };
         let end = match &frame {
             None => Some(true),
             Some(Err(_)) => Some(false),
@@ -94,7 +91,7 @@ impl<B: Body, H: OnTimings> Body for TimedBody<B, H> {
     }
 
     fn is_end_stream(&self) -> bool {
-        !self.failed && self.inner.is_end_stream()
+        self.failed.is_end_stream(&self.inner)
     }
 
     fn size_hint(&self) -> SizeHint {

@@ -6,6 +6,8 @@ use std::{
 
 use http_body::{Body, Frame, SizeHint};
 
+use crate::body_state::Failed;
+
 use super::{MakeLevel, RequestOutcome, access::Access};
 
 pin_project_lite::pin_project! {
@@ -25,7 +27,7 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: B,
         access: Option<Access<L>>,
-        failed: bool,
+        failed: Failed,
     }
 }
 
@@ -35,7 +37,7 @@ impl<B, L: MakeLevel> LogBody<B, L> {
         Self {
             inner,
             access,
-            failed: false,
+            failed: Failed::new(),
         }
     }
 
@@ -50,7 +52,7 @@ impl<B, L: MakeLevel> fmt::Debug for LogBody<B, L> {
         f.debug_struct(stringify!(LogBody))
             .field("inner", &"...")
             .field("access", &self.access)
-            .field("failed", &self.failed)
+            .field("failed", &self.failed.get())
             .finish()
     }
 }
@@ -76,20 +78,11 @@ where
         cx: &mut TaskContext<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let mut this = self.project();
-        if *this.failed {
-            // Never a clean end after an error.
-            return match ready!(this.inner.poll_frame(cx)) {
-                None => Poll::Pending,
-                frame => Poll::Ready(frame),
-            };
-        }
+        // The access record is gone once the body failed (its end is logged at the error).
         let Some(access) = this.access.as_mut() else {
-            let frame = ready!(this.inner.poll_frame(cx));
-            *this.failed = matches!(frame, Some(Err(_)));
-            return Poll::Ready(frame);
+            return this.failed.poll_through(this.inner, cx);
         };
-        let frame = ready!(access.polling(|| this.inner.as_mut().poll_frame(cx)));
-        *this.failed = matches!(frame, Some(Err(_)));
+        let frame = ready!(access.polling(|| this.failed.poll_through(this.inner.as_mut(), cx)));
         let end = match &frame {
             None => Some((access.completed(), None)),
             Some(Err(err)) => Some((RequestOutcome::Error, Some(err as &dyn fmt::Display))),
@@ -109,7 +102,7 @@ where
     }
 
     fn is_end_stream(&self) -> bool {
-        !self.failed && self.inner.is_end_stream()
+        self.failed.is_end_stream(&self.inner)
     }
 
     fn size_hint(&self) -> SizeHint {

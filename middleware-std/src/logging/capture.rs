@@ -11,6 +11,7 @@ use bytes::Buf;
 use http_body::{Body, Frame, SizeHint};
 
 use super::escape::escape;
+use crate::body_state::{Failed, Polled};
 
 /// The default request-body mode of [`LogLayer`](super::LogLayer): the request body is passed
 /// to the inner service as it is, and not captured.
@@ -94,7 +95,7 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: B,
         capture: SharedCapture,
-        failed: bool,
+        failed: Failed,
     }
 }
 
@@ -103,7 +104,7 @@ impl<B> CaptureBody<B> {
         Self {
             inner,
             capture,
-            failed: false,
+            failed: Failed::new(),
         }
     }
 
@@ -123,7 +124,7 @@ impl<B> fmt::Debug for CaptureBody<B> {
         f.debug_struct(stringify!(CaptureBody))
             .field("inner", &"...")
             .field("captured", &lock(&self.capture).bytes.len())
-            .field("failed", &self.failed)
+            .field("failed", &self.failed.get())
             .finish()
     }
 }
@@ -144,15 +145,10 @@ impl<B: Body> Body for CaptureBody<B> {
         cx: &mut TaskContext<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.project();
-        let frame = ready!(this.inner.poll_frame(cx));
-        if *this.failed {
-            // Never a clean end after an error.
-            return match frame {
-                None => Poll::Pending,
-                frame => Poll::Ready(frame),
-            };
-        }
-        *this.failed = matches!(frame, Some(Err(_)));
+        let frame = match ready!(this.failed.poll_frame(this.inner, cx)) {
+            Polled::Fresh(frame) => frame,
+            Polled::AfterError(frame) => return Poll::Ready(Some(frame)),
+        };
         if let Some(data) = frame.as_ref().and_then(|f| f.as_ref().ok()?.data_ref()) {
             lock(this.capture).push(data);
         }
@@ -160,7 +156,7 @@ impl<B: Body> Body for CaptureBody<B> {
     }
 
     fn is_end_stream(&self) -> bool {
-        !self.failed && self.inner.is_end_stream()
+        self.failed.is_end_stream(&self.inner)
     }
 
     fn size_hint(&self) -> SizeHint {

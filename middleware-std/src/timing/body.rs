@@ -9,6 +9,8 @@ use http::StatusCode;
 use http_body::{Body, Frame, SizeHint};
 use middleware_core::{BoxError, Context, body::BodyFailedError};
 
+use crate::body_state::Failed;
+
 use super::{BodyEnd, OnBodyEnd, StreamEnd};
 
 /// The hook and what it will be told, until the body ends. Reports `Dropped` when dropped
@@ -58,7 +60,7 @@ pin_project_lite::pin_project! {
         inner: B,
         // Boxed: only a hook that wants the end (`OnBodyEnd::ENABLED`) pays for it.
         pending: Option<Box<Pending<H>>>,
-        failed: bool,
+        failed: Failed,
     }
 }
 
@@ -72,7 +74,7 @@ impl<B: Body, H: OnBodyEnd> TimingBody<B, H> {
         Self {
             inner,
             pending,
-            failed: false,
+            failed: Failed::new(),
         }
     }
 }
@@ -95,7 +97,7 @@ impl<B, H: OnBodyEnd> fmt::Debug for TimingBody<B, H> {
         f.debug_struct(stringify!(TimingBody))
             .field("inner", &"...")
             .field("ended", &self.pending.is_none())
-            .field("failed", &self.failed)
+            .field("failed", &self.failed.get())
             .finish()
     }
 }
@@ -106,7 +108,7 @@ impl<B: Default, H: OnBodyEnd> Default for TimingBody<B, H> {
         Self {
             inner: B::default(),
             pending: None,
-            failed: false,
+            failed: Failed::new(),
         }
     }
 }
@@ -125,7 +127,7 @@ where
         cx: &mut TaskContext<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let mut this = self.project();
-        if *this.failed {
+        if this.failed.get() {
             // A failed body stays failed: never a clean end after an error.
             return Poll::Ready(Some(Err(Box::new(BodyFailedError::new()))));
         }
@@ -133,7 +135,7 @@ where
         match &frame {
             None => end(this.pending, StreamEnd::Complete),
             Some(Err(_)) => {
-                *this.failed = true;
+                this.failed.set();
                 end(this.pending, StreamEnd::Error);
             }
             Some(Ok(frame)) => {
@@ -146,11 +148,11 @@ where
     }
 
     fn is_end_stream(&self) -> bool {
-        !self.failed && self.inner.is_end_stream()
+        self.failed.is_end_stream(&self.inner)
     }
 
     fn size_hint(&self) -> SizeHint {
-        if self.failed {
+        if self.failed.get() {
             return SizeHint::new();
         }
         self.inner.size_hint()

@@ -1,0 +1,186 @@
+//! The "after an error, never a clean end" state of std's pass-through body wrappers.
+//!
+//! A body wrapper that keeps its inner body's error type (logging, dump, lifecycle, the
+//! captured request body) cannot repeat the error it passed on. Once the inner body failed it
+//! stays failed: it is not at its end, and polled again it passes on what the inner body
+//! yields except a clean end (`None`), for which it stays pending. A cut body never looks
+//! complete. Crate-private: the wrappers are std's; a layer author's wrapper with its own
+//! error type repeats [`BodyFailedError`](middleware_core::body::BodyFailedError) instead.
+
+// Each wrapper's feature uses part of this module; with all of them on (as clippy and the tests
+// build it) every item is used, so dead code is still caught there.
+#![cfg_attr(
+    not(all(
+        feature = "dump",
+        feature = "lifecycle",
+        feature = "logging",
+        feature = "timing"
+    )),
+    allow(dead_code)
+)]
+
+use std::{
+    pin::Pin,
+    task::{Context as TaskContext, Poll, ready},
+};
+
+use http_body::{Body, Frame};
+
+/// A frame of `B`, as [`Body::poll_frame`] yields it.
+pub(crate) type FrameOf<B> = Option<Result<Frame<<B as Body>::Data>, <B as Body>::Error>>;
+
+/// Whether a wrapper's inner body has yielded an error (one byte, like the `bool` it replaces).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Failed(bool);
+
+/// What [`Failed::poll_frame`] read from the inner body.
+pub(crate) enum Polled<B: Body> {
+    /// A frame of a body that had not failed before it: the wrapper looks at it (an error in
+    /// it has marked the body failed) and passes it on.
+    Fresh(FrameOf<B>),
+    /// What a failed body yielded when polled again: passed on as is, and nothing to look at.
+    AfterError(Result<Frame<B::Data>, B::Error>),
+}
+
+impl Failed {
+    /// Not failed.
+    pub(crate) const fn new() -> Self {
+        Self(false)
+    }
+
+    /// Whether the inner body has yielded an error.
+    pub(crate) const fn get(self) -> bool {
+        self.0
+    }
+
+    /// Marks the inner body failed.
+    pub(crate) fn set(&mut self) {
+        self.0 = true;
+    }
+
+    /// Polls the inner body. A first error marks it failed; once failed, a clean end becomes
+    /// `Pending`, so the wrapper never ends cleanly after an error.
+    pub(crate) fn poll_frame<B: Body>(
+        &mut self,
+        inner: Pin<&mut B>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<Polled<B>> {
+        let frame = ready!(inner.poll_frame(cx));
+        if self.0 {
+            return match frame {
+                None => Poll::Pending,
+                Some(frame) => Poll::Ready(Polled::AfterError(frame)),
+            };
+        }
+        self.0 = matches!(frame, Some(Err(_)));
+        Poll::Ready(Polled::Fresh(frame))
+    }
+
+    /// [`Failed::poll_frame`] for a wrapper with nothing to look at: the frame to pass on.
+    pub(crate) fn poll_through<B: Body>(
+        &mut self,
+        inner: Pin<&mut B>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<FrameOf<B>> {
+        Poll::Ready(match ready!(self.poll_frame(inner, cx)) {
+            Polled::Fresh(frame) => frame,
+            Polled::AfterError(frame) => Some(frame),
+        })
+    }
+
+    /// The wrapper's [`Body::is_end_stream`]: the inner body's, and never once failed.
+    pub(crate) fn is_end_stream<B: Body>(self, inner: &B) -> bool {
+        !self.0 && inner.is_end_stream()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{collections::VecDeque, task::Waker};
+
+    use bytes::Bytes;
+
+    use super::*;
+
+    /// A body that yields the given results, then ends (`None`) with `is_end_stream` true.
+    struct Script(VecDeque<Result<Bytes, &'static str>>);
+
+    impl Body for Script {
+        type Data = Bytes;
+        type Error = &'static str;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut TaskContext<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, &'static str>>> {
+            Poll::Ready(self.0.pop_front().map(|r| r.map(Frame::data)))
+        }
+
+        fn is_end_stream(&self) -> bool {
+            self.0.is_empty()
+        }
+    }
+
+    fn script(items: &[Result<&'static str, &'static str>]) -> Script {
+        Script(
+            items
+                .iter()
+                .map(|r| r.map(|s| Bytes::from_static(s.as_bytes())))
+                .collect(),
+        )
+    }
+
+    fn poll(failed: &mut Failed, body: &mut Script) -> Poll<FrameOf<Script>> {
+        failed.poll_through(Pin::new(body), &mut TaskContext::from_waker(Waker::noop()))
+    }
+
+    #[test]
+    fn a_body_that_never_failed_ends_cleanly() {
+        let (mut failed, mut body) = (Failed::new(), script(&[Ok("a")]));
+        assert!(matches!(
+            poll(&mut failed, &mut body),
+            Poll::Ready(Some(Ok(_)))
+        ));
+        assert!(failed.is_end_stream(&body));
+        assert!(matches!(poll(&mut failed, &mut body), Poll::Ready(None)));
+        assert!(!failed.get());
+    }
+
+    #[test]
+    fn after_an_error_the_end_is_never_clean() {
+        let (mut failed, mut body) = (Failed::new(), script(&[Err("cut")]));
+        assert!(matches!(
+            poll(&mut failed, &mut body),
+            Poll::Ready(Some(Err("cut")))
+        ));
+        assert!(failed.get());
+        assert!(body.is_end_stream());
+        assert!(!failed.is_end_stream(&body));
+        assert!(poll(&mut failed, &mut body).is_pending());
+        assert!(poll(&mut failed, &mut body).is_pending());
+    }
+
+    #[test]
+    fn after_an_error_later_frames_pass_as_after_error() {
+        let (mut failed, mut body) = (Failed::new(), script(&[Err("cut"), Ok("b"), Err("again")]));
+        let cx = &mut TaskContext::from_waker(Waker::noop());
+        assert!(matches!(
+            failed.poll_frame(Pin::new(&mut body), cx),
+            Poll::Ready(Polled::Fresh(Some(Err("cut"))))
+        ));
+        assert!(matches!(
+            failed.poll_frame(Pin::new(&mut body), cx),
+            Poll::Ready(Polled::AfterError(Ok(_)))
+        ));
+        assert!(matches!(
+            failed.poll_frame(Pin::new(&mut body), cx),
+            Poll::Ready(Polled::AfterError(Err("again")))
+        ));
+        assert!(failed.get());
+    }
+
+    #[test]
+    fn failed_is_one_byte() {
+        assert_eq!(std::mem::size_of::<Failed>(), std::mem::size_of::<bool>());
+    }
+}
