@@ -6,6 +6,9 @@
 //! yields except a clean end (`None`), for which it stays pending. A cut body never looks
 //! complete. Crate-private: the wrappers are std's; a layer author's wrapper with its own
 //! error type repeats [`BodyFailedError`](middleware_core::body::BodyFailedError) instead.
+//!
+//! [`copy_prefix`] is the other piece two wrappers share: the dump and the access log keep the
+//! first bytes of a body as it streams.
 
 // Each wrapper's feature uses part of this module; with all of them on (as clippy and the tests
 // build it) every item is used, so dead code is still caught there.
@@ -24,6 +27,7 @@ use std::{
     task::{Context as TaskContext, Poll, ready},
 };
 
+use bytes::Buf;
 use http_body::{Body, Frame};
 
 /// A frame of `B`, as [`Body::poll_frame`] yields it.
@@ -91,6 +95,21 @@ impl Failed {
     /// The wrapper's [`Body::is_end_stream`]: the inner body's, and never once failed.
     pub(crate) fn is_end_stream<B: Body>(self, inner: &B) -> bool {
         !self.0 && inner.is_end_stream()
+    }
+}
+
+/// Copies what still fits of `data` into `bytes`, up to `limit` bytes in all, without consuming
+/// `data` (every chunk of a non-contiguous buffer, up to 16 of them: a frame is almost always
+/// one).
+pub(crate) fn copy_prefix(bytes: &mut Vec<u8>, limit: usize, data: &impl Buf) {
+    let mut slices = [std::io::IoSlice::new(&[]); 16];
+    let n = data.chunks_vectored(&mut slices);
+    for slice in &slices[..n] {
+        let room = limit.saturating_sub(bytes.len());
+        if room == 0 {
+            return;
+        }
+        bytes.extend_from_slice(&slice[..slice.len().min(room)]);
     }
 }
 
@@ -177,6 +196,20 @@ mod tests {
             Poll::Ready(Polled::AfterError(Err("again")))
         ));
         assert!(failed.get());
+    }
+
+    #[test]
+    fn copy_prefix_keeps_what_fits_of_every_chunk() {
+        let data = Bytes::from_static(b"abc").chain(Bytes::from_static(b"defg"));
+        let mut bytes = Vec::new();
+        copy_prefix(&mut bytes, 5, &data);
+        assert_eq!(bytes, b"abcde");
+        assert_eq!(data.remaining(), 7, "the data is not consumed");
+        copy_prefix(&mut bytes, 5, &data);
+        assert_eq!(bytes, b"abcde", "a full prefix takes nothing more");
+        let mut none = Vec::new();
+        copy_prefix(&mut none, 0, &data);
+        assert!(none.is_empty());
     }
 
     #[test]

@@ -10,7 +10,7 @@ use bytes::Buf;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use crate::body_state::{Failed, Polled};
+use crate::body_state::{Failed, Polled, copy_prefix};
 
 use super::{Emitter, render};
 
@@ -150,18 +150,7 @@ impl Capture {
     }
 
     fn take(&mut self, data: &impl Buf) {
-        // Read the buffer's chunks without consuming it (up to 16 of them: a frame is almost
-        // always one).
-        let mut slices = [std::io::IoSlice::new(&[]); 16];
-        let n = data.chunks_vectored(&mut slices);
-        for slice in &slices[..n] {
-            let room = self.limit - self.bytes.len();
-            if room == 0 {
-                break;
-            }
-            self.bytes
-                .extend_from_slice(&slice[..slice.len().min(room)]);
-        }
+        copy_prefix(&mut self.bytes, self.limit, data);
     }
 
     fn is_full(&self) -> bool {

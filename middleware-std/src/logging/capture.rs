@@ -11,7 +11,7 @@ use bytes::Buf;
 use http_body::{Body, Frame, SizeHint};
 
 use super::escape::escape;
-use crate::body_state::{Failed, Polled};
+use crate::body_state::{Failed, Polled, copy_prefix};
 
 /// The default request-body mode of [`LogLayer`](super::LogLayer): the request body is passed
 /// to the inner service as it is, and not captured.
@@ -46,16 +46,7 @@ impl Capture {
     /// Copies what still fits of `data` (every chunk of a non-contiguous buffer, up to 16).
     pub(crate) fn push(&mut self, data: &impl Buf) {
         self.size = self.size.saturating_add(data.remaining() as u64);
-        let mut slices = [std::io::IoSlice::new(&[]); 16];
-        let n = data.chunks_vectored(&mut slices);
-        for slice in &slices[..n] {
-            let room = self.limit - self.bytes.len();
-            if room == 0 {
-                return;
-            }
-            self.bytes
-                .extend_from_slice(&slice[..slice.len().min(room)]);
-        }
+        copy_prefix(&mut self.bytes, self.limit, data);
     }
 
     pub(crate) const fn size(&self) -> u64 {
