@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use proc_macro2::{Span, TokenStream};
 use syn::{
-    Expr, Ident, Lit, LitStr, Token, ext::IdentExt, parse::ParseStream, parse::Parser,
-    punctuated::Punctuated,
+    Expr, Ident, Lit, LitStr, Token, ext::IdentExt, parse::Parse, parse::ParseStream,
+    parse::Parser, punctuated::Punctuated,
 };
 
 use crate::{
@@ -206,19 +206,13 @@ impl Args {
         input: ParseStream<'_>,
         errors: &mut Errors,
     ) -> syn::Result<()> {
-        input.call(Ident::parse_any)?;
         let missing = || {
             syn::Error::new(
                 key.span(),
                 "expected a tower layer: `layer(<expr>)`, e.g. `layer(ConcurrencyLimitLayer::new(64))`",
             )
         };
-        if !input.peek(syn::token::Paren) {
-            return Err(missing());
-        }
-        let content;
-        syn::parenthesized!(content in input);
-        let exprs = Punctuated::<Expr, Token![,]>::parse_terminated(&content)?;
+        let exprs = parenthesized_list::<Expr>(input, missing)?;
         if exprs.is_empty() {
             return Err(missing());
         }
@@ -243,16 +237,12 @@ impl Args {
         input: ParseStream<'_>,
         errors: &mut Errors,
     ) -> syn::Result<()> {
-        input.call(Ident::parse_any)?;
-        if !input.peek(syn::token::Paren) {
-            return Err(syn::Error::new(
+        let rules = parenthesized_list::<Ident>(input, || {
+            syn::Error::new(
                 key.span(),
                 format_args!("expected `allow(<rule>)`, with {}", attr::one_of(RULES)),
-            ));
-        }
-        let content;
-        syn::parenthesized!(content in input);
-        let rules = Punctuated::<Ident, Token![,]>::parse_terminated(&content)?;
+            )
+        })?;
         for rule in rules {
             let name = rule.to_string();
             if RULES.contains(&name.as_str()) {
@@ -272,6 +262,21 @@ impl Args {
         }
         Ok(())
     }
+}
+
+/// `<key>(<T>, ..)`: skips the key, then parses a parenthesized, comma-separated list. Without
+/// the parentheses, the error is `missing()`.
+fn parenthesized_list<T: Parse>(
+    input: ParseStream<'_>,
+    missing: impl FnOnce() -> syn::Error,
+) -> syn::Result<Punctuated<T, Token![,]>> {
+    input.call(Ident::parse_any)?;
+    if !input.peek(syn::token::Paren) {
+        return Err(missing());
+    }
+    let content;
+    syn::parenthesized!(content in input);
+    Punctuated::parse_terminated(&content)
 }
 
 /// Duration units and their length in nanoseconds, in the order they may appear.
