@@ -11,7 +11,7 @@ use std::{
 
 use bytes::Buf;
 use http_body::{Body, Frame, SizeHint};
-use middleware_core::BoxError;
+use middleware_core::{BoxError, body::BodyFailedError};
 
 use super::error::LengthLimitError;
 
@@ -22,9 +22,10 @@ pin_project_lite::pin_project! {
     /// The frame that would pass the limit is dropped (never handed on in part) and the read
     /// fails with a [`LengthLimitError`] instead; every later read fails the same way, so a
     /// cut body never looks complete. A body of exactly `limit` bytes passes. Errors of the
-    /// wrapped body pass through, boxed. Trailers are not counted.
+    /// wrapped body pass through, boxed, and every later read fails with a
+    /// [`BodyFailedError`]. Trailers are not counted.
     ///
-    /// `size_hint` is the wrapped body's. `Default` is an empty wrapped body with a limit of
+    /// `size_hint` is the wrapped body's (unknown once cut or failed). `Default` is an empty wrapped body with a limit of
     /// `0` (an empty body passes any limit).
     ///
     /// See the [module docs](super) for an example.
@@ -34,6 +35,8 @@ pin_project_lite::pin_project! {
         remaining: u64,
         limit: u64,
         exceeded: bool,
+        // The wrapped body failed: every later read fails too.
+        failed: bool,
         // Raised when the limit is passed; the layer's future reads it before the head.
         signal: Option<Arc<AtomicBool>>,
     }
@@ -47,6 +50,7 @@ impl<B> LimitedBody<B> {
             remaining: limit,
             limit,
             exceeded: false,
+            failed: false,
             signal: None,
         }
     }
@@ -116,6 +120,11 @@ where
         if *this.exceeded {
             return Poll::Ready(Some(Err(LengthLimitError::new(*this.limit).into())));
         }
+        if *this.failed {
+            // The wrapped error cannot be repeated; a clean end would make a cut body look
+            // complete.
+            return Poll::Ready(Some(Err(BodyFailedError::new().into())));
+        }
         match ready!(this.inner.poll_frame(cx)) {
             Some(Ok(frame)) => {
                 if let Some(data) = frame.data_ref() {
@@ -133,16 +142,81 @@ where
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Some(Err(err)) => Poll::Ready(Some(Err(err.into()))),
+            Some(Err(err)) => {
+                *this.failed = true;
+                Poll::Ready(Some(Err(err.into())))
+            }
             None => Poll::Ready(None),
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        !self.exceeded && self.inner.is_end_stream()
+        !self.exceeded && !self.failed && self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
+        if self.exceeded || self.failed {
+            return SizeHint::new();
+        }
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{collections::VecDeque, task::Waker};
+
+    use bytes::Bytes;
+
+    use super::*;
+
+    /// A body that yields one frame, then an error, then a clean end: what a body that cannot
+    /// repeat its error looks like to a wrapper.
+    struct ErrorsOnce(VecDeque<Option<Result<Bytes, &'static str>>>);
+
+    impl Body for ErrorsOnce {
+        type Data = Bytes;
+        type Error = &'static str;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut TaskContext<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, &'static str>>> {
+            Poll::Ready(self.0.pop_front().flatten().map(|r| r.map(Frame::data)))
+        }
+
+        fn is_end_stream(&self) -> bool {
+            self.0.is_empty()
+        }
+    }
+
+    fn errors_once() -> ErrorsOnce {
+        ErrorsOnce(VecDeque::from([
+            Some(Ok(Bytes::from_static(b"ab"))),
+            Some(Err("reset")),
+            None,
+        ]))
+    }
+
+    #[test]
+    fn a_body_that_failed_never_ends_cleanly_afterwards() {
+        let mut body = std::pin::pin!(LimitedBody::new(errors_once(), 1024));
+        let mut cx = TaskContext::from_waker(Waker::noop());
+        assert!(matches!(
+            body.as_mut().poll_frame(&mut cx),
+            Poll::Ready(Some(Ok(_)))
+        ));
+        let Poll::Ready(Some(Err(err))) = body.as_mut().poll_frame(&mut cx) else {
+            panic!("the inner error passes through");
+        };
+        assert_eq!(err.to_string(), "reset");
+        for _ in 0..2 {
+            let Poll::Ready(Some(Err(err))) = body.as_mut().poll_frame(&mut cx) else {
+                panic!("a failed body ended cleanly");
+            };
+            assert!(err.is::<BodyFailedError>(), "{err}");
+        }
+        assert!(!body.is_end_stream());
+        assert_eq!(body.size_hint().exact(), None);
     }
 }

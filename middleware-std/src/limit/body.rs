@@ -9,6 +9,8 @@ use std::{
 use http_body::{Body, Frame, SizeHint};
 use tokio::sync::OwnedSemaphorePermit;
 
+use crate::body_state::Failed;
+
 pin_project_lite::pin_project! {
     /// A response body that holds its request's place in the
     /// [`ConcurrencyLimit`](super::ConcurrencyLimit) until the body ends, fails or is dropped
@@ -16,19 +18,26 @@ pin_project_lite::pin_project! {
     /// exactly once. A body that is already at its end when the head is ready (`HEAD`, `204`,
     /// `304`, an empty body) gives it back at the head.
     ///
-    /// Frames, `size_hint`, `is_end_stream` and `Default` are the wrapped body's.
+    /// Frames, `size_hint`, `is_end_stream` and `Default` are the wrapped body's, until it fails:
+    /// after an error it never ends cleanly (a clean end becomes pending, `is_end_stream` is
+    /// `false`, the size unknown).
     ///
     /// See the [module docs](super) for an example.
     pub struct PermitBody<B> {
         #[pin]
         inner: B,
         permit: Option<OwnedSemaphorePermit>,
+        failed: Failed,
     }
 }
 
 impl<B> PermitBody<B> {
     pub(crate) const fn new(inner: B, permit: Option<OwnedSemaphorePermit>) -> Self {
-        Self { inner, permit }
+        Self {
+            inner,
+            permit,
+            failed: Failed::new(),
+        }
     }
 
     /// Whether this body still holds a place in the limit.
@@ -70,7 +79,8 @@ impl<B: Body> Body for PermitBody<B> {
         cx: &mut TaskContext<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let mut this = self.project();
-        let frame = ready!(this.inner.as_mut().poll_frame(cx));
+        // After an error, never a clean end: a cut body must not look complete.
+        let frame = ready!(this.failed.poll_through(this.inner.as_mut(), cx));
         let done = match &frame {
             None | Some(Err(_)) => true,
             Some(Ok(_)) => this.inner.is_end_stream(),
@@ -83,10 +93,68 @@ impl<B: Body> Body for PermitBody<B> {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.failed.is_end_stream(&self.inner)
     }
 
     fn size_hint(&self) -> SizeHint {
+        if self.failed.get() {
+            return SizeHint::new();
+        }
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{collections::VecDeque, task::Waker};
+
+    use bytes::Bytes;
+
+    use super::*;
+
+    /// A body that yields one frame, then an error, then a clean end: what a body that cannot
+    /// repeat its error looks like to a wrapper.
+    struct ErrorsOnce(VecDeque<Option<Result<Bytes, &'static str>>>);
+
+    impl Body for ErrorsOnce {
+        type Data = Bytes;
+        type Error = &'static str;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut TaskContext<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, &'static str>>> {
+            Poll::Ready(self.0.pop_front().flatten().map(|r| r.map(Frame::data)))
+        }
+
+        fn is_end_stream(&self) -> bool {
+            self.0.is_empty()
+        }
+    }
+
+    fn errors_once() -> ErrorsOnce {
+        ErrorsOnce(VecDeque::from([
+            Some(Ok(Bytes::from_static(b"ab"))),
+            Some(Err("reset")),
+            None,
+        ]))
+    }
+
+    #[test]
+    fn a_body_that_failed_never_ends_cleanly_afterwards() {
+        let mut body = std::pin::pin!(PermitBody::new(errors_once(), None));
+        let mut cx = TaskContext::from_waker(Waker::noop());
+        assert!(matches!(
+            body.as_mut().poll_frame(&mut cx),
+            Poll::Ready(Some(Ok(_)))
+        ));
+        assert!(matches!(
+            body.as_mut().poll_frame(&mut cx),
+            Poll::Ready(Some(Err("reset")))
+        ));
+        // The inner body now says it ended; the wrapper must not.
+        assert!(body.as_mut().poll_frame(&mut cx).is_pending());
+        assert!(!body.is_end_stream());
+        assert_eq!(body.size_hint().exact(), None);
     }
 }
