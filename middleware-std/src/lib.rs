@@ -65,6 +65,7 @@ pub mod timing;
 #[cfg(any(
     feature = "dump",
     feature = "lifecycle",
+    feature = "limit",
     feature = "logging",
     feature = "timing"
 ))]

@@ -28,3 +28,43 @@ pub(crate) fn with_context() -> Request<String> {
     let _ = req.context();
     req
 }
+
+/// A body that yields one frame, then an error, then a clean end: an inner body that cannot
+/// repeat its error, which a wrapper must not pass on as a clean end.
+#[cfg(any(feature = "body-limit", feature = "limit"))]
+pub(crate) struct ErrorsOnce(
+    std::collections::VecDeque<Option<Result<bytes::Bytes, &'static str>>>,
+);
+
+#[cfg(any(feature = "body-limit", feature = "limit"))]
+impl ErrorsOnce {
+    pub(crate) fn new() -> Self {
+        Self(std::collections::VecDeque::from([
+            Some(Ok(bytes::Bytes::from_static(b"ab"))),
+            Some(Err("reset")),
+            None,
+        ]))
+    }
+}
+
+#[cfg(any(feature = "body-limit", feature = "limit"))]
+impl http_body::Body for ErrorsOnce {
+    type Data = bytes::Bytes;
+    type Error = &'static str;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, &'static str>>> {
+        std::task::Poll::Ready(
+            self.0
+                .pop_front()
+                .flatten()
+                .map(|r| r.map(http_body::Frame::data)),
+        )
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_empty()
+    }
+}

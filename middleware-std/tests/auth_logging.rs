@@ -1,6 +1,7 @@
 //! The access log never shows a credential an auth layer read, whichever side of the auth layer
 //! it sits on and whatever the log layer was told to show (security review, defect 1: a key in
 //! a custom header was logged, valid or not, with the log layer outside the auth layer).
+#![cfg(all(feature = "auth", feature = "logging", feature = "request-id"))]
 #![allow(missing_docs)]
 
 use std::{

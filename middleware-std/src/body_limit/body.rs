@@ -164,43 +164,14 @@ where
 
 #[cfg(test)]
 mod tests {
-    use std::{collections::VecDeque, task::Waker};
-
-    use bytes::Bytes;
+    use std::task::Waker;
 
     use super::*;
-
-    /// A body that yields one frame, then an error, then a clean end: what a body that cannot
-    /// repeat its error looks like to a wrapper.
-    struct ErrorsOnce(VecDeque<Option<Result<Bytes, &'static str>>>);
-
-    impl Body for ErrorsOnce {
-        type Data = Bytes;
-        type Error = &'static str;
-
-        fn poll_frame(
-            mut self: Pin<&mut Self>,
-            _: &mut TaskContext<'_>,
-        ) -> Poll<Option<Result<Frame<Bytes>, &'static str>>> {
-            Poll::Ready(self.0.pop_front().flatten().map(|r| r.map(Frame::data)))
-        }
-
-        fn is_end_stream(&self) -> bool {
-            self.0.is_empty()
-        }
-    }
-
-    fn errors_once() -> ErrorsOnce {
-        ErrorsOnce(VecDeque::from([
-            Some(Ok(Bytes::from_static(b"ab"))),
-            Some(Err("reset")),
-            None,
-        ]))
-    }
+    use crate::test_helpers::ErrorsOnce;
 
     #[test]
     fn a_body_that_failed_never_ends_cleanly_afterwards() {
-        let mut body = std::pin::pin!(LimitedBody::new(errors_once(), 1024));
+        let mut body = std::pin::pin!(LimitedBody::new(ErrorsOnce::new(), 1024));
         let mut cx = TaskContext::from_waker(Waker::noop());
         assert!(matches!(
             body.as_mut().poll_frame(&mut cx),
