@@ -50,8 +50,11 @@ pub const TOKEN: &str = "secret-token";
 const AUTHORIZATION: &str = "Bearer secret-token";
 
 /// The inner service: `200` with a small fixed body, ready at once.
-pub type Inner =
-    tower::util::ServiceFn<fn(Request<Body>) -> Ready<Result<Response<Full<Bytes>>, Infallible>>>;
+pub type Inner = InnerFor<Body>;
+
+/// The inner service over requests with a body of type `R` (see [`inner_for`]).
+pub type InnerFor<R> =
+    tower::util::ServiceFn<fn(Request<R>) -> Ready<Result<Response<Full<Bytes>>, Infallible>>>;
 
 pub fn inner() -> Inner {
     fn respond(_: Request<Body>) -> Ready<Result<Response<Full<Bytes>>, Infallible>> {
@@ -81,8 +84,7 @@ pub fn request_with<R>(body: R) -> Request<R> {
 
 /// The inner service's twin for any request body type: the same function, generic over the
 /// body it ignores (for layers that change the request body type, or need a `Clone` one).
-pub fn inner_for<R>()
--> tower::util::ServiceFn<fn(Request<R>) -> Ready<Result<Response<Full<Bytes>>, Infallible>>> {
+pub fn inner_for<R>() -> InnerFor<R> {
     fn respond<R>(_: Request<R>) -> Ready<Result<Response<Full<Bytes>>, Infallible>> {
         std::future::ready(Ok(Response::new(Full::new(Bytes::from_static(
             b"hello, world",
@@ -707,6 +709,23 @@ pub fn runtime() -> Runtime {
 
 /// Runs `variants` on `rt`, the runtime they were made in (tower's `RateLimit` arms its timer
 /// when it is made).
+/// The paired differences of [`protection::PAIRS`], if `rows` hold any pair: a ratio of two
+/// small overheads (a body limit costs a few ns) swings wildly, the difference does not.
+pub fn protection_table(rows: &[Row]) -> Option<String> {
+    protection::PAIRS
+        .iter()
+        .any(|&(a, b)| paired_difference(rows, a, b).is_some())
+        .then(|| {
+            pairs_table(
+                rows,
+                "| ours | − its twin | ns/request, paired by round: median (min–max) |",
+                &protection::PAIRS,
+                paired_difference,
+                |(median, min, max)| format!("{median:+.0} ({min:+.0} to {max:+.0})"),
+            )
+        })
+}
+
 pub fn run_in_process(config: &Config, rt: &Runtime, variants: &mut [Variant]) -> Vec<Row> {
     for v in variants.iter_mut() {
         let status = v.runner.send(rt, request());
@@ -853,6 +872,12 @@ pub fn run(config: &Config) -> String {
     } else {
         report.push_str("Overhead ratios, paired round by round:\n\n");
         report.push_str(&paired_table(&rows));
+        if let Some(differences) = protection_table(&rows) {
+            report.push_str(
+                "\nProtection and outbound layers, ours minus its twin, paired round by round:\n\n",
+            );
+            report.push_str(&differences);
+        }
     }
     report.push('\n');
     for r in &rows {
@@ -917,6 +942,8 @@ mod tests {
         let report = run(&config);
         assert!(report.contains("| bare |"));
         assert!(report.contains("End to end"));
+        assert!(report.contains("| std-rate-limit | tower-rate-limit |"));
+        assert!(report.contains("| ours-outbound | hand-outbound |"));
         assert!(config.out.join("chart.svg").exists());
     }
 
