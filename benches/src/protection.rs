@@ -22,28 +22,35 @@
 //!   over tower's `Timeout` (30 s). No failures: every call succeeds first time. The request
 //!   body is `()` on both sides (retries need a `Clone` body), and the request carries no
 //!   context: ours makes one for the call's scope, as it does for any request that comes
-//!   without one.
+//!   without one. `ours-outbound-scoped` vs `hand-outbound-scoped` are the same two stacks
+//!   called the way a handler calls a client: each request carries a clone of the caller's
+//!   context (one for the run; a context keeps no list of its children), inserted by the same
+//!   small layer on both sides, so only the stacks' own work differs.
 
-use std::time::Duration;
+use std::{
+    task::{Context as TaskContext, Poll},
+    time::Duration,
+};
 
-use http::header;
+use http::{Request, header};
 use middleware_std::{
-    body_limit, breaker, call_timeout, limit,
+    Context, body_limit, breaker, call_timeout, limit,
     rate_limit::{self, Policy},
     retry,
 };
-use tower::{Layer, ServiceBuilder};
+use tower::{Layer, Service, ServiceBuilder};
 
 use crate::{Variant, hand, inner_for, unauthenticated, variant};
 
 /// Each of ours next to its tower twin.
-pub const PAIRS: [(&str, &str); 6] = [
+pub const PAIRS: [(&str, &str); 7] = [
     ("std-concurrency-limit", "tower-concurrency-limit"),
     ("std-rate-limit", "tower-rate-limit"),
     ("std-rate-limit-header", "tower-rate-limit"),
     ("std-rate-limit-ietf", "tower-rate-limit"),
     ("std-body-limit", "tower-http-body-limit"),
     ("ours-outbound", "hand-outbound"),
+    ("ours-outbound-scoped", "hand-outbound-scoped"),
 ];
 
 /// Places of the concurrency limits: never all taken by sequential requests.
@@ -61,6 +68,13 @@ fn rate_policy() -> Policy {
 
 /// The protection and outbound variants, each ours next to its twin.
 pub fn variants() -> Vec<Variant> {
+    let mut all = protection_variants();
+    all.extend(outbound_variants());
+    all
+}
+
+/// The protection layers alone, ours and tower's.
+fn protection_variants() -> Vec<Variant> {
     vec![
         variant_any(
             "std-concurrency-limit",
@@ -117,6 +131,12 @@ pub fn variants() -> Vec<Variant> {
             )
             .layer(inner_for()),
         ),
+    ]
+}
+
+/// The outbound stacks, ours and hand-written, without and with the caller's context.
+fn outbound_variants() -> Vec<Variant> {
+    vec![
         unauthenticated(
             "ours-outbound",
             "BreakerLayer over RetryLayer over CallTimeoutLayer(30 s), defaults, no failures; request body ()",
@@ -141,7 +161,81 @@ pub fn variants() -> Vec<Variant> {
                 .service(inner_for::<()>()),
             || (),
         ),
+        unauthenticated(
+            "ours-outbound-scoped",
+            "ours-outbound, each request carrying the caller's context (as a handler's calls do)",
+            ServiceBuilder::new()
+                .layer(CallerScopeLayer::new())
+                .layer(breaker::BreakerLayer::new(breaker::CircuitBreaker::new(
+                    breaker::BreakerConfig::new(),
+                )))
+                .layer(retry::RetryLayer::new())
+                .layer(call_timeout::CallTimeoutLayer::new(CALL_TIMEOUT))
+                .service(inner_for::<()>()),
+            || (),
+        ),
+        unauthenticated(
+            "hand-outbound-scoped",
+            "hand-outbound, each request carrying the caller's context (ignored)",
+            ServiceBuilder::new()
+                .layer(CallerScopeLayer::new())
+                .layer(hand::BreakerLayer::new())
+                .layer(tower::retry::RetryLayer::new(hand::RetryPolicy {
+                    attempts: 3,
+                }))
+                .layer(tower::timeout::TimeoutLayer::new(CALL_TIMEOUT))
+                .service(inner_for::<()>()),
+            || (),
+        ),
     ]
+}
+
+/// Puts a clone of one caller's [`Context`] into each request, as a handler's outbound calls
+/// carry the context of the request they serve.
+#[derive(Clone)]
+pub struct CallerScopeLayer(Context);
+
+impl CallerScopeLayer {
+    fn new() -> Self {
+        let caller = Context::new();
+        caller.set_timeout(Duration::from_secs(3600));
+        Self(caller)
+    }
+}
+
+impl<S> Layer<S> for CallerScopeLayer {
+    type Service = CallerScope<S>;
+
+    fn layer(&self, inner: S) -> CallerScope<S> {
+        CallerScope {
+            inner,
+            caller: self.0.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct CallerScope<S> {
+    inner: S,
+    caller: Context,
+}
+
+impl<S, B> Service<Request<B>> for CallerScope<S>
+where
+    S: Service<Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> S::Future {
+        req.extensions_mut().insert(self.caller.clone());
+        self.inner.call(req)
+    }
 }
 
 /// A variant without auth over the harness's usual request.
