@@ -411,6 +411,9 @@ pub fn per_layer_variants() -> Vec<Variant> {
             request_id::SetRequestIdLayer::new().layer(inner()),
         ),
     ]
+    .into_iter()
+    .chain(protection::per_layer_variants())
+    .collect()
 }
 
 /// Every variant, in report order. `bare` and `hand-written` come first: ratios refer to them.
@@ -677,12 +680,13 @@ fn pairs_table(
     out
 }
 
-/// The paired differences of [`LAYER_PAIRS`] present in `rows`.
+/// The paired differences of [`LAYER_PAIRS`] and [`protection::LAYER_PAIRS`] present in
+/// `rows`.
 pub fn layer_table(rows: &[Row]) -> String {
     pairs_table(
         rows,
         "| ours | − its twin | ns/request, paired by round: median (min–max) |",
-        &LAYER_PAIRS,
+        &[LAYER_PAIRS.as_slice(), protection::LAYER_PAIRS.as_slice()].concat(),
         paired_difference,
         |(median, min, max)| format!("{median:+.0} ({min:+.0} to {max:+.0})"),
     )

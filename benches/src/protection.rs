@@ -26,6 +26,10 @@
 //!   called the way a handler calls a client: each request carries a clone of the caller's
 //!   context (one for the run; a context keeps no list of its children), inserted by the same
 //!   small layer on both sides, so only the stacks' own work differs.
+//!
+//! With `--per-layer`, the three outbound layers also run one at a time next to the twin the
+//! hand-written stack uses (`std-call-timeout` − `tower-timeout`, `std-retry` − `tower-retry`,
+//! `std-breaker` − `hand-breaker`): where the outbound stack's cost comes from.
 
 use std::{
     task::{Context as TaskContext, Poll},
@@ -51,6 +55,14 @@ pub const PAIRS: [(&str, &str); 7] = [
     ("std-body-limit", "tower-http-body-limit"),
     ("ours-outbound", "hand-outbound"),
     ("ours-outbound-scoped", "hand-outbound-scoped"),
+];
+
+/// The outbound layers one at a time (`--per-layer`), each next to its twin: where the
+/// outbound stack's cost comes from.
+pub const LAYER_PAIRS: [(&str, &str); 3] = [
+    ("std-call-timeout", "tower-timeout"),
+    ("std-retry", "tower-retry"),
+    ("std-breaker", "hand-breaker"),
 ];
 
 /// Places of the concurrency limits: never all taken by sequential requests.
@@ -130,6 +142,50 @@ fn protection_variants() -> Vec<Variant> {
                 usize::try_from(BODY_LIMIT).expect("1 MiB fits a usize"),
             )
             .layer(inner_for()),
+        ),
+    ]
+}
+
+/// The outbound layers one at a time, ours and the twin the stacks use, for `--per-layer`.
+pub fn per_layer_variants() -> Vec<Variant> {
+    vec![
+        unauthenticated(
+            "tower-timeout",
+            "tower TimeoutLayer(30 s); request body ()",
+            tower::timeout::TimeoutLayer::new(CALL_TIMEOUT).layer(inner_for::<()>()),
+            || (),
+        ),
+        unauthenticated(
+            "std-call-timeout",
+            "CallTimeoutLayer(30 s), request without a context; request body ()",
+            call_timeout::CallTimeoutLayer::new(CALL_TIMEOUT).layer(inner_for::<()>()),
+            || (),
+        ),
+        unauthenticated(
+            "tower-retry",
+            "tower RetryLayer, the minimal policy of hand.rs; request body ()",
+            tower::retry::RetryLayer::new(hand::RetryPolicy { attempts: 3 })
+                .layer(inner_for::<()>()),
+            || (),
+        ),
+        unauthenticated(
+            "std-retry",
+            "RetryLayer::new() (defaults), request without a context; request body ()",
+            retry::RetryLayer::new().layer(inner_for::<()>()),
+            || (),
+        ),
+        unauthenticated(
+            "hand-breaker",
+            "the hand-written breaker of hand.rs; request body ()",
+            hand::BreakerLayer::new().layer(inner_for::<()>()),
+            || (),
+        ),
+        unauthenticated(
+            "std-breaker",
+            "BreakerLayer, default config, request without a context; request body ()",
+            breaker::BreakerLayer::new(breaker::CircuitBreaker::new(breaker::BreakerConfig::new()))
+                .layer(inner_for::<()>()),
+            || (),
         ),
     ]
 }
