@@ -803,47 +803,61 @@ pub fn table(rows: &[Row]) -> String {
 }
 
 fn main() {
+    match parse_args(std::env::args().skip(1)) {
+        Ok(config) => {
+            let report = run(&config);
+            println!("{report}");
+        }
+        Err(message) => {
+            eprintln!("{message}");
+            std::process::exit(2);
+        }
+    }
+}
+
+/// The configuration the command line asks for. `--smoke` changes only the sizes (rounds,
+/// iterations, end-to-end requests), wherever it stands: the other flags keep their meaning,
+/// and an explicit `--rounds` or `--e2e-rounds` wins over it.
+///
+/// # Errors
+///
+/// An unknown argument, or a flag without its value.
+pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Config, String> {
+    fn count(value: Option<String>, usage: &str) -> Result<usize, String> {
+        value
+            .and_then(|n| n.parse().ok())
+            .filter(|&n: &usize| n > 0)
+            .ok_or_else(|| usage.to_owned())
+    }
+    let args: Vec<String> = args.into_iter().collect();
     let mut config = Config::full();
-    let mut args = std::env::args().skip(1);
+    if args.iter().any(|a| a == "--smoke") {
+        config = Config {
+            out: config.out.clone(),
+            ..Config::smoke()
+        };
+    }
+    let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--smoke" => {
-                config = Config {
-                    out: config.out.clone(),
-                    ..Config::smoke()
-                }
-            }
+            "--smoke" => {}
             "--no-e2e" => config.e2e = false,
             "--per-layer" => config.per_layer = true,
-            "--e2e-rounds" => {
-                config.e2e_rounds = args
-                    .next()
-                    .and_then(|n| n.parse().ok())
-                    .filter(|&n: &usize| n > 0)
-                    .expect("--e2e-rounds N (N > 0)");
-            }
-            "--rounds" => {
-                config.rounds = args
-                    .next()
-                    .and_then(|n| n.parse().ok())
-                    .filter(|&n: &usize| n > 0)
-                    .expect("--rounds N (N > 0)");
-            }
+            "--e2e-rounds" => config.e2e_rounds = count(args.next(), "--e2e-rounds N (N > 0)")?,
+            "--rounds" => config.rounds = count(args.next(), "--rounds N (N > 0)")?,
             "--only" => {
-                let names = args.next().expect("--only NAME[,NAME...]");
+                let names = args.next().ok_or("--only NAME[,NAME...]")?;
                 config.only = names.split(',').map(str::to_owned).collect();
             }
-            "--out" => config.out = PathBuf::from(args.next().expect("--out DIR")),
+            "--out" => config.out = PathBuf::from(args.next().ok_or("--out DIR")?),
             other => {
-                eprintln!(
+                return Err(format!(
                     "unknown argument {other:?}; use --smoke, --no-e2e, --per-layer, --rounds N, --e2e-rounds N, --only NAMES, --out DIR"
-                );
-                std::process::exit(2);
+                ));
             }
         }
     }
-    let report = run(&config);
-    println!("{report}");
+    Ok(config)
 }
 
 /// Runs everything and writes `report.md` and `chart.svg` into `config.out`.
@@ -994,5 +1008,45 @@ mod tests {
         for (a, b) in protection::PAIRS {
             assert!(names.contains(&a) && names.contains(&b), "{a} / {b}");
         }
+    }
+
+    fn args(line: &str) -> Result<Config, String> {
+        parse_args(line.split_whitespace().map(str::to_owned))
+    }
+
+    /// `.ci/docs-commands` appends `--smoke` to each documented command: it must not undo the
+    /// flags before it.
+    #[test]
+    fn smoke_after_other_flags_keeps_them() {
+        let config = args("--per-layer --no-e2e --rounds 5 --only a,b --out x --smoke").unwrap();
+        assert!(config.per_layer, "--per-layer kept");
+        assert!(!config.e2e, "--no-e2e kept");
+        assert_eq!(config.rounds, 5, "an explicit --rounds wins");
+        assert_eq!(config.only, ["a", "b"]);
+        assert_eq!(config.out, PathBuf::from("x"));
+        assert_eq!(config.iters, Config::smoke().iters, "smoke sizes");
+    }
+
+    #[test]
+    fn smoke_alone_takes_the_smoke_sizes() {
+        let config = args("--smoke").unwrap();
+        let smoke = Config::smoke();
+        assert_eq!(
+            (config.rounds, config.iters, config.e2e_rounds, config.e2e),
+            (smoke.rounds, smoke.iters, smoke.e2e_rounds, true)
+        );
+        assert_eq!(config.out, Config::full().out);
+    }
+
+    #[test]
+    fn bad_arguments_are_errors_not_panics() {
+        assert!(
+            args("--frobnicate")
+                .unwrap_err()
+                .contains("unknown argument")
+        );
+        assert!(args("--rounds 0").is_err());
+        assert!(args("--rounds").is_err());
+        assert!(args("--only").is_err());
     }
 }
