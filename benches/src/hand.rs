@@ -7,6 +7,9 @@
 //! - a `Server-Timing: total;dur=…` response header;
 //! - a 30 s timeout (timer armed in `call`, like tower's);
 //! - `catch_unwind` around `call` and every poll.
+//!
+//! For the outbound stack (`hand-outbound`): a minimal `tower::retry::Policy` and a minimal
+//! consecutive-failures circuit breaker, used with tower's `Retry` and `Timeout`.
 
 use std::{
     future::Future,
