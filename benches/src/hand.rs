@@ -7,6 +7,9 @@
 //! - a `Server-Timing: total;dur=…` response header;
 //! - a 30 s timeout (timer armed in `call`, like tower's);
 //! - `catch_unwind` around `call` and every poll.
+//!
+//! For the outbound stack (`hand-outbound`): a minimal `tower::retry::Policy` and a minimal
+//! consecutive-failures circuit breaker, used with tower's `Retry` and `Timeout`.
 
 use std::{
     future::Future,
@@ -392,5 +395,264 @@ where
                 Poll::Ready(Ok(res.take().expect("polled after completion")))
             }
         }
+    }
+}
+
+// ----- outbound: a minimal retry policy and circuit breaker ---------------------------------
+//
+// The hand-written twin of our outbound stack (`call_timeout` + `retry` + `breaker`) is tower's
+// `Timeout` inside tower's `Retry` with the policy below, inside the breaker below: the least
+// code that does the same job on the success path.
+
+/// Retries an error or a `5xx` up to `attempts` in all, at once (no backoff, no budget).
+#[derive(Clone, Copy)]
+pub struct RetryPolicy {
+    pub attempts: u32,
+}
+
+impl<B: Clone, RB, E> tower::retry::Policy<Request<B>, Response<RB>, E> for RetryPolicy {
+    type Future = std::future::Ready<()>;
+
+    fn retry(
+        &mut self,
+        _req: &mut Request<B>,
+        result: &mut Result<Response<RB>, E>,
+    ) -> Option<Self::Future> {
+        let failed = result
+            .as_ref()
+            .map_or(true, |res| res.status().is_server_error());
+        if failed && self.attempts > 1 {
+            self.attempts -= 1;
+            Some(std::future::ready(()))
+        } else {
+            None
+        }
+    }
+
+    fn clone_request(&mut self, req: &Request<B>) -> Option<Request<B>> {
+        let mut copy = Request::new(req.body().clone());
+        *copy.method_mut() = req.method().clone();
+        *copy.uri_mut() = req.uri().clone();
+        *copy.version_mut() = req.version();
+        *copy.headers_mut() = req.headers().clone();
+        Some(copy)
+    }
+}
+
+/// The breaker's shared state: consecutive failures, and when the open circuit may be tried
+/// again (nanoseconds since `epoch`, 0 when closed).
+pub struct BreakerState {
+    failures: std::sync::atomic::AtomicU32,
+    open_until: std::sync::atomic::AtomicU64,
+    epoch: std::time::Instant,
+}
+
+/// A minimal circuit breaker: opens for `COOL_DOWN` after `THRESHOLD` failures (errors or
+/// `5xx`) in a row; while open, calls fail at once. No half-open probe limit, no failure rate.
+#[derive(Clone)]
+pub struct BreakerLayer(std::sync::Arc<BreakerState>);
+
+impl BreakerLayer {
+    const THRESHOLD: u32 = 5;
+    const COOL_DOWN: Duration = Duration::from_secs(5);
+
+    pub fn new() -> Self {
+        Self(std::sync::Arc::new(BreakerState {
+            failures: std::sync::atomic::AtomicU32::new(0),
+            open_until: std::sync::atomic::AtomicU64::new(0),
+            epoch: std::time::Instant::now(),
+        }))
+    }
+}
+
+impl<S> Layer<S> for BreakerLayer {
+    type Service = Breaker<S>;
+
+    fn layer(&self, inner: S) -> Breaker<S> {
+        Breaker {
+            inner,
+            state: std::sync::Arc::clone(&self.0),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Breaker<S> {
+    inner: S,
+    state: std::sync::Arc<BreakerState>,
+}
+
+/// The error of an open circuit.
+#[derive(Debug)]
+pub struct BreakerOpen;
+
+impl std::fmt::Display for BreakerOpen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("circuit open")
+    }
+}
+
+impl std::error::Error for BreakerOpen {}
+
+impl<S, B, RB> Service<Request<B>> for Breaker<S>
+where
+    S: Service<Request<B>, Response = Response<RB>>,
+    S::Error: Into<tower::BoxError>,
+{
+    type Response = Response<RB>;
+    type Error = tower::BoxError;
+    type Future = BreakerFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        use std::sync::atomic::Ordering;
+        let open_until = self.state.open_until.load(Ordering::Relaxed);
+        if open_until != 0 {
+            let now = u64::try_from(self.state.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            if now < open_until {
+                return BreakerFuture::Open;
+            }
+        }
+        BreakerFuture::Called {
+            future: self.inner.call(req),
+            state: std::sync::Arc::clone(&self.state),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = BreakerProj]
+    pub enum BreakerFuture<F> {
+        Called { #[pin] future: F, state: std::sync::Arc<BreakerState> },
+        Open,
+    }
+}
+
+impl<F, RB, E> Future for BreakerFuture<F>
+where
+    F: Future<Output = Result<Response<RB>, E>>,
+    E: Into<tower::BoxError>,
+{
+    type Output = Result<Response<RB>, tower::BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        use std::sync::atomic::Ordering;
+        match self.project() {
+            BreakerProj::Called { future, state } => {
+                let result = ready!(future.poll(cx)).map_err(Into::into);
+                let failed = result
+                    .as_ref()
+                    .map_or(true, |res| res.status().is_server_error());
+                if !failed {
+                    if state.failures.load(Ordering::Relaxed) != 0 {
+                        state.failures.store(0, Ordering::Relaxed);
+                        state.open_until.store(0, Ordering::Relaxed);
+                    }
+                } else if state.failures.fetch_add(1, Ordering::Relaxed) + 1
+                    >= BreakerLayer::THRESHOLD
+                {
+                    let until = state.epoch.elapsed() + BreakerLayer::COOL_DOWN;
+                    let until = u64::try_from(until.as_nanos()).unwrap_or(u64::MAX);
+                    state.open_until.store(until.max(1), Ordering::Relaxed);
+                }
+                Poll::Ready(result)
+            }
+            BreakerProj::Open => Poll::Ready(Err(BreakerOpen.into())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        convert::Infallible,
+        sync::{
+            Arc,
+            atomic::{AtomicU32, Ordering},
+        },
+    };
+
+    use tower::{ServiceBuilder, ServiceExt, service_fn};
+
+    use super::*;
+
+    /// An upstream answering `status`, counting its calls.
+    fn upstream(
+        status: u16,
+        calls: &Arc<AtomicU32>,
+    ) -> impl Service<
+        Request<()>,
+        Response = Response<()>,
+        Error = Infallible,
+        Future = std::future::Ready<Result<Response<()>, Infallible>>,
+    > + Clone {
+        let calls = Arc::clone(calls);
+        service_fn(move |_: Request<()>| {
+            calls.fetch_add(1, Ordering::Relaxed);
+            let mut res = Response::new(());
+            *res.status_mut() = StatusCode::from_u16(status).expect("valid status");
+            std::future::ready(Ok(res))
+        })
+    }
+
+    #[tokio::test]
+    async fn hand_retry_policy_tries_a_failing_call_three_times() {
+        let calls = Arc::new(AtomicU32::new(0));
+        let svc = ServiceBuilder::new()
+            .layer(tower::retry::RetryLayer::new(RetryPolicy { attempts: 3 }))
+            .service(upstream(503, &calls));
+        let res = svc.oneshot(Request::new(())).await.unwrap();
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(calls.load(Ordering::Relaxed), 3);
+    }
+
+    #[tokio::test]
+    async fn hand_retry_policy_sends_a_successful_call_once() {
+        let calls = Arc::new(AtomicU32::new(0));
+        let svc = ServiceBuilder::new()
+            .layer(tower::retry::RetryLayer::new(RetryPolicy { attempts: 3 }))
+            .service(upstream(200, &calls));
+        assert_eq!(svc.oneshot(Request::new(())).await.unwrap().status(), 200);
+        assert_eq!(calls.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn hand_breaker_opens_after_five_failures_in_a_row() {
+        let calls = Arc::new(AtomicU32::new(0));
+        let breaker = BreakerLayer::new();
+        let svc = breaker.layer(upstream(500, &calls));
+        for _ in 0..5 {
+            let res = svc.clone().oneshot(Request::new(())).await.unwrap();
+            assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        }
+        let err = svc.clone().oneshot(Request::new(())).await.unwrap_err();
+        assert!(err.is::<BreakerOpen>(), "{err}");
+        assert_eq!(
+            calls.load(Ordering::Relaxed),
+            5,
+            "the open circuit calls nothing"
+        );
+    }
+
+    #[tokio::test]
+    async fn hand_breaker_success_resets_the_failure_count() {
+        let calls = Arc::new(AtomicU32::new(0));
+        let breaker = BreakerLayer::new();
+        let failing = breaker.layer(upstream(500, &calls));
+        let working = breaker.layer(upstream(200, &calls));
+        for _ in 0..4 {
+            failing.clone().oneshot(Request::new(())).await.unwrap();
+        }
+        working.clone().oneshot(Request::new(())).await.unwrap();
+        for _ in 0..4 {
+            failing.clone().oneshot(Request::new(())).await.unwrap();
+        }
+        assert_eq!(
+            working.oneshot(Request::new(())).await.unwrap().status(),
+            200
+        );
     }
 }

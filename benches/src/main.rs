@@ -26,6 +26,7 @@
 mod chart;
 mod e2e;
 mod hand;
+mod protection;
 mod variants;
 
 use std::{
@@ -49,8 +50,11 @@ pub const TOKEN: &str = "secret-token";
 const AUTHORIZATION: &str = "Bearer secret-token";
 
 /// The inner service: `200` with a small fixed body, ready at once.
-pub type Inner =
-    tower::util::ServiceFn<fn(Request<Body>) -> Ready<Result<Response<Full<Bytes>>, Infallible>>>;
+pub type Inner = InnerFor<Body>;
+
+/// The inner service over requests with a body of type `R` (see [`inner_for`]).
+pub type InnerFor<R> =
+    tower::util::ServiceFn<fn(Request<R>) -> Ready<Result<Response<Full<Bytes>>, Infallible>>>;
 
 pub fn inner() -> Inner {
     fn respond(_: Request<Body>) -> Ready<Result<Response<Full<Bytes>>, Infallible>> {
@@ -62,14 +66,31 @@ pub fn inner() -> Inner {
 }
 
 pub fn request() -> Request<Body> {
+    request_with(Body::empty())
+}
+
+/// The benchmark request with `body`: variants whose layers need another request body type
+/// (a `Clone` one for retries) build it directly, at the same cost.
+pub fn request_with<R>(body: R) -> Request<R> {
     Request::builder()
         .uri("/bench")
         .header(
             header::AUTHORIZATION,
             HeaderValue::from_static(AUTHORIZATION),
         )
-        .body(Body::empty())
+        .body(body)
         .expect("valid request")
+}
+
+/// The inner service's twin for any request body type: the same function, generic over the
+/// body it ignores (for layers that change the request body type, or need a `Clone` one).
+pub fn inner_for<R>() -> InnerFor<R> {
+    fn respond<R>(_: Request<R>) -> Ready<Result<Response<Full<Bytes>>, Infallible>> {
+        std::future::ready(Ok(Response::new(Full::new(Bytes::from_static(
+            b"hello, world",
+        )))))
+    }
+    service_fn(respond::<R> as fn(_) -> _)
 }
 
 /// One variant, type-erased at the harness level only (never per request).
@@ -86,11 +107,15 @@ pub trait Runner {
     fn send(&mut self, rt: &Runtime, req: Request<Body>) -> u16;
 }
 
-pub struct Bench<S>(pub S);
+/// A service under test, and how to make the body of each of its requests.
+pub struct Bench<S, R = Body> {
+    pub svc: S,
+    pub body: fn() -> R,
+}
 
-async fn one<S, B>(svc: &mut S, req: Request<Body>) -> u16
+async fn one<S, R, B>(svc: &mut S, req: Request<R>) -> u16
 where
-    S: Service<Request<Body>, Response = Response<B>>,
+    S: Service<Request<R>, Response = Response<B>>,
     S::Error: std::fmt::Debug,
     B: http_body::Body,
     B::Error: Into<BoxError>,
@@ -105,30 +130,30 @@ where
     status
 }
 
-impl<S, B> Runner for Bench<S>
+impl<S, R, B> Runner for Bench<S, R>
 where
-    S: Service<Request<Body>, Response = Response<B>>,
+    S: Service<Request<R>, Response = Response<B>>,
     S::Error: std::fmt::Debug,
     B: http_body::Body,
     B::Error: Into<BoxError>,
 {
     fn run(&mut self, rt: &Runtime, n: u64) -> Duration {
-        let svc = &mut self.0;
+        let (svc, body) = (&mut self.svc, self.body);
         rt.block_on(async move {
             let start = Instant::now();
             for _ in 0..n {
-                std::hint::black_box(one(svc, request()).await);
+                std::hint::black_box(one(svc, request_with(body())).await);
             }
             start.elapsed()
         })
     }
 
     fn allocs(&mut self, rt: &Runtime, n: u64) -> (u64, u64) {
-        let svc = &mut self.0;
+        let (svc, body) = (&mut self.svc, self.body);
         let info = allocation_counter::measure(|| {
             rt.block_on(async move {
                 for _ in 0..n {
-                    one(svc, request()).await;
+                    one(svc, request_with(body())).await;
                 }
             });
         });
@@ -138,7 +163,7 @@ where
     fn future_size(&mut self) -> usize {
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
         assert!(
-            self.0.poll_ready(&mut cx).is_ready(),
+            self.svc.poll_ready(&mut cx).is_ready(),
             "the inner service is ready at once"
         );
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -146,7 +171,7 @@ where
             .build()
             .expect("runtime");
         let _guard = rt.enter();
-        let future = self.0.call(request());
+        let future = self.svc.call(request_with((self.body)()));
         std::mem::size_of_val(&future)
     }
 
@@ -155,8 +180,8 @@ where
     }
 
     fn send(&mut self, rt: &Runtime, req: Request<Body>) -> u16 {
-        let svc = &mut self.0;
-        rt.block_on(one(svc, req))
+        let req = req.map(|_| (self.body)());
+        rt.block_on(one(&mut self.svc, req))
     }
 }
 
@@ -164,6 +189,9 @@ pub struct Variant {
     pub name: &'static str,
     pub what: &'static str,
     pub runner: Box<dyn Runner>,
+    /// Whether the variant checks the bearer credential (the protection and outbound
+    /// variants measure one layer or stack alone, without auth).
+    pub checks_auth: bool,
 }
 
 fn variant<S, B>(name: &'static str, what: &'static str, svc: S) -> Variant
@@ -176,7 +204,33 @@ where
     Variant {
         name,
         what,
-        runner: Box::new(Bench(svc)),
+        runner: Box::new(Bench {
+            svc,
+            body: Body::empty,
+        }),
+        checks_auth: name != "bare",
+    }
+}
+
+/// A variant without auth whose requests carry a body made by `body`.
+fn unauthenticated<S, R, B>(
+    name: &'static str,
+    what: &'static str,
+    svc: S,
+    body: fn() -> R,
+) -> Variant
+where
+    S: Service<Request<R>, Response = Response<B>> + 'static,
+    S::Error: std::fmt::Debug,
+    R: 'static,
+    B: http_body::Body + 'static,
+    B::Error: Into<BoxError>,
+{
+    Variant {
+        name,
+        what,
+        runner: Box::new(Bench { svc, body }),
+        checks_auth: false,
     }
 }
 
@@ -357,6 +411,9 @@ pub fn per_layer_variants() -> Vec<Variant> {
             request_id::SetRequestIdLayer::new().layer(inner()),
         ),
     ]
+    .into_iter()
+    .chain(protection::per_layer_variants())
+    .collect()
 }
 
 /// Every variant, in report order. `bare` and `hand-written` come first: ratios refer to them.
@@ -430,6 +487,7 @@ pub fn variants() -> Vec<Variant> {
         ),
     ];
     all.extend(macro_variants(digest));
+    all.extend(protection::variants());
     all
 }
 
@@ -622,42 +680,66 @@ fn pairs_table(
     out
 }
 
-/// The paired differences of [`LAYER_PAIRS`] present in `rows`.
+/// The paired differences of [`LAYER_PAIRS`] and [`protection::LAYER_PAIRS`] present in
+/// `rows`.
 pub fn layer_table(rows: &[Row]) -> String {
     pairs_table(
         rows,
         "| ours | − its twin | ns/request, paired by round: median (min–max) |",
-        &LAYER_PAIRS,
+        &[LAYER_PAIRS.as_slice(), protection::LAYER_PAIRS.as_slice()].concat(),
         paired_difference,
         |(median, min, max)| format!("{median:+.0} ({min:+.0} to {max:+.0})"),
     )
 }
 
-/// The paired ratios of [`PAIRS`] present in `rows`.
+/// The paired ratios of [`PAIRS`] and [`protection::PAIRS`] present in `rows`.
 pub fn paired_table(rows: &[Row]) -> String {
     pairs_table(
         rows,
         "| overhead of | ÷ overhead of | paired by round: median (min–max) |",
-        &PAIRS,
+        &[PAIRS.as_slice(), protection::PAIRS.as_slice()].concat(),
         paired_ratio,
         |(median, min, max)| format!("{median:.3} ({min:.2}–{max:.2})"),
     )
 }
 
-pub fn run_in_process(config: &Config, variants: &mut [Variant]) -> Vec<Row> {
-    let rt = tokio::runtime::Builder::new_current_thread()
+/// The runtime every in-process variant runs on (one thread, with timers).
+pub fn runtime() -> Runtime {
+    tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
-        .expect("runtime");
+        .expect("runtime")
+}
+
+/// Runs `variants` on `rt`, the runtime they were made in (tower's `RateLimit` arms its timer
+/// when it is made).
+/// The paired differences of [`protection::PAIRS`], if `rows` hold any pair: a ratio of two
+/// small overheads (a body limit costs a few ns) swings wildly, the difference does not.
+pub fn protection_table(rows: &[Row]) -> Option<String> {
+    protection::PAIRS
+        .iter()
+        .any(|&(a, b)| paired_difference(rows, a, b).is_some())
+        .then(|| {
+            pairs_table(
+                rows,
+                "| ours | − its twin | ns/request, paired by round: median (min–max) |",
+                &protection::PAIRS,
+                paired_difference,
+                |(median, min, max)| format!("{median:+.0} ({min:+.0} to {max:+.0})"),
+            )
+        })
+}
+
+pub fn run_in_process(config: &Config, rt: &Runtime, variants: &mut [Variant]) -> Vec<Row> {
     for v in variants.iter_mut() {
-        let status = v.runner.send(&rt, request());
+        let status = v.runner.send(rt, request());
         assert_eq!(status, 200, "variant {} answered {status}", v.name);
-        v.runner.run(&rt, config.iters / 10 + 1); // warm-up
+        v.runner.run(rt, config.iters / 10 + 1); // warm-up
     }
     let mut samples = vec![Vec::with_capacity(config.rounds); variants.len()];
     for round in 0..config.rounds {
         for (i, v) in variants.iter_mut().enumerate() {
-            let elapsed = v.runner.run(&rt, config.iters);
+            let elapsed = v.runner.run(rt, config.iters);
             samples[i].push(elapsed.as_nanos() as f64 / config.iters as f64);
         }
         eprintln!("round {}/{} done", round + 1, config.rounds);
@@ -668,7 +750,7 @@ pub fn run_in_process(config: &Config, variants: &mut [Variant]) -> Vec<Row> {
         .map(|(v, rounds)| {
             let mut ns = rounds.clone();
             ns.sort_by(f64::total_cmp);
-            let (count, bytes) = v.runner.allocs(&rt, config.alloc_iters);
+            let (count, bytes) = v.runner.allocs(rt, config.alloc_iters);
             Row {
                 name: v.name,
                 what: v.what,
@@ -721,51 +803,67 @@ pub fn table(rows: &[Row]) -> String {
 }
 
 fn main() {
+    match parse_args(std::env::args().skip(1)) {
+        Ok(config) => {
+            let report = run(&config);
+            println!("{report}");
+        }
+        Err(message) => {
+            eprintln!("{message}");
+            std::process::exit(2);
+        }
+    }
+}
+
+/// The configuration the command line asks for. `--smoke` changes only the sizes (rounds,
+/// iterations, end-to-end requests), wherever it stands: the other flags keep their meaning,
+/// and an explicit `--rounds` or `--e2e-rounds` wins over it.
+///
+/// # Errors
+///
+/// An unknown argument, or a flag without its value.
+pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Config, String> {
+    fn count(value: Option<String>, usage: &str) -> Result<usize, String> {
+        value
+            .and_then(|n| n.parse().ok())
+            .filter(|&n: &usize| n > 0)
+            .ok_or_else(|| usage.to_owned())
+    }
+    let args: Vec<String> = args.into_iter().collect();
     let mut config = Config::full();
-    let mut args = std::env::args().skip(1);
+    if args.iter().any(|a| a == "--smoke") {
+        config = Config {
+            out: config.out.clone(),
+            ..Config::smoke()
+        };
+    }
+    let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--smoke" => {
-                config = Config {
-                    out: config.out.clone(),
-                    ..Config::smoke()
-                }
-            }
+            "--smoke" => {}
             "--no-e2e" => config.e2e = false,
             "--per-layer" => config.per_layer = true,
-            "--e2e-rounds" => {
-                config.e2e_rounds = args
-                    .next()
-                    .and_then(|n| n.parse().ok())
-                    .filter(|&n: &usize| n > 0)
-                    .expect("--e2e-rounds N (N > 0)");
-            }
-            "--rounds" => {
-                config.rounds = args
-                    .next()
-                    .and_then(|n| n.parse().ok())
-                    .filter(|&n: &usize| n > 0)
-                    .expect("--rounds N (N > 0)");
-            }
+            "--e2e-rounds" => config.e2e_rounds = count(args.next(), "--e2e-rounds N (N > 0)")?,
+            "--rounds" => config.rounds = count(args.next(), "--rounds N (N > 0)")?,
             "--only" => {
-                let names = args.next().expect("--only NAME[,NAME...]");
+                let names = args.next().ok_or("--only NAME[,NAME...]")?;
                 config.only = names.split(',').map(str::to_owned).collect();
             }
-            "--out" => config.out = PathBuf::from(args.next().expect("--out DIR")),
+            "--out" => config.out = PathBuf::from(args.next().ok_or("--out DIR")?),
             other => {
-                eprintln!(
+                return Err(format!(
                     "unknown argument {other:?}; use --smoke, --no-e2e, --per-layer, --rounds N, --e2e-rounds N, --only NAMES, --out DIR"
-                );
-                std::process::exit(2);
+                ));
             }
         }
     }
-    let report = run(&config);
-    println!("{report}");
+    Ok(config)
 }
 
 /// Runs everything and writes `report.md` and `chart.svg` into `config.out`.
 pub fn run(config: &Config) -> String {
+    let rt = runtime();
+    let guard = rt.enter();
     let mut variants = if config.per_layer {
         per_layer_variants()
     } else {
@@ -774,7 +872,10 @@ pub fn run(config: &Config) -> String {
     if !config.only.is_empty() {
         variants.retain(|v| v.name == "bare" || config.only.iter().any(|o| o == v.name));
     }
-    let rows = run_in_process(config, &mut variants);
+    drop(guard);
+    let rows = run_in_process(config, &rt, &mut variants);
+    drop(variants);
+    drop(rt);
     let mut report = machine();
     let _ = writeln!(
         report,
@@ -789,6 +890,12 @@ pub fn run(config: &Config) -> String {
     } else {
         report.push_str("Overhead ratios, paired round by round:\n\n");
         report.push_str(&paired_table(&rows));
+        if let Some(differences) = protection_table(&rows) {
+            report.push_str(
+                "\nProtection and outbound layers, ours minus its twin, paired round by round:\n\n",
+            );
+            report.push_str(&differences);
+        }
     }
     report.push('\n');
     for r in &rows {
@@ -853,23 +960,93 @@ mod tests {
         let report = run(&config);
         assert!(report.contains("| bare |"));
         assert!(report.contains("End to end"));
+        assert!(report.contains("| std-rate-limit | tower-rate-limit |"));
+        assert!(report.contains("| ours-outbound | hand-outbound |"));
         assert!(config.out.join("chart.svg").exists());
     }
 
     #[test]
-    fn every_variant_but_bare_rejects_a_bad_token() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .unwrap();
-        for v in &mut variants() {
+    fn every_authenticating_variant_rejects_a_bad_token() {
+        let rt = runtime();
+        let variants = {
+            let _guard = rt.enter();
+            variants()
+        };
+        for mut v in variants {
             let mut req = request();
             req.headers_mut().insert(
                 header::AUTHORIZATION,
                 HeaderValue::from_static("Bearer wrong"),
             );
-            let expected = if v.name == "bare" { 200 } else { 401 };
+            let expected = if v.checks_auth { 401 } else { 200 };
             assert_eq!(v.runner.send(&rt, req), expected, "{}", v.name);
         }
+    }
+
+    /// The protection and outbound variants answer `200` to every request of a round: no limit
+    /// is reached, so they measure the pass-through path they claim to.
+    #[test]
+    fn protection_variants_answer_every_request_ok() {
+        let rt = runtime();
+        let variants = {
+            let _guard = rt.enter();
+            protection::variants()
+        };
+        for mut v in variants {
+            for _ in 0..2_000 {
+                assert_eq!(v.runner.send(&rt, request()), 200, "{}", v.name);
+            }
+        }
+    }
+
+    /// Every pair of the protection table names two variants that exist.
+    #[test]
+    fn protection_pairs_name_existing_variants() {
+        let rt = runtime();
+        let _guard = rt.enter();
+        let names: Vec<_> = protection::variants().iter().map(|v| v.name).collect();
+        for (a, b) in protection::PAIRS {
+            assert!(names.contains(&a) && names.contains(&b), "{a} / {b}");
+        }
+    }
+
+    fn args(line: &str) -> Result<Config, String> {
+        parse_args(line.split_whitespace().map(str::to_owned))
+    }
+
+    /// `.ci/docs-commands` appends `--smoke` to each documented command: it must not undo the
+    /// flags before it.
+    #[test]
+    fn smoke_after_other_flags_keeps_them() {
+        let config = args("--per-layer --no-e2e --rounds 5 --only a,b --out x --smoke").unwrap();
+        assert!(config.per_layer, "--per-layer kept");
+        assert!(!config.e2e, "--no-e2e kept");
+        assert_eq!(config.rounds, 5, "an explicit --rounds wins");
+        assert_eq!(config.only, ["a", "b"]);
+        assert_eq!(config.out, PathBuf::from("x"));
+        assert_eq!(config.iters, Config::smoke().iters, "smoke sizes");
+    }
+
+    #[test]
+    fn smoke_alone_takes_the_smoke_sizes() {
+        let config = args("--smoke").unwrap();
+        let smoke = Config::smoke();
+        assert_eq!(
+            (config.rounds, config.iters, config.e2e_rounds, config.e2e),
+            (smoke.rounds, smoke.iters, smoke.e2e_rounds, true)
+        );
+        assert_eq!(config.out, Config::full().out);
+    }
+
+    #[test]
+    fn bad_arguments_are_errors_not_panics() {
+        assert!(
+            args("--frobnicate")
+                .unwrap_err()
+                .contains("unknown argument")
+        );
+        assert!(args("--rounds 0").is_err());
+        assert!(args("--rounds").is_err());
+        assert!(args("--only").is_err());
     }
 }
