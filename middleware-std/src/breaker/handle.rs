@@ -1,6 +1,6 @@
 //! [`CircuitBreaker`], the shared handle and its two-step form.
 
-use std::{fmt, sync::Arc};
+use std::{borrow::Cow, fmt, sync::Arc};
 
 use super::{
     BreakerConfig, BreakerOpenError, BreakerState, BreakerStore, CallOutcome, MemoryStore, Permit,
@@ -98,7 +98,12 @@ impl<St: BreakerStore, C: OnStateChange> CircuitBreaker<St, C> {
         match acquired.permit {
             Some(permit) => Ok(Ticket {
                 breaker: self.clone(),
-                key: key.to_owned(),
+                // The unkeyed circuit's `""` needs no copy.
+                key: if key.is_empty() {
+                    Cow::Borrowed("")
+                } else {
+                    Cow::Owned(key.to_owned())
+                },
                 permit: Some(permit),
             }),
             None => Err(BreakerOpenError::new()),
@@ -159,7 +164,7 @@ impl<St: fmt::Debug, C> fmt::Debug for CircuitBreaker<St, C> {
 #[must_use = "report the call's outcome, or it counts for nothing"]
 pub struct Ticket<St: BreakerStore = MemoryStore, C: OnStateChange = ()> {
     breaker: CircuitBreaker<St, C>,
-    key: String,
+    key: Cow<'static, str>,
     permit: Option<Permit>,
 }
 
