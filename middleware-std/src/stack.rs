@@ -163,9 +163,6 @@ use std::{fmt, time::Duration};
 
 use tower_layer::{Identity, Layer};
 
-#[cfg(feature = "rate-limit")]
-use crate::rate_limit::RateLimitLayer;
-
 use crate::{
     catch_panic::{CatchPanic, CatchPanicLayer, DefaultResponseForPanic},
     logging::{DefaultLevel, Log, LogLayer, PassRequestBody},
@@ -415,8 +412,8 @@ impl<M, L, C, H, R, Q, F, N, K, Z> StackLayer<M, L, C, H, R, Q, F, N, K, Z> {
     )]
     pub fn rate_limit<M2, St>(
         self,
-        layer: RateLimitLayer<M2, St>,
-    ) -> StackLayer<M, L, C, H, R, Q, F, N, RateLimitLayer<M2, St>, Z> {
+        layer: crate::rate_limit::RateLimitLayer<M2, St>,
+    ) -> StackLayer<M, L, C, H, R, Q, F, N, crate::rate_limit::RateLimitLayer<M2, St>, Z> {
         StackLayer {
             request_id: self.request_id,
             log: self.log,

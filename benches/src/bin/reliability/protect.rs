@@ -674,7 +674,7 @@ pub fn phase(config: &Config, report: &mut Report) {
     let t = &mut report.tables;
     let _ = writeln!(
         t,
-        "\n### Protection phase ({total} requests, {PERMITS} places, {HOT_QUOTA} a day per key, {BODY_LIMIT}-byte bodies)\n\n| request | sent | 200 | 413 | 429 | 503 |\n| --- | --- | --- | --- | --- | --- |"
+        "\n### Protection phase ({total} requests, {PERMITS} places, {HOT_QUOTA} a day per key, {BODY_LIMIT}-byte bodies)\n\n| request | answered | 200 | 413 | 429 | 503 |\n| --- | --- | --- | --- | --- | --- |"
     );
     for kind in Kind::ALL {
         let counts = STATUSES.map(|st| got(kind, st));
