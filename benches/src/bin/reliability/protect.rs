@@ -103,7 +103,7 @@ impl Kind {
 
     const fn name(self) -> &'static str {
         match self {
-            Self::Tenant => "tenant (own key, 64 B)",
+            Self::Tenant => "tenant key (64 B)",
             Self::Hot => "hot key (64 B)",
             Self::BigDeclared => "Content-Length 1000000 + Expect: 100-continue",
             Self::BigChunked => "chunked 1536 B",
