@@ -2,8 +2,8 @@
 //! budget, in the order that makes each of them see what it needs.
 //!
 //! ```text
-//! request  ─▶ SetRequestId ─▶ Log ─▶ ServerTiming ─▶ CatchPanic ─▶ Timeout ─▶ [RequestBodyTimeout] ─▶ your service
-//! response ◀─ (x-request-id) ◀─ (one event) ◀─ (Server-Timing) ◀─ (500) ◀─ (503) ◀─ (408) ◀─
+//! request  ─▶ SetRequestId ─▶ Log ─▶ ServerTiming ─▶ CatchPanic ─▶ Timeout ─▶ [ConcurrencyLimit] ─▶ [RateLimit] ─▶ [RequestBodyLimit] ─▶ [RequestBodyTimeout] ─▶ your service
+//! response ◀─ (x-request-id) ◀─ (one event) ◀─ (Server-Timing) ◀─ (500) ◀─ (503) ◀─ (503 shed) ◀─ (429) ◀─ (413) ◀─ (408) ◀─
 //! ```
 //!
 //! Outermost first, and why:
@@ -32,7 +32,29 @@
 //!    body (a stream cut by the budget ends with an error, not cleanly). Each expiry is
 //!    reported to the request ([`Context::expiry`](crate::Context::expiry)) with its phase,
 //!    so the access log names it.
-//! 6. **[`RequestBodyTimeoutLayer`]** (opt in: [`StackLayer::request_body_timeout`], or
+//! 6. **[`ConcurrencyLimitLayer`](crate::limit::ConcurrencyLimitLayer)** (opt in:
+//!    [`StackLayer::concurrency_limit`]) — just inside the budget, outside everything else and
+//!    outside the routes' auth: when the server is full, the cheapest answer is the right one
+//!    (a `503` with `Retry-After` at once, before a key lookup, a password hash or a body
+//!    read); inside the budget, so a queued request waits at most until its deadline (then
+//!    `503` with the phase `ready`); inside the id, the log, timing and panic recovery, so a
+//!    shed request still carries `x-request-id` and makes one access record. Its place is held
+//!    until the response body ends, so it bounds streaming responses too.
+//! 7. **[`RateLimitLayer`](crate::rate_limit::RateLimitLayer)** (opt in:
+//!    [`StackLayer::rate_limit`]) — inside the concurrency limit, so an overloaded server does
+//!    not also hammer the key store (which may be remote); inside the budget, so a slow store
+//!    is bounded by it. In the stack it runs before a route's auth: key it by the peer address
+//!    or a header there. **A limit keyed by the principal goes after auth**, on the route:
+//!    `AuthLayer` outside `RateLimitLayer::per_principal()` (before auth there is no
+//!    principal, and every request would share the anonymous key).
+//! 8. **[`RequestBodyLimitLayer`](crate::body_limit::RequestBodyLimitLayer)** (opt in:
+//!    [`StackLayer::body_limit`]) — innermost but for the request-body deadlines, next to where
+//!    the handler reads the body: a declared length over the limit is answered `413` before
+//!    the handler runs and before any body timer is set; a body cut while streaming is named
+//!    `413` (with `Connection: close`), whatever the handler made of the error. After the
+//!    limits, so a request that was going to be shed or throttled is never read. The service
+//!    sees `Request<LimitedBody<B>>`, which is why it is not on by default.
+//! 9. **[`RequestBodyTimeoutLayer`]** (opt in: [`StackLayer::request_body_timeout`], or
 //!    [`StackLayer::request_body_deadlines`] for deadlines derived from the budget) — innermost,
 //!    where the handler reads the body: a client that stalls its upload gets `408` with
 //!    `Connection: close` and the phase `request_body`, not the `503` of an overloaded server;
@@ -77,6 +99,59 @@
 //! # }
 //! ```
 //!
+//! # Example: with the protection layers
+//!
+//! ```
+//! use std::{convert::Infallible, time::Duration};
+//! use bytes::Bytes;
+//! use http::{Request, Response, StatusCode, header};
+//! use http_body_util::{BodyExt, Full};
+//! use middleware_std::{
+//!     body_limit::{LimitedBody, RequestBodyLimitLayer},
+//!     limit::ConcurrencyLimitLayer,
+//!     rate_limit::{Policy, RateLimitLayer},
+//!     stack::StackLayer,
+//! };
+//! use tower::{Layer, ServiceExt, service_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let limit = ConcurrencyLimitLayer::new(1);
+//! let app = StackLayer::new(Duration::from_secs(1))
+//!     .concurrency_limit(limit.clone())
+//!     .rate_limit(RateLimitLayer::new(Policy::per_minute(2)).per_header("x-api-key".parse().unwrap()))
+//!     .body_limit(RequestBodyLimitLayer::new(16))
+//!     .layer(service_fn(|req: Request<LimitedBody<Full<Bytes>>>| async move {
+//!         let body = req.into_body().collect().await;
+//!         let status = if body.is_ok() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
+//!         Ok::<_, Infallible>(Response::builder().status(status).body(Full::<Bytes>::from("done")).unwrap())
+//!     }));
+//! let request = |body: &'static str| {
+//!     Request::builder().header("x-api-key", "k1").body(Full::from(body)).unwrap()
+//! };
+//!
+//! // Within every limit; the response holds the only place until its body ends or is dropped.
+//! let first = app.clone().oneshot(request("small")).await.unwrap();
+//! assert_eq!(first.status(), StatusCode::OK);
+//! // The server is full: shed at once, with the id.
+//! let shed = app.clone().oneshot(request("small")).await.unwrap();
+//! assert_eq!(shed.status(), StatusCode::SERVICE_UNAVAILABLE);
+//! assert!(shed.headers().contains_key(header::RETRY_AFTER));
+//! assert!(shed.headers().contains_key("x-request-id"));
+//! assert_eq!(first.into_body().collect().await.unwrap().to_bytes(), "done");
+//! assert_eq!(limit.in_flight(), 0);
+//!
+//! // A body over 16 bytes: 413 (the second request of this key's quota).
+//! let big = app.clone().oneshot(request("far more than sixteen bytes")).await.unwrap();
+//! assert_eq!(big.status(), StatusCode::PAYLOAD_TOO_LARGE);
+//! big.into_body().collect().await.unwrap(); // its place is held until then
+//! // The key's quota (2 a minute) is spent: 429.
+//! let throttled = app.oneshot(request("small")).await.unwrap();
+//! assert_eq!(throttled.status(), StatusCode::TOO_MANY_REQUESTS);
+//! assert!(throttled.headers().contains_key("x-request-id"));
+//! # }
+//! ```
+//!
 //! # Differences from tower-http
 //!
 //! tower-http leaves the order to you, and the natural `ServiceBuilder` order of its pieces
@@ -108,8 +183,26 @@ pub type StackService<
     R = DefaultResponseForPanic,
     Q = Identity,
     F = DefaultTimingFilter,
+    N = Identity,
+    K = Identity,
+    Z = Identity,
 > = SetRequestId<
-    Log<ServerTiming<CatchPanic<Timeout<<Q as Layer<S>>::Service>, R>, H, F>, L, C>,
+    Log<
+        ServerTiming<
+            CatchPanic<
+                Timeout<
+                    <N as Layer<
+                        <K as Layer<<Z as Layer<<Q as Layer<S>>::Service>>::Service>>::Service,
+                    >>::Service,
+                >,
+                R,
+            >,
+            H,
+            F,
+        >,
+        L,
+        C,
+    >,
     M,
 >;
 
@@ -117,7 +210,10 @@ pub type StackService<
 ///
 /// Each piece can be replaced by a configured one ([`StackLayer::request_id`],
 /// [`StackLayer::log`], [`StackLayer::timing`], [`StackLayer::catch_panic`],
-/// [`StackLayer::timeout`], [`StackLayer::request_body_timeout`]); the order stays.
+/// [`StackLayer::timeout`], [`StackLayer::request_body_timeout`]), and the protection layers
+/// are opt in ([`StackLayer::concurrency_limit`], [`StackLayer::rate_limit`],
+/// [`StackLayer::body_limit`]); the order stays. Each opt-in piece is a type parameter that
+/// is [`Identity`] until it is set, so the default stack's type does not change.
 #[must_use]
 pub struct StackLayer<
     M = DefaultMakeRequestId,
@@ -127,12 +223,18 @@ pub struct StackLayer<
     R = DefaultResponseForPanic,
     Q = Identity,
     F = DefaultTimingFilter,
+    N = Identity,
+    K = Identity,
+    Z = Identity,
 > {
     request_id: SetRequestIdLayer<M>,
     log: LogLayer<L, C>,
     timing: ServerTimingLayer<H, F>,
     catch_panic: CatchPanicLayer<R>,
     timeout: TimeoutLayer,
+    concurrency_limit: N,
+    rate_limit: K,
+    body_limit: Z,
     request_body: Q,
 }
 
@@ -145,32 +247,47 @@ impl StackLayer {
             timing: ServerTimingLayer::new(),
             catch_panic: CatchPanicLayer::new(),
             timeout: TimeoutLayer::new(budget),
+            concurrency_limit: Identity::new(),
+            rate_limit: Identity::new(),
+            body_limit: Identity::new(),
             request_body: Identity::new(),
         }
     }
 }
 
-impl<M, L, C, H, R, Q, F> StackLayer<M, L, C, H, R, Q, F> {
+impl<M, L, C, H, R, Q, F, N, K, Z> StackLayer<M, L, C, H, R, Q, F, N, K, Z> {
     /// Replaces the request-id layer.
-    pub fn request_id<M2>(self, layer: SetRequestIdLayer<M2>) -> StackLayer<M2, L, C, H, R, Q, F> {
+    pub fn request_id<M2>(
+        self,
+        layer: SetRequestIdLayer<M2>,
+    ) -> StackLayer<M2, L, C, H, R, Q, F, N, K, Z> {
         StackLayer {
             request_id: layer,
             log: self.log,
             timing: self.timing,
             catch_panic: self.catch_panic,
             timeout: self.timeout,
+            concurrency_limit: self.concurrency_limit,
+            rate_limit: self.rate_limit,
+            body_limit: self.body_limit,
             request_body: self.request_body,
         }
     }
 
     /// Replaces the logging layer.
-    pub fn log<L2, C2>(self, layer: LogLayer<L2, C2>) -> StackLayer<M, L2, C2, H, R, Q, F> {
+    pub fn log<L2, C2>(
+        self,
+        layer: LogLayer<L2, C2>,
+    ) -> StackLayer<M, L2, C2, H, R, Q, F, N, K, Z> {
         StackLayer {
             request_id: self.request_id,
             log: layer,
             timing: self.timing,
             catch_panic: self.catch_panic,
             timeout: self.timeout,
+            concurrency_limit: self.concurrency_limit,
+            rate_limit: self.rate_limit,
+            body_limit: self.body_limit,
             request_body: self.request_body,
         }
     }
@@ -181,25 +298,34 @@ impl<M, L, C, H, R, Q, F> StackLayer<M, L, C, H, R, Q, F> {
     pub fn timing<H2, F2>(
         self,
         layer: ServerTimingLayer<H2, F2>,
-    ) -> StackLayer<M, L, C, H2, R, Q, F2> {
+    ) -> StackLayer<M, L, C, H2, R, Q, F2, N, K, Z> {
         StackLayer {
             request_id: self.request_id,
             log: self.log,
             timing: layer,
             catch_panic: self.catch_panic,
             timeout: self.timeout,
+            concurrency_limit: self.concurrency_limit,
+            rate_limit: self.rate_limit,
+            body_limit: self.body_limit,
             request_body: self.request_body,
         }
     }
 
     /// Replaces the panic-recovery layer.
-    pub fn catch_panic<R2>(self, layer: CatchPanicLayer<R2>) -> StackLayer<M, L, C, H, R2, Q, F> {
+    pub fn catch_panic<R2>(
+        self,
+        layer: CatchPanicLayer<R2>,
+    ) -> StackLayer<M, L, C, H, R2, Q, F, N, K, Z> {
         StackLayer {
             request_id: self.request_id,
             log: self.log,
             timing: self.timing,
             catch_panic: layer,
             timeout: self.timeout,
+            concurrency_limit: self.concurrency_limit,
+            rate_limit: self.rate_limit,
+            body_limit: self.body_limit,
             request_body: self.request_body,
         }
     }
@@ -216,13 +342,16 @@ impl<M, L, C, H, R, Q, F> StackLayer<M, L, C, H, R, Q, F> {
     pub fn request_body_timeout(
         self,
         layer: RequestBodyTimeoutLayer,
-    ) -> StackLayer<M, L, C, H, R, RequestBodyTimeoutLayer, F> {
+    ) -> StackLayer<M, L, C, H, R, RequestBodyTimeoutLayer, F, N, K, Z> {
         StackLayer {
             request_id: self.request_id,
             log: self.log,
             timing: self.timing,
             catch_panic: self.catch_panic,
             timeout: self.timeout,
+            concurrency_limit: self.concurrency_limit,
+            rate_limit: self.rate_limit,
+            body_limit: self.body_limit,
             request_body: layer,
         }
     }
@@ -241,14 +370,98 @@ impl<M, L, C, H, R, Q, F> StackLayer<M, L, C, H, R, Q, F> {
     /// let stack = StackLayer::new(Duration::from_secs(10)).request_body_deadlines();
     /// assert!(format!("{stack:?}").contains("request_body"));
     /// ```
-    pub fn request_body_deadlines(self) -> StackLayer<M, L, C, H, R, RequestBodyTimeoutLayer, F> {
+    pub fn request_body_deadlines(
+        self,
+    ) -> StackLayer<M, L, C, H, R, RequestBodyTimeoutLayer, F, N, K, Z> {
         let budget = self.timeout.budget();
         self.request_body_timeout(RequestBodyTimeoutLayer::new(budget / 2, budget * 9 / 10))
     }
+
+    /// Puts a concurrency limit with load shedding (or a bounded queue) inside the budget and
+    /// outside everything else the stack holds (and outside the routes' auth): an overloaded
+    /// server answers `503` (or `429`) with `Retry-After` before it spends anything on the
+    /// request but the id, the log record and the budget. See the [module docs](self) for the
+    /// order and why.
+    #[cfg(feature = "limit")]
+    pub fn concurrency_limit(
+        self,
+        layer: crate::limit::ConcurrencyLimitLayer,
+    ) -> StackLayer<M, L, C, H, R, Q, F, crate::limit::ConcurrencyLimitLayer, K, Z> {
+        StackLayer {
+            request_id: self.request_id,
+            log: self.log,
+            timing: self.timing,
+            catch_panic: self.catch_panic,
+            timeout: self.timeout,
+            concurrency_limit: layer,
+            rate_limit: self.rate_limit,
+            body_limit: self.body_limit,
+            request_body: self.request_body,
+        }
+    }
+
+    /// Puts a keyed rate limit inside the concurrency limit: `429` with `Retry-After` and the
+    /// `RateLimit` headers. In the stack it runs before a route's auth, so key it by something
+    /// known before auth (the peer address, a header); a limit keyed by the principal belongs
+    /// on the route, after its [`AuthLayer`](crate::auth::AuthLayer). See the
+    /// [module docs](self) for the order and why.
+    #[cfg(feature = "rate-limit")]
+    #[expect(
+        clippy::type_complexity,
+        reason = "the stack's ten type parameters; an alias would only hide them"
+    )]
+    pub fn rate_limit<M2, St>(
+        self,
+        layer: crate::rate_limit::RateLimitLayer<M2, St>,
+    ) -> StackLayer<M, L, C, H, R, Q, F, N, crate::rate_limit::RateLimitLayer<M2, St>, Z> {
+        StackLayer {
+            request_id: self.request_id,
+            log: self.log,
+            timing: self.timing,
+            catch_panic: self.catch_panic,
+            timeout: self.timeout,
+            concurrency_limit: self.concurrency_limit,
+            rate_limit: layer,
+            body_limit: self.body_limit,
+            request_body: self.request_body,
+        }
+    }
+
+    /// Puts a request body limit innermost, just outside the request-body deadlines: the
+    /// service then sees `Request<LimitedBody<B>>` (or `Request<TimeoutBody<LimitedBody<B>>>`
+    /// with deadlines); a body over the limit is answered `413`. See the [module docs](self)
+    /// for the order and why.
+    #[cfg(feature = "body-limit")]
+    pub fn body_limit(
+        self,
+        layer: crate::body_limit::RequestBodyLimitLayer,
+    ) -> StackLayer<M, L, C, H, R, Q, F, N, K, crate::body_limit::RequestBodyLimitLayer> {
+        StackLayer {
+            request_id: self.request_id,
+            log: self.log,
+            timing: self.timing,
+            catch_panic: self.catch_panic,
+            timeout: self.timeout,
+            concurrency_limit: self.concurrency_limit,
+            rate_limit: self.rate_limit,
+            body_limit: layer,
+            request_body: self.request_body,
+        }
+    }
 }
 
-impl<M: Clone, L: Clone, C: Clone, H: Clone, R: Clone, Q: Clone, F: Clone> Clone
-    for StackLayer<M, L, C, H, R, Q, F>
+impl<
+    M: Clone,
+    L: Clone,
+    C: Clone,
+    H: Clone,
+    R: Clone,
+    Q: Clone,
+    F: Clone,
+    N: Clone,
+    K: Clone,
+    Z: Clone,
+> Clone for StackLayer<M, L, C, H, R, Q, F, N, K, Z>
 {
     fn clone(&self) -> Self {
         Self {
@@ -257,18 +470,24 @@ impl<M: Clone, L: Clone, C: Clone, H: Clone, R: Clone, Q: Clone, F: Clone> Clone
             timing: self.timing.clone(),
             catch_panic: self.catch_panic.clone(),
             timeout: self.timeout.clone(),
+            concurrency_limit: self.concurrency_limit.clone(),
+            rate_limit: self.rate_limit.clone(),
+            body_limit: self.body_limit.clone(),
             request_body: self.request_body.clone(),
         }
     }
 }
 
-impl<M, L, C, H, R, Q, F> fmt::Debug for StackLayer<M, L, C, H, R, Q, F>
+impl<M, L, C, H, R, Q, F, N, K, Z> fmt::Debug for StackLayer<M, L, C, H, R, Q, F, N, K, Z>
 where
     SetRequestIdLayer<M>: fmt::Debug,
     LogLayer<L, C>: fmt::Debug,
     ServerTimingLayer<H, F>: fmt::Debug,
     CatchPanicLayer<R>: fmt::Debug,
     Q: fmt::Debug,
+    N: fmt::Debug,
+    K: fmt::Debug,
+    Z: fmt::Debug,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct(stringify!(StackLayer))
@@ -277,18 +496,34 @@ where
             .field("timing", &self.timing)
             .field("catch_panic", &self.catch_panic)
             .field("timeout", &self.timeout)
+            .field("concurrency_limit", &self.concurrency_limit)
+            .field("rate_limit", &self.rate_limit)
+            .field("body_limit", &self.body_limit)
             .field("request_body", &self.request_body)
             .finish()
     }
 }
 
-impl<S, M: Clone, L: Clone, C: Clone, H: Clone, R: Clone, Q: Layer<S>, F: Clone> Layer<S>
-    for StackLayer<M, L, C, H, R, Q, F>
+impl<S, M, L, C, H, R, Q, F, N, K, Z> Layer<S> for StackLayer<M, L, C, H, R, Q, F, N, K, Z>
+where
+    M: Clone,
+    L: Clone,
+    C: Clone,
+    H: Clone,
+    R: Clone,
+    F: Clone,
+    Q: Layer<S>,
+    Z: Layer<Q::Service>,
+    K: Layer<Z::Service>,
+    N: Layer<K::Service>,
 {
-    type Service = StackService<S, M, L, C, H, R, Q, F>;
+    type Service = StackService<S, M, L, C, H, R, Q, F, N, K, Z>;
 
     fn layer(&self, inner: S) -> Self::Service {
         let inner = self.request_body.layer(inner);
+        let inner = self.body_limit.layer(inner);
+        let inner = self.rate_limit.layer(inner);
+        let inner = self.concurrency_limit.layer(inner);
         let inner = self.timeout.layer(inner);
         let inner = self.catch_panic.layer(inner);
         let inner = self.timing.layer(inner);
@@ -497,6 +732,247 @@ mod tests {
         let expiry = cx.expiry().expect("reported");
         assert_eq!(expiry.phase(), crate::TimeoutPhase::RequestBody);
         assert_eq!(cx.cause(), Some(CancelCause::Deadline));
+    }
+
+    /// The protection layers in the stack: their rejections pass out through the id, the log
+    /// and timing like every other response.
+    #[cfg(all(feature = "limit", feature = "rate-limit", feature = "body-limit"))]
+    mod protection {
+        use std::sync::{Arc, Mutex};
+
+        use bytes::Bytes;
+        use http::header;
+        use http_body_util::Full;
+
+        use super::*;
+        use crate::{
+            body_limit::{LimitedBody, RequestBodyLimitLayer},
+            limit::ConcurrencyLimitLayer,
+            rate_limit::{Policy, RateLimitLayer},
+        };
+
+        fn app(
+            limit: &ConcurrencyLimitLayer,
+        ) -> impl tower_service::Service<
+            Request<Full<Bytes>>,
+            Response = Response<impl http_body::Body<Data = Bytes, Error: std::fmt::Debug>>,
+            Error = Infallible,
+            Future: Send,
+        > + Clone {
+            StackLayer::new(Duration::from_secs(1))
+                .concurrency_limit(limit.clone())
+                .rate_limit(
+                    RateLimitLayer::new(Policy::per_minute(2))
+                        .per_header(http::HeaderName::from_static("x-api-key")),
+                )
+                .body_limit(RequestBodyLimitLayer::new(16))
+                .layer(service_fn(
+                    |req: Request<LimitedBody<Full<Bytes>>>| async move {
+                        let status = match req.into_body().collect().await {
+                            Ok(_) => StatusCode::OK,
+                            Err(_) => StatusCode::BAD_REQUEST,
+                        };
+                        let mut res = Response::new(Full::from("done"));
+                        *res.status_mut() = status;
+                        Ok::<_, Infallible>(res)
+                    },
+                ))
+        }
+
+        fn request(body: &'static str) -> Request<Full<Bytes>> {
+            Request::builder()
+                .header("x-api-key", "k1")
+                .body(Full::from(body))
+                .unwrap()
+        }
+
+        #[tokio::test]
+        async fn shed_throttled_and_oversized_responses_carry_the_id_and_one_access_record() {
+            let (writer, logs) = writer();
+            let subscriber = tracing_subscriber::fmt()
+                .with_writer(writer)
+                .with_ansi(false)
+                .finish();
+            let _guard = tracing::subscriber::set_default(subscriber);
+            let limit = ConcurrencyLimitLayer::new(1);
+            let app = app(&limit);
+
+            let first = app.clone().oneshot(request("small")).await.unwrap();
+            assert_eq!(first.status(), StatusCode::OK);
+            // The only place is held by `first`'s body.
+            let shed = app.clone().oneshot(request("small")).await.unwrap();
+            assert_eq!(shed.status(), StatusCode::SERVICE_UNAVAILABLE);
+            first.into_body().collect().await.unwrap();
+            assert_eq!(limit.in_flight(), 0);
+            ends_with_the_id(shed).await;
+
+            let big = app
+                .clone()
+                .oneshot(request("far more than sixteen bytes"))
+                .await
+                .unwrap();
+            assert_eq!(big.status(), StatusCode::PAYLOAD_TOO_LARGE);
+            ends_with_the_id(big).await;
+
+            // The key's two requests of the minute are spent.
+            let throttled = app.clone().oneshot(request("small")).await.unwrap();
+            assert_eq!(throttled.status(), StatusCode::TOO_MANY_REQUESTS);
+            ends_with_the_id(throttled).await;
+            assert_eq!(limit.in_flight(), 0, "no place leaked");
+
+            let logs = logs();
+            let records: Vec<&str> = logs
+                .lines()
+                .filter(|l| l.contains("request finished"))
+                .collect();
+            assert_eq!(records.len(), 4, "one record per request: {logs}");
+            for (record, status) in records.iter().zip(["200", "503", "413", "429"]) {
+                assert!(
+                    record.contains(&format!("http.response.status_code={status}")),
+                    "{status}: {record}"
+                );
+                assert!(record.contains("request_id="), "{record}");
+            }
+        }
+
+        #[tokio::test]
+        async fn a_shed_request_spends_no_rate_limit_quota_and_is_never_read() {
+            let limit = ConcurrencyLimitLayer::new(1);
+            let app = app(&limit);
+            let first = app.clone().oneshot(request("small")).await.unwrap();
+            for _ in 0..10 {
+                let res = app.clone().oneshot(request("small")).await.unwrap();
+                assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+            }
+            drop(first);
+            // The key's second request of the minute is still allowed: the shed ones never
+            // reached the rate limit.
+            let res = app.oneshot(request("small")).await.unwrap();
+            assert_eq!(res.status(), StatusCode::OK);
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn the_body_limit_sits_outside_the_request_body_deadlines() {
+            let app = StackLayer::new(Duration::from_secs(2))
+                .body_limit(RequestBodyLimitLayer::new(16))
+                .request_body_deadlines()
+                .layer(service_fn(
+                    |req: Request<TimeoutBody<LimitedBody<Full<Bytes>>>>| async move {
+                        let read = req.into_body().collect().await;
+                        assert!(read.is_err(), "the body is over the limit");
+                        Ok::<_, Infallible>(Response::new(String::from("read failed")))
+                    },
+                ));
+            // A declared length over the limit: `413` before any body timer.
+            let start = tokio::time::Instant::now();
+            let declared = Request::builder()
+                .header(header::CONTENT_LENGTH, "1000000")
+                .body(Full::from("not read"))
+                .unwrap();
+            let res = app.clone().oneshot(declared).await.unwrap();
+            assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+            assert_eq!(start.elapsed(), Duration::ZERO);
+            // A body cut while streaming through the deadline body: still `413`, not `408`.
+            let res = app
+                .oneshot(request("far more than sixteen bytes"))
+                .await
+                .unwrap();
+            assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+            assert!(res.headers().contains_key("x-request-id"));
+        }
+
+        async fn ends_with_the_id<B: http_body::Body<Error: std::fmt::Debug>>(res: Response<B>) {
+            let status = res.status();
+            assert!(res.headers().contains_key("x-request-id"), "{status}");
+            assert!(res.headers().contains_key("server-timing"), "{status}");
+            assert!(
+                res.headers().contains_key(header::RETRY_AFTER) || status == 413,
+                "{status}"
+            );
+            res.into_body().collect().await.unwrap();
+        }
+
+        #[cfg(feature = "auth")]
+        #[tokio::test]
+        async fn a_limit_keyed_by_principal_on_the_route_after_auth_counts_only_its_principal() {
+            use crate::auth::{AuthLayer, Principal};
+            let route = AuthLayer::bearer("s3cret", Principal::new("ada")).layer(
+                RateLimitLayer::new(Policy::per_minute(1))
+                    .per_principal()
+                    .layer(service_fn(|_: Request<String>| async {
+                        Ok::<_, Infallible>(Response::new(String::from("ok")))
+                    })),
+            );
+            let app = StackLayer::new(Duration::from_secs(1))
+                .concurrency_limit(ConcurrencyLimitLayer::new(8))
+                .layer(route);
+            let authed = || {
+                Request::builder()
+                    .header(header::AUTHORIZATION, "Bearer s3cret")
+                    .body(String::new())
+                    .unwrap()
+            };
+            let res = app.clone().oneshot(authed()).await.unwrap();
+            assert_eq!(res.status(), StatusCode::OK);
+            // Unauthenticated requests are answered by auth and spend nothing of ada's quota.
+            for _ in 0..3 {
+                let res = app
+                    .clone()
+                    .oneshot(Request::new(String::new()))
+                    .await
+                    .unwrap();
+                assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+            }
+            let res = app.oneshot(authed()).await.unwrap();
+            assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+            assert!(res.headers().contains_key("x-request-id"));
+            assert!(
+                res.headers().contains_key("ratelimit"),
+                "{:?}",
+                res.headers()
+            );
+        }
+
+        #[tokio::test]
+        async fn with_every_protection_layer_the_stack_passes_the_conformance_kit() {
+            let unwrap_body =
+                tower::util::MapRequestLayer::new(|req: Request<LimitedBody<String>>| {
+                    req.map(LimitedBody::into_inner)
+                });
+            Conformance::new(tower::layer::util::Stack::new(
+                unwrap_body,
+                StackLayer::new(Duration::from_secs(5))
+                    .concurrency_limit(ConcurrencyLimitLayer::new(64))
+                    .rate_limit(RateLimitLayer::new(Policy::per_second(1000)))
+                    .body_limit(RequestBodyLimitLayer::new(1024)),
+            ))
+            .with_request(|| Request::new(String::from("a body")))
+            .run()
+            .await;
+        }
+
+        fn writer() -> (
+            impl for<'a> tracing_subscriber::fmt::MakeWriter<'a> + 'static,
+            impl Fn() -> String,
+        ) {
+            #[derive(Clone)]
+            struct Buf(Arc<Mutex<Vec<u8>>>);
+            impl std::io::Write for Buf {
+                fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                    self.0.lock().unwrap().extend_from_slice(b);
+                    Ok(b.len())
+                }
+                fn flush(&mut self) -> std::io::Result<()> {
+                    Ok(())
+                }
+            }
+            let buf = Buf(Arc::default());
+            let read = buf.clone();
+            (
+                move || buf.clone(),
+                move || String::from_utf8(read.0.lock().unwrap().clone()).unwrap(),
+            )
+        }
     }
 
     /// A service that is never ready.

@@ -1,11 +1,11 @@
-//! The reliability suite: load and soak, faults under load, request-id uniqueness and hostile
-//! input, in one bounded, loopback-only run. See `benches/RELIABILITY.md` for the checks and
+//! The reliability suite: load and soak, faults under load, overload with the protection
+//! layers on, request-id uniqueness and hostile input, in one bounded, loopback-only run. See `benches/RELIABILITY.md` for the checks and
 //! the figures of the last full run.
 //!
 //! ```text
 //! cargo run -j2 --release -p middleware-benches --bin reliability           # full: 1M requests, 64 connections
 //! cargo run -j2 -p middleware-benches --bin reliability -- --ci             # CI: 20k requests, 32 connections
-//! cargo run ... --bin reliability -- --requests N --connections C --ids N --auth N --seed S
+//! cargo run ... --bin reliability -- --requests N --connections C --protect N --ids N --auth N --seed S
 //! ```
 //!
 //! Progress goes to stderr every few seconds; the summary table goes to stdout; the exit code
@@ -35,6 +35,8 @@ mod hostile;
 mod inputs;
 #[path = "reliability/mix.rs"]
 mod mix;
+#[path = "reliability/protect.rs"]
+mod protect;
 #[path = "reliability/server.rs"]
 mod server;
 
@@ -69,6 +71,10 @@ struct Config {
     id_threads: usize,
     auth: u64,
     others: u64,
+    /// The protection phase: warm-up and load requests, connections (more than its places).
+    protect_warmup: u64,
+    protect_requests: u64,
+    protect_connections: usize,
     seed: u64,
     progress: Duration,
     /// The load phase stops taking new requests after this long (a failed check).
@@ -86,6 +92,9 @@ impl Config {
             id_threads: 16,
             auth: 2_000_000,
             others: 500_000,
+            protect_warmup: 20_000,
+            protect_requests: 200_000,
+            protect_connections: 64,
             seed: 0x5eed,
             progress: Duration::from_secs(5),
             limit: Duration::from_secs(20 * 60),
@@ -102,6 +111,9 @@ impl Config {
             id_threads: 16,
             auth: 1_000_000,
             others: 100_000,
+            protect_warmup: 2_000,
+            protect_requests: 10_000,
+            protect_connections: 32,
             seed: 0x5eed,
             progress: Duration::from_secs(2),
             limit: Duration::from_secs(4 * 60),
@@ -134,6 +146,10 @@ impl Config {
                 "--ids" => config.ids = value(arg)?,
                 "--auth" => config.auth = value(arg)?,
                 "--others" => config.others = value(arg)?,
+                "--protect" => {
+                    config.protect_requests = value(arg)?;
+                    config.protect_warmup = (config.protect_requests / 10).max(1_000);
+                }
                 "--seed" => config.seed = value(arg)?,
                 other => return Err(format!("unknown argument {other}")),
             }
@@ -186,6 +202,7 @@ fn main() {
     let mut report = Report::default();
     eprintln!("reliability ({}): {config:?}", config.mode);
     load_and_faults(&config, &mut report);
+    protect::phase(&config, &mut report);
     request_ids(&config, &mut report);
     hostile_input(&config, &mut report);
 

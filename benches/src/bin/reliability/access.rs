@@ -25,6 +25,10 @@ use tracing_subscriber::{Layer, layer::Context, registry::LookupSpan};
 use super::{hostile::TOKEN, mix};
 
 static RECORDS: OnceLock<Vec<AtomicU64>> = OnceLock::new();
+/// The protection phase's requests (ids `prot-<i>`), a table of their own.
+static PROTECT_RECORDS: OnceLock<Vec<AtomicU64>> = OnceLock::new();
+/// Marks a protection-phase number in [`RequestNumber`].
+const PROTECT_TAG: u64 = 1 << 63;
 
 /// Events the layer could not attribute to a request, and other counters.
 pub static UNATTRIBUTED: AtomicU64 = AtomicU64::new(0);
@@ -43,6 +47,23 @@ pub fn init(total: u64) {
         slot.store(0, Relaxed);
     }
     RECORDS.set(slots).expect("init once");
+}
+
+/// Allocates (and touches) one slot per request number of the protection phase.
+pub fn init_protect(total: u64) {
+    let slots: Vec<AtomicU64> = (0..total).map(|_| AtomicU64::new(0)).collect();
+    for slot in &slots {
+        slot.store(0, Relaxed);
+    }
+    PROTECT_RECORDS.set(slots).expect("init once");
+}
+
+/// The slot of the protection phase's request `i`.
+pub fn protect_slot(i: u64) -> u64 {
+    PROTECT_RECORDS
+        .get()
+        .and_then(|r| r.get(usize::try_from(i).ok()?))
+        .map_or(0, |s| s.load(Relaxed))
 }
 
 pub fn slot(i: u64) -> u64 {
@@ -88,6 +109,19 @@ pub fn request_number(id: &str) -> Option<u64> {
     id.strip_prefix("rel-")?.parse().ok()
 }
 
+/// The number of a logged request id: `rel-<i>` as `i`, `prot-<i>` as `i` tagged with
+/// [`PROTECT_TAG`].
+fn tagged_number(id: &str) -> Option<u64> {
+    if let Some(n) = id.strip_prefix("prot-") {
+        return n
+            .parse::<u64>()
+            .ok()
+            .filter(|n| n & PROTECT_TAG == 0)
+            .map(|n| n | PROTECT_TAG);
+    }
+    request_number(id)
+}
+
 /// The layer. Install it on a `tracing_subscriber::registry()`.
 #[derive(Debug, Default)]
 pub struct AccessCounter;
@@ -107,7 +141,7 @@ impl Visit for SpanFields {
             "request_id" => {
                 self.buf.clear();
                 let _ = write!(self.buf, "{value:?}");
-                self.number = request_number(&self.buf);
+                self.number = tagged_number(&self.buf);
             }
             "http.request.headers" => {
                 self.buf.clear();
@@ -214,7 +248,14 @@ where
         let number = ctx
             .event_span(event)
             .and_then(|span| span.extensions().get::<RequestNumber>().map(|n| n.0));
-        let slot = number.and_then(|n| RECORDS.get()?.get(usize::try_from(n).ok()?));
+        let slot = number.and_then(|n| {
+            let table = if n & PROTECT_TAG == 0 {
+                &RECORDS
+            } else {
+                &PROTECT_RECORDS
+            };
+            table.get()?.get(usize::try_from(n & !PROTECT_TAG).ok()?)
+        });
         match slot {
             Some(slot) => {
                 slot.fetch_add(
