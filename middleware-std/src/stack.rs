@@ -292,8 +292,10 @@ impl<M, L, C, H, R, Q, F, N, K, Z> StackLayer<M, L, C, H, R, Q, F, N, K, Z> {
         }
     }
 
-    /// Replaces the timing layer (the default one reports per-layer times; in production, see
-    /// the timing module's advice on [`NotForRejected`](crate::timing::NotForRejected) and
+    /// Replaces the timing layer (the default one reports `total` and the handler's marks;
+    /// pass one with [`per_layer_times`](ServerTimingLayer::per_layer_times) for the std
+    /// layers' own times; in production, see the timing module's advice on
+    /// [`NotForRejected`](crate::timing::NotForRejected) and
     /// [`Precision`](crate::timing::Precision)).
     pub fn timing<H2, F2>(
         self,
