@@ -171,6 +171,36 @@ use crate::{
     timing::{DefaultTimingFilter, ServerTiming, ServerTimingLayer},
 };
 
+/// The stack with its layer `$field` replaced by `$layer` (which may change its type) and every
+/// other layer moved over: what each builder below does.
+macro_rules! with_layer {
+    ($stack:ident, $field:ident: $layer:expr) => {
+        with_layer!(@each $stack, $field, $layer, [
+            request_id, log, timing, catch_panic, timeout, concurrency_limit, rate_limit,
+            body_limit, request_body
+        ])
+    };
+    (@each $stack:ident, $field:ident, $layer:expr, [$($all:ident),+]) => {
+        StackLayer { $($all: pick_layer!($all, $field, $layer, $stack.$all)),+ }
+    };
+}
+
+/// `$new` for the field being replaced, `$old` for every other one (see `with_layer!`): one arm
+/// a field, since `macro_rules!` compares identifiers only against literal ones.
+#[rustfmt::skip]
+macro_rules! pick_layer {
+    (request_id, request_id, $new:expr, $old:expr) => { $new };
+    (log, log, $new:expr, $old:expr) => { $new };
+    (timing, timing, $new:expr, $old:expr) => { $new };
+    (catch_panic, catch_panic, $new:expr, $old:expr) => { $new };
+    (timeout, timeout, $new:expr, $old:expr) => { $new };
+    (concurrency_limit, concurrency_limit, $new:expr, $old:expr) => { $new };
+    (rate_limit, rate_limit, $new:expr, $old:expr) => { $new };
+    (body_limit, body_limit, $new:expr, $old:expr) => { $new };
+    (request_body, request_body, $new:expr, $old:expr) => { $new };
+    ($other:ident, $field:ident, $new:expr, $old:expr) => { $old };
+}
+
 /// The service made by [`StackLayer`], outermost first. `Q` is the request-body layer
 /// ([`Identity`] when there is none, [`RequestBodyTimeoutLayer`] after
 /// [`StackLayer::request_body_timeout`]).
@@ -261,17 +291,7 @@ impl<M, L, C, H, R, Q, F, N, K, Z> StackLayer<M, L, C, H, R, Q, F, N, K, Z> {
         self,
         layer: SetRequestIdLayer<M2>,
     ) -> StackLayer<M2, L, C, H, R, Q, F, N, K, Z> {
-        StackLayer {
-            request_id: layer,
-            log: self.log,
-            timing: self.timing,
-            catch_panic: self.catch_panic,
-            timeout: self.timeout,
-            concurrency_limit: self.concurrency_limit,
-            rate_limit: self.rate_limit,
-            body_limit: self.body_limit,
-            request_body: self.request_body,
-        }
+        with_layer!(self, request_id: layer)
     }
 
     /// Replaces the logging layer.
@@ -279,17 +299,7 @@ impl<M, L, C, H, R, Q, F, N, K, Z> StackLayer<M, L, C, H, R, Q, F, N, K, Z> {
         self,
         layer: LogLayer<L2, C2>,
     ) -> StackLayer<M, L2, C2, H, R, Q, F, N, K, Z> {
-        StackLayer {
-            request_id: self.request_id,
-            log: layer,
-            timing: self.timing,
-            catch_panic: self.catch_panic,
-            timeout: self.timeout,
-            concurrency_limit: self.concurrency_limit,
-            rate_limit: self.rate_limit,
-            body_limit: self.body_limit,
-            request_body: self.request_body,
-        }
+        with_layer!(self, log: layer)
     }
 
     /// Replaces the timing layer (the default one reports `total` and the handler's marks;
@@ -301,17 +311,7 @@ impl<M, L, C, H, R, Q, F, N, K, Z> StackLayer<M, L, C, H, R, Q, F, N, K, Z> {
         self,
         layer: ServerTimingLayer<H2, F2>,
     ) -> StackLayer<M, L, C, H2, R, Q, F2, N, K, Z> {
-        StackLayer {
-            request_id: self.request_id,
-            log: self.log,
-            timing: layer,
-            catch_panic: self.catch_panic,
-            timeout: self.timeout,
-            concurrency_limit: self.concurrency_limit,
-            rate_limit: self.rate_limit,
-            body_limit: self.body_limit,
-            request_body: self.request_body,
-        }
+        with_layer!(self, timing: layer)
     }
 
     /// Replaces the panic-recovery layer.
@@ -319,17 +319,7 @@ impl<M, L, C, H, R, Q, F, N, K, Z> StackLayer<M, L, C, H, R, Q, F, N, K, Z> {
         self,
         layer: CatchPanicLayer<R2>,
     ) -> StackLayer<M, L, C, H, R2, Q, F, N, K, Z> {
-        StackLayer {
-            request_id: self.request_id,
-            log: self.log,
-            timing: self.timing,
-            catch_panic: layer,
-            timeout: self.timeout,
-            concurrency_limit: self.concurrency_limit,
-            rate_limit: self.rate_limit,
-            body_limit: self.body_limit,
-            request_body: self.request_body,
-        }
+        with_layer!(self, catch_panic: layer)
     }
 
     /// Replaces the budget layer. The request-body deadlines set with
@@ -345,17 +335,7 @@ impl<M, L, C, H, R, Q, F, N, K, Z> StackLayer<M, L, C, H, R, Q, F, N, K, Z> {
         self,
         layer: RequestBodyTimeoutLayer,
     ) -> StackLayer<M, L, C, H, R, RequestBodyTimeoutLayer, F, N, K, Z> {
-        StackLayer {
-            request_id: self.request_id,
-            log: self.log,
-            timing: self.timing,
-            catch_panic: self.catch_panic,
-            timeout: self.timeout,
-            concurrency_limit: self.concurrency_limit,
-            rate_limit: self.rate_limit,
-            body_limit: self.body_limit,
-            request_body: layer,
-        }
+        with_layer!(self, request_body: layer)
     }
 
     /// Request-body deadlines derived from the budget in force now: idle, half the budget
@@ -389,17 +369,7 @@ impl<M, L, C, H, R, Q, F, N, K, Z> StackLayer<M, L, C, H, R, Q, F, N, K, Z> {
         self,
         layer: crate::limit::ConcurrencyLimitLayer,
     ) -> StackLayer<M, L, C, H, R, Q, F, crate::limit::ConcurrencyLimitLayer, K, Z> {
-        StackLayer {
-            request_id: self.request_id,
-            log: self.log,
-            timing: self.timing,
-            catch_panic: self.catch_panic,
-            timeout: self.timeout,
-            concurrency_limit: layer,
-            rate_limit: self.rate_limit,
-            body_limit: self.body_limit,
-            request_body: self.request_body,
-        }
+        with_layer!(self, concurrency_limit: layer)
     }
 
     /// Puts a keyed rate limit inside the concurrency limit: `429` with `Retry-After` and the
@@ -416,17 +386,7 @@ impl<M, L, C, H, R, Q, F, N, K, Z> StackLayer<M, L, C, H, R, Q, F, N, K, Z> {
         self,
         layer: crate::rate_limit::RateLimitLayer<M2, St>,
     ) -> StackLayer<M, L, C, H, R, Q, F, N, crate::rate_limit::RateLimitLayer<M2, St>, Z> {
-        StackLayer {
-            request_id: self.request_id,
-            log: self.log,
-            timing: self.timing,
-            catch_panic: self.catch_panic,
-            timeout: self.timeout,
-            concurrency_limit: self.concurrency_limit,
-            rate_limit: layer,
-            body_limit: self.body_limit,
-            request_body: self.request_body,
-        }
+        with_layer!(self, rate_limit: layer)
     }
 
     /// Puts a request body limit innermost, just outside the request-body deadlines: the
@@ -438,17 +398,7 @@ impl<M, L, C, H, R, Q, F, N, K, Z> StackLayer<M, L, C, H, R, Q, F, N, K, Z> {
         self,
         layer: crate::body_limit::RequestBodyLimitLayer,
     ) -> StackLayer<M, L, C, H, R, Q, F, N, K, crate::body_limit::RequestBodyLimitLayer> {
-        StackLayer {
-            request_id: self.request_id,
-            log: self.log,
-            timing: self.timing,
-            catch_panic: self.catch_panic,
-            timeout: self.timeout,
-            concurrency_limit: self.concurrency_limit,
-            rate_limit: self.rate_limit,
-            body_limit: layer,
-            request_body: self.request_body,
-        }
+        with_layer!(self, body_limit: layer)
     }
 }
 
