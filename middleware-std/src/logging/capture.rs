@@ -8,9 +8,10 @@ use std::{
 };
 
 use bytes::Buf;
+use http::Request;
 use http_body::{Body, Frame, SizeHint};
 
-use super::escape::escape;
+use super::{MakeLevel, access::Access, escape::escape};
 use crate::body_state::{Failed, Polled, copy_prefix};
 
 /// The default request-body mode of [`LogLayer`](super::LogLayer): the request body is passed
@@ -24,6 +25,50 @@ pub struct PassRequestBody;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CaptureRequestBody {
     pub(crate) limit: usize,
+}
+
+/// A request-body mode of [`LogLayer`](super::LogLayer): what the log layer hands the inner
+/// service as the request body. Implemented by [`PassRequestBody`] (the body as it is) and
+/// [`CaptureRequestBody`] (a [`CaptureBody`]); sealed, so one `Service` impl of
+/// [`Log`](super::Log) serves both modes.
+pub trait RequestBodyMode<B>: Sealed {
+    /// The request body the inner service receives.
+    type Body;
+
+    /// Hands the request on, wrapping its body when the mode captures it.
+    #[doc(hidden)]
+    #[allow(private_interfaces)] // sealed: only this crate calls it
+    fn wrap<L: MakeLevel>(&self, req: Request<B>, access: &mut Access<L>) -> Request<Self::Body>;
+}
+
+/// Seals [`RequestBodyMode`]: nameable only in this module, so no other crate can implement it.
+#[allow(unnameable_types)]
+pub trait Sealed {}
+
+impl Sealed for PassRequestBody {}
+impl Sealed for CaptureRequestBody {}
+
+impl<B> RequestBodyMode<B> for PassRequestBody {
+    type Body = B;
+
+    #[allow(private_interfaces)]
+    fn wrap<L: MakeLevel>(&self, req: Request<B>, _: &mut Access<L>) -> Request<B> {
+        req
+    }
+}
+
+impl<B> RequestBodyMode<B> for CaptureRequestBody {
+    type Body = CaptureBody<B>;
+
+    #[allow(private_interfaces)]
+    fn wrap<L: MakeLevel>(
+        &self,
+        req: Request<B>,
+        access: &mut Access<L>,
+    ) -> Request<CaptureBody<B>> {
+        let capture = access.capture_request(self.limit);
+        req.map(|body| CaptureBody::new(body, capture))
+    }
 }
 
 /// The first `limit` bytes of a body and how many bytes went by.

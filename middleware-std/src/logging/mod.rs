@@ -239,7 +239,7 @@ mod service;
 #[doc(inline)]
 pub use self::{
     body::LogBody,
-    capture::{CaptureBody, CaptureRequestBody, PassRequestBody},
+    capture::{CaptureBody, CaptureRequestBody, PassRequestBody, RequestBodyMode},
     escape::{Escape, escape},
     future::ResponseFuture,
     layer::LogLayer,

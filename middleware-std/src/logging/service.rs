@@ -9,8 +9,7 @@ use http_body::Body;
 use tower_service::Service;
 
 use super::{
-    CaptureBody, CaptureRequestBody, DefaultLevel, LogBody, LogLayer, MakeLevel, PassRequestBody,
-    ResponseFuture,
+    DefaultLevel, LogBody, LogLayer, MakeLevel, PassRequestBody, RequestBodyMode, ResponseFuture,
     access::{self, Access, Record, make_span},
     layer::Config,
 };
@@ -98,31 +97,10 @@ impl<S: fmt::Debug, L, C: fmt::Debug> fmt::Debug for Log<S, L, C> {
     }
 }
 
-impl<S, L, B, RB> Service<Request<B>> for Log<S, L, PassRequestBody>
+impl<S, L, C, B, RB> Service<Request<B>> for Log<S, L, C>
 where
-    S: Service<Request<B>, Response = Response<RB>>,
-    S::Error: fmt::Display,
-    RB: Body,
-    RB::Error: fmt::Display,
-    L: MakeLevel + Clone,
-{
-    type Response = Response<LogBody<RB, L>>;
-    type Error = S::Error;
-    type Future = ResponseFuture<S::Future, L>;
-
-    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let access = self.start(&mut req);
-        self.call_inner(access, req)
-    }
-}
-
-impl<S, L, B, RB> Service<Request<B>> for Log<S, L, CaptureRequestBody>
-where
-    S: Service<Request<CaptureBody<B>>, Response = Response<RB>>,
+    C: RequestBodyMode<B>,
+    S: Service<Request<C::Body>, Response = Response<RB>>,
     S::Error: fmt::Display,
     RB: Body,
     RB::Error: fmt::Display,
@@ -138,8 +116,7 @@ where
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let mut access = self.start(&mut req);
-        let capture = access.capture_request(self.request_body.limit);
-        let req = req.map(|body| CaptureBody::new(body, capture));
+        let req = self.request_body.wrap(req, &mut access);
         self.call_inner(access, req)
     }
 }
