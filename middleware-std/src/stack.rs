@@ -201,40 +201,10 @@ macro_rules! pick_layer {
     ($other:ident, $field:ident, $new:expr, $old:expr) => { $old };
 }
 
-/// The service made by [`StackLayer`], outermost first. `Q` is the request-body layer
-/// ([`Identity`] when there is none, [`RequestBodyTimeoutLayer`] after
-/// [`StackLayer::request_body_timeout`]).
-pub type StackService<
-    S,
-    M = DefaultMakeRequestId,
-    L = DefaultLevel,
-    C = PassRequestBody,
-    H = (),
-    R = DefaultResponseForPanic,
-    Q = Identity,
-    F = DefaultTimingFilter,
-    N = Identity,
-    K = Identity,
-    Z = Identity,
-> = SetRequestId<
-    Log<
-        ServerTiming<
-            CatchPanic<
-                Timeout<
-                    <N as Layer<
-                        <K as Layer<<Z as Layer<<Q as Layer<S>>::Service>>::Service>>::Service,
-                    >>::Service,
-                >,
-                R,
-            >,
-            H,
-            F,
-        >,
-        L,
-        C,
-    >,
-    M,
->;
+/// The service made by a [`StackLayer`] `L` around `S`: request id, log, timing, panic
+/// recovery, budget, then the opt-in protection layers and the request-body timeout,
+/// outermost first. `StackService<S>` is the default stack's service.
+pub type StackService<S, L = StackLayer> = <L as Layer<S>>::Service;
 
 /// The recommended stack as one layer. See the [module docs](self) for the order and why.
 ///
@@ -469,7 +439,25 @@ where
     K: Layer<Z::Service>,
     N: Layer<K::Service>,
 {
-    type Service = StackService<S, M, L, C, H, R, Q, F, N, K, Z>;
+    type Service = SetRequestId<
+        Log<
+            ServerTiming<
+                CatchPanic<
+                    Timeout<
+                        <N as Layer<
+                            <K as Layer<<Z as Layer<<Q as Layer<S>>::Service>>::Service>>::Service,
+                        >>::Service,
+                    >,
+                    R,
+                >,
+                H,
+                F,
+            >,
+            L,
+            C,
+        >,
+        M,
+    >;
 
     fn layer(&self, inner: S) -> Self::Service {
         let inner = self.request_body.layer(inner);
