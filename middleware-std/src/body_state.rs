@@ -7,6 +7,9 @@
 //! complete. Crate-private: the wrappers are std's; a layer author's wrapper with its own
 //! error type repeats [`BodyFailedError`](middleware_core::body::BodyFailedError) instead.
 //!
+//! A wrapper with a boxed error of its own (timeout, catch-panic) keeps a [`Cut`] instead: once
+//! cut, by its own cause or by the inner body's error, every later poll repeats an error.
+//!
 //! [`copy_prefix`] is the other piece two wrappers share: the dump and the access log keep the
 //! first bytes of a body as it streams.
 
@@ -14,9 +17,11 @@
 // build it) every item is used, so dead code is still caught there.
 #![cfg_attr(
     not(all(
+        feature = "catch-panic",
         feature = "dump",
         feature = "lifecycle",
         feature = "logging",
+        feature = "timeout",
         feature = "timing"
     )),
     allow(dead_code)
@@ -28,7 +33,8 @@ use std::{
 };
 
 use bytes::Buf;
-use http_body::{Body, Frame};
+use http_body::{Body, Frame, SizeHint};
+use middleware_core::{BoxError, body::BodyFailedError};
 
 /// A frame of `B`, as [`Body::poll_frame`] yields it.
 pub(crate) type FrameOf<B> = Option<Result<Frame<<B as Body>::Data>, <B as Body>::Error>>;
@@ -95,6 +101,54 @@ impl Failed {
     /// The wrapper's [`Body::is_end_stream`]: the inner body's, and never once failed.
     pub(crate) fn is_end_stream<B: Body>(self, inner: &B) -> bool {
         !self.0 && inner.is_end_stream()
+    }
+}
+
+/// Where a body wrapper with a boxed error stands: streaming, or cut, by its own cause `E`
+/// (a deadline, a panic) or by the inner body's error, which it cannot repeat. A cut body never
+/// ends cleanly: every later poll yields the cause again (or [`BodyFailedError`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Cut<E> {
+    /// Frames pass.
+    Streaming,
+    /// Cut by the wrapper's own cause.
+    By(E),
+    /// The inner body failed.
+    Failed,
+}
+
+impl<E> Cut<E>
+where
+    E: Copy + Into<BoxError>,
+{
+    /// The error a cut body yields when polled again; `None` while it streams.
+    pub(crate) fn repeat(self) -> Option<BoxError> {
+        match self {
+            Self::Streaming => None,
+            Self::By(cause) => Some(cause.into()),
+            Self::Failed => Some(Box::new(BodyFailedError::new())),
+        }
+    }
+
+    /// Whether frames still pass.
+    pub(crate) const fn is_streaming(&self) -> bool {
+        matches!(self, Self::Streaming)
+    }
+
+    /// The wrapper's [`Body::is_end_stream`]: `inner_end()` while streaming; a cut body has
+    /// not ended.
+    pub(crate) fn is_end_stream(self, inner_end: impl FnOnce() -> bool) -> bool {
+        self.is_streaming() && inner_end()
+    }
+
+    /// The wrapper's [`Body::size_hint`]: `inner_hint()` while streaming; a cut body promises no
+    /// size (`0` would say "complete and empty").
+    pub(crate) fn size_hint(self, inner_hint: impl FnOnce() -> SizeHint) -> SizeHint {
+        if self.is_streaming() {
+            inner_hint()
+        } else {
+            SizeHint::new()
+        }
     }
 }
 

@@ -63,10 +63,12 @@ pub mod timeout;
 pub mod timing;
 
 #[cfg(any(
+    feature = "catch-panic",
     feature = "dump",
     feature = "lifecycle",
     feature = "limit",
     feature = "logging",
+    feature = "timeout",
     feature = "timing"
 ))]
 mod body_state;

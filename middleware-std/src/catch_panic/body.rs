@@ -9,9 +9,10 @@ use std::{
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use middleware_core::{BoxError, CancelCause, Context, ResponseBody, body::BodyFailedError};
+use middleware_core::{BoxError, CancelCause, Context, ResponseBody};
 
 use super::panic::{Panic, PanicSite};
+use crate::body_state::Cut;
 
 pin_project_lite::pin_project! {
     /// The response body of [`CatchPanic`](super::CatchPanic): the inner body (or the panic
@@ -35,13 +36,8 @@ pin_project_lite::pin_project! {
     }
 }
 
-/// Where the body stands: streaming, or failed (and how).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum State {
-    Streaming,
-    Panicked,
-    Failed,
-}
+/// Where the body stands: streaming, or cut by a panic or by the wrapped body's error.
+type State = Cut<PanicError>;
 
 impl<B> CatchPanicBody<B> {
     #[inline]
@@ -73,11 +69,9 @@ where
         cx: &mut TaskContext<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.project();
-        match *this.state {
-            State::Streaming => {}
-            // A failed body stays failed: never a clean end after an error.
-            State::Panicked => return Poll::Ready(Some(Err(Box::new(PanicError(()))))),
-            State::Failed => return Poll::Ready(Some(Err(Box::new(BodyFailedError::new())))),
+        // A failed body stays failed: never a clean end after an error.
+        if let Some(err) = this.state.repeat() {
+            return Poll::Ready(Some(Err(err)));
         }
         match catch_unwind(AssertUnwindSafe(|| this.inner.poll_frame(cx))) {
             Ok(Poll::Ready(Some(Err(err)))) => {
@@ -88,7 +82,7 @@ where
             Ok(Poll::Ready(None)) => Poll::Ready(None),
             Ok(Poll::Pending) => Poll::Pending,
             Err(payload) => {
-                *this.state = State::Panicked;
+                *this.state = State::By(PanicError(()));
                 if let Some(context) = this.cx.as_ref() {
                     context.cancel_with(CancelCause::Panicked);
                 }
@@ -101,17 +95,15 @@ where
     fn is_end_stream(&self) -> bool {
         // A failed body is not at a clean end: its next poll yields the error again. A panic
         // here is reported by the next `poll_frame`, which panics again or answers.
-        self.state == State::Streaming
-            && catch_unwind(AssertUnwindSafe(|| self.inner.is_end_stream())).unwrap_or(false)
+        self.state.is_end_stream(|| {
+            catch_unwind(AssertUnwindSafe(|| self.inner.is_end_stream())).unwrap_or(false)
+        })
     }
 
     fn size_hint(&self) -> SizeHint {
-        if self.state != State::Streaming {
-            // No more data will come; no exact size is promised either (`0` would be a
-            // complete, empty rest).
-            return SizeHint::new();
-        }
-        catch_unwind(AssertUnwindSafe(|| self.inner.size_hint())).unwrap_or_default()
+        self.state.size_hint(|| {
+            catch_unwind(AssertUnwindSafe(|| self.inner.size_hint())).unwrap_or_default()
+        })
     }
 }
 

@@ -13,10 +13,11 @@ use std::{
 };
 
 use http_body::{Body, Frame, SizeHint};
-use middleware_core::{BoxError, CancelCause, Context, body::BodyFailedError};
+use middleware_core::{BoxError, CancelCause, Context};
 use tokio::time::{Instant, Sleep};
 
 use super::error::{BodyTimeoutError, TimeoutPhase, record_expiry};
+use crate::body_state::Cut;
 
 /// Idle and total deadlines for one body (`Copy`, carried by layers and futures).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -88,15 +89,9 @@ pin_project_lite::pin_project! {
     }
 }
 
-/// Whether a body still streams, or failed (it then never ends cleanly).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum State {
-    Streaming,
-    /// A deadline passed (ours or a nested layer's): the same error at every further poll.
-    TimedOut(BodyTimeoutError),
-    /// The wrapped body failed.
-    Failed,
-}
+/// Whether a body still streams, or was cut: by a deadline (ours or a nested layer's), the
+/// same error at every further poll; or by the wrapped body's error.
+type State = Cut<BodyTimeoutError>;
 
 pin_project_lite::pin_project! {
     /// The deadline state of one body.
@@ -231,11 +226,9 @@ where
         cx: &mut TaskContext<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.project();
-        match *this.state {
-            State::Streaming => {}
-            // A cut body must not look complete to a reader that polls once more.
-            State::TimedOut(err) => return Poll::Ready(Some(Err(Box::new(err)))),
-            State::Failed => return Poll::Ready(Some(Err(Box::new(BodyFailedError::new())))),
+        // A cut body must not look complete to a reader that polls once more.
+        if let Some(err) = this.state.repeat() {
+            return Poll::Ready(Some(Err(err)));
         }
         match this.inner.poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
@@ -253,7 +246,7 @@ where
                     if let Some(context) = this.context.as_ref() {
                         record_expiry(context, nested.phase(), false);
                     }
-                    *this.state = State::TimedOut(*nested);
+                    *this.state = State::By(*nested);
                 } else {
                     // The transport failed mid-body: the request cannot be read to its end, so
                     // work spawned for it should stop.
@@ -274,7 +267,7 @@ where
                     if context.observed_cause() == Some(CancelCause::Deadline) {
                         record_expiry(context, TimeoutPhase::ResponseStream, by_client);
                         let err = BodyTimeoutError::budget();
-                        *this.state = State::TimedOut(err);
+                        *this.state = State::By(err);
                         return Poll::Ready(Some(Err(Box::new(err))));
                     }
                 }
@@ -318,7 +311,7 @@ where
         }
         let idle = timer.total.is_none_or(|total| fired_at < total);
         let err = BodyTimeoutError::new(*this.phase, idle);
-        *this.state = State::TimedOut(err);
+        *this.state = State::By(err);
         // Body deadlines are the server's: never the client's own.
         if let Some(context) = this.context.as_ref() {
             record_expiry(context, *this.phase, false);
@@ -340,16 +333,11 @@ where
     }
 
     fn is_end_stream(&self) -> bool {
-        // A failed body has not ended: it was cut.
-        self.state == State::Streaming && self.inner.is_end_stream()
+        self.state.is_end_stream(|| self.inner.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {
-        if self.state == State::Streaming {
-            self.inner.size_hint()
-        } else {
-            SizeHint::default()
-        }
+        self.state.size_hint(|| self.inner.size_hint())
     }
 }
 
