@@ -89,13 +89,14 @@ use crate::context::{Context, RequestExt};
 #[cfg(feature = "testing-alloc")]
 mod alloc;
 mod body;
+mod default_body;
 mod probe_body;
 
 #[cfg(feature = "testing-alloc")]
 pub use self::alloc::{Allocations, Bare, allocations_per_request, measure, measure_per_request};
 
 #[doc(hidden)]
-pub use self::body::__private;
+pub use self::default_body::__private;
 pub use self::probe_body::{BodyProbe, ProbeBody};
 
 /// How long one step of the kit may take before it is reported as a hang.
