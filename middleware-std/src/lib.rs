@@ -70,6 +70,13 @@ pub mod timing;
     feature = "timing"
 ))]
 mod body_state;
+#[cfg(any(
+    feature = "catch-panic",
+    feature = "logging",
+    feature = "request-id",
+    feature = "timing"
+))]
+mod compose;
 mod layer_time;
 #[cfg(test)]
 mod test_helpers;
