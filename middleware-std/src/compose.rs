@@ -115,6 +115,15 @@ pub(crate) fn once(flag: &AtomicBool, warn: impl FnOnce()) {
     }
 }
 
+/// The short name of a type for a description: its path without modules and parameters
+/// (`my_app::Audit<T>` is `Audit`).
+#[allow(dead_code)] // see `LOG`
+pub(crate) fn short_name<T: ?Sized>() -> &'static str {
+    let name = std::any::type_name::<T>();
+    let end = name.find('<').unwrap_or(name.len());
+    name[..end].rsplit("::").next().unwrap_or(name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

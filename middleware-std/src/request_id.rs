@@ -487,6 +487,39 @@ fn warn_if_after(outer: u8) {
     });
 }
 
+// ----- stack introspection -----
+
+/// The entry of a request-id layer or service.
+fn describe_entry<M>(
+    header: &HeaderName,
+    options: Options,
+    description: &mut middleware_core::describe::Description,
+) {
+    description
+        .layer("SetRequestIdLayer")
+        .setting("header", header)
+        .setting("make", compose::short_name::<M>())
+        .setting("trust_incoming", options.trust_incoming)
+        .setting(
+            "overwrite_response_header",
+            options.overwrite_response_header,
+        )
+        .setting("response_extension", options.response_extension);
+}
+
+impl<M> middleware_core::Describe for SetRequestIdLayer<M> {
+    fn describe(&self, description: &mut middleware_core::describe::Description) {
+        describe_entry::<M>(&self.header, self.options, description);
+    }
+}
+
+impl<S: middleware_core::Describe, M> middleware_core::Describe for SetRequestId<S, M> {
+    fn describe(&self, description: &mut middleware_core::describe::Description) {
+        describe_entry::<M>(&self.header, self.options, description);
+        self.inner.describe(description);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::{

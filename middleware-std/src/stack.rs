@@ -484,6 +484,52 @@ where
     }
 }
 
+// ----- stack introspection -----
+
+/// The stack's layers, outermost first; the opt-in ones only when set. The service it makes
+/// describes itself the same way, followed by the inner service.
+///
+/// ```
+/// use std::time::Duration;
+/// use middleware_std::{describe, described, stack::StackLayer};
+/// use tower::Layer;
+///
+/// let stack = StackLayer::new(Duration::from_secs(2));
+/// let names: Vec<String> = describe(&stack).names().map(str::to_owned).collect();
+/// assert_eq!(
+///     names,
+///     ["SetRequestIdLayer", "LogLayer", "ServerTimingLayer", "CatchPanicLayer", "TimeoutLayer"]
+/// );
+///
+/// let app = stack.layer(described("handler", tower::service_fn(|req: http::Request<String>| async move {
+///     Ok::<_, std::convert::Infallible>(http::Response::new(req.into_body()))
+/// })));
+/// let chain = describe(&app);
+/// assert!(chain.is_complete());
+/// assert_eq!(chain.find("TimeoutLayer").unwrap().get("budget"), Some("2s"));
+/// assert!(chain.to_string().ends_with(" -> handler"));
+/// ```
+impl<M, L, C, H, R, Q, F, N, K, Z> middleware_core::Describe
+    for StackLayer<M, L, C, H, R, Q, F, N, K, Z>
+where
+    Q: middleware_core::Describe,
+    N: middleware_core::Describe,
+    K: middleware_core::Describe,
+    Z: middleware_core::Describe,
+{
+    fn describe(&self, description: &mut middleware_core::describe::Description) {
+        self.request_id.describe(description);
+        self.log.describe(description);
+        self.timing.describe(description);
+        self.catch_panic.describe(description);
+        self.timeout.describe(description);
+        self.concurrency_limit.describe(description);
+        self.rate_limit.describe(description);
+        self.body_limit.describe(description);
+        self.request_body.describe(description);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::convert::Infallible;

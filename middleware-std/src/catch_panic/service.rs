@@ -141,3 +141,14 @@ fn since(cx: Option<&Context>, started: Option<Duration>) -> Option<Duration> {
     let started = started?;
     Some(cx?.elapsed().saturating_sub(started))
 }
+
+// ----- stack introspection -----
+
+impl<S: middleware_core::Describe, R> middleware_core::Describe for CatchPanic<S, R> {
+    fn describe(&self, description: &mut middleware_core::describe::Description) {
+        description
+            .layer("CatchPanicLayer")
+            .setting("responder", crate::compose::short_name::<R>());
+        self.inner.describe(description);
+    }
+}

@@ -160,3 +160,12 @@ fn warn_nested() {
         );
     });
 }
+
+// ----- stack introspection -----
+
+impl<S: middleware_core::Describe, L, C> middleware_core::Describe for Log<S, L, C> {
+    fn describe(&self, description: &mut middleware_core::describe::Description) {
+        self.config.describe::<L, C>(description);
+        self.inner.describe(description);
+    }
+}

@@ -123,3 +123,12 @@ fn warn_nested() {
         );
     });
 }
+
+// ----- stack introspection -----
+
+impl<S: middleware_core::Describe, H, F> middleware_core::Describe for ServerTiming<S, H, F> {
+    fn describe(&self, description: &mut middleware_core::describe::Description) {
+        self.config.describe::<H, F>(description);
+        self.inner.describe(description);
+    }
+}
