@@ -195,10 +195,11 @@ impl Entry {
     }
 }
 
-/// `Name(key=value, ...)`, or `Name` without settings.
+/// `Name(key=value, ...)`, or `Name` without settings. Control characters (a newline in a
+/// configured name) are written escaped (`\n`, `\u{1b}`), so that an entry stays on its line.
 impl fmt::Display for Entry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.name)?;
+        write_escaped(f, &self.name)?;
         if self.settings.is_empty() {
             return Ok(());
         }
@@ -207,10 +208,24 @@ impl fmt::Display for Entry {
             if i > 0 {
                 f.write_str(", ")?;
             }
-            write!(f, "{key}={value}")?;
+            write_escaped(f, key)?;
+            f.write_str("=")?;
+            write_escaped(f, value)?;
         }
         f.write_str(")")
     }
+}
+
+/// Writes `text` with its control characters escaped.
+fn write_escaped(f: &mut fmt::Formatter<'_>, text: &str) -> fmt::Result {
+    let mut rest = text;
+    while let Some(at) = rest.find(char::is_control) {
+        f.write_str(&rest[..at])?;
+        let control = rest[at..].chars().next().expect("found at `at`");
+        write!(f, "{}", control.escape_default())?;
+        rest = &rest[at + control.len_utf8()..];
+    }
+    f.write_str(rest)
 }
 
 impl<T: Describe + ?Sized> Describe for &T {
@@ -372,6 +387,38 @@ mod tests {
         assert!(!stack.is_complete());
         assert_eq!(stack.to_string(), "LayerOnly");
         assert!(!describe(&Box::new(Handler)).entries().is_empty());
+    }
+
+    #[test]
+    fn control_characters_in_names_and_values_are_escaped() {
+        let mut description = Description::new();
+        description
+            .layer("Evil\nLayer")
+            .setting("name", "a\r\nINFO forged\u{1b}[31m")
+            .setting("k\t", "ünïcödé ok");
+        let text = description.to_string();
+        assert_eq!(
+            text,
+            "Evil\\nLayer(name=a\\r\\nINFO forged\\u{1b}[31m, k\\t=ünïcödé ok)"
+        );
+        assert!(!text.chars().any(char::is_control));
+        // The raw values stay available as given.
+        assert_eq!(description.entries()[0].name(), "Evil\nLayer");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_description_is_one_line_whatever_the_settings(
+            name in ".*",
+            key in ".*",
+            value in ".*",
+        ) {
+            let mut description = Description::new();
+            description.layer(name.clone()).setting(key, &value);
+            description.service(name);
+            let text = description.to_string();
+            proptest::prop_assert!(!text.chars().any(char::is_control), "{:?}", text);
+        }
     }
 
     #[test]
