@@ -158,6 +158,23 @@
 //! (`TraceLayer` inside `SetRequestIdLayer` inside `PropagateRequestIdLayer`...) is easy to get
 //! subtly wrong: a timeout or panic response without the request id, a trace span without it.
 //! Here the order is fixed and explained; each piece stays replaceable.
+//!
+//! # Per-route layers under the stack
+//!
+//! The stack already logs and times every request: a per-route [`LogLayer`] or
+//! [`ServerTimingLayer`] under it (or a `#[handler]` that adds one) writes no second access
+//! record and no second `Server-Timing` header. The outer one does the work, and the inner one
+//! says so in one `warn!` per process; see the logging and timing module docs. A
+//! [`SetRequestIdLayer`] inside a log or panic-recovery layer (the order of `Router::layer`
+//! calls is the reverse of `ServiceBuilder`'s) warns once with the fix.
+//!
+//! # Introspection
+//!
+//! The stack and the service it makes implement [`Describe`](crate::Describe):
+//! [`describe`](crate::describe())`(&app)` lists the layers outermost first with their settings
+//! (never a secret), for a startup log line or a test. The chain ends at the first service that
+//! does not describe itself; name yours with [`described`](crate::described). See the
+//! [`StackLayer`] impl for an example.
 
 use std::{fmt, time::Duration};
 
