@@ -177,6 +177,11 @@ fn each_std_layer_names_itself_as_a_layer_and_as_a_service() {
         "BreakerLayer",
     );
     both(DumpLayer::new(), "DumpLayer");
+    #[cfg(feature = "lifecycle")]
+    both(
+        middleware_std::lifecycle::LifecycleLayer::new(),
+        "LifecycleLayer",
+    );
 }
 
 #[tokio::test]
