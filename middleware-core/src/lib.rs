@@ -8,6 +8,7 @@ mod macros;
 pub mod axum;
 pub mod body;
 pub mod context;
+pub mod describe;
 pub mod error;
 pub mod future;
 mod layer;
@@ -24,6 +25,7 @@ pub use self::{
         CancelCause, Cancelled, Context, DropGuard, Expiry, Mark, RequestExt, RequestId,
         TimeoutPhase,
     },
+    describe::{Describe, describe, described},
     error::{BoxError, Error, ProblemDetails, RenderError, Renderer},
     layer::{HookLayer, MiddlewareLayer},
     middleware::{Chain, EnsureContext, Hook, Middleware, Outcome},

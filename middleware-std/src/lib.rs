@@ -8,10 +8,10 @@ mod macros;
 // modules silently shadow core's.
 #[doc(inline)]
 pub use middleware_core::{
-    BoxError, CancelCause, Cancelled, Chain, Context, DropGuard, EnsureContext, Error, Expiry,
-    Hook, HookLayer, HookService, Mark, Middleware, MiddlewareLayer, MiddlewareService, Next,
-    Outcome, ProblemDetails, RenderError, Renderer, RequestExt, RequestId, ResponseBody,
-    TimeoutPhase, body, context, error, future, next,
+    BoxError, CancelCause, Cancelled, Chain, Context, Describe, DropGuard, EnsureContext, Error,
+    Expiry, Hook, HookLayer, HookService, Mark, Middleware, MiddlewareLayer, MiddlewareService,
+    Next, Outcome, ProblemDetails, RenderError, Renderer, RequestExt, RequestId, ResponseBody,
+    TimeoutPhase, body, context, describe, described, error, future, next,
 };
 // The crates a layer's signatures are made of, so that an app or a layer crate depends on one
 // crate (not inlined: they are documented where they come from).
@@ -72,6 +72,7 @@ pub mod timing;
     feature = "timing"
 ))]
 mod body_state;
+mod compose;
 mod layer_time;
 #[cfg(test)]
 mod test_helpers;

@@ -68,6 +68,13 @@
 //! # }
 //! ```
 //!
+//! # Order
+//!
+//! Put this layer outside the log and panic-recovery layers. Inside them (the order of
+//! `Router::layer` calls is the reverse of `ServiceBuilder`'s), when they started without a
+//! context, it warns once per process with the fix: a panic answered there carries no id, and
+//! the log span has none until the response.
+//!
 //! # Differences from tower-http
 //!
 //! - tower-http's `SetRequestIdLayer` keeps *any* incoming header value (spaces, quotes,
@@ -86,6 +93,7 @@ use std::{
     fmt,
     future::Future,
     pin::Pin,
+    sync::atomic::AtomicBool,
     task::{Context as TaskContext, Poll, ready},
     time::Instant,
 };
@@ -96,7 +104,7 @@ use middleware_core::{RequestExt, RequestId};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::layer_time;
+use crate::{compose, layer_time};
 
 /// The default header: `x-request-id`.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -389,6 +397,9 @@ where
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         // A clock only when a timing layer outside asks for this layer's own time.
         let started = layer_time::wanted(req.try_context()).then(Instant::now);
+        if req.try_context().is_none() {
+            warn_if_after(compose::seen(req.extensions()));
+        }
         let id = self.request_id(&mut req);
         // Replaces a rejected (or repeated) incoming value: the inner service sees the id only.
         req.headers_mut()
@@ -443,6 +454,69 @@ impl<F> fmt::Debug for ResponseFuture<F> {
         f.debug_struct(stringify!(ResponseFuture))
             .field("id", &self.id)
             .finish_non_exhaustive()
+    }
+}
+
+/// Warns, once per process, when a log or panic-recovery layer outside started without the
+/// request's context (`outer`: the marks they left), so without the id this layer is about to
+/// set: the order of `Router::layer` calls, the reverse of `ServiceBuilder`'s.
+fn warn_if_after(outer: u8) {
+    // One flag per case, so that each mistake is named once.
+    static AFTER_LOG: AtomicBool = AtomicBool::new(false);
+    static AFTER_PANIC: AtomicBool = AtomicBool::new(false);
+    static AFTER_BOTH: AtomicBool = AtomicBool::new(false);
+    let (outer, flag) = match (
+        outer & compose::LOG != 0,
+        outer & compose::PANIC_WITHOUT_CONTEXT != 0,
+    ) {
+        (false, false) => return,
+        (true, false) => ("`LogLayer`", &AFTER_LOG),
+        (false, true) => ("`CatchPanicLayer`", &AFTER_PANIC),
+        (true, true) => ("`LogLayer` and `CatchPanicLayer`", &AFTER_BOTH),
+    };
+    compose::once(flag, || {
+        tracing::warn!(
+            outer,
+            "`SetRequestIdLayer` runs inside {outer}, which started before the request had an \
+             id: a panic answered there carries no id, the log span has none until the response \
+             (the access record reads it from the response extension); put `SetRequestIdLayer` outside \
+             them (with `Router::layer` the last call is the outermost: call \
+             `.layer(SetRequestIdLayer::new())` after `.layer(LogLayer::new())`; with \
+             `ServiceBuilder`, first), or use `StackLayer`"
+        );
+    });
+}
+
+// ----- stack introspection -----
+
+/// The entry of a request-id layer or service.
+fn describe_entry<M>(
+    header: &HeaderName,
+    options: Options,
+    description: &mut middleware_core::describe::Description,
+) {
+    description
+        .layer("SetRequestIdLayer")
+        .setting("header", header)
+        .setting("make", compose::short_name::<M>())
+        .setting("trust_incoming", options.trust_incoming)
+        .setting(
+            "overwrite_response_header",
+            options.overwrite_response_header,
+        )
+        .setting("response_extension", options.response_extension);
+}
+
+impl<M> middleware_core::Describe for SetRequestIdLayer<M> {
+    fn describe(&self, description: &mut middleware_core::describe::Description) {
+        describe_entry::<M>(&self.header, self.options, description);
+    }
+}
+
+impl<S: middleware_core::Describe, M> middleware_core::Describe for SetRequestId<S, M> {
+    fn describe(&self, description: &mut middleware_core::describe::Description) {
+        describe_entry::<M>(&self.header, self.options, description);
+        self.inner.describe(description);
     }
 }
 

@@ -158,6 +158,23 @@
 //! (`TraceLayer` inside `SetRequestIdLayer` inside `PropagateRequestIdLayer`...) is easy to get
 //! subtly wrong: a timeout or panic response without the request id, a trace span without it.
 //! Here the order is fixed and explained; each piece stays replaceable.
+//!
+//! # Per-route layers under the stack
+//!
+//! The stack already logs and times every request: a per-route [`LogLayer`] or
+//! [`ServerTimingLayer`] under it (or a `#[handler]` that adds one) writes no second access
+//! record and no second `Server-Timing` header. The outer one does the work, and the inner one
+//! says so in one `warn!` per process; see the logging and timing module docs. A
+//! [`SetRequestIdLayer`] inside a log or panic-recovery layer (the order of `Router::layer`
+//! calls is the reverse of `ServiceBuilder`'s) warns once with the fix.
+//!
+//! # Introspection
+//!
+//! The stack and the service it makes implement [`Describe`](crate::Describe):
+//! [`describe`](crate::describe())`(&app)` lists the layers outermost first with their settings
+//! (never a secret), for a startup log line or a test. The chain ends at the first service that
+//! does not describe itself; name yours with [`described`](crate::described). See the
+//! [`StackLayer`] impl for an example.
 
 use std::{fmt, time::Duration};
 
@@ -469,6 +486,52 @@ where
         let inner = self.timing.layer(inner);
         let inner = self.log.layer(inner);
         self.request_id.layer(inner)
+    }
+}
+
+// ----- stack introspection -----
+
+/// The stack's layers, outermost first; the opt-in ones only when set. The service it makes
+/// describes itself the same way, followed by the inner service.
+///
+/// ```
+/// use std::time::Duration;
+/// use middleware_std::{describe, described, stack::StackLayer};
+/// use tower::Layer;
+///
+/// let stack = StackLayer::new(Duration::from_secs(2));
+/// let names: Vec<String> = describe(&stack).names().map(str::to_owned).collect();
+/// assert_eq!(
+///     names,
+///     ["SetRequestIdLayer", "LogLayer", "ServerTimingLayer", "CatchPanicLayer", "TimeoutLayer"]
+/// );
+///
+/// let app = stack.layer(described("handler", tower::service_fn(|req: http::Request<String>| async move {
+///     Ok::<_, std::convert::Infallible>(http::Response::new(req.into_body()))
+/// })));
+/// let chain = describe(&app);
+/// assert!(chain.is_complete());
+/// assert_eq!(chain.find("TimeoutLayer").unwrap().get("budget"), Some("2s"));
+/// assert!(chain.to_string().ends_with(" -> handler"));
+/// ```
+impl<M, L, C, H, R, Q, F, N, K, Z> middleware_core::Describe
+    for StackLayer<M, L, C, H, R, Q, F, N, K, Z>
+where
+    Q: middleware_core::Describe,
+    N: middleware_core::Describe,
+    K: middleware_core::Describe,
+    Z: middleware_core::Describe,
+{
+    fn describe(&self, description: &mut middleware_core::describe::Description) {
+        self.request_id.describe(description);
+        self.log.describe(description);
+        self.timing.describe(description);
+        self.catch_panic.describe(description);
+        self.timeout.describe(description);
+        self.concurrency_limit.describe(description);
+        self.rate_limit.describe(description);
+        self.body_limit.describe(description);
+        self.request_body.describe(description);
     }
 }
 

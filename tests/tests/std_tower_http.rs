@@ -123,3 +123,83 @@ async fn our_timeout_between_tower_http_request_id_and_catch_panic() {
         assert_eq!(parts.headers["x-request-id"].len(), 36);
     }
 }
+
+/// tower-http's `CorsLayer` needs a `Default` response body (it answers a preflight with an
+/// empty one); every std body wrapper passes `Default` through, so `CorsLayer` wraps the whole
+/// std stack, every protection layer included, in one `ServiceBuilder`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_preflight_is_answered_through_our_whole_stack() {
+    use middleware_std::{
+        body_limit::{LimitedBody, RequestBodyLimitLayer},
+        limit::ConcurrencyLimitLayer,
+        rate_limit::{Policy, RateLimitLayer},
+        stack::StackLayer,
+    };
+    use tower_http::cors::{Any, CorsLayer};
+
+    let stack = StackLayer::new(Duration::from_secs(5))
+        .concurrency_limit(ConcurrencyLimitLayer::new(64))
+        .rate_limit(RateLimitLayer::new(Policy::per_minute(1000)).per_header(X_INNER))
+        .body_limit(RequestBodyLimitLayer::new(1024))
+        .request_body_deadlines();
+    let app = ServiceBuilder::new()
+        .layer(
+            CorsLayer::new()
+                .allow_origin(Any)
+                .allow_methods([http::Method::GET, http::Method::POST]),
+        )
+        .layer(stack)
+        .layer(AuthLayer::bearer("t0ken", Principal::new("svc")))
+        .service(service_fn(
+            |_: Request<middleware_std::timeout::TimeoutBody<LimitedBody<Incoming>>>| async {
+                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from("handled"))))
+            },
+        ));
+    let server = serve(app).await;
+
+    for proto in PROTOS {
+        let client = client(proto);
+        // A preflight: answered by CORS with its empty default body, never reaching auth.
+        let req = Request::builder()
+            .method(http::Method::OPTIONS)
+            .uri(server.url("/"))
+            .header(header::ORIGIN, "https://example.com")
+            .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST")
+            .header(X_INNER, "tenant")
+            .body(std_support::empty())
+            .unwrap();
+        let (parts, body) = send(&client, req).await;
+        assert_eq!(parts.status, StatusCode::OK, "{proto:?}");
+        assert_eq!(parts.headers[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
+        assert!(
+            parts.headers[header::ACCESS_CONTROL_ALLOW_METHODS]
+                .to_str()
+                .unwrap()
+                .contains("POST")
+        );
+        assert!(body.is_empty());
+
+        // A simple request goes through the whole stack: our id and timing, CORS's header.
+        let mut req = get(&server.url("/"), &unique_id("cors"));
+        req.headers_mut()
+            .insert(header::AUTHORIZATION, "Bearer t0ken".parse().unwrap());
+        req.headers_mut()
+            .insert(header::ORIGIN, "https://example.com".parse().unwrap());
+        req.headers_mut().insert(X_INNER, "tenant".parse().unwrap());
+        let (parts, body) = send(&client, req).await;
+        assert_eq!(parts.status, StatusCode::OK, "{proto:?}");
+        assert_eq!(parts.headers[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
+        assert!(parts.headers.contains_key("x-request-id"));
+        assert!(parts.headers.contains_key("server-timing"));
+        assert_eq!(body, "handled");
+
+        // Our 401 also passes out through CORS.
+        let mut req = get(&server.url("/"), &unique_id("cors"));
+        req.headers_mut()
+            .insert(header::ORIGIN, "https://example.com".parse().unwrap());
+        req.headers_mut().insert(X_INNER, "tenant".parse().unwrap());
+        let (parts, _) = send(&client, req).await;
+        assert_eq!(parts.status, StatusCode::UNAUTHORIZED, "{proto:?}");
+        assert_eq!(parts.headers[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
+    }
+}

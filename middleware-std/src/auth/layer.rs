@@ -293,6 +293,32 @@ fn push_quoted(out: &mut String, text: &str) {
     out.push('"');
 }
 
+// ----- stack introspection -----
+
+impl Settings {
+    /// The entry of an auth layer or service (`A` its authenticator): names and counts, never a
+    /// credential.
+    pub(crate) fn describe<A>(&self, description: &mut middleware_core::describe::Description) {
+        let entry = description.layer("AuthLayer");
+        entry
+            .setting("authenticator", crate::compose::short_name::<A>())
+            .setting("header", &self.sensitive)
+            .setting("realm", &*self.realm);
+        if !self.roles.is_empty() {
+            entry.setting("roles", self.roles.join("|"));
+        }
+        if !self.scopes.is_empty() {
+            entry.setting("scopes", self.scopes.join("|"));
+        }
+    }
+}
+
+impl<A> middleware_core::Describe for AuthLayer<A> {
+    fn describe(&self, description: &mut middleware_core::describe::Description) {
+        self.settings.describe::<A>(description);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -129,3 +129,12 @@ where
         }
     }
 }
+
+// ----- stack introspection -----
+
+impl<S: middleware_core::Describe, A> middleware_core::Describe for Auth<S, A> {
+    fn describe(&self, description: &mut middleware_core::describe::Description) {
+        self.settings.describe::<A>(description);
+        self.inner.describe(description);
+    }
+}

@@ -33,3 +33,13 @@ impl<S> Layer<S> for RequestBodyLimitLayer {
         RequestBodyLimit::new(inner, self.limit)
     }
 }
+
+// ----- stack introspection -----
+
+impl middleware_core::Describe for RequestBodyLimitLayer {
+    fn describe(&self, description: &mut middleware_core::describe::Description) {
+        description
+            .layer("RequestBodyLimitLayer")
+            .setting("limit", self.limit);
+    }
+}

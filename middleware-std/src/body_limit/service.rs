@@ -106,3 +106,12 @@ pub(crate) fn declared_length_exceeds(headers: &HeaderMap, limit: u64) -> bool {
             .is_none_or(|declared| declared > limit)
     })
 }
+
+// ----- stack introspection -----
+
+impl<S: middleware_core::Describe> middleware_core::Describe for RequestBodyLimit<S> {
+    fn describe(&self, description: &mut middleware_core::describe::Description) {
+        RequestBodyLimitLayer::new(self.limit).describe(description);
+        self.inner.describe(description);
+    }
+}

@@ -147,3 +147,22 @@ impl<S, St, C, F: Clone> Layer<S> for BreakerLayer<St, C, F> {
         Breaker::from_layer(inner, self.clone())
     }
 }
+
+// ----- stack introspection -----
+
+impl<St, C, F> middleware_core::Describe for BreakerLayer<St, C, F> {
+    fn describe(&self, description: &mut middleware_core::describe::Description) {
+        description
+            .layer("BreakerLayer")
+            .setting("store", crate::compose::short_name::<St>())
+            .setting("failure_policy", crate::compose::short_name::<F>())
+            .setting(
+                "fallback",
+                match self.fallback {
+                    Fallback::Error => "error",
+                    Fallback::Response { .. } => "response",
+                },
+            )
+            .setting("per_host", self.per_host);
+    }
+}

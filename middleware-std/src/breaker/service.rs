@@ -212,3 +212,12 @@ where
         }
     }
 }
+
+// ----- stack introspection -----
+
+impl<S: middleware_core::Describe, St, C, F> middleware_core::Describe for Breaker<S, St, C, F> {
+    fn describe(&self, description: &mut middleware_core::describe::Description) {
+        self.layer.describe(description);
+        self.inner.describe(description);
+    }
+}

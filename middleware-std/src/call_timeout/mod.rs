@@ -276,5 +276,22 @@ impl fmt::Display for CallTimeoutError {
 
 impl std::error::Error for CallTimeoutError {}
 
+// ----- stack introspection -----
+
+impl middleware_core::Describe for CallTimeoutLayer {
+    fn describe(&self, description: &mut middleware_core::describe::Description) {
+        description
+            .layer("CallTimeoutLayer")
+            .setting("cap", format_args!("{:?}", self.cap));
+    }
+}
+
+impl<S: middleware_core::Describe> middleware_core::Describe for CallTimeout<S> {
+    fn describe(&self, description: &mut middleware_core::describe::Description) {
+        CallTimeoutLayer::new(self.cap).describe(description);
+        self.inner.describe(description);
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -40,3 +40,13 @@ impl<S, R: Clone> Layer<S> for CatchPanicLayer<R> {
         CatchPanic::from_parts(inner, self.responder.clone())
     }
 }
+
+// ----- stack introspection -----
+
+impl<R> middleware_core::Describe for CatchPanicLayer<R> {
+    fn describe(&self, description: &mut middleware_core::describe::Description) {
+        description
+            .layer("CatchPanicLayer")
+            .setting("responder", crate::compose::short_name::<R>());
+    }
+}

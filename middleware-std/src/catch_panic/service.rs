@@ -17,7 +17,7 @@ use super::{
     layer::CatchPanicLayer,
     panic::{DefaultResponseForPanic, Panic, PanicSite, ResponseForPanic},
 };
-use crate::layer_time;
+use crate::{compose, layer_time};
 
 /// Catches panics in `S`'s `poll_ready`, `call`, response future and response body. See
 /// [`CatchPanicLayer`] and the [module docs](super) for an example.
@@ -105,8 +105,12 @@ where
         }
     }
 
-    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let cx = req.try_context().cloned();
+        if cx.is_none() {
+            // A request-id layer inside warns: the id it sets would not reach this layer.
+            compose::enter(req.extensions_mut(), compose::PANIC_WITHOUT_CONTEXT);
+        }
         // This layer's own time in `call` (up to, not including, the inner `call`), read on
         // the context's clock only when per-layer times are wanted.
         let started = cx
@@ -136,4 +140,15 @@ where
 fn since(cx: Option<&Context>, started: Option<Duration>) -> Option<Duration> {
     let started = started?;
     Some(cx?.elapsed().saturating_sub(started))
+}
+
+// ----- stack introspection -----
+
+impl<S: middleware_core::Describe, R> middleware_core::Describe for CatchPanic<S, R> {
+    fn describe(&self, description: &mut middleware_core::describe::Description) {
+        description
+            .layer("CatchPanicLayer")
+            .setting("responder", crate::compose::short_name::<R>());
+        self.inner.describe(description);
+    }
 }

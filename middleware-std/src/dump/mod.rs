@@ -383,5 +383,24 @@ where
     }
 }
 
+// ----- stack introspection -----
+
+impl middleware_core::Describe for DumpLayer {
+    fn describe(&self, description: &mut middleware_core::describe::Description) {
+        description
+            .layer("DumpLayer")
+            .setting("label", self.emitter.label)
+            .setting("level", self.emitter.level)
+            .setting("body_bytes", self.body_bytes);
+    }
+}
+
+impl<S: middleware_core::Describe> middleware_core::Describe for Dump<S> {
+    fn describe(&self, description: &mut middleware_core::describe::Description) {
+        self.layer.describe(description);
+        self.inner.describe(description);
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -459,5 +459,24 @@ where
     }
 }
 
+// ----- stack introspection -----
+
+impl<H> middleware_core::Describe for LifecycleLayer<H> {
+    fn describe(&self, description: &mut middleware_core::describe::Description) {
+        description
+            .layer("LifecycleLayer")
+            .setting("on_timings", crate::compose::short_name::<H>());
+    }
+}
+
+impl<S: middleware_core::Describe, H> middleware_core::Describe for Lifecycle<S, H> {
+    fn describe(&self, description: &mut middleware_core::describe::Description) {
+        description
+            .layer("LifecycleLayer")
+            .setting("on_timings", crate::compose::short_name::<H>());
+        self.inner.describe(description);
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -159,3 +159,27 @@ impl<S> Layer<S> for ConcurrencyLimitLayer {
         ConcurrencyLimit::from_shared(inner, Arc::clone(&self.shared))
     }
 }
+
+// ----- stack introspection -----
+
+impl Shared {
+    /// The entry of a concurrency-limit layer or service.
+    pub(crate) fn describe(&self, description: &mut middleware_core::describe::Description) {
+        let entry = description.layer("ConcurrencyLimitLayer");
+        entry.setting("max", self.max);
+        if self.backlog > 0 {
+            entry
+                .setting("backlog", self.backlog)
+                .setting("queue_timeout", format_args!("{:?}", self.queue_timeout));
+        }
+        entry
+            .setting("overflow_status", self.overflow_status.as_u16())
+            .setting("retry_after", format_args!("{:?}", self.retry_after));
+    }
+}
+
+impl middleware_core::Describe for ConcurrencyLimitLayer {
+    fn describe(&self, description: &mut middleware_core::describe::Description) {
+        self.shared.describe(description);
+    }
+}

@@ -123,3 +123,12 @@ where
         }
     }
 }
+
+// ----- stack introspection -----
+
+impl<S: middleware_core::Describe> middleware_core::Describe for ConcurrencyLimit<S> {
+    fn describe(&self, description: &mut middleware_core::describe::Description) {
+        self.shared.describe(description);
+        self.inner.describe(description);
+    }
+}

@@ -466,3 +466,21 @@ impl<L: MakeLevel> fmt::Debug for Record<L> {
 fn millis(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1000.0
 }
+
+impl<L: MakeLevel> Access<L> {
+    /// For a record that started without the request's context (a request-id layer inside
+    /// this one made it: the reverse of the recommended order), the id that layer put on the
+    /// response (the request-id layer's `response_extension`, on by default), so that the
+    /// record does not lose it.
+    pub(crate) fn response_request_id(&mut self, extensions: &http::Extensions) {
+        let Self::On(record) = self else { return };
+        if record.id_recorded || record.cx.is_some() {
+            return;
+        }
+        if let Some(id) = extensions.get::<middleware_core::RequestId>() {
+            let id = Limit(Bare(id.as_str()), MAX_REQUEST_ID);
+            record.span.record("request_id", field::display(id));
+            record.id_recorded = true;
+        }
+    }
+}

@@ -65,6 +65,7 @@ where
         match result {
             Ok(res) => {
                 access.response(&res);
+                access.response_request_id(res.extensions());
                 let access =
                     if *this.head || is_bodiless(res.status()) || res.body().is_end_stream() {
                         // Nothing to stream: a server will not poll the body (hyper drops the

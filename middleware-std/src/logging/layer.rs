@@ -231,3 +231,28 @@ impl<L, C: fmt::Debug> fmt::Debug for LogLayer<L, C> {
             .finish()
     }
 }
+
+// ----- stack introspection -----
+
+impl Config {
+    /// The entry of a log layer or service (`L` its level, `C` its request-body mode).
+    pub(crate) fn describe<L, C>(&self, description: &mut middleware_core::describe::Description) {
+        let entry = description.layer("LogLayer");
+        entry
+            .setting("level", crate::compose::short_name::<L>())
+            .setting("span_level", self.span_level)
+            .setting("query", self.query)
+            .setting("headers", self.headers)
+            .setting("request_body", crate::compose::short_name::<C>());
+        if let Some(limit) = self.response_body {
+            entry.setting("response_body", limit);
+        }
+        entry.setting("create_context", self.create_context);
+    }
+}
+
+impl<L, C> middleware_core::Describe for LogLayer<L, C> {
+    fn describe(&self, description: &mut middleware_core::describe::Description) {
+        self.config.describe::<L, C>(description);
+    }
+}

@@ -224,6 +224,22 @@
 //! cancellation cause. Use `TraceLayer` when you need per-chunk callbacks or gRPC
 //! classification.
 //!
+//! # One record per request
+//!
+//! A `LogLayer` under another one on the same request (a per-route `LogLayer` under a global
+//! one, or under [`StackLayer`](crate::stack::StackLayer), which has one) writes no record:
+//! the outer one writes the only access record, and the inner one passes the request through
+//! and says so in one `warn!` per process. The layers find each other through a mark in the
+//! request's extensions, which costs no allocation (a request that has no extension at all
+//! when it reaches the outer layer is not marked). A client-side `LogLayer` that is handed the
+//! inbound request itself, extensions included (a proxy forwarding it as is), counts as inner
+//! too: build the outbound request anew, or drop its extensions, to log it.
+//!
+//! A request-id layer *inside* this one (the order of `Router::layer` calls is the reverse of
+//! `ServiceBuilder`'s) does not lose the id: without a context, the record takes it from the
+//! response's [`RequestId`](crate::RequestId) extension. The request-id layer warns once
+//! about the order (the span lacks the id until the response).
+//!
 //! [OpenTelemetry HTTP semantic conventions]: https://opentelemetry.io/docs/specs/semconv/http/http-spans/
 
 mod access;

@@ -1,6 +1,6 @@
 use std::{
     fmt,
-    sync::Arc,
+    sync::{Arc, atomic::AtomicBool},
     task::{Context as TaskContext, Poll},
 };
 
@@ -13,7 +13,7 @@ use super::{
     access::{self, Access, Record, make_span},
     layer::Config,
 };
-use crate::{Context, DropGuard, RequestExt, layer_time};
+use crate::{Context, DropGuard, RequestExt, compose, layer_time};
 
 /// The service of [`LogLayer`]. See the [module docs](super) for an example.
 #[derive(Clone)]
@@ -49,6 +49,11 @@ impl<S, L, C> Log<S, L, C> {
 impl<S, L: MakeLevel + Clone, C> Log<S, L, C> {
     /// Opens the span and the access record of a request.
     fn start<B>(&self, req: &mut Request<B>) -> Access<L> {
+        // A log layer outside already records this request: one record, not two.
+        if compose::enter(req.extensions_mut(), compose::LOG) & compose::LOG != 0 {
+            warn_nested();
+            return Access::off(DropGuard::none());
+        }
         if self.config.create_context {
             req.context();
         }
@@ -118,5 +123,26 @@ where
         let mut access = self.start(&mut req);
         let req = self.request_body.wrap(req, &mut access);
         self.call_inner(access, req)
+    }
+}
+
+/// Warns, once per process, that a log layer found another one outside it.
+fn warn_nested() {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    compose::once(&WARNED, || {
+        tracing::warn!(
+            "two `LogLayer`s on one request (a per-route `LogLayer` under a global one, or under \
+             `StackLayer`, which has one): the inner one writes no access record, the outer one \
+             does; remove the inner `LogLayer`"
+        );
+    });
+}
+
+// ----- stack introspection -----
+
+impl<S: middleware_core::Describe, L, C> middleware_core::Describe for Log<S, L, C> {
+    fn describe(&self, description: &mut middleware_core::describe::Description) {
+        self.config.describe::<L, C>(description);
+        self.inner.describe(description);
     }
 }

@@ -117,3 +117,19 @@ impl<S, M: Clone, St> Layer<S> for RateLimitLayer<M, St> {
         RateLimit::from_layer(inner, self.clone())
     }
 }
+
+// ----- stack introspection -----
+
+impl<M, St: super::RateLimitStore> middleware_core::Describe for RateLimitLayer<M, St> {
+    fn describe(&self, description: &mut middleware_core::describe::Description) {
+        let policy = self.store.policy();
+        description
+            .layer("RateLimitLayer")
+            .setting("key", crate::compose::short_name::<M>())
+            .setting("store", crate::compose::short_name::<St>())
+            .setting("policy", policy.name())
+            .setting("quota", policy.quota())
+            .setting("window", format_args!("{:?}", policy.window()))
+            .setting("headers_on_allowed", self.on_allowed);
+    }
+}

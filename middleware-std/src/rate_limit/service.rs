@@ -110,3 +110,14 @@ where
         }
     }
 }
+
+// ----- stack introspection -----
+
+impl<S: middleware_core::Describe, M, St: super::RateLimitStore> middleware_core::Describe
+    for RateLimit<S, M, St>
+{
+    fn describe(&self, description: &mut middleware_core::describe::Description) {
+        self.layer.describe(description);
+        self.inner.describe(description);
+    }
+}

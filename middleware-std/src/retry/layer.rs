@@ -116,3 +116,26 @@ impl<S, P: Clone> Layer<S> for RetryLayer<P> {
         Retry::from_layer(inner, self.clone())
     }
 }
+
+// ----- stack introspection -----
+
+impl Config {
+    /// The entry of a retry layer or service (`P` its policy).
+    pub(crate) fn describe<P>(&self, description: &mut middleware_core::describe::Description) {
+        description
+            .layer("RetryLayer")
+            .setting("policy", crate::compose::short_name::<P>())
+            .setting("max_attempts", self.max_attempts)
+            .setting("backoff", format_args!("{:?}", self.backoff))
+            .setting(
+                "max_retry_after",
+                format_args!("{:?}", self.max_retry_after),
+            );
+    }
+}
+
+impl<P> middleware_core::Describe for RetryLayer<P> {
+    fn describe(&self, description: &mut middleware_core::describe::Description) {
+        self.config.describe::<P>(description);
+    }
+}

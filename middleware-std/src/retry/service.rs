@@ -309,3 +309,12 @@ fn log_attempt<RB, E>(
         );
     }
 }
+
+// ----- stack introspection -----
+
+impl<S: middleware_core::Describe, P> middleware_core::Describe for Retry<S, P> {
+    fn describe(&self, description: &mut middleware_core::describe::Description) {
+        self.config.describe::<P>(description);
+        self.inner.describe(description);
+    }
+}

@@ -264,3 +264,52 @@ impl<S> Layer<S> for PropagateDeadlineLayer {
         PropagateDeadline::from_layer(inner, self.clone())
     }
 }
+
+// ----- stack introspection -----
+
+/// Writes a body deadline setting when it is set.
+fn describe_body_deadlines(
+    entry: &mut middleware_core::describe::Entry,
+    prefix: &'static str,
+    deadlines: BodyDeadlines,
+) {
+    if let Some(idle) = deadlines.idle {
+        entry.setting(format!("{prefix}idle"), format_args!("{idle:?}"));
+    }
+    if let Some(total) = deadlines.total {
+        entry.setting(format!("{prefix}total"), format_args!("{total:?}"));
+    }
+}
+
+impl middleware_core::Describe for TimeoutLayer {
+    fn describe(&self, description: &mut middleware_core::describe::Description) {
+        let entry = description.layer("TimeoutLayer");
+        entry
+            .setting("budget", format_args!("{:?}", self.budget))
+            .setting("status", self.on_timeout.status.as_u16());
+        if let Some((header, format)) = &self.inbound {
+            entry
+                .setting("inbound", header)
+                .setting("inbound_format", format_args!("{format:?}"))
+                .setting("inbound_floor", format_args!("{:?}", self.inbound_floor));
+        }
+        describe_body_deadlines(entry, "response_body_", self.response_body);
+    }
+}
+
+impl middleware_core::Describe for RequestBodyTimeoutLayer {
+    fn describe(&self, description: &mut middleware_core::describe::Description) {
+        let entry = description.layer("RequestBodyTimeoutLayer");
+        describe_body_deadlines(entry, "", self.deadlines);
+    }
+}
+
+impl middleware_core::Describe for PropagateDeadlineLayer {
+    fn describe(&self, description: &mut middleware_core::describe::Description) {
+        description
+            .layer("PropagateDeadlineLayer")
+            .setting("header", &self.header)
+            .setting("format", format_args!("{:?}", self.format))
+            .setting("status", self.on_timeout.status.as_u16());
+    }
+}

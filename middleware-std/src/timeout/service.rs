@@ -339,3 +339,26 @@ where
         ResponseFuture::new(future, cx, expiry)
     }
 }
+
+// ----- stack introspection -----
+
+impl<S: middleware_core::Describe> middleware_core::Describe for Timeout<S> {
+    fn describe(&self, description: &mut middleware_core::describe::Description) {
+        self.layer.describe(description);
+        self.inner.describe(description);
+    }
+}
+
+impl<S: middleware_core::Describe> middleware_core::Describe for RequestBodyTimeout<S> {
+    fn describe(&self, description: &mut middleware_core::describe::Description) {
+        self.layer.describe(description);
+        self.inner.describe(description);
+    }
+}
+
+impl<S: middleware_core::Describe> middleware_core::Describe for PropagateDeadline<S> {
+    fn describe(&self, description: &mut middleware_core::describe::Description) {
+        self.layer.describe(description);
+        self.inner.describe(description);
+    }
+}

@@ -29,6 +29,8 @@ pub(crate) struct State<H, F> {
     pub(crate) filter: F,
     /// The request is `HEAD`: its response has no body to stream.
     pub(crate) head: bool,
+    /// A timing layer outside writes the header: this one writes none.
+    pub(crate) nested: bool,
 }
 
 /// Whether a response has no body on the wire, so that servers never poll (or even drop
@@ -87,11 +89,12 @@ where
             hook,
             filter,
             head,
+            nested,
         } = this.state.take().expect("future polled after completion");
         let mut res = result?;
         let start = Duration::from_nanos(start);
         let total = cx.elapsed().saturating_sub(start);
-        if filter.should_send(res.status(), res.headers()) {
+        if !nested && filter.should_send(res.status(), res.headers()) {
             let max_marks = usize::try_from(config.max_marks).unwrap_or(usize::MAX);
             let precision = config.precision;
             let value =

@@ -147,3 +147,25 @@ impl<H, F> fmt::Debug for ServerTimingLayer<H, F> {
             .finish()
     }
 }
+
+// ----- stack introspection -----
+
+impl Config {
+    /// The entry of a timing layer or service (`H` its hook, `F` its filter).
+    pub(crate) fn describe<H, F>(self, description: &mut middleware_core::describe::Description) {
+        description
+            .layer("ServerTimingLayer")
+            .setting("per_layer_times", self.per_layer)
+            .setting("response_time_header", self.response_time)
+            .setting("max_marks", self.max_marks)
+            .setting("precision", format_args!("{:?}", self.precision))
+            .setting("on_body_end", crate::compose::short_name::<H>())
+            .setting("filter", crate::compose::short_name::<F>());
+    }
+}
+
+impl<H, F> middleware_core::Describe for ServerTimingLayer<H, F> {
+    fn describe(&self, description: &mut middleware_core::describe::Description) {
+        self.config.describe::<H, F>(description);
+    }
+}

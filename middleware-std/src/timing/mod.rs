@@ -122,6 +122,15 @@
 //! [`Context`](crate::Context), and the end-of-body hook receives the status and both
 //! durations in one call.
 //!
+//! # One header per request
+//!
+//! A `ServerTimingLayer` under another one on the same request (a per-route one under a
+//! global one, or under [`StackLayer`](crate::stack::StackLayer), which has one) writes no
+//! `Server-Timing` (nor `x-response-time`) header and asks for no per-layer times: the outer
+//! one decides, and the inner one says so in one `warn!` per process. Its
+//! [`OnBodyEnd`] hook still runs. The layers find each other through a mark in the request's
+//! extensions, which costs no allocation.
+//!
 //! [`Server-Timing`]: https://www.w3.org/TR/server-timing/
 
 mod body;

@@ -1,5 +1,6 @@
 use std::{
     fmt,
+    sync::atomic::AtomicBool,
     task::{Context as TaskContext, Poll},
 };
 
@@ -11,7 +12,7 @@ use super::{
     DefaultTimingFilter, OnBodyEnd, ResponseFuture, ServerTimingLayer, TimingBody, TimingFilter,
     future::State, layer::Config,
 };
-use crate::RequestExt;
+use crate::{RequestExt, compose};
 
 /// The service of [`ServerTimingLayer`]. See the [module docs](super) for an example.
 #[derive(Clone)]
@@ -77,8 +78,14 @@ where
         // A context made right here was made now: no need to read the clock again.
         let fresh = req.try_context().is_none();
         // The marks recorded inside are read through this handle, so the context must exist.
+        req.context();
+        // Marked after the context exists, so that the mark never makes the extension map.
+        let nested = compose::enter(req.extensions_mut(), compose::TIMING) & compose::TIMING != 0;
+        if nested {
+            warn_nested();
+        }
         let cx = req.context();
-        if self.config.per_layer {
+        if self.config.per_layer && !nested {
             cx.request_layer_times();
         }
         let cx = cx.clone();
@@ -98,7 +105,30 @@ where
                 hook: self.on_body_end.clone(),
                 filter: self.filter.clone(),
                 head,
+                nested,
             },
         )
+    }
+}
+
+/// Warns, once per process, that a timing layer found another one outside it.
+fn warn_nested() {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    compose::once(&WARNED, || {
+        tracing::warn!(
+            "two `ServerTimingLayer`s on one request (a per-route one under a global one, or \
+             under `StackLayer`, which has one): the inner one writes no `Server-Timing` header, \
+             the outer one does; remove the inner `ServerTimingLayer` (or give its settings to \
+             the outer one: `StackLayer::timing`)"
+        );
+    });
+}
+
+// ----- stack introspection -----
+
+impl<S: middleware_core::Describe, H, F> middleware_core::Describe for ServerTiming<S, H, F> {
+    fn describe(&self, description: &mut middleware_core::describe::Description) {
+        self.config.describe::<H, F>(description);
+        self.inner.describe(description);
     }
 }
