@@ -42,7 +42,7 @@ const AROUND_FORM: &str = "async fn name<N: Next>(req: Request<N::ReqBody>, next
 const HOOK_FORM: &str = "fn name<B>(req: &mut Request<B>) -> ControlFlow<Response<Bytes>, State>";
 
 pub(crate) fn validate(function: &Function<'_>, errors: &mut Errors) -> Plan {
-    let hook = function.args.before.get().is_some();
+    let hook = is_hook(function);
     if !qualifiers(function, hook, errors) {
         // The function is of the other form than the attribute says: checking its signature
         // against this form would only repeat that.
@@ -70,6 +70,13 @@ pub(crate) fn validate(function: &Function<'_>, errors: &mut Errors) -> Plan {
     };
     arguments(function, hook, &extras, errors);
     Plan { kind, extras }
+}
+
+/// Whether the function is checked as a hook: `before` says so, or, when the attribute has an
+/// entry that could not be read (a misspelled `before`, reported already), a synchronous `fn`.
+pub(crate) fn is_hook(function: &Function<'_>) -> bool {
+    let args = &function.args;
+    args.before.get().is_some() || (args.unreadable && function.original.sig.asyncness.is_none())
 }
 
 /// Checks the qualifiers; `false` when `async` does not match the form.
