@@ -341,3 +341,20 @@ async fn a_value_with_clone_state_is_a_clone_layer() {
     let res = svc.oneshot(Request::new(String::new())).await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn values_are_axum_router_layers() {
+    let app = axum::Router::new()
+        .route("/", axum::routing::get(|| async { "ok" }))
+        .layer(stamp())
+        .layer(tenant());
+    let req = Request::builder()
+        .uri("/")
+        .header("x-tenant", "acme")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let res = app.oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["x-stamp"], "1");
+    assert_eq!(res.headers()["x-tenant"], "acme");
+}
