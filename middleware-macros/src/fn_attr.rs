@@ -86,16 +86,32 @@ pub(crate) fn expand<A, P>(
     }
 }
 
-/// Reports the qualifiers no fn-attribute macro supports: `const`, `unsafe`, `extern`, variadic.
+/// Reports the qualifiers no fn-attribute macro supports (`const`, `unsafe`, `extern`,
+/// variadic) as one error over all of them: `const unsafe fn` is one mistake, said once.
 pub(crate) fn unsupported_qualifiers(sig: &Signature, attr: &str, errors: &mut Errors) {
+    let mut tokens = TokenStream::new();
+    let mut names = Vec::new();
     if let Some(token) = &sig.constness {
-        errors.spanned(token, format!("`{attr}` does not support `const fn`"));
+        token.to_tokens(&mut tokens);
+        names.push("`const`");
     }
     if let Some(token) = &sig.unsafety {
-        errors.spanned(token, format!("`{attr}` does not support `unsafe fn`"));
+        token.to_tokens(&mut tokens);
+        names.push("`unsafe`");
     }
     if let Some(abi) = &sig.abi {
-        errors.spanned(abi, format!("`{attr}` does not support `extern` functions"));
+        abi.to_tokens(&mut tokens);
+        names.push("`extern`");
+    }
+    if !tokens.is_empty() {
+        errors.spanned(
+            tokens,
+            format!(
+                "`{attr}` does not support {} functions: remove {}",
+                names.join(" "),
+                names.join(" and ")
+            ),
+        );
     }
     if let Some(variadic) = &sig.variadic {
         errors.spanned(

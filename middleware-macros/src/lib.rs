@@ -72,9 +72,10 @@ use proc_macro::TokenStream;
 /// | `impl Debug for Name` | every field, `"<redacted>"` for `#[middleware(secret)]` ones |
 /// | `Name::new(required..) -> Name` | named-field structs: one argument per field without a default, in order; `#[must_use]` |
 /// | `Name::field(self, value) -> Name` | one `#[must_use]` setter per field with a default |
+/// | `const fn new() -> Name` | unit structs: the same value as `Name`, spelled as every layer's constructor |
 ///
 /// Do not also derive `Debug`, and do not write a `new` unless you opt out with
-/// `#[middleware(new = false)]`. A generic struct gets a generic layer and alias
+/// `#[middleware(new = false)]` (named-field and unit structs). A generic struct gets a generic layer and alias
 /// (`NameService<S, T>`, the inner service first); the layer requires `Name<T>: Clone +
 /// Middleware`.
 ///
@@ -119,7 +120,7 @@ pub fn derive_layer(input: TokenStream) -> TokenStream {
 /// The function is written with the trait's own types, and nothing is rewritten: what you
 /// write is what rustc checks, so a type error lands on your token and the IDE shows the real
 /// types. The function's name becomes the name of the middleware's type and of a `const fn`
-/// that makes it: `MiddlewareLayer::new(stamp())`.
+/// that makes it; the value is itself a layer: `.layer(stamp())`.
 ///
 /// # Around: `#[middleware_fn]`
 ///
@@ -140,10 +141,11 @@ pub fn derive_layer(input: TokenStream) -> TokenStream {
 /// use std::convert::Infallible;
 /// use http::{HeaderValue, Request, Response, StatusCode};
 /// use middleware_core::{
-///     Context, MiddlewareLayer, Next, Outcome, ResponseBody, middleware_fn,
+///     Context, Next, Outcome, ResponseBody, middleware_fn,
 /// };
 /// use tower::{ServiceBuilder, ServiceExt, service_fn};
 ///
+/// #[derive(Clone)]
 /// struct Config {
 ///     admin_header: &'static str,
 /// }
@@ -170,7 +172,7 @@ pub fn derive_layer(input: TokenStream) -> TokenStream {
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
 /// let svc = ServiceBuilder::new()
-///     .layer(MiddlewareLayer::new(admins_only(Config { admin_header: "x-admin-token" })))
+///     .layer(admins_only(Config { admin_header: "x-admin-token" }))
 ///     .service(service_fn(|_: Request<String>| async {
 ///         Ok::<_, Infallible>(Response::new(String::from("ok")))
 ///     }));
@@ -201,7 +203,7 @@ pub fn derive_layer(input: TokenStream) -> TokenStream {
 /// use std::{convert::Infallible, ops::ControlFlow};
 /// use bytes::Bytes;
 /// use http::{HeaderValue, Request, Response, StatusCode};
-/// use middleware_core::{HookLayer, ResponseBody, middleware_fn};
+/// use middleware_core::{ResponseBody, middleware_fn};
 /// use tower::{ServiceBuilder, ServiceExt, service_fn};
 ///
 /// /// Requires `x-tenant` and echoes it back: zero allocations per request.
@@ -222,7 +224,7 @@ pub fn derive_layer(input: TokenStream) -> TokenStream {
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
 /// let svc = ServiceBuilder::new()
-///     .layer(HookLayer::new(tenant()))
+///     .layer(tenant())
 ///     .service(service_fn(|_: Request<String>| async {
 ///         Ok::<_, Infallible>(Response::new(String::from("ok")))
 ///     }));
@@ -240,11 +242,16 @@ pub fn derive_layer(input: TokenStream) -> TokenStream {
 /// | --- | --- |
 /// | `struct name {}` / `struct name { pub state: T }` | the middleware; implements `Middleware` (around) or `Hook` (with `before`, `State` = the `Continue` type), and `Debug`; `Clone + Copy` without state |
 /// | `const fn name() -> name` / `const fn name(state: T) -> name` | makes it; carries the function's docs |
+/// | `impl<S> tower::Layer<S> for name` | `Service = MiddlewareService<name, S>` (`HookService` with `before`); each service gets a copy of the value, so with state it needs `T: Clone` |
+/// | `impl Clone for name` (with state) | when `T: Clone` |
 ///
 /// The type is a braced struct so that it lives in the type namespace only: a local variable
 /// may still be called `name`. The function's body moves, unchanged, into the trait method.
-/// Use the value with `MiddlewareLayer::new(name())` / `HookLayer::new(name())`, or compose it
-/// with `Middleware::then`.
+/// Use the value as a layer (`.layer(name())`), or share one value between every service with
+/// `MiddlewareLayer::new(name())` / `HookLayer::new(name())` (a state that is not `Clone`, like
+/// an `AtomicUsize` counter), or compose it with `Middleware::then`. The state is shared by every
+/// request, so it must be `Send + Sync + 'static`: a `RefCell` or an `Rc` is reported once, on
+/// the type in `state = ..`.
 ///
 /// # Attributes
 ///

@@ -69,3 +69,30 @@ pub(crate) fn parse_crate(lit: &syn::LitStr) -> syn::Result<syn::Path> {
         )
     })
 }
+
+/// `use <base> as <alias>;` next to an expansion, and the alias every other generated path goes
+/// through. A facade path that does not resolve (a wrong `crate = "..."`, a manifest without
+/// the facade) is then reported once, on the `use`, rather than once per generated path: rustc
+/// reports an unresolved import and stays silent about the paths that go through it.
+///
+/// The alias is named after the annotated item (`__middleware_private_<item>`) so that two
+/// expansions in one module do not clash.
+pub(crate) fn aliased(base: &TokenStream, item: &Ident) -> (TokenStream, Ident) {
+    use syn::ext::IdentExt;
+    let alias = Ident::new(
+        &format!("__middleware_private_{}", item.unraw()),
+        Span::call_site(),
+    );
+    let import = quote::quote! {
+        #[doc(hidden)]
+        #[allow(unused_imports)]
+        use #base as #alias;
+    };
+    (import, alias)
+}
+
+/// The alias of [`aliased`], reported at `at` (for a trait error on the user's token).
+pub(crate) fn alias_at(alias: &Ident, at: Span) -> TokenStream {
+    let ident = Ident::new(&alias.to_string(), generated_at(at));
+    quote::quote!(#ident)
+}

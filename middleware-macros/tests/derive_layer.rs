@@ -243,3 +243,15 @@ async fn the_derived_layer_works_on_a_multi_thread_runtime() {
         assert_eq!(res.headers()["x-tenant"], "t");
     }
 }
+
+#[tokio::test]
+async fn a_unit_struct_gets_new() {
+    const TENANT: Tenant = Tenant::new();
+    let svc = ServiceBuilder::new().layer(TENANT).service(echo());
+    let req = Request::builder()
+        .header("x-tenant", "acme")
+        .body(String::new())
+        .unwrap();
+    let res = svc.oneshot(req).await.unwrap();
+    assert_eq!(res.headers()["x-tenant"], "acme");
+}

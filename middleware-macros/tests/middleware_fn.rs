@@ -283,3 +283,78 @@ async fn generated_middleware_work_on_a_multi_thread_runtime() {
         assert_eq!(res.headers()["x-tenant"], "t");
     }
 }
+
+#[tokio::test]
+async fn an_around_value_is_a_layer_itself() {
+    let svc = ServiceBuilder::new().layer(stamp()).service(echo());
+    let res = svc.oneshot(Request::new(String::new())).await.unwrap();
+    assert_eq!(res.headers()["x-stamp"], "1");
+    assert_eq!(body(res).await, "None 0");
+}
+
+#[tokio::test]
+async fn a_hook_value_is_a_layer_itself() {
+    let svc = tenant().layer(echo());
+    let rejected = svc
+        .clone()
+        .oneshot(Request::new(String::new()))
+        .await
+        .unwrap();
+    assert_eq!(rejected.status(), StatusCode::BAD_REQUEST);
+    let req = Request::builder()
+        .header("x-tenant", "acme")
+        .body(String::new())
+        .unwrap();
+    let res = svc.oneshot(req).await.unwrap();
+    assert_eq!(res.headers()["x-tenant"], "acme");
+}
+
+/// State that counts its clones, to show each layered service gets a copy.
+#[derive(Debug, Default)]
+struct Clones(Arc<AtomicUsize>);
+
+impl Clone for Clones {
+    fn clone(&self) -> Self {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Self(Arc::clone(&self.0))
+    }
+}
+
+#[middleware_fn(state = Clones)]
+async fn cloned<N: Next>(req: Request<N::ReqBody>, next: N, clones: &Clones) -> Outcome<N> {
+    let _ = clones;
+    next.run(req).await
+}
+
+#[tokio::test]
+async fn a_value_with_clone_state_is_a_clone_layer() {
+    let value = cloned(Clones::default());
+    let counter = Arc::clone(&value.state.0);
+    let copy = value.clone();
+    assert_eq!(counter.load(Ordering::SeqCst), 1);
+    let svc = ServiceBuilder::new().layer(copy).service(echo());
+    assert_eq!(
+        counter.load(Ordering::SeqCst),
+        2,
+        "the layer clones its value"
+    );
+    let res = svc.oneshot(Request::new(String::new())).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn values_are_axum_router_layers() {
+    let app = axum::Router::new()
+        .route("/", axum::routing::get(|| async { "ok" }))
+        .layer(stamp())
+        .layer(tenant());
+    let req = Request::builder()
+        .uri("/")
+        .header("x-tenant", "acme")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let res = app.oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["x-stamp"], "1");
+    assert_eq!(res.headers()["x-tenant"], "acme");
+}

@@ -12,19 +12,24 @@ use crate::paths;
 /// bounds, so that an input with errors produces those errors and nothing else.
 pub(crate) fn expand(input: &Input<'_>, fallback: bool) -> TokenStream {
     let original = input.original;
-    let p = paths::private(input.krate.get(), Span::call_site());
+    let (import, alias) = paths::aliased(
+        &paths::private(input.krate.get(), Span::call_site()),
+        &original.ident,
+    );
+    let p = quote!(#alias);
     let inner = inner_param(&original.generics);
     let adapter = match input.mode() {
         Mode::Around => quote!(#p::MiddlewareService),
         Mode::Hook => quote!(#p::HookService),
     };
 
-    let alias = alias(input, &inner, &adapter);
+    let alias_type = alias_type(input, &inner, &adapter);
     let constructors = constructors(input, &p);
-    let layer = layer_impl(input, &inner, &adapter, &p, fallback);
+    let layer = layer_impl(input, &inner, &adapter, &alias, fallback);
     let debug = debug_impl(input, &p, fallback);
     quote! {
-        #alias
+        #import
+        #alias_type
         #constructors
         const _: () = {
             #layer
@@ -34,7 +39,7 @@ pub(crate) fn expand(input: &Input<'_>, fallback: bool) -> TokenStream {
 }
 
 /// `type <Name>Service<S, ..> = MiddlewareService<Name<..>, S>;`
-fn alias(input: &Input<'_>, inner: &Ident, adapter: &TokenStream) -> TokenStream {
+fn alias_type(input: &Input<'_>, inner: &Ident, adapter: &TokenStream) -> TokenStream {
     let original = input.original;
     let ident = &original.ident;
     let vis = &original.vis;
@@ -83,8 +88,13 @@ fn alias(input: &Input<'_>, inner: &Ident, adapter: &TokenStream) -> TokenStream
 
 /// `new(required fields)` and one setter per field with a default.
 fn constructors(input: &Input<'_>, p: &TokenStream) -> TokenStream {
-    if input.style != Style::Named || !input.new.get().copied().unwrap_or(true) {
+    if !input.new.get().copied().unwrap_or(true) {
         return TokenStream::new();
+    }
+    match input.style {
+        Style::Named => {}
+        Style::Unit => return unit_constructor(input),
+        Style::Tuple => return TokenStream::new(),
     }
     let original = input.original;
     let ident = &original.ident;
@@ -151,15 +161,42 @@ fn constructors(input: &Input<'_>, p: &TokenStream) -> TokenStream {
     }
 }
 
+/// `const fn new() -> Self` for a unit struct, so that every derived layer is built the same way
+/// (`Stamp::new()`, as `Limit::new(..)`), as the std layers are.
+fn unit_constructor(input: &Input<'_>) -> TokenStream {
+    let original = input.original;
+    let ident = &original.ident;
+    let vis = &original.vis;
+    let (impl_generics, ty_generics, where_clause) = original.generics.split_for_impl();
+    let doc = format!(
+        "Creates a [`{0}`]: the same value as `{0}` itself, spelled as every layer's constructor.",
+        ident.unraw()
+    );
+    quote! {
+        // Generated for convenience: an application that never calls it is not at fault.
+        #[allow(dead_code)]
+        impl #impl_generics #ident #ty_generics #where_clause {
+            #[doc = #doc]
+            #[must_use]
+            // Forced by the shape: a `Default` impl is the user's call (they may derive it).
+            #[allow(clippy::new_without_default)]
+            #vis const fn new() -> Self {
+                Self
+            }
+        }
+    }
+}
+
 /// `impl Layer<S> for Name`, bounded by `Self: Clone + Middleware` (or `Hook`) spanned on the
 /// struct's name, so a missing impl is reported there with the trait's own note.
 fn layer_impl(
     input: &Input<'_>,
     inner: &Ident,
     adapter: &TokenStream,
-    p: &TokenStream,
+    alias: &Ident,
     fallback: bool,
 ) -> TokenStream {
+    let p = quote!(#alias);
     let original = input.original;
     let ident = &original.ident;
     let mut generics = original.generics.clone();
@@ -182,7 +219,7 @@ fn layer_impl(
         };
     }
     let span = paths::generated_at(ident.span());
-    let checked = paths::private(input.krate.get(), span);
+    let checked = paths::alias_at(alias, ident.span());
     let bound = match input.mode() {
         Mode::Around => quote_spanned!(span=> Self: #checked::Clone + #checked::Middleware),
         Mode::Hook => quote_spanned!(span=> Self: #checked::Clone + #checked::Hook),

@@ -34,7 +34,7 @@ impl Mode {
     }
 }
 
-/// Named fields get `new` and setters; tuple and unit structs do not.
+/// Named fields get `new` and setters, unit structs `new()`; tuple structs get neither.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Style {
     Named,

@@ -31,10 +31,10 @@ pub(crate) fn validate(input: &Input<'_>, errors: &mut Errors) {
             );
         }
     }
-    if let (Some(span), false) = (input.new.span(), input.style == Style::Named) {
+    if let (Some(span), true) = (input.new.span(), input.style == Style::Tuple) {
         errors.error(
             span,
-            "`new` applies to structs with named fields only: tuple and unit structs have their own constructor",
+            "`new` applies to structs with named fields and unit structs: a tuple struct has its own constructor, `Name(..)`",
         );
     }
 }

@@ -17,11 +17,16 @@ use crate::{
 /// bodies are never run and the user's function is only kept for diagnostics, so a signature
 /// error is reported once and code that uses the value does not fail a second time.
 pub(crate) fn expand(function: &Function<'_>, plan: &Plan, fallback: bool) -> TokenStream {
-    let p = paths::private(function.args.krate.get(), Span::call_site());
+    let ident = &function.original.sig.ident;
+    let (import, alias) = paths::aliased(
+        &paths::private(function.args.krate.get(), Span::call_site()),
+        ident,
+    );
+    let p = quote!(#alias);
     // On error the user's function still compiles, nested in the constructor: its body is
     // checked, its imports are used, and the IDE keeps working.
     let kept = fallback.then(|| {
-        let nested = nested(function);
+        let nested = kept(function, plan, &p);
         quote! {
             // Kept for diagnostics only: the signature is in error, so nothing calls it.
             #[allow(dead_code)]
@@ -38,12 +43,88 @@ pub(crate) fn expand(function: &Function<'_>, plan: &Plan, fallback: bool) -> To
             Kind::Hook { state } => hook_impl(function, plan, state, &p),
         }
     };
+    let state = function
+        .args
+        .state
+        .get()
+        .map(|state| state_impls(ident, state, &alias));
+    let bounds = shared_state(function);
+    let layer = layer_impl(ident, plan, bounds.as_ref(), &p);
     quote! {
+        #import
         #value
         const _: () = {
             #debug
             #body
+            #state
+            #layer
         };
+    }
+}
+
+/// `Layer<S>` for the value, so `.layer(stamp())` works as it does for a derived struct: each
+/// service gets a copy of the value (a clone of its state).
+fn layer_impl(
+    ident: &Ident,
+    plan: &Plan,
+    bounds: Option<&TokenStream>,
+    p: &TokenStream,
+) -> TokenStream {
+    let inner = Ident::new("__MiddlewareInner", Span::call_site());
+    let adapter = match plan.kind {
+        Kind::Around => quote!(#p::MiddlewareService),
+        Kind::Hook { .. } => quote!(#p::HookService),
+    };
+    quote! {
+        #[automatically_derived]
+        impl<#inner> #p::Layer<#inner> for #ident
+        where
+            for<'__m> #ident: #p::Clone,
+            #bounds
+        {
+            type Service = #adapter<Self, #inner>;
+
+            fn layer(&self, __middleware_inner: #inner) -> Self::Service {
+                #adapter::new(__middleware_inner, #p::Clone::clone(self))
+            }
+        }
+    }
+}
+
+/// For a value with state: `Clone` when the state is `Clone`, and the check that the state can
+/// be shared by every request (`Sync + 'static`), on the user's type. The trait impls take the
+/// state's bounds as a where clause instead of failing themselves, so a state that is not
+/// shareable is reported once, by the check, and not again by each impl and by the future.
+/// (`for<'__m>` keeps a bound on a concrete type from being checked where it is written.)
+fn state_impls(ident: &Ident, state: &syn::Type, alias: &Ident) -> TokenStream {
+    let p = quote!(#alias);
+    let check = quote_spanned! {state.span()=>
+        #[diagnostic::on_unimplemented(
+            message = "`{Self}` cannot be the state of a `#[middleware_fn]`",
+            label = "shared by every request, so it must be `Send + Sync + 'static`",
+            note = "wrap it (`Arc<Mutex<T>>` for a `RefCell`, `Arc` for an `Rc`) or keep it per request in the context"
+        )]
+        trait __MiddlewareState {}
+        impl<T: ?Sized + ::core::marker::Sync + 'static> __MiddlewareState for T {}
+        fn __middleware_check<T: ?Sized + __MiddlewareState>() {}
+        fn __middleware_state() {
+            __middleware_check::<#state>();
+        }
+    };
+    quote! {
+        #check
+
+        #[automatically_derived]
+        impl #p::Clone for #ident
+        where
+            for<'__m> #state: #p::Clone,
+        {
+            fn clone(&self) -> Self {
+                #ident {
+                    state: #p::Clone::clone(&self.state),
+                }
+            }
+        }
     }
 }
 
@@ -102,6 +183,19 @@ fn nested(function: &Function<'_>) -> ItemFn {
     fn_attr::nested(function.original, &[])
 }
 
+/// The user's function as kept next to an error: for an around middleware, its type parameter
+/// also gets the `Next` bound the error asked for, so that `N::ReqBody`, `Outcome<N>` and
+/// `next.run(..)` in the signature and body are not reported a second time.
+fn kept(function: &Function<'_>, plan: &Plan, p: &TokenStream) -> ItemFn {
+    let mut kept = nested(function);
+    if matches!(plan.kind, Kind::Around) {
+        if let Some(param) = kept.sig.generics.type_params_mut().next() {
+            param.bounds.push(syn::parse_quote!(#p::Next));
+        }
+    }
+    kept
+}
+
 /// The arguments after the fixed ones, in the order the function declares them.
 fn extra_args(plan: &Plan, cx: &Ident, p: &TokenStream) -> Vec<TokenStream> {
     plan.extras
@@ -124,6 +218,15 @@ fn after_state(plan: &Plan, p: &TokenStream) -> Option<TokenStream> {
     })
 }
 
+/// With state, the trait impl's bounds on it (see [`state_impls`]).
+fn shared_state(function: &Function<'_>) -> Option<TokenStream> {
+    function.args.state.get().map(|state| {
+        quote! {
+            for<'__m> #state: ::core::marker::Send + ::core::marker::Sync + 'static,
+        }
+    })
+}
+
 /// `impl Middleware`: the user's function becomes `handle` itself, with the user's generics,
 /// parameter patterns and types, return type and body. Not a nested `async fn` awaited from
 /// `handle`: that would add a second state machine to every request's future (measured in
@@ -137,6 +240,7 @@ fn around_impl(function: &Function<'_>, plan: &Plan, p: &TokenStream) -> TokenSt
         .attrs
         .iter()
         .filter(|attr| !attr.path().is_ident("doc"));
+    let bounds = shared_state(function);
     let generics = &sig.generics;
     let where_clause = &sig.generics.where_clause;
     let output = &sig.output;
@@ -179,7 +283,7 @@ fn around_impl(function: &Function<'_>, plan: &Plan, p: &TokenStream) -> TokenSt
     });
     quote! {
         #[automatically_derived]
-        impl #p::Middleware for #ident {
+        impl #p::Middleware for #ident where #bounds {
             #(#attrs)*
             async fn handle #generics (
                 &self,
@@ -202,6 +306,7 @@ fn hook_impl(
     p: &TokenStream,
 ) -> TokenStream {
     let ident = &function.original.sig.ident;
+    let bounds = shared_state(function);
     let nested = nested(function);
     let req = Ident::new("__middleware_req", Span::mixed_site());
     let res = Ident::new("__middleware_res", Span::mixed_site());
@@ -224,7 +329,7 @@ fn hook_impl(
     };
     quote! {
         #[automatically_derived]
-        impl #p::Hook for #ident {
+        impl #p::Hook for #ident where #bounds {
             type State = #state;
 
             fn before<B>(
@@ -242,10 +347,11 @@ fn hook_impl(
 
 fn fallback_impl(function: &Function<'_>, plan: &Plan, p: &TokenStream) -> TokenStream {
     let ident = &function.original.sig.ident;
+    let bounds = shared_state(function);
     match &plan.kind {
         Kind::Around => quote! {
             #[automatically_derived]
-            impl #p::Middleware for #ident {
+            impl #p::Middleware for #ident where #bounds {
                 async fn handle<N: #p::Next>(
                     &self,
                     _: #p::http::Request<N::ReqBody>,
@@ -257,7 +363,7 @@ fn fallback_impl(function: &Function<'_>, plan: &Plan, p: &TokenStream) -> Token
         },
         Kind::Hook { .. } => quote! {
             #[automatically_derived]
-            impl #p::Hook for #ident {
+            impl #p::Hook for #ident where #bounds {
                 type State = ();
 
                 fn before<B>(

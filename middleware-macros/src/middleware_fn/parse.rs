@@ -21,6 +21,9 @@ pub(crate) struct Args {
     pub(crate) state: Once<syn::Type>,
     /// `crate = "path"`: the crate that re-exports `middleware_core`.
     pub(crate) krate: Once<syn::Path>,
+    /// Whether an entry was not understood (already reported): the form is then read from
+    /// the function rather than from the attribute, so a misspelled `before` is said once.
+    pub(crate) unreadable: bool,
 }
 
 impl Args {
@@ -30,12 +33,14 @@ impl Args {
             after: Once::new("after"),
             state: Once::new("state"),
             krate: Once::new("crate"),
+            unreadable: false,
         };
         let parser = |input: ParseStream<'_>| {
             attr::parse_list(input, errors, |input, errors| args.entry(input, errors))
         };
         if let Err(error) = parser.parse2(tokens) {
             errors.push(error);
+            args.unreadable = true;
         }
         args
     }
@@ -58,6 +63,7 @@ impl Args {
             let lit: LitStr = input.parse()?;
             self.krate.set(key.span, paths::parse_crate(&lit)?, errors);
         } else {
+            self.unreadable = true;
             attr::unknown_key(input, "#[middleware_fn]", KEYS, errors)?;
         }
         Ok(())

@@ -42,7 +42,7 @@ const AROUND_FORM: &str = "async fn name<N: Next>(req: Request<N::ReqBody>, next
 const HOOK_FORM: &str = "fn name<B>(req: &mut Request<B>) -> ControlFlow<Response<Bytes>, State>";
 
 pub(crate) fn validate(function: &Function<'_>, errors: &mut Errors) -> Plan {
-    let hook = function.args.before.get().is_some();
+    let hook = is_hook(function);
     if !qualifiers(function, hook, errors) {
         // The function is of the other form than the attribute says: checking its signature
         // against this form would only repeat that.
@@ -59,7 +59,7 @@ pub(crate) fn validate(function: &Function<'_>, errors: &mut Errors) -> Plan {
         };
     }
     let generic = generics(function, hook, errors);
-    let extras = parameters(function, hook, generic.as_ref(), errors);
+    let (extras, rejected) = parameters(function, hook, generic.as_ref(), errors);
     let kind = if hook {
         Kind::Hook {
             state: Box::new(hook_state(function, generic.as_ref(), errors)),
@@ -68,8 +68,15 @@ pub(crate) fn validate(function: &Function<'_>, errors: &mut Errors) -> Plan {
         around_output(function, generic.as_ref(), errors);
         Kind::Around
     };
-    arguments(function, hook, &extras, errors);
+    arguments(function, hook, &extras, rejected, errors);
     Plan { kind, extras }
+}
+
+/// Whether the function is checked as a hook: `before` says so, or, when the attribute has an
+/// entry that could not be read (a misspelled `before`, reported already), a synchronous `fn`.
+pub(crate) fn is_hook(function: &Function<'_>) -> bool {
+    let args = &function.args;
+    args.before.get().is_some() || (args.unreadable && function.original.sig.asyncness.is_none())
 }
 
 /// Checks the qualifiers; `false` when `async` does not match the form.
@@ -170,7 +177,7 @@ fn parameters(
     hook: bool,
     generic: Option<&Ident>,
     errors: &mut Errors,
-) -> Vec<Extra> {
+) -> (Vec<Extra>, bool) {
     let sig = &function.original.sig;
     let mut typed = Vec::new();
     for arg in &sig.inputs {
@@ -225,8 +232,11 @@ fn parameters(
     }
     let state = function.args.state.get().map(token_string);
     let mut extras = Vec::new();
+    let mut rejected = false;
     for &ty in typed.iter().skip(fixed) {
         let Some(extra) = classify(ty, hook, state.as_deref(), errors) else {
+            // A rejected context parameter cannot have been meant as the state.
+            rejected |= !mentions_context(ty);
             continue;
         };
         let context = |extra: &Extra| matches!(extra, Extra::Context | Extra::ContextRef);
@@ -245,7 +255,16 @@ fn parameters(
         }
         extras.push(extra);
     }
-    extras
+    (extras, rejected)
+}
+
+/// Whether the parameter's type is `Context`, `&Context` or `&mut Context`.
+fn mentions_context(ty: &Type) -> bool {
+    let ty = match ty {
+        Type::Reference(reference) => &*reference.elem,
+        other => other,
+    };
+    matches!(ty, Type::Path(path) if path.qself.is_none() && last_ident_is(&path.path, "Context"))
 }
 
 fn classify(ty: &Type, hook: bool, state: Option<&str>, errors: &mut Errors) -> Option<Extra> {
@@ -278,6 +297,17 @@ fn classify(ty: &Type, hook: bool, state: Option<&str>, errors: &mut Errors) -> 
     if let Some(state) = state {
         if token_string(ty) == state {
             return Some(Extra::StateOwned);
+        }
+    }
+    if let (Some(referent), Some(mutable), Some(state)) = (referent, mutable, state) {
+        if token_string(referent) == state {
+            errors.spanned(
+                mutable,
+                format_args!(
+                    "the state is shared by every request, so it is borrowed immutably: take `&{state}` (for changes, put an atomic or a `Mutex` inside)"
+                ),
+            );
+            return Some(Extra::State);
         }
     }
     if let (Some(referent), None) = (referent, mutable) {
@@ -437,8 +467,15 @@ fn hook_state(function: &Function<'_>, generic: Option<&Ident>, errors: &mut Err
     state
 }
 
-/// Cross-checks of the attribute arguments against the function.
-fn arguments(function: &Function<'_>, hook: bool, extras: &[Extra], errors: &mut Errors) {
+/// Cross-checks of the attribute arguments against the function. With a `rejected` parameter
+/// (reported already, and maybe the state misspelled), an unused `state` is not reported again.
+fn arguments(
+    function: &Function<'_>,
+    hook: bool,
+    extras: &[Extra],
+    rejected: bool,
+    errors: &mut Errors,
+) {
     let args = &function.args;
     if let (Some(span), false) = (args.after.span(), hook) {
         errors.error(
@@ -450,7 +487,7 @@ fn arguments(function: &Function<'_>, hook: bool, extras: &[Extra], errors: &mut
         let taken = extras
             .iter()
             .any(|extra| matches!(extra, Extra::State | Extra::StateOwned));
-        if !taken && !function.has_receiver() {
+        if !taken && !rejected && !function.has_receiver() {
             let written = token_string(state);
             errors.spanned(
                 state,
