@@ -231,7 +231,7 @@ async fn traced() -> StatusCode {
 
 #[tokio::test]
 async fn layers_apply_in_written_order_the_first_outermost() {
-    let res = traced.service().oneshot(Request::new(())).await.unwrap();
+    let res = traced.service().oneshot(Request::new(String::new())).await.unwrap();
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     assert_eq!(*SEEN.lock().unwrap(), ["outer", "inner", "handler"]);
 }
@@ -370,4 +370,41 @@ async fn the_last_parameter_may_be_an_extractor_that_reads_the_body() {
     let res = app.oneshot(req).await.unwrap();
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     assert!(res.headers().contains_key("x-request-id"));
+}
+
+/// Stamps `x-around` on the response: an around-style middleware, generic over the body.
+#[middleware_std::middleware_fn]
+async fn around<N: middleware_std::Next>(
+    req: Request<N::ReqBody>,
+    next: N,
+) -> middleware_std::Outcome<N> {
+    let mut res = next.run(req).await?;
+    res.headers_mut()
+        .insert("x-around", HeaderValue::from_static("1"));
+    Ok(res)
+}
+
+/// A handler that reads no body, wrapped in an around-style middleware (once an error naming
+/// the internal body parameter).
+#[handler(layer(middleware_std::MiddlewareLayer::new(around())))]
+async fn around_bodiless() -> &'static str {
+    "around"
+}
+
+#[tokio::test]
+async fn an_around_middleware_wraps_a_handler_that_reads_no_body() {
+    let res = around_bodiless
+        .service()
+        .oneshot(Request::new(String::new()))
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["x-around"], "1");
+    assert_eq!(body_of(res).await, "around");
+
+    let app = Router::new().route("/", get(around_bodiless));
+    let res = app
+        .oneshot(Request::new(axum::body::Body::empty()))
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["x-around"], "1");
 }

@@ -86,12 +86,18 @@ fn service_signature(
     p: &TokenStream,
 ) -> (TokenStream, TokenStream) {
     let generic = Ident::new("__MiddlewareB", Span::call_site());
-    // An extractor that may consume the body reads it as an `http_body::Body`.
+    // An extractor that may consume the body reads it as an `http_body::Body`; a `layer(..)`
+    // may need one too (an around-style middleware is generic over `B: Body`), and says so
+    // only once it is applied, too late for an `impl Service` signature: ask for a body.
     let readable = plan.is_some_and(|plan| {
         plan.params
             .iter()
             .any(|param| matches!(param, Param::BodyExtractor(_)))
-    });
+    }) || function
+        .args
+        .layers
+        .iter()
+        .any(|layer| matches!(layer.kind, LayerKind::Custom(_)));
     let readable =
         readable.then(|| quote!(+ #p::Body<Data = #p::Bytes, Error: #p::Into<#p::BoxError>>));
     let (params, body, bounds) = match plan.and_then(|plan| plan.body.as_ref()) {
