@@ -231,7 +231,11 @@ async fn traced() -> StatusCode {
 
 #[tokio::test]
 async fn layers_apply_in_written_order_the_first_outermost() {
-    let res = traced.service().oneshot(Request::new(String::new())).await.unwrap();
+    let res = traced
+        .service()
+        .oneshot(Request::new(String::new()))
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     assert_eq!(*SEEN.lock().unwrap(), ["outer", "inner", "handler"]);
 }
@@ -407,4 +411,283 @@ async fn an_around_middleware_wraps_a_handler_that_reads_no_body() {
         .await
         .unwrap();
     assert_eq!(res.headers()["x-around"], "1");
+}
+
+/// A serializable answer.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Order {
+    id: u32,
+    item: String,
+}
+
+#[handler]
+async fn as_json() -> axum::Json<Order> {
+    axum::Json(Order {
+        id: 7,
+        item: String::from("tea"),
+    })
+}
+
+#[handler]
+async fn created() -> (StatusCode, axum::Json<Order>) {
+    let order = Order {
+        id: 8,
+        item: String::from("cake"),
+    };
+    (StatusCode::CREATED, axum::Json(order))
+}
+
+#[handler]
+async fn page() -> axum::response::Html<&'static str> {
+    axum::response::Html("<h1>hi</h1>")
+}
+
+#[handler]
+async fn opaque() -> impl axum::response::IntoResponse {
+    (StatusCode::ACCEPTED, [("x-opaque", "1")], "opaque")
+}
+
+#[handler(request_id)]
+async fn fallible(Path(id): Path<u32>) -> Result<axum::Json<Order>, Error> {
+    if id == 0 {
+        return Err(Error::new(StatusCode::NOT_FOUND).with_detail("no such order"));
+    }
+    Ok(axum::Json(Order {
+        id,
+        item: String::from("tea"),
+    }))
+}
+
+#[handler]
+async fn status_or(Path(id): Path<u32>) -> Result<String, StatusCode> {
+    if id == 0 {
+        Err(StatusCode::IM_A_TEAPOT)
+    } else {
+        Ok(id.to_string())
+    }
+}
+
+/// An application error of its own that axum can answer with.
+struct AppError(&'static str);
+
+impl axum::response::IntoResponse for AppError {
+    fn into_response(self) -> axum::response::Response {
+        (StatusCode::CONFLICT, self.0).into_response()
+    }
+}
+
+#[handler]
+async fn app_error(Path(id): Path<u32>) -> Result<axum::Json<Order>, AppError> {
+    if id == 0 {
+        Err(AppError("taken"))
+    } else {
+        Ok(axum::Json(Order {
+            id,
+            item: String::from("tea"),
+        }))
+    }
+}
+
+#[handler(request_id)]
+async fn only_error() -> Error {
+    Error::new(StatusCode::GONE).with_detail("gone for good")
+}
+
+async fn get_body(app: &Router, uri: &str) -> (StatusCode, http::HeaderMap, String) {
+    let req = Request::get(uri)
+        .header("x-request-id", "r-9")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let res = app.clone().oneshot(req).await.unwrap();
+    let (status, headers) = (res.status(), res.headers().clone());
+    let body = body_of(res).await;
+    (status, headers, String::from_utf8(body.to_vec()).unwrap())
+}
+
+#[tokio::test]
+async fn a_handler_returns_what_an_axum_handler_may_return() {
+    let app = Router::new()
+        .route("/json", get(as_json))
+        .route("/created", get(created))
+        .route("/page", get(page))
+        .route("/opaque", get(opaque))
+        .route("/status/{id}", get(status_or))
+        .route("/app/{id}", get(app_error));
+
+    let (status, headers, body) = get_body(&app, "/json").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["content-type"], "application/json");
+    assert_eq!(body, r#"{"id":7,"item":"tea"}"#);
+
+    let (status, _, body) = get_body(&app, "/created").await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(body, r#"{"id":8,"item":"cake"}"#);
+
+    let (status, headers, body) = get_body(&app, "/page").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["content-type"], "text/html; charset=utf-8");
+    assert_eq!(body, "<h1>hi</h1>");
+
+    let (status, headers, body) = get_body(&app, "/opaque").await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(headers["x-opaque"], "1");
+    assert_eq!(body, "opaque");
+
+    assert_eq!(get_body(&app, "/status/0").await.0, StatusCode::IM_A_TEAPOT);
+    assert_eq!(get_body(&app, "/status/3").await.2, "3");
+
+    let (status, _, body) = get_body(&app, "/app/0").await;
+    assert_eq!((status, body.as_str()), (StatusCode::CONFLICT, "taken"));
+    assert_eq!(get_body(&app, "/app/2").await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn our_error_next_to_an_axum_answer_is_problem_details_with_the_request_id() {
+    let app = Router::new()
+        .route("/orders/{id}", get(fallible))
+        .route("/gone", get(only_error));
+
+    let (status, _, body) = get_body(&app, "/orders/5").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, r#"{"id":5,"item":"tea"}"#);
+
+    let (status, headers, body) = get_body(&app, "/orders/0").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(headers["content-type"], "application/problem+json");
+    assert_eq!(
+        body,
+        r#"{"type":"about:blank","title":"Not Found","status":404,"detail":"no such order","request_id":"r-9"}"#
+    );
+
+    let (status, headers, body) = get_body(&app, "/gone").await;
+    assert_eq!(status, StatusCode::GONE);
+    assert_eq!(headers["content-type"], "application/problem+json");
+    assert!(body.contains(r#""request_id":"r-9""#), "{body}");
+}
+
+/// An extractor of a required header, rejecting as axum's own extractors do (plain text).
+struct ApiKey(String);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ApiKey {
+    type Rejection = (StatusCode, &'static str);
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .headers
+            .get("x-api-key")
+            .and_then(|value| value.to_str().ok())
+            .map(|key| Self(key.to_owned()))
+            .ok_or((StatusCode::BAD_REQUEST, "missing header `x-api-key`"))
+    }
+}
+
+/// An extractor whose rejection is a redirect, not an error: kept as it is.
+struct LoggedIn;
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for LoggedIn {
+    type Rejection = axum::response::Redirect;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        if parts.headers.contains_key(header::COOKIE) {
+            Ok(Self)
+        } else {
+            Err(axum::response::Redirect::to("/login"))
+        }
+    }
+}
+
+#[handler(request_id)]
+async fn place(Path(id): Path<u32>, key: ApiKey, axum::Json(order): axum::Json<Order>) -> String {
+    format!("{id} {} {} {}", key.0, order.id, order.item)
+}
+
+#[handler(request_id)]
+async fn members(_: LoggedIn) -> &'static str {
+    "members"
+}
+
+fn post_json(uri: &str, key: Option<&str>, body: &'static str) -> Request<axum::body::Body> {
+    let mut req = Request::post(uri)
+        .header("x-request-id", "r-7")
+        .header(header::CONTENT_TYPE, "application/json");
+    if let Some(key) = key {
+        req = req.header("x-api-key", key);
+    }
+    req.body(axum::body::Body::from(body)).unwrap()
+}
+
+async fn problem(app: &Router, req: Request<axum::body::Body>) -> (StatusCode, serde_json::Value) {
+    let res = app.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+    let body = body_of(res).await;
+    (status, serde_json::from_slice(&body).unwrap())
+}
+
+#[tokio::test]
+async fn a_failed_extractor_answers_problem_details_with_the_request_id_and_axum_s_status() {
+    let app = Router::new().route("/orders/{id}", post(place));
+    let ok = r#"{"id":1,"item":"tea"}"#;
+
+    let res = app
+        .clone()
+        .oneshot(post_json("/orders/4", Some("k"), ok))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(body_of(res).await, "4 k 1 tea");
+
+    // A bad path parameter: axum's 400.
+    let (status, json) = problem(&app, post_json("/orders/four", Some("k"), ok)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(json["status"], 400);
+    assert_eq!(json["request_id"], "r-7");
+    assert!(json["detail"].as_str().unwrap().contains("parse"), "{json}");
+
+    // A missing header.
+    let (status, json) = problem(&app, post_json("/orders/4", None, ok)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(json["detail"], "missing header `x-api-key`");
+    assert_eq!(json["request_id"], "r-7");
+
+    // Bad JSON syntax: axum's 400; JSON of the wrong shape: axum's 422.
+    let (status, json) = problem(&app, post_json("/orders/4", Some("k"), "{")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(json["request_id"], "r-7");
+    let (status, json) = problem(&app, post_json("/orders/4", Some("k"), r#"{"id":"x"}"#)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(json["title"], "Unprocessable Entity");
+
+    // Not JSON at all: axum's 415.
+    let req = Request::post("/orders/4")
+        .header("x-api-key", "k")
+        .body(axum::body::Body::from(ok))
+        .unwrap();
+    let (status, json) = problem(&app, req).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert!(json["request_id"].is_string(), "a generated id: {json}");
+}
+
+#[tokio::test]
+async fn a_rejection_that_is_not_an_error_is_kept() {
+    let app = Router::new().route("/members", get(members));
+    let req = Request::get("/members")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let res = app.oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(res.headers()[header::LOCATION], "/login");
+}
+
+#[tokio::test]
+async fn a_hostile_rejection_text_is_escaped_and_cut() {
+    // A path parameter that axum echoes into its rejection: quotes, control bytes, and length.
+    let app = Router::new().route("/orders/{id}", post(place));
+    let hostile = format!("%22%7D%0A%1B{}", "x".repeat(4000));
+    let req = post_json(&format!("/orders/{hostile}"), Some("k"), "{}");
+    let (status, json) = problem(&app, req).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let detail = json["detail"].as_str().unwrap();
+    assert!(detail.len() <= 512, "{}", detail.len());
+    assert_eq!(json["request_id"], "r-7");
 }

@@ -75,6 +75,7 @@ use axum::{
 };
 use bytes::Bytes;
 use http::request::Parts;
+use middleware_core::{Context, Error, RequestExt};
 use tower_service::Service;
 
 #[doc(hidden)]
@@ -121,7 +122,8 @@ mod principal {
     }
 }
 
-/// Any axum parts extractor is a `#[handler]` parameter.
+/// Any axum parts extractor is a `#[handler]` parameter; its rejection is answered with
+/// [`rejection_response`].
 impl<T> crate::__private::FromHandlerParts for T
 where
     T: FromRequestParts<()> + Send,
@@ -130,13 +132,17 @@ where
     async fn from_handler_parts(parts: &mut Parts) -> Result<Self, http::Response<Bytes>> {
         match T::from_request_parts(parts, &()).await {
             Ok(value) => Ok(value),
-            Err(rejection) => Err(rejection_bytes(rejection).await),
+            Err(rejection) => {
+                let cx = parts.try_context().cloned();
+                Err(rejection_response(rejection, cx.as_ref()).await)
+            }
         }
     }
 }
 
 /// Any axum extractor is the last `#[handler]` parameter (when the handler takes neither the
-/// request nor its parts); it may consume the body.
+/// request nor its parts); it may consume the body. Its rejection is answered with
+/// [`rejection_response`].
 impl<T, M> crate::__private::FromHandlerRequest<M> for T
 where
     T: FromRequest<(), M> + Send,
@@ -147,21 +153,126 @@ where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<middleware_core::BoxError>,
     {
+        let cx = req.try_context().cloned();
         match T::from_request(req.map(axum::body::Body::new), &()).await {
             Ok(value) => Ok(value),
-            Err(rejection) => Err(rejection_bytes(rejection).await),
+            Err(rejection) => Err(rejection_response(rejection, cx.as_ref()).await),
         }
     }
 }
 
-/// A rejection as a fixed-body response. Rejections are short, fixed bodies; one that cannot be
-/// read is dropped.
-async fn rejection_bytes(rejection: impl IntoResponse) -> http::Response<Bytes> {
-    let (parts, body) = rejection.into_response().into_parts();
+/// The longest rejection text kept as the problem's `detail`, in bytes.
+const MAX_DETAIL: usize = 512;
+
+/// An extractor's rejection as the handler's answer. axum's own rejections (an error status
+/// with a plain-text body: bad JSON, a bad path parameter, a missing header) become RFC 9457
+/// problem details rendered with the request's renderer (so they carry the request id), with
+/// axum's status, its text as the `detail` (at most 512 bytes) and its other headers. Any
+/// other rejection (a redirect, a JSON body, problem details already) is kept as it is.
+async fn rejection_response(
+    rejection: impl IntoResponse,
+    cx: Option<&Context>,
+) -> http::Response<Bytes> {
+    let res = rejection.into_response();
+    let plain_text = res
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .is_none_or(|value| value.as_bytes().starts_with(b"text/plain"));
+    let is_error = res.status().is_client_error() || res.status().is_server_error();
+    let (parts, body) = res.into_parts();
+    // Rejections are short, fixed bodies; one that cannot be read is dropped.
     let body = axum::body::to_bytes(body, usize::MAX)
         .await
         .unwrap_or_default();
-    http::Response::from_parts(parts, body)
+    if !(plain_text && is_error) {
+        return http::Response::from_parts(parts, body);
+    }
+    let mut error = Error::new(parts.status);
+    let text = String::from_utf8_lossy(&body);
+    let text = text.trim();
+    if !text.is_empty() {
+        let mut end = text.len().min(MAX_DETAIL);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        error = error.with_detail(text[..end].to_owned());
+    }
+    for (name, value) in &parts.headers {
+        if name != http::header::CONTENT_TYPE && name != http::header::CONTENT_LENGTH {
+            error = error.with_header(name.clone(), value.clone());
+        }
+    }
+    match cx {
+        Some(cx) => cx.render_error(&error),
+        None => Context::new().render_error(&error),
+    }
+}
+
+/// The axum levels of `#[handler]`'s answer conversion (see `__private::kind`). Not public API.
+#[doc(hidden)]
+pub mod __kind {
+    use axum::response::IntoResponse;
+    use http::Response;
+    use middleware_core::{Context, Error, ResponseBody};
+
+    use crate::__private::kind::Wrap;
+
+    /// `Result<R, Error>` with an axum `R`: the error rendered with the request's renderer
+    /// (problem details carrying the request id). Not public API.
+    #[derive(Debug)]
+    pub struct AxumResult;
+
+    impl AxumResult {
+        /// Not public API.
+        pub fn respond<R: IntoResponse>(
+            self,
+            out: Result<R, Error>,
+            cx: Option<&Context>,
+        ) -> Response<ResponseBody<axum::body::Body>> {
+            match out {
+                Ok(ok) => ok.into_response().map(ResponseBody::new),
+                Err(error) => match cx {
+                    Some(cx) => error.into_response(cx),
+                    None => error.into_response(&Context::new()),
+                },
+            }
+        }
+    }
+
+    /// Anything axum's `IntoResponse` takes. Not public API.
+    #[derive(Debug)]
+    pub struct Axum;
+
+    impl Axum {
+        /// Not public API.
+        pub fn respond<R: IntoResponse>(
+            self,
+            out: R,
+            _: Option<&Context>,
+        ) -> Response<ResponseBody<axum::body::Body>> {
+            out.into_response().map(ResponseBody::new)
+        }
+    }
+
+    /// Level 2: `Result<R, Error>` with an axum `R`. Not public API.
+    pub trait __MiddlewareAxumResultKind {
+        /// Not public API.
+        fn handler_kind(&self) -> AxumResult {
+            AxumResult
+        }
+    }
+
+    impl<R: IntoResponse> __MiddlewareAxumResultKind for &&Wrap<Result<R, Error>> {}
+
+    /// Level 3: `IntoResponse`. Not public API.
+    pub trait __MiddlewareAxumKind {
+        /// Not public API.
+        fn handler_kind(&self) -> Axum {
+            Axum
+        }
+    }
+
+    impl<T: IntoResponse> __MiddlewareAxumKind for &Wrap<T> {}
 }
 
 /// The `T` of axum's `Handler<T, S>` for `#[handler]`s. Not public API.

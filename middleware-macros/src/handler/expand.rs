@@ -151,8 +151,16 @@ fn service(function: &Function<'_>, plan: &Plan, p: &TokenStream) -> TokenStream
         ReturnType::Default => ident.span(),
     };
     let call = quote_spanned!(ident.span()=> #ident(#(#args),*).await);
+    // The conversion is picked from the answer's type (ours, then axum's `IntoResponse`);
+    // a type with none gets one error, on the return type.
     let respond = quote_spanned! {output_span=>
-        #p::respond(__middleware_out, #p::Option::as_ref(&#cx))
+        {
+            #[allow(unused_imports)]
+            use #p::kind::traits::*;
+            (&&&&#p::kind::wrap(&__middleware_out))
+                .handler_kind()
+                .respond(__middleware_out, #p::Option::as_ref(&#cx))
+        }
     };
     let handler = quote! {
         #p::HandlerFn(move |#req: #p::http::Request<#body>| {
