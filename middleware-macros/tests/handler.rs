@@ -691,3 +691,59 @@ async fn a_hostile_rejection_text_is_escaped_and_cut() {
     assert!(detail.len() <= 512, "{}", detail.len());
     assert_eq!(json["request_id"], "r-7");
 }
+
+/// An application's state, with a part that handlers take on its own.
+#[derive(Clone)]
+struct AppState {
+    greeting: &'static str,
+    db: Db,
+}
+
+#[derive(Clone)]
+struct Db(Arc<AtomicUsize>);
+
+impl axum::extract::FromRef<AppState> for Db {
+    fn from_ref(state: &AppState) -> Self {
+        state.db.clone()
+    }
+}
+
+#[handler(request_id)]
+async fn with_state(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    axum::extract::State(db): axum::extract::State<Db>,
+    Path(name): Path<String>,
+    id: RequestId,
+) -> String {
+    let seen = db.0.fetch_add(1, Ordering::SeqCst) + 1;
+    format!("{}, {name} ({id}, {seen})", state.greeting)
+}
+
+#[tokio::test]
+async fn state_and_its_from_ref_parts_reach_a_handler_mounted_on_a_router_with_state() {
+    let state = AppState {
+        greeting: "hello",
+        db: Db(Arc::default()),
+    };
+    let app: Router = Router::new()
+        .route("/hi/{name}", get(with_state))
+        .with_state(state.clone());
+    for seen in 1..=2 {
+        let (status, _, body) = get_body(&app, "/hi/ada").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, format!("hello, ada (r-9, {seen})"));
+    }
+    assert_eq!(state.db.0.load(Ordering::SeqCst), 2);
+
+    // Its service on its own has no router: the state is missing, a 500 naming it.
+    let res = with_state
+        .service()
+        .oneshot(
+            Request::get("/hi/ada")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+}

@@ -275,6 +275,28 @@ pub mod __kind {
     impl<T: IntoResponse> __MiddlewareAxumKind for &Wrap<T> {}
 }
 
+/// A `#[handler]`'s `State<T>`, handed over by its axum `Handler` impl in the request's
+/// extensions. Not public API.
+#[derive(Clone)]
+struct RouterState<T>(T);
+
+/// Puts the router's state (or the part of it a `State<T>` parameter takes) in the request,
+/// for the handler's service. Not public API.
+#[doc(hidden)]
+pub fn insert_router_state<T: Clone + Send + Sync + 'static>(req: &mut Request, state: T) {
+    req.extensions_mut().insert(RouterState(state));
+}
+
+/// The `T` of a `State<T>` parameter: absent when the handler was not mounted with
+/// `get(name)` (its `service()` on its own). Not public API.
+#[doc(hidden)]
+pub fn router_state<T: Clone + Send + Sync + 'static>(parts: &Parts) -> Option<T> {
+    parts
+        .extensions
+        .get::<RouterState<T>>()
+        .map(|state| state.0.clone())
+}
+
 /// The `T` of axum's `Handler<T, S>` for `#[handler]`s. Not public API.
 #[doc(hidden)]
 #[derive(Debug)]
@@ -353,11 +375,13 @@ where
 }
 
 /// With the `axum` feature, `#[handler]` implements axum's `Handler` for a handler without
-/// state. Not public API.
+/// `state = T`; the router's state goes to its `State<T>` parameters (the types after the
+/// name), each `T: FromRef<S>`. The layered service is built once, on the first request: it
+/// does not depend on the router's state. Not public API.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __middleware_std_axum_handler {
-    ($name:ident) => {
+    ($name:ident $(, $state:ty)*) => {
         #[automatically_derived]
         impl<__S> $crate::__private::__axum::handler::Handler<$crate::__private::AxumMarker, __S>
             for $name
@@ -366,14 +390,30 @@ macro_rules! __middleware_std_axum_handler {
                 + $crate::__private::Send
                 + $crate::__private::Sync
                 + 'static,
+            $(
+                $state: $crate::__private::__axum::extract::FromRef<__S>
+                    + $crate::__private::Clone
+                    + $crate::__private::Send
+                    + $crate::__private::Sync
+                    + 'static,
+            )*
         {
             type Future = $crate::__private::AxumFuture;
 
+            #[allow(unused_mut, unused_variables)]
             fn call(
                 self,
-                req: $crate::__private::__axum::extract::Request,
-                _: __S,
+                mut req: $crate::__private::__axum::extract::Request,
+                state: __S,
             ) -> Self::Future {
+                $(
+                    $crate::__private::insert_router_state::<$state>(
+                        &mut req,
+                        <$state as $crate::__private::__axum::extract::FromRef<__S>>::from_ref(
+                            &state,
+                        ),
+                    );
+                )*
                 static SERVICE: $crate::__private::AxumService =
                     $crate::__private::AxumService::new();
                 SERVICE.call(|| self.service(), req)

@@ -19,7 +19,9 @@ pub use middleware_core::{BoxError, Error};
 pub use crate::auth::{AuthLayer, Principal};
 #[cfg(feature = "axum")]
 /// Not public API.
-pub use crate::axum::{__axum, AxumFuture, AxumMarker, AxumService};
+pub use crate::axum::{
+    __axum, AxumFuture, AxumMarker, AxumService, insert_router_state, router_state,
+};
 #[cfg(feature = "catch-panic")]
 /// Not public API.
 pub use crate::catch_panic::CatchPanicLayer;

@@ -1,7 +1,7 @@
 //! `#[handler]`: the generated items. `quote!` only; the decisions are in `validate.rs`.
 
 use proc_macro2::{Span, TokenStream};
-use quote::{format_ident, quote, quote_spanned};
+use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::{Ident, ItemFn, ReturnType, spanned::Spanned};
 
 use super::{
@@ -27,8 +27,11 @@ pub(crate) fn expand(function: &Function<'_>, plan: &Plan, fallback: bool) -> To
         service(function, plan, &p)
     };
     let ident = &function.original.sig.ident;
-    let axum = (function.args.state.get().is_none() && plan.body.is_none() && !fallback)
-        .then(|| quote!(#p::axum_handler!(#ident);));
+    // Mounts with `get(name)`, the fallback too: code that mounts it does not fail a second
+    // time. `State<T>` parameters are handed over by the `Handler` impl.
+    let states = plan.router_states().filter(|_| !fallback);
+    let axum = (function.args.state.get().is_none() && (plan.body.is_none() || fallback))
+        .then(|| quote!(#p::axum_handler!(#ident #(, #states)*);));
     quote! {
         #value
         const _: () = {
@@ -282,6 +285,15 @@ fn arguments(plan: &Plan, name: &str, p: &TokenStream) -> Arguments {
                     },
                 });
                 args.push(quote!(#arg));
+            }
+            Param::RouterState(ty) => {
+                let what = format!("State<{}>", ty.to_token_stream());
+                lets.push(quote! {
+                    let #p::Option::Some(#arg) = #p::router_state::<#ty>(&#parts) else {
+                        return #p::rejection(#p::missing(&#parts, #what, #name));
+                    };
+                });
+                args.push(quote!(#p::__axum::extract::State(#arg)));
             }
             Param::State => args.push(quote!(&#this.0)),
             Param::StateOwned => args.push(quote!(#p::Clone::clone(&#this.0))),

@@ -15,6 +15,16 @@ pub(crate) struct Plan {
     pub(crate) body: Option<Type>,
 }
 
+impl Plan {
+    /// The `T` of each `State<T>` parameter.
+    pub(crate) fn router_states(&self) -> impl Iterator<Item = &Type> {
+        self.params.iter().filter_map(|param| match param {
+            Param::RouterState(ty) => Some(&**ty),
+            _ => None,
+        })
+    }
+}
+
 pub(crate) enum Param {
     /// `req: Request<B>`.
     Request,
@@ -32,6 +42,9 @@ pub(crate) enum Param {
     State,
     /// `T` with `state = T`: cloned per request.
     StateOwned,
+    /// `State<T>`: the router's state (or a `FromRef` part of it), which the axum `Handler`
+    /// impl hands over.
+    RouterState(Box<Type>),
     /// Anything else: a `FromHandlerParts` extractor (axum's, with the `axum` feature).
     Extractor(Box<Type>),
     /// Anything else as the last parameter of a handler that takes neither the request nor
@@ -210,6 +223,9 @@ impl Seen {
         if let Some(value) = value {
             return provided(function, ty, value, from_outer.is_some(), errors);
         }
+        if let Some(state) = single_arg(ty, "State") {
+            return self.router_state(function, ty, state, errors);
+        }
         if let Some(value) = single_arg(ty, "Option").and_then(value_of) {
             return Some(Param::Value {
                 value,
@@ -217,6 +233,27 @@ impl Seen {
             });
         }
         self.other(ty, errors)
+    }
+
+    /// `State<T>`: from the router, so not with `state = ..`, which the handler value holds.
+    fn router_state(
+        &mut self,
+        function: &Function<'_>,
+        ty: &Type,
+        state: &Type,
+        errors: &mut Errors,
+    ) -> Option<Param> {
+        if let Some(declared) = function.args.state.get() {
+            let written = token_string(declared);
+            errors.spanned(
+                ty,
+                format_args!(
+                    "`State<..>` is the router's state, and `state = {written}` the handler's own: take `&{written}` for the handler's, or remove `state = {written}` and mount with `get(name)` on a `Router` with state"
+                ),
+            );
+            return None;
+        }
+        Some(Param::RouterState(Box::new(state.clone())))
     }
 
     fn body(&mut self, ty: &Type, errors: &mut Errors) -> Option<Param> {
