@@ -747,3 +747,121 @@ async fn state_and_its_from_ref_parts_reach_a_handler_mounted_on_a_router_with_s
         .unwrap();
     assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
 }
+
+/// A third-party context value and the layer that provides it.
+#[derive(Clone, Debug, PartialEq)]
+struct Tenant(String);
+
+#[derive(Clone)]
+struct TenantLayer;
+
+impl<S> tower::Layer<S> for TenantLayer {
+    type Service = middleware_std::HookService<TenantHook, S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        middleware_std::HookService::new(inner, TenantHook)
+    }
+}
+
+impl middleware_std::axum::Provides for TenantLayer {
+    type Values = (Tenant,);
+}
+
+#[derive(Clone)]
+struct TenantHook;
+
+impl middleware_std::Hook for TenantHook {
+    type State = ();
+    fn before<B>(&self, req: &mut Request<B>) -> std::ops::ControlFlow<Response<Bytes>> {
+        let tenant = req
+            .headers()
+            .get("x-tenant")
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or("none")
+            .to_owned();
+        req.context().insert(Tenant(tenant));
+        std::ops::ControlFlow::Continue(())
+    }
+    fn after<B>(&self, (): (), _: &mut Response<middleware_std::ResponseBody<B>>) {}
+}
+
+#[handler(request_id, layer(TenantLayer))]
+async fn tenant_name(
+    middleware_std::axum::Ctx(tenant): middleware_std::axum::Ctx<Tenant>,
+) -> String {
+    tenant.0
+}
+
+#[handler(request_id)]
+async fn outer_tenant(
+    #[from_outer] middleware_std::axum::Ctx(tenant): middleware_std::axum::Ctx<Tenant>,
+    maybe: Option<middleware_std::axum::Ctx<Tenant>>,
+) -> String {
+    format!("{} {}", tenant.0, maybe.is_some())
+}
+
+#[tokio::test]
+async fn a_context_value_of_any_type_reaches_a_handler_from_its_layer() {
+    let app = Router::new().route("/", get(tenant_name));
+    let req = Request::get("/")
+        .header("x-tenant", "acme")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let res = app.oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(body_of(res).await, "acme");
+}
+
+#[tokio::test]
+async fn a_context_value_from_outside_is_read_and_its_absence_is_a_500_naming_it() {
+    let app = Router::new()
+        .route("/", get(outer_tenant))
+        .layer(TenantLayer);
+    let req = Request::get("/")
+        .header("x-tenant", "acme")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let res = app.oneshot(req).await.unwrap();
+    assert_eq!(body_of(res).await, "acme true");
+
+    let app = Router::new().route("/", get(outer_tenant));
+    let (status, headers, body) = get_body(&app, "/").await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(headers["content-type"], "application/problem+json");
+    assert!(body.contains(r#""request_id":"r-9""#), "{body}");
+}
+
+/// A plan the derived layer below puts in the context.
+#[derive(Clone, Debug, PartialEq)]
+struct Plan(&'static str);
+
+/// A derived hook layer that declares what it provides.
+#[derive(Clone, middleware_std::Layer)]
+#[middleware(hook, provides(Plan))]
+struct PlanLayer;
+
+impl middleware_std::Hook for PlanLayer {
+    type State = ();
+    fn before<B>(&self, req: &mut Request<B>) -> std::ops::ControlFlow<Response<Bytes>> {
+        req.context().insert(Plan("gold"));
+        std::ops::ControlFlow::Continue(())
+    }
+    fn after<B>(&self, (): (), _: &mut Response<middleware_std::ResponseBody<B>>) {}
+}
+
+#[handler(layer(TenantLayer), layer(PlanLayer))]
+async fn tenant_plan(
+    middleware_std::axum::Ctx(tenant): middleware_std::axum::Ctx<Tenant>,
+    middleware_std::axum::Ctx(plan): middleware_std::axum::Ctx<Plan>,
+) -> String {
+    format!("{} {}", tenant.0, plan.0)
+}
+
+#[tokio::test]
+async fn a_derived_layer_declares_what_it_provides() {
+    let res = tenant_plan
+        .service()
+        .oneshot(Request::new(String::new()))
+        .await
+        .unwrap();
+    assert_eq!(body_of(res).await, "none gold");
+}

@@ -89,6 +89,10 @@ pub use middleware_core::axum::MissingContextValue;
 #[doc(inline)]
 #[allow(deprecated)]
 pub use middleware_core::axum::MissingRequestId;
+/// Any context value as an extractor, and what a layer declares it provides; from
+/// `middleware-core`'s `axum` module.
+#[doc(inline)]
+pub use middleware_core::axum::{Ctx, Provides};
 
 #[cfg(feature = "auth")]
 mod principal {
@@ -295,6 +299,194 @@ pub fn router_state<T: Clone + Send + Sync + 'static>(parts: &Parts) -> Option<T
         .extensions
         .get::<RouterState<T>>()
         .map(|state| state.0.clone())
+}
+
+/// `#[handler]`'s compile-time check of its `Ctx<T>` parameters against what its layers
+/// [`Provides`]. Not public API.
+#[doc(hidden)]
+pub mod __provides {
+    use std::marker::PhantomData;
+
+    use middleware_core::axum::Provides;
+
+    /// A layer's type, for method resolution. Not public API.
+    #[derive(Debug)]
+    pub struct Probe<L>(PhantomData<fn() -> L>);
+
+    /// Not public API.
+    #[must_use]
+    pub const fn probe<L>(_: &L) -> Probe<L> {
+        Probe(PhantomData)
+    }
+
+    /// The values one layer provides (a tuple). Not public API.
+    #[derive(Debug)]
+    pub struct Values<V>(PhantomData<fn() -> V>);
+
+    /// The values of a handler's layers: `(first, (second, ..()))`. Not public API.
+    #[derive(Debug)]
+    pub struct Stack<S>(PhantomData<fn() -> S>);
+
+    /// Not public API.
+    #[must_use]
+    pub const fn end() -> Stack<()> {
+        Stack(PhantomData)
+    }
+
+    /// Not public API.
+    #[must_use]
+    pub const fn stack<H, R>(_: Values<H>, _: Stack<R>) -> Stack<(H, R)> {
+        Stack(PhantomData)
+    }
+
+    /// Checks that a layer of the stack provides `T`. Not public API.
+    pub const fn check<T, I, S: StackContains<T, I>>(_: &Stack<S>) {}
+
+    /// The traits the generated code brings into scope. Not public API.
+    pub mod traits {
+        use super::{Probe, Provides, Values};
+
+        /// A layer that declares what it provides. Not public API.
+        pub trait __MiddlewareProvidesKind {
+            /// Not public API.
+            type Values;
+            /// Not public API.
+            fn provided_values(&self) -> Values<Self::Values>;
+        }
+
+        impl<L: Provides> __MiddlewareProvidesKind for &Probe<L> {
+            type Values = L::Values;
+            fn provided_values(&self) -> Values<L::Values> {
+                Values(std::marker::PhantomData)
+            }
+        }
+
+        /// Any other layer: provides nothing. Not public API.
+        pub trait __MiddlewareProvidesNothing {
+            /// Not public API.
+            fn provided_values(&self) -> Values<()> {
+                Values(std::marker::PhantomData)
+            }
+        }
+
+        impl<L> __MiddlewareProvidesNothing for Probe<L> {}
+    }
+
+    /// In the `I`th layer. Not public API.
+    #[derive(Debug)]
+    pub struct Here<I>(PhantomData<I>);
+
+    /// In a later layer. Not public API.
+    #[derive(Debug)]
+    pub struct There<I>(PhantomData<I>);
+
+    /// At position `N` of a tuple. Not public API.
+    #[derive(Debug)]
+    pub struct At<const N: usize>;
+
+    /// A layer of the stack provides `T`. Not public API.
+    #[diagnostic::on_unimplemented(
+        message = "no layer of this `#[handler]` provides the context value `{T}`",
+        label = "no layer provides `{T}`",
+        note = "a layer declares what it puts in the context with `middleware_std::axum::Provides` (or `#[layer(provides(..))]` when it derives `Layer`); if an outer layer provides it, mark the parameter `#[from_outer]` (a `500` when absent) or take `Option<Ctx<{T}>>`"
+    )]
+    pub trait StackContains<T, I> {}
+
+    impl<T, I, H: Contains<T, I>, R> StackContains<T, Here<I>> for (H, R) {}
+    impl<T, I, H, R: StackContains<T, I>> StackContains<T, There<I>> for (H, R) {}
+
+    /// A tuple holds `T`, at `I`. Not public API.
+    pub trait Contains<T, I> {}
+
+    macro_rules! contains {
+        ([$($before:ident)*] [$($after:ident)*] $n:literal) => {
+            impl<__T, $($before,)* $($after,)*> Contains<__T, At<$n>> for ($($before,)* __T, $($after,)*) {}
+        };
+    }
+
+    contains!([] [] 0);
+    contains!([] [A1] 0);
+    contains!([A0] [] 1);
+    contains!([] [A1 A2] 0);
+    contains!([A0] [A2] 1);
+    contains!([A0 A1] [] 2);
+    contains!([] [A1 A2 A3] 0);
+    contains!([A0] [A2 A3] 1);
+    contains!([A0 A1] [A3] 2);
+    contains!([A0 A1 A2] [] 3);
+    contains!([] [A1 A2 A3 A4] 0);
+    contains!([A0] [A2 A3 A4] 1);
+    contains!([A0 A1] [A3 A4] 2);
+    contains!([A0 A1 A2] [A4] 3);
+    contains!([A0 A1 A2 A3] [] 4);
+    contains!([] [A1 A2 A3 A4 A5] 0);
+    contains!([A0] [A2 A3 A4 A5] 1);
+    contains!([A0 A1] [A3 A4 A5] 2);
+    contains!([A0 A1 A2] [A4 A5] 3);
+    contains!([A0 A1 A2 A3] [A5] 4);
+    contains!([A0 A1 A2 A3 A4] [] 5);
+    contains!([] [A1 A2 A3 A4 A5 A6] 0);
+    contains!([A0] [A2 A3 A4 A5 A6] 1);
+    contains!([A0 A1] [A3 A4 A5 A6] 2);
+    contains!([A0 A1 A2] [A4 A5 A6] 3);
+    contains!([A0 A1 A2 A3] [A5 A6] 4);
+    contains!([A0 A1 A2 A3 A4] [A6] 5);
+    contains!([A0 A1 A2 A3 A4 A5] [] 6);
+    contains!([] [A1 A2 A3 A4 A5 A6 A7] 0);
+    contains!([A0] [A2 A3 A4 A5 A6 A7] 1);
+    contains!([A0 A1] [A3 A4 A5 A6 A7] 2);
+    contains!([A0 A1 A2] [A4 A5 A6 A7] 3);
+    contains!([A0 A1 A2 A3] [A5 A6 A7] 4);
+    contains!([A0 A1 A2 A3 A4] [A6 A7] 5);
+    contains!([A0 A1 A2 A3 A4 A5] [A7] 6);
+    contains!([A0 A1 A2 A3 A4 A5 A6] [] 7);
+    contains!([] [A1 A2 A3 A4 A5 A6 A7 A8] 0);
+    contains!([A0] [A2 A3 A4 A5 A6 A7 A8] 1);
+    contains!([A0 A1] [A3 A4 A5 A6 A7 A8] 2);
+    contains!([A0 A1 A2] [A4 A5 A6 A7 A8] 3);
+    contains!([A0 A1 A2 A3] [A5 A6 A7 A8] 4);
+    contains!([A0 A1 A2 A3 A4] [A6 A7 A8] 5);
+    contains!([A0 A1 A2 A3 A4 A5] [A7 A8] 6);
+    contains!([A0 A1 A2 A3 A4 A5 A6] [A8] 7);
+    contains!([A0 A1 A2 A3 A4 A5 A6 A7] [] 8);
+    contains!([] [A1 A2 A3 A4 A5 A6 A7 A8 A9] 0);
+    contains!([A0] [A2 A3 A4 A5 A6 A7 A8 A9] 1);
+    contains!([A0 A1] [A3 A4 A5 A6 A7 A8 A9] 2);
+    contains!([A0 A1 A2] [A4 A5 A6 A7 A8 A9] 3);
+    contains!([A0 A1 A2 A3] [A5 A6 A7 A8 A9] 4);
+    contains!([A0 A1 A2 A3 A4] [A6 A7 A8 A9] 5);
+    contains!([A0 A1 A2 A3 A4 A5] [A7 A8 A9] 6);
+    contains!([A0 A1 A2 A3 A4 A5 A6] [A8 A9] 7);
+    contains!([A0 A1 A2 A3 A4 A5 A6 A7] [A9] 8);
+    contains!([A0 A1 A2 A3 A4 A5 A6 A7 A8] [] 9);
+    contains!([] [A1 A2 A3 A4 A5 A6 A7 A8 A9 A10] 0);
+    contains!([A0] [A2 A3 A4 A5 A6 A7 A8 A9 A10] 1);
+    contains!([A0 A1] [A3 A4 A5 A6 A7 A8 A9 A10] 2);
+    contains!([A0 A1 A2] [A4 A5 A6 A7 A8 A9 A10] 3);
+    contains!([A0 A1 A2 A3] [A5 A6 A7 A8 A9 A10] 4);
+    contains!([A0 A1 A2 A3 A4] [A6 A7 A8 A9 A10] 5);
+    contains!([A0 A1 A2 A3 A4 A5] [A7 A8 A9 A10] 6);
+    contains!([A0 A1 A2 A3 A4 A5 A6] [A8 A9 A10] 7);
+    contains!([A0 A1 A2 A3 A4 A5 A6 A7] [A9 A10] 8);
+    contains!([A0 A1 A2 A3 A4 A5 A6 A7 A8] [A10] 9);
+    contains!([A0 A1 A2 A3 A4 A5 A6 A7 A8 A9] [] 10);
+    contains!([] [A1 A2 A3 A4 A5 A6 A7 A8 A9 A10 A11] 0);
+    contains!([A0] [A2 A3 A4 A5 A6 A7 A8 A9 A10 A11] 1);
+    contains!([A0 A1] [A3 A4 A5 A6 A7 A8 A9 A10 A11] 2);
+    contains!([A0 A1 A2] [A4 A5 A6 A7 A8 A9 A10 A11] 3);
+    contains!([A0 A1 A2 A3] [A5 A6 A7 A8 A9 A10 A11] 4);
+    contains!([A0 A1 A2 A3 A4] [A6 A7 A8 A9 A10 A11] 5);
+    contains!([A0 A1 A2 A3 A4 A5] [A7 A8 A9 A10 A11] 6);
+    contains!([A0 A1 A2 A3 A4 A5 A6] [A8 A9 A10 A11] 7);
+    contains!([A0 A1 A2 A3 A4 A5 A6 A7] [A9 A10 A11] 8);
+    contains!([A0 A1 A2 A3 A4 A5 A6 A7 A8] [A10 A11] 9);
+    contains!([A0 A1 A2 A3 A4 A5 A6 A7 A8 A9] [A11] 10);
+    contains!([A0 A1 A2 A3 A4 A5 A6 A7 A8 A9 A10] [] 11);
+}
+
+#[cfg(feature = "auth")]
+impl<A> Provides for crate::auth::AuthLayer<A> {
+    type Values = (crate::auth::Principal,);
 }
 
 /// The `T` of axum's `Handler<T, S>` for `#[handler]`s. Not public API.

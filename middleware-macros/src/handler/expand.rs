@@ -179,6 +179,7 @@ fn service(function: &Function<'_>, plan: &Plan, p: &TokenStream) -> TokenStream
         })
     };
     let layers = layers(function, p);
+    let checks = provided_checks(function, plan, p);
     let svc = Ident::new("__middleware_svc", Span::mixed_site());
     quote! {
         #[automatically_derived]
@@ -190,20 +191,61 @@ fn service(function: &Function<'_>, plan: &Plan, p: &TokenStream) -> TokenStream
                 #nested
                 let #svc = #handler;
                 #(#layers)*
+                #checks
                 #svc
             }
         }
     }
 }
 
-/// `let svc = Layer::layer(&<layer>, svc);` for each layer, innermost (the last written) first.
+/// The name of the `index`th layer written.
+fn layer_ident(index: usize) -> Ident {
+    format_ident!("__middleware_layer{}", index, span = Span::mixed_site())
+}
+
+/// For each `Ctx<T>` parameter, a check (on the types, nothing runs) that a layer of the
+/// handler declares it provides `T`, its error on the parameter.
+fn provided_checks(function: &Function<'_>, plan: &Plan, p: &TokenStream) -> TokenStream {
+    if plan.provided.is_empty() {
+        return TokenStream::new();
+    }
+    let stack =
+        (0..function.args.layers.len())
+            .rev()
+            .fold(quote!(#p::provides::end()), |rest, index| {
+                let layer = layer_ident(index);
+                quote! {
+                    #p::provides::stack(
+                        (&&#p::provides::probe(&#layer)).provided_values(),
+                        #rest,
+                    )
+                }
+            });
+    let stack_ident = Ident::new("__middleware_provided", Span::mixed_site());
+    let checks = plan
+        .provided
+        .iter()
+        .map(|ty| quote_spanned!(ty.span()=> #p::provides::check::<#ty, _, _>(&#stack_ident);));
+    quote! {
+        {
+            #[allow(unused_imports)]
+            use #p::provides::traits::*;
+            let #stack_ident = #stack;
+            #(#checks)*
+        }
+    }
+}
+
+/// `let layerN = <layer>; let svc = Layer::layer(&layerN, svc);` for each layer, innermost
+/// (the last written) first.
 fn layers(function: &Function<'_>, p: &TokenStream) -> Vec<TokenStream> {
     function
         .args
         .layers
         .iter()
+        .enumerate()
         .rev()
-        .map(|layer| {
+        .map(|(index, layer)| {
             let span = layer.key.span();
             let expr = match &layer.kind {
                 LayerKind::Timeout(duration) => {
@@ -226,7 +268,11 @@ fn layers(function: &Function<'_>, p: &TokenStream) -> Vec<TokenStream> {
                 | LayerKind::Custom(expr) => quote!(#expr),
             };
             let svc = Ident::new("__middleware_svc", Span::mixed_site());
-            quote_spanned!(span=> let #svc = #p::Layer::layer(&#expr, #svc);)
+            let ident = layer_ident(index);
+            quote_spanned! {span=>
+                let #ident = #expr;
+                let #svc = #p::Layer::layer(&#ident, #svc);
+            }
         })
         .collect()
 }

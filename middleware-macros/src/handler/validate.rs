@@ -13,6 +13,9 @@ pub(crate) struct Plan {
     pub(crate) params: Vec<Param>,
     /// The request body type, when a parameter fixes it (`Request<B>`, `#[body] b: B`).
     pub(crate) body: Option<Type>,
+    /// The `T` of each `Ctx<T>` parameter (without `#[from_outer]`): a layer of the handler
+    /// must provide it, checked on the types.
+    pub(crate) provided: Vec<Type>,
 }
 
 impl Plan {
@@ -134,6 +137,7 @@ fn parameters(function: &Function<'_>, errors: &mut Errors) -> Plan {
         request: None,
         context: false,
         state_taken: false,
+        provided: Vec::new(),
     };
     let mut params = Vec::new();
     for arg in &function.original.sig.inputs {
@@ -168,6 +172,7 @@ fn parameters(function: &Function<'_>, errors: &mut Errors) -> Plan {
     Plan {
         params,
         body: seen.body,
+        provided: seen.provided,
     }
 }
 
@@ -181,6 +186,8 @@ struct Seen {
     request: Option<&'static str>,
     context: bool,
     state_taken: bool,
+    /// The `T` of each checked `Ctx<T>`.
+    provided: Vec<Type>,
 }
 
 impl Seen {
@@ -205,14 +212,25 @@ impl Seen {
             return self.body(ty, errors);
         }
         let value = value_of(ty);
-        if let Some(attr) = from_outer.filter(|_| value.is_none()) {
-            let message = if single_arg(ty, "Option").and_then(value_of).is_some() {
+        let ctx = single_arg(ty, "Ctx");
+        if let Some(attr) = from_outer.filter(|_| value.is_none() && ctx.is_none()) {
+            let optional = single_arg(ty, "Option");
+            let message = if optional
+                .is_some_and(|ty| value_of(ty).is_some() || single_arg(ty, "Ctx").is_some())
+            {
                 "`Option<..>` already says the value may be absent: remove `#[from_outer]`"
             } else {
-                "`#[from_outer]` applies to `Principal`, `RequestId` and the deadline `Instant`"
+                "`#[from_outer]` applies to `Ctx<T>`, `Principal`, `RequestId` and the deadline `Instant`"
             };
             errors.spanned(attr, message);
             return None;
+        }
+        if let Some(provided) = ctx {
+            // An extractor; without `#[from_outer]`, a layer of the handler must provide it.
+            if from_outer.is_none() {
+                self.provided.push(provided.clone());
+            }
+            return Some(Param::Extractor(Box::new(ty.clone())));
         }
         if let Some(body) = single_arg(ty, "Request") {
             return self.request(ty, Some(body), errors);
