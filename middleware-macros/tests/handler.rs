@@ -865,3 +865,38 @@ async fn a_derived_layer_declares_what_it_provides() {
         .unwrap();
     assert_eq!(body_of(res).await, "none gold");
 }
+
+const BUDGET_MS: u64 = 250;
+
+/// A `Duration` expression as the budget.
+#[handler(timeout = Duration::from_millis(BUDGET_MS))]
+async fn budgeted(deadline: Instant) -> String {
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    format!("{deadline:?}")
+}
+
+/// A fractional literal.
+#[handler(timeout = "1.5s")]
+async fn fractional(deadline: Instant) -> String {
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now().into_std());
+    tokio::time::sleep(Duration::from_millis(1400)).await;
+    format!("{}", left.as_millis())
+}
+
+#[tokio::test(start_paused = true)]
+async fn timeout_takes_a_duration_expression_and_a_fractional_literal() {
+    let res = budgeted
+        .service()
+        .oneshot(Request::new(String::new()))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+    let res = fractional
+        .service()
+        .oneshot(Request::new(String::new()))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(body_of(res).await, "1500");
+}

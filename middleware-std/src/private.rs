@@ -258,11 +258,37 @@ pub const fn request_id_layer<M>(layer: SetRequestIdLayer<M>) -> SetRequestIdLay
     layer
 }
 
-/// Checks that `timeout = ..` is a `TimeoutLayer`, which provides the deadline.
-/// Not public API.
+/// Checks that `timeout = ..` is a `TimeoutLayer` (which provides the deadline) or the
+/// `Duration` of one. Not public API.
 #[cfg(feature = "timeout")]
-pub const fn timeout_layer(layer: TimeoutLayer) -> TimeoutLayer {
-    layer
+pub fn timeout_layer(layer: impl IntoTimeoutLayer) -> TimeoutLayer {
+    layer.into_timeout_layer()
+}
+
+/// What `timeout = <expr>` takes. Not public API.
+#[cfg(feature = "timeout")]
+#[diagnostic::on_unimplemented(
+    message = "`timeout = ..` takes a `Duration` or a `TimeoutLayer`, not `{Self}`",
+    label = "not a `Duration` or a `TimeoutLayer`",
+    note = "write `timeout = \"1.5s\"`, `timeout = Duration::from_millis(250)` or `timeout = TimeoutLayer::new(..)`"
+)]
+pub trait IntoTimeoutLayer {
+    /// Not public API.
+    fn into_timeout_layer(self) -> TimeoutLayer;
+}
+
+#[cfg(feature = "timeout")]
+impl IntoTimeoutLayer for TimeoutLayer {
+    fn into_timeout_layer(self) -> TimeoutLayer {
+        self
+    }
+}
+
+#[cfg(feature = "timeout")]
+impl IntoTimeoutLayer for Duration {
+    fn into_timeout_layer(self) -> TimeoutLayer {
+        TimeoutLayer::new(self)
+    }
 }
 
 /// The innermost service of a `#[handler]`: calls the handler's function. Not public API.
