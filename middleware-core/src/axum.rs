@@ -140,7 +140,7 @@ where
 ///
 /// `#[handler]` reads it for each layer of the handler (one that does not implement it
 /// provides nothing) and checks at compile time that a `Ctx<T>` parameter's `T` is in one of
-/// them. A layer deriving `Layer` declares it with `#[layer(provides(Tenant))]`.
+/// them. A layer deriving `Layer` declares it with `#[middleware(provides(Tenant))]`.
 ///
 /// ```
 /// use middleware_core::axum::Provides;
@@ -158,7 +158,7 @@ where
 /// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` does not declare the context values it provides",
-    note = "implement `middleware_core::axum::Provides` for it, or derive `Layer` with `#[layer(provides(..))]`"
+    note = "implement `middleware_core::axum::Provides` for it, or derive `Layer` with `#[middleware(provides(..))]`"
 )]
 pub trait Provides {
     /// The types of the values this layer puts in the context, as a tuple.

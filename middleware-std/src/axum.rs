@@ -388,7 +388,7 @@ pub mod __provides {
     #[diagnostic::on_unimplemented(
         message = "no layer of this `#[handler]` provides the context value `{T}`",
         label = "no layer provides `{T}`",
-        note = "a layer declares what it puts in the context with `middleware_std::axum::Provides` (or `#[layer(provides(..))]` when it derives `Layer`); if an outer layer provides it, mark the parameter `#[from_outer]` (a `500` when absent) or take `Option<Ctx<{T}>>`"
+        note = "a layer declares what it puts in the context with `middleware_std::axum::Provides` (or `#[middleware(provides(..))]` when it derives `Layer`); if an outer layer provides it, mark the parameter `#[from_outer]` (a `500` when absent) or take `Option<Ctx<{T}>>`"
     )]
     pub trait StackContains<T, I> {}
 

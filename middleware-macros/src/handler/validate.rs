@@ -270,6 +270,8 @@ impl Seen {
                     "`State<..>` is the router's state, and `state = {written}` the handler's own: take `&{written}` for the handler's, or remove `state = {written}` and mount with `get(name)` on a `Router` with state"
                 ),
             );
+            // Reported once: not also as a `state = ..` that no parameter takes.
+            self.state_taken = true;
             return None;
         }
         Some(Param::RouterState(Box::new(state.clone())))
