@@ -158,7 +158,7 @@ fn service(function: &Function<'_>, plan: &Plan, p: &TokenStream) -> TokenStream
     // a type with none gets one error, on the return type.
     let respond = quote_spanned! {output_span=>
         {
-            #[allow(unused_imports)]
+            #[allow(unused_imports, clippy::wildcard_imports)]
             use #p::kind::traits::*;
             (&&&&#p::kind::wrap(&__middleware_out))
                 .handler_kind()
@@ -228,7 +228,7 @@ fn provided_checks(function: &Function<'_>, plan: &Plan, p: &TokenStream) -> Tok
         .map(|ty| quote_spanned!(ty.span()=> #p::provides::check::<#ty, _, _>(&#stack_ident);));
     quote! {
         {
-            #[allow(unused_imports)]
+            #[allow(unused_imports, clippy::wildcard_imports)]
             use #p::provides::traits::*;
             let #stack_ident = #stack;
             #(#checks)*
