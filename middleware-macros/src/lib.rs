@@ -331,7 +331,8 @@ pub fn middleware_fn(args: TokenStream, item: TokenStream) -> TokenStream {
 /// `Body`, `String`, `Full<Bytes>`): an around-style middleware needs one.
 ///
 /// Other keys: `state = Type` (shared state the handler value holds), `allow(<rule>, ..)`
-/// (see *Order*), `crate = "path"` (a crate that re-exports `middleware_std`).
+/// (see *Order*), `associated` (see *Generated items*), `crate = "path"` (a crate that
+/// re-exports `middleware_std`).
 ///
 /// # Order
 ///
@@ -400,6 +401,41 @@ pub fn middleware_fn(args: TokenStream, item: TokenStream) -> TokenStream {
 /// | `struct name;` (with `state = T`: `struct name(pub T);`) | the handler value: `Clone` (and `Copy` without state), `Debug` |
 /// | `fn name::service(self) -> impl Service<Request<B>, ..> + Clone + Send` | the handler inside its layers: `Error = Infallible`, a `Response` whose body is `Send` with `Bytes` data, a `Send` future; also `Sync` when every layer is (axum's `route_service` wants it); generic over `B` unless a parameter fixes it |
 /// | `impl axum::handler::Handler<_, S> for name` | with the `axum` feature, without `state = T` and body type: `get(name)` mounts it, on a `Router<S>` whose state gives each `State<T>` parameter (`T: FromRef<S>`); the layers are built on the first request |
+///
+/// With `associated`, on an associated function in an `impl` block (controller style), the
+/// function itself becomes `fn name() -> impl Service<Request<B>, ..>` (same visibility and
+/// docs), mounted with `route_service("/path", Type::name())`; the body moves into a hidden
+/// associated function beside it, so it may use `Self`. No handler value: no `state = T` and
+/// no `State<T>` (the router's state reaches only `get(name)`).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use axum::{Router, extract::Path};
+/// use http::{Request, StatusCode};
+/// use middleware_macros::handler;
+/// use tower::ServiceExt;
+///
+/// struct Orders;
+///
+/// impl Orders {
+///     fn label() -> &'static str {
+///         "order"
+///     }
+///
+///     /// One order.
+///     #[handler(associated, request_id)]
+///     async fn show(Path(id): Path<u32>) -> String {
+///         format!("{} {id}", Self::label())
+///     }
+/// }
+///
+/// let app = Router::new().route_service("/orders/{id}", Orders::show());
+/// let req = Request::get("/orders/7").body(axum::body::Body::empty()).unwrap();
+/// let res = app.oneshot(req).await.unwrap();
+/// assert_eq!(res.status(), StatusCode::OK);
+/// # }
+/// ```
 ///
 /// The function body moves unchanged into `service`; its future is boxed once per request
 /// (an `async fn`'s future cannot be named). Mount it with axum as `get(name)` or

@@ -900,3 +900,34 @@ async fn timeout_takes_a_duration_expression_and_a_fractional_literal() {
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(body_of(res).await, "1500");
 }
+
+/// Controller style: handlers as associated functions, next to the helpers they share.
+struct Orders;
+
+impl Orders {
+    fn prefix() -> &'static str {
+        "order"
+    }
+
+    /// One order.
+    #[handler(associated, request_id)]
+    pub async fn show(Path(id): Path<u32>, request: RequestId) -> String {
+        format!("{} {id} ({request})", Self::prefix())
+    }
+
+    #[handler(associated, timeout = "1s")]
+    async fn count() -> axum::Json<u32> {
+        axum::Json(2)
+    }
+}
+
+#[tokio::test]
+async fn handlers_in_an_impl_block_mount_as_services() {
+    let app = Router::new()
+        .route_service("/orders/{id}", Orders::show())
+        .route_service("/orders", Orders::count());
+    let (status, _, body) = get_body(&app, "/orders/3").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, "order 3 (r-9)");
+    assert_eq!(get_body(&app, "/orders").await.2, "2");
+}

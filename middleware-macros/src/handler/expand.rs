@@ -19,6 +19,13 @@ use crate::{
 /// the handler does not fail a second time.
 pub(crate) fn expand(function: &Function<'_>, plan: &Plan, fallback: bool) -> TokenStream {
     let p = paths::private_std(function.args.krate.get(), Span::call_site());
+    if function.args.associated.is_some() {
+        return if fallback {
+            fallback_service(function, &p)
+        } else {
+            service(function, plan, &p)
+        };
+    }
     let value = value_type(function, &p);
     let debug = debug_impl(function, &p);
     let service = if fallback {
@@ -82,7 +89,25 @@ fn nested(function: &Function<'_>) -> ItemFn {
     fn_attr::nested(function.original, &["from_outer", "body"])
 }
 
-/// The signature of `service`: generic over the request body unless a parameter fixes it.
+/// The user's function as an associated function of an `associated` handler: renamed
+/// `__middleware_<name>`, hidden, without our parameter attributes. In the same `impl` block,
+/// it may use `Self`.
+fn associated_original(function: &Function<'_>) -> ItemFn {
+    let mut original = nested(function);
+    original.sig.ident = hidden_ident(function);
+    original
+}
+
+fn hidden_ident(function: &Function<'_>) -> Ident {
+    format_ident!(
+        "__middleware_{}",
+        function.name(),
+        span = function.original.sig.ident.span()
+    )
+}
+
+/// The signature of `service` (for an `associated` handler: of the function itself, named and
+/// documented like the user's): generic over the request body unless a parameter fixes it.
 fn service_signature(
     function: &Function<'_>,
     plan: Option<&Plan>,
@@ -112,14 +137,19 @@ fn service_signature(
         ),
     };
     let vis = &function.original.vis;
-    let doc = format!(
-        "The handler [`{0}`] with its layers, as a tower `Service` (built once: call it once and clone the service).",
-        function.name(),
-    );
+    let head = if function.args.associated.is_some() {
+        let docs = function.docs();
+        let ident = &function.original.sig.ident;
+        quote!(#(#docs)* #[must_use] #vis fn #ident #params())
+    } else {
+        let doc = format!(
+            "The handler [`{0}`] with its layers, as a tower `Service` (built once: call it once and clone the service).",
+            function.name(),
+        );
+        quote!(#[doc = #doc] #[must_use] #vis fn service #params(self))
+    };
     let signature = quote! {
-        #[doc = #doc]
-        #[must_use]
-        #vis fn service #params(self) -> impl #p::Service<
+        #head -> impl #p::Service<
             #p::http::Request<#body>,
             Response = #p::http::Response<
                 impl #p::Body<Data = #p::Bytes, Error: #p::Into<#p::BoxError>> + #p::Send + 'static,
@@ -153,7 +183,12 @@ fn service(function: &Function<'_>, plan: &Plan, p: &TokenStream) -> TokenStream
         ReturnType::Type(_, ty) => ty.span(),
         ReturnType::Default => ident.span(),
     };
-    let call = quote_spanned!(ident.span()=> #ident(#(#args),*).await);
+    let call = if function.args.associated.is_some() {
+        let hidden = hidden_ident(function);
+        quote_spanned!(ident.span()=> Self::#hidden(#(#args),*).await)
+    } else {
+        quote_spanned!(ident.span()=> #ident(#(#args),*).await)
+    };
     // The conversion is picked from the answer's type (ours, then axum's `IntoResponse`);
     // a type with none gets one error, on the return type.
     let respond = quote_spanned! {output_span=>
@@ -181,6 +216,22 @@ fn service(function: &Function<'_>, plan: &Plan, p: &TokenStream) -> TokenStream
     let layers = layers(function, p);
     let checks = provided_checks(function, plan, p);
     let svc = Ident::new("__middleware_svc", Span::mixed_site());
+    if function.args.associated.is_some() {
+        let original = associated_original(function);
+        return quote! {
+            // `#[handler]` requires an `async fn`, awaiting or not.
+            #[allow(clippy::unused_async)]
+            #[doc(hidden)]
+            #original
+            #signature
+            {
+                let #svc = #handler;
+                #(#layers)*
+                #checks
+                #svc
+            }
+        };
+    }
     quote! {
         #[automatically_derived]
         impl #ident {
@@ -396,6 +447,25 @@ fn fallback_service(function: &Function<'_>, p: &TokenStream) -> TokenStream {
             | LayerKind::Custom(expr) => Some(expr),
             _ => None,
         });
+    let stand_in = quote! {
+        let _ = || { #(let _ = #exprs;)* };
+        #p::HandlerFn(|_: #p::http::Request<#body>| async {
+            #p::IntoHandlerResponse::into_handler_response((), #p::Option::None)
+        })
+    };
+    if function.args.associated.is_some() {
+        let original = associated_original(function);
+        return quote! {
+            // Kept for diagnostics only: the attribute is in error, so nothing calls it.
+            #[allow(dead_code, clippy::unused_async)]
+            #[doc(hidden)]
+            #original
+            #signature
+            {
+                #stand_in
+            }
+        };
+    }
     quote! {
         #[automatically_derived]
         impl #ident {
@@ -404,10 +474,7 @@ fn fallback_service(function: &Function<'_>, p: &TokenStream) -> TokenStream {
                 // Kept for diagnostics only: the attribute is in error, so nothing calls it.
                 #[allow(dead_code)]
                 #nested
-                let _ = || { #(let _ = #exprs;)* };
-                #p::HandlerFn(|_: #p::http::Request<#body>| async {
-                    #p::IntoHandlerResponse::into_handler_response((), #p::Option::None)
-                })
+                #stand_in
             }
         }
     }

@@ -25,6 +25,7 @@ pub(crate) const KEYS: &[&str] = &[
     "layer",
     "state",
     "allow",
+    "associated",
     "crate",
 ];
 
@@ -71,6 +72,9 @@ pub(crate) struct Args {
     /// An `allow(..)` named an unknown rule (reported): the order rules are not checked, so
     /// that the rule it meant to switch off does not fail a second time.
     pub(crate) allow_unknown: bool,
+    /// `associated`: the function is an associated function in an `impl` block; it becomes
+    /// `Type::name()`, returning the service (no handler value).
+    pub(crate) associated: Option<Ident>,
     /// `crate = "path"`: the crate that re-exports `middleware_std`'s `__private`.
     pub(crate) krate: Once<syn::Path>,
     seen: Vec<(&'static str, Span)>,
@@ -83,6 +87,7 @@ impl Args {
             state: Once::new("state"),
             allow: Vec::new(),
             allow_unknown: false,
+            associated: None,
             krate: Once::new("crate"),
             seen: Vec::new(),
         };
@@ -149,6 +154,15 @@ impl Args {
             }
             "layer" => self.custom_layer(&key, input, errors),
             "allow" => self.allow_rules(&key, input, errors),
+            "associated" => {
+                input.call(Ident::parse_any)?;
+                if self.associated.is_some() {
+                    errors.error(key.span(), "`associated` specified more than once");
+                } else {
+                    self.associated = Some(key);
+                }
+                Ok(())
+            }
             _ => attr::unknown_key(input, "#[handler]", KEYS, errors),
         }
     }

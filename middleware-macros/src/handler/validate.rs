@@ -103,6 +103,7 @@ pub(crate) enum Presence {
 pub(crate) fn validate(function: &Function<'_>, errors: &mut Errors) -> Plan {
     signature(function, errors);
     let plan = parameters(function, errors);
+    associated(function, &plan, errors);
     order(function, errors);
     plan
 }
@@ -130,6 +131,25 @@ fn signature(function: &Function<'_>, errors: &mut Errors) {
     }
 }
 
+/// An `associated` handler is `Type::name()`, a service: no handler value to hold state, no
+/// axum `Handler` impl to hand over the router's.
+fn associated(function: &Function<'_>, plan: &Plan, errors: &mut Errors) {
+    let Some(key) = &function.args.associated else {
+        return;
+    };
+    if function.args.state.get().is_some() {
+        errors.spanned(
+            key,
+            "an `associated` handler has no handler value to hold `state = T`: keep the state in the type or a `static`, or make the handler a free function",
+        );
+    } else if let Some(state) = plan.router_states().next() {
+        errors.spanned(
+            state,
+            "`State<..>` reaches handlers mounted with `get(name)`, and an `associated` handler mounts as a service (`route_service(path, Type::name())`), which gets no router state: make it a free function",
+        );
+    }
+}
+
 fn parameters(function: &Function<'_>, errors: &mut Errors) -> Plan {
     let mut seen = Seen {
         state: function.args.state.get().map(token_string),
@@ -144,7 +164,7 @@ fn parameters(function: &Function<'_>, errors: &mut Errors) -> Plan {
         match arg {
             FnArg::Receiver(receiver) => errors.spanned(
                 receiver.self_token,
-                "`#[handler]` takes a free function, not a method: remove `self` (for shared data, use `#[handler(state = T)]`)",
+                "`#[handler]` takes a function without `self`: remove `self` (for shared data, use `#[handler(state = T)]`; in an `impl` block, `#[handler(associated)]`)",
             ),
             FnArg::Typed(arg) => params.extend(seen.classify(function, arg, errors)),
         }
