@@ -9,14 +9,21 @@
 //!   authentication is optional. `Context` and `RequestId` are extractors too, from
 //!   `middleware-core`'s `axum` feature, which this feature turns on. In a `#[handler]`, all
 //!   three are parameters anyway.
+//! - [`Ctx<T>`] is any context value of type `T` as an extractor (absent: the same `500`,
+//!   naming `T`); a layer declares the values it inserts with [`Provides`], which
+//!   `#[handler]` checks at compile time (`AuthLayer` provides the `Principal`).
 //! - A `#[handler]` without `state = T` implements axum's `Handler`, so `get(name)` mounts it
-//!   with its layers (built once, on the first request). Every `#[handler]` also mounts with
-//!   `route_service(path, name.service())`, the way to go with `state = T`.
+//!   with its layers (built once, on the first request), on a `Router<S>` whose state (or a
+//!   `FromRef` part of it) reaches its `State<T>` parameters. Every `#[handler]` also mounts
+//!   with `route_service(path, name.service())`, the way to go with `state = T`.
 //! - A `#[handler]` parameter of any other type is extracted with `FromRequestParts<()>`:
 //!   `Path`, `Query`, `HeaderMap`, `Method`, `Uri`, `Extension`, ...; the last one, when the
 //!   handler takes neither the request, its parts nor its body, with `FromRequest<()>`, so it
-//!   may read the body: `Json<T>`, `String`, `Bytes`, `Form<T>`. (`State` needs the router's
-//!   state, which a service does not receive: use `#[handler(state = T)]`.)
+//!   may read the body: `Json<T>`, `String`, `Bytes`, `Form<T>`. axum's rejections (an error
+//!   status with a plain-text body) answer RFC 9457 problem details rendered with the
+//!   request's renderer (carrying the request id), with axum's status and text.
+//! - A `#[handler]` returns whatever an axum handler may (`impl IntoResponse`), besides its
+//!   own return types; `Result<T, Error>` renders the error as problem details.
 //!
 //! # Example
 //!
