@@ -931,3 +931,36 @@ async fn handlers_in_an_impl_block_mount_as_services() {
     assert_eq!(body, "order 3 (r-9)");
     assert_eq!(get_body(&app, "/orders").await.2, "2");
 }
+
+/// Another layer that declares a `Tenant` (and a `Plan`) too.
+#[derive(Clone)]
+struct FallbackTenantLayer;
+
+impl<S> tower::Layer<S> for FallbackTenantLayer {
+    type Service = S;
+    fn layer(&self, inner: S) -> S {
+        inner
+    }
+}
+
+impl middleware_std::axum::Provides for FallbackTenantLayer {
+    type Values = (Plan, Tenant);
+}
+
+/// Two layers of one handler provide the `Tenant` (once a "type annotations needed" error).
+#[handler(layer(TenantLayer), layer(FallbackTenantLayer))]
+async fn provided_twice(
+    middleware_std::axum::Ctx(tenant): middleware_std::axum::Ctx<Tenant>,
+) -> String {
+    tenant.0
+}
+
+#[tokio::test]
+async fn a_value_that_two_layers_provide_is_accepted() {
+    let res = provided_twice
+        .service()
+        .oneshot(Request::new(String::new()))
+        .await
+        .unwrap();
+    assert_eq!(body_of(res).await, "none");
+}

@@ -309,98 +309,89 @@ pub fn router_state<T: Clone + Send + Sync + 'static>(parts: &Parts) -> Option<T
 }
 
 /// `#[handler]`'s compile-time check of its `Ctx<T>` parameters against what its layers
-/// [`Provides`]. Not public API.
+/// [`Provides`]: for each layer, [`Yes`](__provides::Yes) or [`No`](__provides::No) (picked by
+/// method resolution: a layer that does not implement `Provides` provides nothing), then one
+/// bound that a `Yes` is among them. Two layers that both provide `T` are fine. Not public API.
 #[doc(hidden)]
 pub mod __provides {
     use std::marker::PhantomData;
 
     use middleware_core::axum::Provides;
 
-    /// A layer's type, for method resolution. Not public API.
+    /// Whether a layer of type `L` provides `T` (`I`: where in its values). Not public API.
     #[derive(Debug)]
-    pub struct Probe<L>(PhantomData<fn() -> L>);
+    pub struct Probe<T, L, I>(
+        PhantomData<fn() -> T>,
+        PhantomData<fn() -> L>,
+        PhantomData<fn() -> I>,
+    );
 
     /// Not public API.
     #[must_use]
-    pub const fn probe<L>(_: &L) -> Probe<L> {
-        Probe(PhantomData)
+    pub const fn probe<T, L, I>(_: &L) -> Probe<T, L, I> {
+        Probe(PhantomData, PhantomData, PhantomData)
     }
 
-    /// The values one layer provides (a tuple). Not public API.
+    /// The layer provides the value. Not public API.
     #[derive(Debug)]
-    pub struct Values<V>(PhantomData<fn() -> V>);
+    pub struct Yes;
 
-    /// The values of a handler's layers: `(first, (second, ..()))`. Not public API.
+    /// The layer does not provide the value. Not public API.
     #[derive(Debug)]
-    pub struct Stack<S>(PhantomData<fn() -> S>);
+    pub struct No;
 
+    /// The index of a value that a layer does not provide. Not public API.
+    #[derive(Debug)]
+    pub struct Nowhere;
+
+    /// Checks that a layer provides `T`: `answers` is `(Yes | No, (.., ()))`, one per layer.
     /// Not public API.
-    #[must_use]
-    pub const fn end() -> Stack<()> {
-        Stack(PhantomData)
-    }
-
-    /// Not public API.
-    #[must_use]
-    pub const fn stack<H, R>(_: Values<H>, _: Stack<R>) -> Stack<(H, R)> {
-        Stack(PhantomData)
-    }
-
-    /// Checks that a layer of the stack provides `T`. Not public API.
-    pub const fn check<T, I, S: StackContains<T, I>>(_: &Stack<S>) {}
+    pub const fn check<T, S: AnyYes<T>>(_: &S) {}
 
     /// The traits the generated code brings into scope. Not public API.
     pub mod traits {
-        use super::{Probe, Provides, Values};
+        use super::{Contains, No, Nowhere, Probe, Provides, Yes};
 
-        /// A layer that declares what it provides. Not public API.
+        /// A layer whose declared values hold `T`. Not public API.
         pub trait __MiddlewareProvidesKind {
             /// Not public API.
-            type Values;
-            /// Not public API.
-            fn provided_values(&self) -> Values<Self::Values>;
-        }
-
-        impl<L: Provides> __MiddlewareProvidesKind for &Probe<L> {
-            type Values = L::Values;
-            fn provided_values(&self) -> Values<L::Values> {
-                Values(std::marker::PhantomData)
+            fn provided(&self) -> Yes {
+                Yes
             }
         }
 
-        /// Any other layer: provides nothing. Not public API.
+        impl<T, L, I> __MiddlewareProvidesKind for &Probe<T, L, I>
+        where
+            L: Provides,
+            L::Values: Contains<T, I>,
+        {
+        }
+
+        /// Any other layer. Not public API.
         pub trait __MiddlewareProvidesNothing {
             /// Not public API.
-            fn provided_values(&self) -> Values<()> {
-                Values(std::marker::PhantomData)
+            fn provided(&self) -> No {
+                No
             }
         }
 
-        impl<L> __MiddlewareProvidesNothing for Probe<L> {}
+        impl<T, L> __MiddlewareProvidesNothing for Probe<T, L, Nowhere> {}
     }
-
-    /// In the `I`th layer. Not public API.
-    #[derive(Debug)]
-    pub struct Here<I>(PhantomData<I>);
-
-    /// In a later layer. Not public API.
-    #[derive(Debug)]
-    pub struct There<I>(PhantomData<I>);
 
     /// At position `N` of a tuple. Not public API.
     #[derive(Debug)]
     pub struct At<const N: usize>;
 
-    /// A layer of the stack provides `T`. Not public API.
+    /// A layer of the handler provides `T`. Not public API.
     #[diagnostic::on_unimplemented(
         message = "no layer of this `#[handler]` provides the context value `{T}`",
         label = "no layer provides `{T}`",
         note = "a layer declares what it puts in the context with `middleware_std::axum::Provides` (or `#[middleware(provides(..))]` when it derives `Layer`); if an outer layer provides it, mark the parameter `#[from_outer]` (a `500` when absent) or take `Option<Ctx<{T}>>`"
     )]
-    pub trait StackContains<T, I> {}
+    pub trait AnyYes<T> {}
 
-    impl<T, I, H: Contains<T, I>, R> StackContains<T, Here<I>> for (H, R) {}
-    impl<T, I, H, R: StackContains<T, I>> StackContains<T, There<I>> for (H, R) {}
+    impl<T, R> AnyYes<T> for (Yes, R) {}
+    impl<T, R: AnyYes<T>> AnyYes<T> for (No, R) {}
 
     /// A tuple holds `T`, at `I`. Not public API.
     pub trait Contains<T, I> {}

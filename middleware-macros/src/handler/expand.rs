@@ -260,28 +260,24 @@ fn provided_checks(function: &Function<'_>, plan: &Plan, p: &TokenStream) -> Tok
     if plan.provided.is_empty() {
         return TokenStream::new();
     }
-    let stack =
-        (0..function.args.layers.len())
+    let checks = plan.provided.iter().map(|ty| {
+        let answers = (0..function.args.layers.len())
             .rev()
-            .fold(quote!(#p::provides::end()), |rest, index| {
+            .fold(quote!(()), |rest, index| {
                 let layer = layer_ident(index);
                 quote! {
-                    #p::provides::stack(
-                        (&&#p::provides::probe(&#layer)).provided_values(),
+                    (
+                        (&&#p::provides::probe::<#ty, _, _>(&#layer)).provided(),
                         #rest,
                     )
                 }
             });
-    let stack_ident = Ident::new("__middleware_provided", Span::mixed_site());
-    let checks = plan
-        .provided
-        .iter()
-        .map(|ty| quote_spanned!(ty.span()=> #p::provides::check::<#ty, _, _>(&#stack_ident);));
+        quote_spanned!(ty.span()=> #p::provides::check::<#ty, _>(&#answers);)
+    });
     quote! {
         {
             #[allow(unused_imports, clippy::wildcard_imports)]
             use #p::provides::traits::*;
-            let #stack_ident = #stack;
             #(#checks)*
         }
     }
