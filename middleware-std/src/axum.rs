@@ -298,6 +298,22 @@ pub fn insert_router_state<T: Clone + Send + Sync + 'static>(req: &mut Request, 
     req.extensions_mut().insert(RouterState(state));
 }
 
+/// A router state `Self` from which a `State<T>` parameter's `T` is taken (`T: FromRef<Self>`).
+/// A bound on the state rather than on `T`, so that the router's state type is not inferred
+/// from the `FromRef` impls (`T: FromRef<T>` would pick `T`): a wrong state is then reported
+/// as the missing `T: FromRef<S>`. Not public API.
+#[doc(hidden)]
+pub trait HasState<T> {
+    /// Not public API.
+    fn state(&self) -> T;
+}
+
+impl<S, T: axum::extract::FromRef<S>> HasState<T> for S {
+    fn state(&self) -> T {
+        T::from_ref(self)
+    }
+}
+
 /// The `T` of a `State<T>` parameter: absent when the handler was not mounted with
 /// `get(name)` (its `service()` on its own). Not public API.
 #[doc(hidden)]
@@ -581,8 +597,8 @@ macro_rules! __middleware_std_axum_handler {
                 + $crate::__private::Sync
                 + 'static,
             $(
-                $state: $crate::__private::__axum::extract::FromRef<__S>
-                    + $crate::__private::Clone
+                __S: $crate::__private::HasState<$state>,
+                $state: $crate::__private::Clone
                     + $crate::__private::Send
                     + $crate::__private::Sync
                     + 'static,
@@ -599,9 +615,7 @@ macro_rules! __middleware_std_axum_handler {
                 $(
                     $crate::__private::insert_router_state::<$state>(
                         &mut req,
-                        <$state as $crate::__private::__axum::extract::FromRef<__S>>::from_ref(
-                            &state,
-                        ),
+                        <__S as $crate::__private::HasState<$state>>::state(&state),
                     );
                 )*
                 static SERVICE: $crate::__private::AxumService =

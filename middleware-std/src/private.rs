@@ -20,8 +20,8 @@ pub use crate::auth::{AuthLayer, Principal};
 #[cfg(feature = "axum")]
 /// Not public API.
 pub use crate::axum::{
-    __axum, __provides as provides, AxumFuture, AxumMarker, AxumService, insert_router_state,
-    router_state,
+    __axum, __provides as provides, AxumFuture, AxumMarker, AxumService, HasState,
+    insert_router_state, router_state,
 };
 #[cfg(feature = "catch-panic")]
 /// Not public API.
