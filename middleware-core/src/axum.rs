@@ -4,8 +4,13 @@
 //! - [`RequestId`]: the id a request-id layer set. Absent, it is a server misconfiguration (no
 //!   such layer in front of the handler), answered with a `500` rendered by the request's error
 //!   renderer ([`MissingContextValue`]); take `Option<RequestId>` when the layer is optional.
+//! - [`Ctx<T>`]: any context value of type `T` that a layer put in the request's context
+//!   (`Context::insert`); absent, the same `500` ([`MissingContextValue`], naming `T`); take
+//!   `Option<Ctx<T>>` when the layer is optional.
 //! - [`MissingContextValue`]: the one rejection of every extractor of a context value that no
 //!   layer provided (core's, `middleware-std`'s, and a layer author's own).
+//! - [`Provides`]: what a layer declares it puts in the context, so that `#[handler]` checks at
+//!   compile time that a layer of the handler provides each `Ctx<T>` parameter.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -61,6 +66,103 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for RequestId {
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Option<Self>, Self::Rejection> {
         Ok(parts.try_context().and_then(Context::request_id).cloned())
     }
+}
+
+/// The context value of type `T` that a layer put in the request's context, as an axum
+/// extractor: `Ctx(tenant): Ctx<Tenant>`. Absent, the rejection is [`MissingContextValue`] (a
+/// `500` naming `T`, never a panic); `Option<Ctx<T>>` is `None` instead.
+///
+/// In a `#[handler]`, a `Ctx<T>` parameter is checked at compile time: a layer of the handler
+/// must declare that it provides `T` ([`Provides`]); mark it `#[from_outer]` when an outer layer
+/// provides it.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use axum::{Router, body::Body, routing::get};
+/// use http::{Request, StatusCode};
+/// use middleware_core::{RequestExt, axum::Ctx};
+/// use tower::ServiceExt;
+///
+/// #[derive(Clone)]
+/// struct Tenant(&'static str);
+///
+/// async fn handler(Ctx(tenant): Ctx<Tenant>) -> &'static str {
+///     tenant.0
+/// }
+///
+/// let app = Router::new().route("/", get(handler));
+/// let mut req = Request::new(Body::empty());
+/// req.context().insert(Tenant("acme"));
+/// let res = app.clone().oneshot(req).await.unwrap();
+/// assert_eq!(res.status(), StatusCode::OK);
+///
+/// // No layer put a `Tenant` in the context: a `500`, not a panic.
+/// let res = app.oneshot(Request::new(Body::empty())).await.unwrap();
+/// assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+/// # }
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Ctx<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for Ctx<T>
+where
+    S: Send + Sync,
+    T: Clone + Send + Sync + 'static,
+{
+    type Rejection = MissingContextValue;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        match parts.try_context().and_then(Context::get::<T>) {
+            Some(value) => Ok(Self(value.clone())),
+            None => Err(MissingContextValue::new(parts, std::any::type_name::<T>())),
+        }
+    }
+}
+
+impl<S, T> OptionalFromRequestParts<S> for Ctx<T>
+where
+    S: Send + Sync,
+    T: Clone + Send + Sync + 'static,
+{
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Option<Self>, Self::Rejection> {
+        Ok(parts
+            .try_context()
+            .and_then(Context::get::<T>)
+            .map(|value| Self(value.clone())))
+    }
+}
+
+/// What a layer puts in the context of every request it passes on: the types of those values,
+/// as a tuple (`(Tenant,)`, `(Tenant, Plan)`; up to 12, `()` for none).
+///
+/// `#[handler]` reads it for each layer of the handler (one that does not implement it
+/// provides nothing) and checks at compile time that a `Ctx<T>` parameter's `T` is in one of
+/// them. A layer deriving `Layer` declares it with `#[middleware(provides(Tenant))]`.
+///
+/// ```
+/// use middleware_core::axum::Provides;
+///
+/// #[derive(Clone)]
+/// struct Tenant(String);
+///
+/// /// Puts the caller's `Tenant` in the context.
+/// #[derive(Clone)]
+/// struct TenantLayer;
+///
+/// impl Provides for TenantLayer {
+///     type Values = (Tenant,);
+/// }
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` does not declare the context values it provides",
+    note = "implement `middleware_core::axum::Provides` for it, or derive `Layer` with `#[middleware(provides(..))]`"
+)]
+pub trait Provides {
+    /// The types of the values this layer puts in the context, as a tuple.
+    type Values;
 }
 
 /// The rejection of an extractor whose context value no layer provided: a `500 Internal Server

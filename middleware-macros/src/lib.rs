@@ -322,21 +322,24 @@ pub fn middleware_fn(args: TokenStream, item: TokenStream) -> TokenStream {
 /// | key | layer | provides |
 /// | --- | --- | --- |
 /// | `timeout = "250ms"` | `TimeoutLayer::new(250ms)`: `503` when the budget runs out | the deadline (`Instant`) |
-/// | `timeout = <expr>` | your `TimeoutLayer` | the deadline |
-/// | `auth = <expr>` | your `AuthLayer` (`401`/`403`) | the `Principal` |
+/// | `timeout = <expr>` | a `Duration` expression (`Duration::from_millis(BUDGET)`) or your `TimeoutLayer` | the deadline |
+/// | `auth = <expr>` | your `AuthLayer` (`401`/`403`) | the `Principal` (also as `Ctx<Principal>`) |
 /// | `log` / `log = <expr>` | `LogLayer::new()` / yours | |
 /// | `timing` / `timing = <expr>` | `ServerTimingLayer::new()` / yours | |
 /// | `catch_panic` / `catch_panic = <expr>` | `CatchPanicLayer::new()` / yours | |
 /// | `request_id` / `request_id = <expr>` | `SetRequestIdLayer::new()` / yours | the `RequestId` |
-/// | `layer(<expr>)` | any tower layer (tower-http, third-party); repeatable | |
+/// | `layer(<expr>)` | any tower layer (tower-http, third-party, an around-style middleware); repeatable | what its type declares with `axum::Provides` |
 ///
-/// Durations are an integer and a unit (`h`, `m`, `s`, `ms`, `us`), several largest first:
-/// `"250ms"`, `"5s"`, `"1m"`, `"1m30s"`. Each `layer(..)` must keep the error type
-/// `Infallible` (answer with a response, as every std layer does); wrap a failing one with
-/// axum's `HandleErrorLayer`.
+/// Durations are a number and a unit (`h`, `m`, `s`, `ms`, `us`), several largest first:
+/// `"250ms"`, `"1.5s"`, `"1m"`, `"1m30s"`; a fraction must come to whole nanoseconds. Each
+/// `layer(..)` must keep the error type `Infallible` (answer with a response, as every std
+/// layer does); wrap a failing one with axum's `HandleErrorLayer`. A handler with a
+/// `layer(..)` takes a request body that is an `http_body::Body` with `Bytes` data (axum's
+/// `Body`, `String`, `Full<Bytes>`): an around-style middleware needs one.
 ///
 /// Other keys: `state = Type` (shared state the handler value holds), `allow(<rule>, ..)`
-/// (see *Order*), `crate = "path"` (a crate that re-exports `middleware_std`).
+/// (see *Order*), `associated` (see *Generated items*), `crate = "path"` (a crate that
+/// re-exports `middleware_std`).
 ///
 /// # Order
 ///
@@ -367,19 +370,34 @@ pub fn middleware_fn(args: TokenStream, item: TokenStream) -> TokenStream {
 /// | `id: RequestId` | the request id; needs `request_id` |
 /// | `deadline: Instant` | the request's deadline (`std::time::Instant`); needs `timeout` |
 /// | `Option<Principal>` / `Option<RequestId>` / `Option<Instant>` | the value if any layer, here or outside, provided it |
-/// | `#[from_outer] who: Principal` (or `RequestId`, `Instant`) | provided by an outer layer: when absent, the handler is not run; the answer is a logged `500` |
+/// | `#[from_outer] who: Principal` (or `RequestId`, `Instant`, `Ctx<T>`) | provided by an outer layer: when absent, the handler is not run; the answer is a logged `500` |
+/// | `Ctx(t): Ctx<T>` (feature `axum`) | any context value of type `T`; a layer of this handler must declare that it provides `T` (`middleware_std::axum::Provides`, or `#[middleware(provides(T))]` on a derived layer): a compile error on `T` otherwise; `Option<Ctx<T>>` is `None` when absent |
+/// | `State(s): State<S>` (feature `axum`) | the router's state, or a part of it (`S: FromRef<RouterState>`): mount with `get(name)` on a `Router` with that state; through `name.service()` alone it is absent, a `500` |
 /// | `state: &T` / `state: T` with `state = T` | the handler value's state (by value: cloned per request) |
-/// | anything else | an extractor: with the `axum` feature of `middleware-std`, any axum `FromRequestParts<()>` (`Path`, `Query`, `HeaderMap`, ...); the last one, when no parameter takes the request, its parts or its body, any `FromRequest<()>`, which may read the body (`Json<T>`, `String`, `Bytes`, `Form<T>`; the service's request body must then be an `http_body::Body` with `Bytes` data); a rejection is the response |
+/// | anything else | an extractor: with the `axum` feature of `middleware-std`, any axum `FromRequestParts<()>` (`Path`, `Query`, `HeaderMap`, ...); the last one, when no parameter takes the request, its parts or its body, any `FromRequest<()>`, which may read the body (`Json<T>`, `String`, `Bytes`, `Form<T>`; the service's request body must then be an `http_body::Body` with `Bytes` data) |
+///
+/// A rejected extractor answers for the handler. axum's own rejections (bad JSON, a bad path
+/// parameter, a missing header: an error status with a plain-text body) become RFC 9457
+/// problem details rendered with the request's renderer, so they carry the request id, with
+/// the status axum chose and its text as the `detail` (at most 512 bytes); any other
+/// rejection (a redirect, a JSON body) is kept as it is.
 ///
 /// A context value that no layer of this handler provides is a compile error naming the key
 /// to add, unless it is an `Option` or `#[from_outer]`.
 ///
 /// # Return types
 ///
-/// `Response<B>`; `Result<R, middleware_std::Error>` with `R` any of these (the error is
-/// rendered with the request's renderer, RFC 9457 problem details by default); `()` (`200`,
-/// empty); `&'static str` and `String` (`200`, `text/plain`); `StatusCode` (empty);
-/// `(StatusCode, String)` and `(StatusCode, &'static str)`.
+/// `Response<B>`; `Result<R, middleware_std::Error>` with `R` any of these, and
+/// `middleware_std::Error` alone (the error is rendered with the request's renderer, RFC 9457
+/// problem details by default, carrying the request id); `()` (`200`, empty); `&'static str`
+/// and `String` (`200`, `text/plain`); `StatusCode` (empty); `(StatusCode, String)` and
+/// `(StatusCode, &'static str)`.
+///
+/// With the `axum` feature of `middleware-std`, also anything an axum handler may return
+/// (`impl IntoResponse`): `Json<T>`, `Html<T>`, `(StatusCode, Json<T>)`, header tuples,
+/// `Result<T, E>` with `E: IntoResponse` (`Result<T, StatusCode>`, your error type), and
+/// `Result<T, middleware_std::Error>` with an axum `T` (the error as problem details). The
+/// conversion is picked from the type; a type with none is one error on the return type.
 ///
 /// # Generated items
 ///
@@ -389,7 +407,42 @@ pub fn middleware_fn(args: TokenStream, item: TokenStream) -> TokenStream {
 /// | --- | --- |
 /// | `struct name;` (with `state = T`: `struct name(pub T);`) | the handler value: `Clone` (and `Copy` without state), `Debug` |
 /// | `fn name::service(self) -> impl Service<Request<B>, ..> + Clone + Send` | the handler inside its layers: `Error = Infallible`, a `Response` whose body is `Send` with `Bytes` data, a `Send` future; also `Sync` when every layer is (axum's `route_service` wants it); generic over `B` unless a parameter fixes it |
-/// | `impl axum::handler::Handler<_, S> for name` | with the `axum` feature, without state and body type: `get(name)` mounts it; the layers are built on the first request |
+/// | `impl axum::handler::Handler<_, S> for name` | with the `axum` feature, without `state = T` and body type: `get(name)` mounts it, on a `Router<S>` whose state gives each `State<T>` parameter (`T: FromRef<S>`); the layers are built on the first request |
+///
+/// With `associated`, on an associated function in an `impl` block (controller style), the
+/// function itself becomes `fn name() -> impl Service<Request<B>, ..>` (same visibility and
+/// docs), mounted with `route_service("/path", Type::name())`; the body moves into a hidden
+/// associated function beside it, so it may use `Self`. No handler value: no `state = T` and
+/// no `State<T>` (the router's state reaches only `get(name)`).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use axum::{Router, extract::Path};
+/// use http::{Request, StatusCode};
+/// use middleware_macros::handler;
+/// use tower::ServiceExt;
+///
+/// struct Orders;
+///
+/// impl Orders {
+///     fn label() -> &'static str {
+///         "order"
+///     }
+///
+///     /// One order.
+///     #[handler(associated, request_id)]
+///     async fn show(Path(id): Path<u32>) -> String {
+///         format!("{} {id}", Self::label())
+///     }
+/// }
+///
+/// let app = Router::new().route_service("/orders/{id}", Orders::show());
+/// let req = Request::get("/orders/7").body(axum::body::Body::empty()).unwrap();
+/// let res = app.oneshot(req).await.unwrap();
+/// assert_eq!(res.status(), StatusCode::OK);
+/// # }
+/// ```
 ///
 /// The function body moves unchanged into `service`; its future is boxed once per request
 /// (an `async fn`'s future cannot be named). Mount it with axum as `get(name)` or
@@ -406,7 +459,11 @@ pub fn middleware_fn(args: TokenStream, item: TokenStream) -> TokenStream {
 /// `#[from_outer]` on an `Option` or on another type, state taken without `state = T` or
 /// declared and not taken; and, from rustc on your token, a return type that does not convert
 /// to a response, a parameter type that is not an extractor, an `auth = ..` that is not an
-/// `AuthLayer`.
+/// `AuthLayer`, a `timeout = <expr>` that is neither a `Duration` nor a `TimeoutLayer`, a
+/// `Ctx<T>` that no layer of the handler provides. axum's body extractors (`Json<_>`,
+/// `Form<_>`, `String`, `Bytes`, ...) not last, two of them, or next to the request, its
+/// `Parts` or `#[body]` get `#[debug_handler]`'s message, once: "`Json<_>` consumes the
+/// request body and thus must be the last argument to the handler function".
 #[proc_macro_attribute]
 pub fn handler(args: TokenStream, item: TokenStream) -> TokenStream {
     handler::expand(args.into(), item.into()).into()

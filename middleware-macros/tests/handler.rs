@@ -231,7 +231,11 @@ async fn traced() -> StatusCode {
 
 #[tokio::test]
 async fn layers_apply_in_written_order_the_first_outermost() {
-    let res = traced.service().oneshot(Request::new(())).await.unwrap();
+    let res = traced
+        .service()
+        .oneshot(Request::new(String::new()))
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     assert_eq!(*SEEN.lock().unwrap(), ["outer", "inner", "handler"]);
 }
@@ -370,4 +374,593 @@ async fn the_last_parameter_may_be_an_extractor_that_reads_the_body() {
     let res = app.oneshot(req).await.unwrap();
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     assert!(res.headers().contains_key("x-request-id"));
+}
+
+/// Stamps `x-around` on the response: an around-style middleware, generic over the body.
+#[middleware_std::middleware_fn]
+async fn around<N: middleware_std::Next>(
+    req: Request<N::ReqBody>,
+    next: N,
+) -> middleware_std::Outcome<N> {
+    let mut res = next.run(req).await?;
+    res.headers_mut()
+        .insert("x-around", HeaderValue::from_static("1"));
+    Ok(res)
+}
+
+/// A handler that reads no body, wrapped in an around-style middleware (once an error naming
+/// the internal body parameter).
+#[handler(layer(middleware_std::MiddlewareLayer::new(around())))]
+async fn around_bodiless() -> &'static str {
+    "around"
+}
+
+#[tokio::test]
+async fn an_around_middleware_wraps_a_handler_that_reads_no_body() {
+    let res = around_bodiless
+        .service()
+        .oneshot(Request::new(String::new()))
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["x-around"], "1");
+    assert_eq!(body_of(res).await, "around");
+
+    let app = Router::new().route("/", get(around_bodiless));
+    let res = app
+        .oneshot(Request::new(axum::body::Body::empty()))
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["x-around"], "1");
+}
+
+/// A serializable answer.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Order {
+    id: u32,
+    item: String,
+}
+
+#[handler]
+async fn as_json() -> axum::Json<Order> {
+    axum::Json(Order {
+        id: 7,
+        item: String::from("tea"),
+    })
+}
+
+#[handler]
+async fn created() -> (StatusCode, axum::Json<Order>) {
+    let order = Order {
+        id: 8,
+        item: String::from("cake"),
+    };
+    (StatusCode::CREATED, axum::Json(order))
+}
+
+#[handler]
+async fn page() -> axum::response::Html<&'static str> {
+    axum::response::Html("<h1>hi</h1>")
+}
+
+#[handler]
+async fn opaque() -> impl axum::response::IntoResponse {
+    (StatusCode::ACCEPTED, [("x-opaque", "1")], "opaque")
+}
+
+#[handler(request_id)]
+async fn fallible(Path(id): Path<u32>) -> Result<axum::Json<Order>, Error> {
+    if id == 0 {
+        return Err(Error::new(StatusCode::NOT_FOUND).with_detail("no such order"));
+    }
+    Ok(axum::Json(Order {
+        id,
+        item: String::from("tea"),
+    }))
+}
+
+#[handler]
+async fn status_or(Path(id): Path<u32>) -> Result<String, StatusCode> {
+    if id == 0 {
+        Err(StatusCode::IM_A_TEAPOT)
+    } else {
+        Ok(id.to_string())
+    }
+}
+
+/// An application error of its own that axum can answer with.
+struct AppError(&'static str);
+
+impl axum::response::IntoResponse for AppError {
+    fn into_response(self) -> axum::response::Response {
+        (StatusCode::CONFLICT, self.0).into_response()
+    }
+}
+
+#[handler]
+async fn app_error(Path(id): Path<u32>) -> Result<axum::Json<Order>, AppError> {
+    if id == 0 {
+        Err(AppError("taken"))
+    } else {
+        Ok(axum::Json(Order {
+            id,
+            item: String::from("tea"),
+        }))
+    }
+}
+
+#[handler(request_id)]
+async fn only_error() -> Error {
+    Error::new(StatusCode::GONE).with_detail("gone for good")
+}
+
+async fn get_body(app: &Router, uri: &str) -> (StatusCode, http::HeaderMap, String) {
+    let req = Request::get(uri)
+        .header("x-request-id", "r-9")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let res = app.clone().oneshot(req).await.unwrap();
+    let (status, headers) = (res.status(), res.headers().clone());
+    let body = body_of(res).await;
+    (status, headers, String::from_utf8(body.to_vec()).unwrap())
+}
+
+#[tokio::test]
+async fn a_handler_returns_what_an_axum_handler_may_return() {
+    let app = Router::new()
+        .route("/json", get(as_json))
+        .route("/created", get(created))
+        .route("/page", get(page))
+        .route("/opaque", get(opaque))
+        .route("/status/{id}", get(status_or))
+        .route("/app/{id}", get(app_error));
+
+    let (status, headers, body) = get_body(&app, "/json").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["content-type"], "application/json");
+    assert_eq!(body, r#"{"id":7,"item":"tea"}"#);
+
+    let (status, _, body) = get_body(&app, "/created").await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(body, r#"{"id":8,"item":"cake"}"#);
+
+    let (status, headers, body) = get_body(&app, "/page").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["content-type"], "text/html; charset=utf-8");
+    assert_eq!(body, "<h1>hi</h1>");
+
+    let (status, headers, body) = get_body(&app, "/opaque").await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(headers["x-opaque"], "1");
+    assert_eq!(body, "opaque");
+
+    assert_eq!(get_body(&app, "/status/0").await.0, StatusCode::IM_A_TEAPOT);
+    assert_eq!(get_body(&app, "/status/3").await.2, "3");
+
+    let (status, _, body) = get_body(&app, "/app/0").await;
+    assert_eq!((status, body.as_str()), (StatusCode::CONFLICT, "taken"));
+    assert_eq!(get_body(&app, "/app/2").await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn our_error_next_to_an_axum_answer_is_problem_details_with_the_request_id() {
+    let app = Router::new()
+        .route("/orders/{id}", get(fallible))
+        .route("/gone", get(only_error));
+
+    let (status, _, body) = get_body(&app, "/orders/5").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, r#"{"id":5,"item":"tea"}"#);
+
+    let (status, headers, body) = get_body(&app, "/orders/0").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(headers["content-type"], "application/problem+json");
+    assert_eq!(
+        body,
+        r#"{"type":"about:blank","title":"Not Found","status":404,"detail":"no such order","request_id":"r-9"}"#
+    );
+
+    let (status, headers, body) = get_body(&app, "/gone").await;
+    assert_eq!(status, StatusCode::GONE);
+    assert_eq!(headers["content-type"], "application/problem+json");
+    assert!(body.contains(r#""request_id":"r-9""#), "{body}");
+}
+
+/// An extractor of a required header, rejecting as axum's own extractors do (plain text).
+struct ApiKey(String);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ApiKey {
+    type Rejection = (StatusCode, &'static str);
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .headers
+            .get("x-api-key")
+            .and_then(|value| value.to_str().ok())
+            .map(|key| Self(key.to_owned()))
+            .ok_or((StatusCode::BAD_REQUEST, "missing header `x-api-key`"))
+    }
+}
+
+/// An extractor whose rejection is a redirect, not an error: kept as it is.
+struct LoggedIn;
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for LoggedIn {
+    type Rejection = axum::response::Redirect;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        if parts.headers.contains_key(header::COOKIE) {
+            Ok(Self)
+        } else {
+            Err(axum::response::Redirect::to("/login"))
+        }
+    }
+}
+
+#[handler(request_id)]
+async fn place(Path(id): Path<u32>, key: ApiKey, axum::Json(order): axum::Json<Order>) -> String {
+    format!("{id} {} {} {}", key.0, order.id, order.item)
+}
+
+#[handler(request_id)]
+async fn members(_: LoggedIn) -> &'static str {
+    "members"
+}
+
+fn post_json(uri: &str, key: Option<&str>, body: &'static str) -> Request<axum::body::Body> {
+    let mut req = Request::post(uri)
+        .header("x-request-id", "r-7")
+        .header(header::CONTENT_TYPE, "application/json");
+    if let Some(key) = key {
+        req = req.header("x-api-key", key);
+    }
+    req.body(axum::body::Body::from(body)).unwrap()
+}
+
+async fn problem(app: &Router, req: Request<axum::body::Body>) -> (StatusCode, serde_json::Value) {
+    let res = app.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+    let body = body_of(res).await;
+    (status, serde_json::from_slice(&body).unwrap())
+}
+
+#[tokio::test]
+async fn a_failed_extractor_answers_problem_details_with_the_request_id_and_axum_s_status() {
+    let app = Router::new().route("/orders/{id}", post(place));
+    let ok = r#"{"id":1,"item":"tea"}"#;
+
+    let res = app
+        .clone()
+        .oneshot(post_json("/orders/4", Some("k"), ok))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(body_of(res).await, "4 k 1 tea");
+
+    // A bad path parameter: axum's 400.
+    let (status, json) = problem(&app, post_json("/orders/four", Some("k"), ok)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(json["status"], 400);
+    assert_eq!(json["request_id"], "r-7");
+    assert!(json["detail"].as_str().unwrap().contains("parse"), "{json}");
+
+    // A missing header.
+    let (status, json) = problem(&app, post_json("/orders/4", None, ok)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(json["detail"], "missing header `x-api-key`");
+    assert_eq!(json["request_id"], "r-7");
+
+    // Bad JSON syntax: axum's 400; JSON of the wrong shape: axum's 422.
+    let (status, json) = problem(&app, post_json("/orders/4", Some("k"), "{")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(json["request_id"], "r-7");
+    let (status, json) = problem(&app, post_json("/orders/4", Some("k"), r#"{"id":"x"}"#)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(json["title"], "Unprocessable Entity");
+
+    // Not JSON at all: axum's 415.
+    let req = Request::post("/orders/4")
+        .header("x-api-key", "k")
+        .body(axum::body::Body::from(ok))
+        .unwrap();
+    let (status, json) = problem(&app, req).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert!(json["request_id"].is_string(), "a generated id: {json}");
+}
+
+#[tokio::test]
+async fn a_rejection_that_is_not_an_error_is_kept() {
+    let app = Router::new().route("/members", get(members));
+    let req = Request::get("/members")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let res = app.oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(res.headers()[header::LOCATION], "/login");
+}
+
+#[tokio::test]
+async fn a_hostile_rejection_text_is_escaped_and_cut() {
+    // A path parameter that axum echoes into its rejection: quotes, control bytes, and length.
+    let app = Router::new().route("/orders/{id}", post(place));
+    let hostile = format!("%22%7D%0A%1B{}", "x".repeat(4000));
+    let req = post_json(&format!("/orders/{hostile}"), Some("k"), "{}");
+    let (status, json) = problem(&app, req).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let detail = json["detail"].as_str().unwrap();
+    assert!(detail.len() <= 512, "{}", detail.len());
+    assert_eq!(json["request_id"], "r-7");
+}
+
+/// An application's state, with a part that handlers take on its own.
+#[derive(Clone)]
+struct AppState {
+    greeting: &'static str,
+    db: Db,
+}
+
+#[derive(Clone)]
+struct Db(Arc<AtomicUsize>);
+
+impl axum::extract::FromRef<AppState> for Db {
+    fn from_ref(state: &AppState) -> Self {
+        state.db.clone()
+    }
+}
+
+#[handler(request_id)]
+async fn with_state(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    axum::extract::State(db): axum::extract::State<Db>,
+    Path(name): Path<String>,
+    id: RequestId,
+) -> String {
+    let seen = db.0.fetch_add(1, Ordering::SeqCst) + 1;
+    format!("{}, {name} ({id}, {seen})", state.greeting)
+}
+
+#[tokio::test]
+async fn state_and_its_from_ref_parts_reach_a_handler_mounted_on_a_router_with_state() {
+    let state = AppState {
+        greeting: "hello",
+        db: Db(Arc::default()),
+    };
+    let app: Router = Router::new()
+        .route("/hi/{name}", get(with_state))
+        .with_state(state.clone());
+    for seen in 1..=2 {
+        let (status, _, body) = get_body(&app, "/hi/ada").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, format!("hello, ada (r-9, {seen})"));
+    }
+    assert_eq!(state.db.0.load(Ordering::SeqCst), 2);
+
+    // Its service on its own has no router: the state is missing, a 500 naming it.
+    let res = with_state
+        .service()
+        .oneshot(
+            Request::get("/hi/ada")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+}
+
+/// A third-party context value and the layer that provides it.
+#[derive(Clone, Debug, PartialEq)]
+struct Tenant(String);
+
+#[derive(Clone)]
+struct TenantLayer;
+
+impl<S> tower::Layer<S> for TenantLayer {
+    type Service = middleware_std::HookService<TenantHook, S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        middleware_std::HookService::new(inner, TenantHook)
+    }
+}
+
+impl middleware_std::axum::Provides for TenantLayer {
+    type Values = (Tenant,);
+}
+
+#[derive(Clone)]
+struct TenantHook;
+
+impl middleware_std::Hook for TenantHook {
+    type State = ();
+    fn before<B>(&self, req: &mut Request<B>) -> std::ops::ControlFlow<Response<Bytes>> {
+        let tenant = req
+            .headers()
+            .get("x-tenant")
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or("none")
+            .to_owned();
+        req.context().insert(Tenant(tenant));
+        std::ops::ControlFlow::Continue(())
+    }
+    fn after<B>(&self, (): (), _: &mut Response<middleware_std::ResponseBody<B>>) {}
+}
+
+#[handler(request_id, layer(TenantLayer))]
+async fn tenant_name(
+    middleware_std::axum::Ctx(tenant): middleware_std::axum::Ctx<Tenant>,
+) -> String {
+    tenant.0
+}
+
+#[handler(request_id)]
+async fn outer_tenant(
+    #[from_outer] middleware_std::axum::Ctx(tenant): middleware_std::axum::Ctx<Tenant>,
+    maybe: Option<middleware_std::axum::Ctx<Tenant>>,
+) -> String {
+    format!("{} {}", tenant.0, maybe.is_some())
+}
+
+#[tokio::test]
+async fn a_context_value_of_any_type_reaches_a_handler_from_its_layer() {
+    let app = Router::new().route("/", get(tenant_name));
+    let req = Request::get("/")
+        .header("x-tenant", "acme")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let res = app.oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(body_of(res).await, "acme");
+}
+
+#[tokio::test]
+async fn a_context_value_from_outside_is_read_and_its_absence_is_a_500_naming_it() {
+    let app = Router::new()
+        .route("/", get(outer_tenant))
+        .layer(TenantLayer);
+    let req = Request::get("/")
+        .header("x-tenant", "acme")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let res = app.oneshot(req).await.unwrap();
+    assert_eq!(body_of(res).await, "acme true");
+
+    let app = Router::new().route("/", get(outer_tenant));
+    let (status, headers, body) = get_body(&app, "/").await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(headers["content-type"], "application/problem+json");
+    assert!(body.contains(r#""request_id":"r-9""#), "{body}");
+}
+
+/// A plan the derived layer below puts in the context.
+#[derive(Clone, Debug, PartialEq)]
+struct Plan(&'static str);
+
+/// A derived hook layer that declares what it provides.
+#[derive(Clone, middleware_std::Layer)]
+#[middleware(hook, provides(Plan))]
+struct PlanLayer;
+
+impl middleware_std::Hook for PlanLayer {
+    type State = ();
+    fn before<B>(&self, req: &mut Request<B>) -> std::ops::ControlFlow<Response<Bytes>> {
+        req.context().insert(Plan("gold"));
+        std::ops::ControlFlow::Continue(())
+    }
+    fn after<B>(&self, (): (), _: &mut Response<middleware_std::ResponseBody<B>>) {}
+}
+
+#[handler(layer(TenantLayer), layer(PlanLayer))]
+async fn tenant_plan(
+    middleware_std::axum::Ctx(tenant): middleware_std::axum::Ctx<Tenant>,
+    middleware_std::axum::Ctx(plan): middleware_std::axum::Ctx<Plan>,
+) -> String {
+    format!("{} {}", tenant.0, plan.0)
+}
+
+#[tokio::test]
+async fn a_derived_layer_declares_what_it_provides() {
+    let res = tenant_plan
+        .service()
+        .oneshot(Request::new(String::new()))
+        .await
+        .unwrap();
+    assert_eq!(body_of(res).await, "none gold");
+}
+
+const BUDGET_MS: u64 = 250;
+
+/// A `Duration` expression as the budget.
+#[handler(timeout = Duration::from_millis(BUDGET_MS))]
+async fn budgeted(deadline: Instant) -> String {
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    format!("{deadline:?}")
+}
+
+/// A fractional literal.
+#[handler(timeout = "1.5s")]
+async fn fractional(deadline: Instant) -> String {
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now().into_std());
+    tokio::time::sleep(Duration::from_millis(1400)).await;
+    format!("{}", left.as_millis())
+}
+
+#[tokio::test(start_paused = true)]
+async fn timeout_takes_a_duration_expression_and_a_fractional_literal() {
+    let res = budgeted
+        .service()
+        .oneshot(Request::new(String::new()))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+    let res = fractional
+        .service()
+        .oneshot(Request::new(String::new()))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(body_of(res).await, "1500");
+}
+
+/// Controller style: handlers as associated functions, next to the helpers they share.
+struct Orders;
+
+impl Orders {
+    fn prefix() -> &'static str {
+        "order"
+    }
+
+    /// One order.
+    #[handler(associated, request_id)]
+    pub async fn show(Path(id): Path<u32>, request: RequestId) -> String {
+        format!("{} {id} ({request})", Self::prefix())
+    }
+
+    #[handler(associated, timeout = "1s")]
+    async fn count() -> axum::Json<u32> {
+        axum::Json(2)
+    }
+}
+
+#[tokio::test]
+async fn handlers_in_an_impl_block_mount_as_services() {
+    let app = Router::new()
+        .route_service("/orders/{id}", Orders::show())
+        .route_service("/orders", Orders::count());
+    let (status, _, body) = get_body(&app, "/orders/3").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, "order 3 (r-9)");
+    assert_eq!(get_body(&app, "/orders").await.2, "2");
+}
+
+/// Another layer that declares a `Tenant` (and a `Plan`) too.
+#[derive(Clone)]
+struct FallbackTenantLayer;
+
+impl<S> tower::Layer<S> for FallbackTenantLayer {
+    type Service = S;
+    fn layer(&self, inner: S) -> S {
+        inner
+    }
+}
+
+impl middleware_std::axum::Provides for FallbackTenantLayer {
+    type Values = (Plan, Tenant);
+}
+
+/// Two layers of one handler provide the `Tenant` (once a "type annotations needed" error).
+#[handler(layer(TenantLayer), layer(FallbackTenantLayer))]
+async fn provided_twice(
+    middleware_std::axum::Ctx(tenant): middleware_std::axum::Ctx<Tenant>,
+) -> String {
+    tenant.0
+}
+
+#[tokio::test]
+async fn a_value_that_two_layers_provide_is_accepted() {
+    let res = provided_twice
+        .service()
+        .oneshot(Request::new(String::new()))
+        .await
+        .unwrap();
+    assert_eq!(body_of(res).await, "none");
 }

@@ -9,14 +9,21 @@
 //!   authentication is optional. `Context` and `RequestId` are extractors too, from
 //!   `middleware-core`'s `axum` feature, which this feature turns on. In a `#[handler]`, all
 //!   three are parameters anyway.
+//! - [`Ctx<T>`] is any context value of type `T` as an extractor (absent: the same `500`,
+//!   naming `T`); a layer declares the values it inserts with [`Provides`], which
+//!   `#[handler]` checks at compile time (`AuthLayer` provides the `Principal`).
 //! - A `#[handler]` without `state = T` implements axum's `Handler`, so `get(name)` mounts it
-//!   with its layers (built once, on the first request). Every `#[handler]` also mounts with
-//!   `route_service(path, name.service())`, the way to go with `state = T`.
+//!   with its layers (built once, on the first request), on a `Router<S>` whose state (or a
+//!   `FromRef` part of it) reaches its `State<T>` parameters. Every `#[handler]` also mounts
+//!   with `route_service(path, name.service())`, the way to go with `state = T`.
 //! - A `#[handler]` parameter of any other type is extracted with `FromRequestParts<()>`:
 //!   `Path`, `Query`, `HeaderMap`, `Method`, `Uri`, `Extension`, ...; the last one, when the
 //!   handler takes neither the request, its parts nor its body, with `FromRequest<()>`, so it
-//!   may read the body: `Json<T>`, `String`, `Bytes`, `Form<T>`. (`State` needs the router's
-//!   state, which a service does not receive: use `#[handler(state = T)]`.)
+//!   may read the body: `Json<T>`, `String`, `Bytes`, `Form<T>`. axum's rejections (an error
+//!   status with a plain-text body) answer RFC 9457 problem details rendered with the
+//!   request's renderer (carrying the request id), with axum's status and text.
+//! - A `#[handler]` returns whatever an axum handler may (`impl IntoResponse`), besides its
+//!   own return types; `Result<T, Error>` renders the error as problem details.
 //!
 //! # Example
 //!
@@ -75,6 +82,7 @@ use axum::{
 };
 use bytes::Bytes;
 use http::request::Parts;
+use middleware_core::{Context, Error, RequestExt};
 use tower_service::Service;
 
 #[doc(hidden)]
@@ -88,6 +96,10 @@ pub use middleware_core::axum::MissingContextValue;
 #[doc(inline)]
 #[allow(deprecated)]
 pub use middleware_core::axum::MissingRequestId;
+/// Any context value as an extractor, and what a layer declares it provides; from
+/// `middleware-core`'s `axum` module.
+#[doc(inline)]
+pub use middleware_core::axum::{Ctx, Provides};
 
 #[cfg(feature = "auth")]
 mod principal {
@@ -121,7 +133,8 @@ mod principal {
     }
 }
 
-/// Any axum parts extractor is a `#[handler]` parameter.
+/// Any axum parts extractor is a `#[handler]` parameter; its rejection is answered with
+/// [`rejection_response`].
 impl<T> crate::__private::FromHandlerParts for T
 where
     T: FromRequestParts<()> + Send,
@@ -130,13 +143,17 @@ where
     async fn from_handler_parts(parts: &mut Parts) -> Result<Self, http::Response<Bytes>> {
         match T::from_request_parts(parts, &()).await {
             Ok(value) => Ok(value),
-            Err(rejection) => Err(rejection_bytes(rejection).await),
+            Err(rejection) => {
+                let cx = parts.try_context().cloned();
+                Err(rejection_response(rejection, cx.as_ref()).await)
+            }
         }
     }
 }
 
 /// Any axum extractor is the last `#[handler]` parameter (when the handler takes neither the
-/// request nor its parts); it may consume the body.
+/// request nor its parts); it may consume the body. Its rejection is answered with
+/// [`rejection_response`].
 impl<T, M> crate::__private::FromHandlerRequest<M> for T
 where
     T: FromRequest<(), M> + Send,
@@ -147,21 +164,343 @@ where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<middleware_core::BoxError>,
     {
+        let cx = req.try_context().cloned();
         match T::from_request(req.map(axum::body::Body::new), &()).await {
             Ok(value) => Ok(value),
-            Err(rejection) => Err(rejection_bytes(rejection).await),
+            Err(rejection) => Err(rejection_response(rejection, cx.as_ref()).await),
         }
     }
 }
 
-/// A rejection as a fixed-body response. Rejections are short, fixed bodies; one that cannot be
-/// read is dropped.
-async fn rejection_bytes(rejection: impl IntoResponse) -> http::Response<Bytes> {
-    let (parts, body) = rejection.into_response().into_parts();
+/// The longest rejection text kept as the problem's `detail`, in bytes.
+const MAX_DETAIL: usize = 512;
+
+/// An extractor's rejection as the handler's answer. axum's own rejections (an error status
+/// with a plain-text body: bad JSON, a bad path parameter, a missing header) become RFC 9457
+/// problem details rendered with the request's renderer (so they carry the request id), with
+/// axum's status, its text as the `detail` (at most 512 bytes) and its other headers. Any
+/// other rejection (a redirect, a JSON body, problem details already) is kept as it is.
+async fn rejection_response(
+    rejection: impl IntoResponse,
+    cx: Option<&Context>,
+) -> http::Response<Bytes> {
+    let res = rejection.into_response();
+    let plain_text = res
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .is_none_or(|value| value.as_bytes().starts_with(b"text/plain"));
+    let is_error = res.status().is_client_error() || res.status().is_server_error();
+    let (parts, body) = res.into_parts();
+    // Rejections are short, fixed bodies; one that cannot be read is dropped.
     let body = axum::body::to_bytes(body, usize::MAX)
         .await
         .unwrap_or_default();
-    http::Response::from_parts(parts, body)
+    if !(plain_text && is_error) {
+        return http::Response::from_parts(parts, body);
+    }
+    let mut error = Error::new(parts.status);
+    let text = String::from_utf8_lossy(&body);
+    let text = text.trim();
+    if !text.is_empty() {
+        let mut end = text.len().min(MAX_DETAIL);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        error = error.with_detail(text[..end].to_owned());
+    }
+    for (name, value) in &parts.headers {
+        if name != http::header::CONTENT_TYPE && name != http::header::CONTENT_LENGTH {
+            error = error.with_header(name.clone(), value.clone());
+        }
+    }
+    match cx {
+        Some(cx) => cx.render_error(&error),
+        None => Context::new().render_error(&error),
+    }
+}
+
+/// The axum levels of `#[handler]`'s answer conversion (see `__private::kind`). Not public API.
+#[doc(hidden)]
+pub mod __kind {
+    use axum::response::IntoResponse;
+    use http::Response;
+    use middleware_core::{Context, Error, ResponseBody};
+
+    use crate::__private::kind::Wrap;
+
+    /// `Result<R, Error>` with an axum `R`: the error rendered with the request's renderer
+    /// (problem details carrying the request id). Not public API.
+    #[derive(Debug)]
+    pub struct AxumResult;
+
+    impl AxumResult {
+        /// Not public API.
+        pub fn respond<R: IntoResponse>(
+            self,
+            out: Result<R, Error>,
+            cx: Option<&Context>,
+        ) -> Response<ResponseBody<axum::body::Body>> {
+            match out {
+                Ok(ok) => ok.into_response().map(ResponseBody::new),
+                Err(error) => match cx {
+                    Some(cx) => error.into_response(cx),
+                    None => error.into_response(&Context::new()),
+                },
+            }
+        }
+    }
+
+    /// Anything axum's `IntoResponse` takes. Not public API.
+    #[derive(Debug)]
+    pub struct Axum;
+
+    impl Axum {
+        /// Not public API.
+        pub fn respond<R: IntoResponse>(
+            self,
+            out: R,
+            _: Option<&Context>,
+        ) -> Response<ResponseBody<axum::body::Body>> {
+            out.into_response().map(ResponseBody::new)
+        }
+    }
+
+    /// Level 2: `Result<R, Error>` with an axum `R`. Not public API.
+    pub trait __MiddlewareAxumResultKind {
+        /// Not public API.
+        fn handler_kind(&self) -> AxumResult {
+            AxumResult
+        }
+    }
+
+    impl<R: IntoResponse> __MiddlewareAxumResultKind for &&Wrap<Result<R, Error>> {}
+
+    /// Level 3: `IntoResponse`. Not public API.
+    pub trait __MiddlewareAxumKind {
+        /// Not public API.
+        fn handler_kind(&self) -> Axum {
+            Axum
+        }
+    }
+
+    impl<T: IntoResponse> __MiddlewareAxumKind for &Wrap<T> {}
+}
+
+/// A `#[handler]`'s `State<T>`, handed over by its axum `Handler` impl in the request's
+/// extensions. Not public API.
+#[derive(Clone)]
+struct RouterState<T>(T);
+
+/// Puts the router's state (or the part of it a `State<T>` parameter takes) in the request,
+/// for the handler's service. Not public API.
+#[doc(hidden)]
+pub fn insert_router_state<T: Clone + Send + Sync + 'static>(req: &mut Request, state: T) {
+    req.extensions_mut().insert(RouterState(state));
+}
+
+/// A router state `Self` from which a `State<T>` parameter's `T` is taken (`T: FromRef<Self>`).
+/// A bound on the state rather than on `T`, so that the router's state type is not inferred
+/// from the `FromRef` impls (`T: FromRef<T>` would pick `T`): a wrong state is then reported
+/// as the missing `T: FromRef<S>`. Not public API.
+#[doc(hidden)]
+pub trait HasState<T> {
+    /// Not public API.
+    fn state(&self) -> T;
+}
+
+impl<S, T: axum::extract::FromRef<S>> HasState<T> for S {
+    fn state(&self) -> T {
+        T::from_ref(self)
+    }
+}
+
+/// The `T` of a `State<T>` parameter: absent when the handler was not mounted with
+/// `get(name)` (its `service()` on its own). Not public API.
+#[doc(hidden)]
+pub fn router_state<T: Clone + Send + Sync + 'static>(parts: &Parts) -> Option<T> {
+    parts
+        .extensions
+        .get::<RouterState<T>>()
+        .map(|state| state.0.clone())
+}
+
+/// `#[handler]`'s compile-time check of its `Ctx<T>` parameters against what its layers
+/// [`Provides`]: for each layer, [`Yes`](__provides::Yes) or [`No`](__provides::No) (picked by
+/// method resolution: a layer that does not implement `Provides` provides nothing), then one
+/// bound that a `Yes` is among them. Two layers that both provide `T` are fine. Not public API.
+#[doc(hidden)]
+pub mod __provides {
+    use std::marker::PhantomData;
+
+    use middleware_core::axum::Provides;
+
+    /// Whether a layer of type `L` provides `T` (`I`: where in its values). Not public API.
+    #[derive(Debug)]
+    pub struct Probe<T, L, I>(
+        PhantomData<fn() -> T>,
+        PhantomData<fn() -> L>,
+        PhantomData<fn() -> I>,
+    );
+
+    /// Not public API.
+    #[must_use]
+    pub const fn probe<T, L, I>(_: &L) -> Probe<T, L, I> {
+        Probe(PhantomData, PhantomData, PhantomData)
+    }
+
+    /// The layer provides the value. Not public API.
+    #[derive(Debug)]
+    pub struct Yes;
+
+    /// The layer does not provide the value. Not public API.
+    #[derive(Debug)]
+    pub struct No;
+
+    /// The index of a value that a layer does not provide. Not public API.
+    #[derive(Debug)]
+    pub struct Nowhere;
+
+    /// Checks that a layer provides `T`: `answers` is `(Yes | No, (.., ()))`, one per layer.
+    /// Not public API.
+    pub const fn check<T, S: AnyYes<T>>(_: &S) {}
+
+    /// The traits the generated code brings into scope. Not public API.
+    pub mod traits {
+        use super::{Contains, No, Nowhere, Probe, Provides, Yes};
+
+        /// A layer whose declared values hold `T`. Not public API.
+        pub trait __MiddlewareProvidesKind {
+            /// Not public API.
+            fn provided(&self) -> Yes {
+                Yes
+            }
+        }
+
+        impl<T, L, I> __MiddlewareProvidesKind for &Probe<T, L, I>
+        where
+            L: Provides,
+            L::Values: Contains<T, I>,
+        {
+        }
+
+        /// Any other layer. Not public API.
+        pub trait __MiddlewareProvidesNothing {
+            /// Not public API.
+            fn provided(&self) -> No {
+                No
+            }
+        }
+
+        impl<T, L> __MiddlewareProvidesNothing for Probe<T, L, Nowhere> {}
+    }
+
+    /// At position `N` of a tuple. Not public API.
+    #[derive(Debug)]
+    pub struct At<const N: usize>;
+
+    /// A layer of the handler provides `T`. Not public API.
+    #[diagnostic::on_unimplemented(
+        message = "no layer of this `#[handler]` provides the context value `{T}`",
+        label = "no layer provides `{T}`",
+        note = "a layer declares what it puts in the context with `middleware_std::axum::Provides` (or `#[middleware(provides(..))]` when it derives `Layer`); if an outer layer provides it, mark the parameter `#[from_outer]` (a `500` when absent) or take `Option<Ctx<{T}>>`"
+    )]
+    pub trait AnyYes<T> {}
+
+    impl<T, R> AnyYes<T> for (Yes, R) {}
+    impl<T, R: AnyYes<T>> AnyYes<T> for (No, R) {}
+
+    /// A tuple holds `T`, at `I`. Not public API.
+    pub trait Contains<T, I> {}
+
+    macro_rules! contains {
+        ([$($before:ident)*] [$($after:ident)*] $n:literal) => {
+            impl<__T, $($before,)* $($after,)*> Contains<__T, At<$n>> for ($($before,)* __T, $($after,)*) {}
+        };
+    }
+
+    contains!([] [] 0);
+    contains!([] [A1] 0);
+    contains!([A0] [] 1);
+    contains!([] [A1 A2] 0);
+    contains!([A0] [A2] 1);
+    contains!([A0 A1] [] 2);
+    contains!([] [A1 A2 A3] 0);
+    contains!([A0] [A2 A3] 1);
+    contains!([A0 A1] [A3] 2);
+    contains!([A0 A1 A2] [] 3);
+    contains!([] [A1 A2 A3 A4] 0);
+    contains!([A0] [A2 A3 A4] 1);
+    contains!([A0 A1] [A3 A4] 2);
+    contains!([A0 A1 A2] [A4] 3);
+    contains!([A0 A1 A2 A3] [] 4);
+    contains!([] [A1 A2 A3 A4 A5] 0);
+    contains!([A0] [A2 A3 A4 A5] 1);
+    contains!([A0 A1] [A3 A4 A5] 2);
+    contains!([A0 A1 A2] [A4 A5] 3);
+    contains!([A0 A1 A2 A3] [A5] 4);
+    contains!([A0 A1 A2 A3 A4] [] 5);
+    contains!([] [A1 A2 A3 A4 A5 A6] 0);
+    contains!([A0] [A2 A3 A4 A5 A6] 1);
+    contains!([A0 A1] [A3 A4 A5 A6] 2);
+    contains!([A0 A1 A2] [A4 A5 A6] 3);
+    contains!([A0 A1 A2 A3] [A5 A6] 4);
+    contains!([A0 A1 A2 A3 A4] [A6] 5);
+    contains!([A0 A1 A2 A3 A4 A5] [] 6);
+    contains!([] [A1 A2 A3 A4 A5 A6 A7] 0);
+    contains!([A0] [A2 A3 A4 A5 A6 A7] 1);
+    contains!([A0 A1] [A3 A4 A5 A6 A7] 2);
+    contains!([A0 A1 A2] [A4 A5 A6 A7] 3);
+    contains!([A0 A1 A2 A3] [A5 A6 A7] 4);
+    contains!([A0 A1 A2 A3 A4] [A6 A7] 5);
+    contains!([A0 A1 A2 A3 A4 A5] [A7] 6);
+    contains!([A0 A1 A2 A3 A4 A5 A6] [] 7);
+    contains!([] [A1 A2 A3 A4 A5 A6 A7 A8] 0);
+    contains!([A0] [A2 A3 A4 A5 A6 A7 A8] 1);
+    contains!([A0 A1] [A3 A4 A5 A6 A7 A8] 2);
+    contains!([A0 A1 A2] [A4 A5 A6 A7 A8] 3);
+    contains!([A0 A1 A2 A3] [A5 A6 A7 A8] 4);
+    contains!([A0 A1 A2 A3 A4] [A6 A7 A8] 5);
+    contains!([A0 A1 A2 A3 A4 A5] [A7 A8] 6);
+    contains!([A0 A1 A2 A3 A4 A5 A6] [A8] 7);
+    contains!([A0 A1 A2 A3 A4 A5 A6 A7] [] 8);
+    contains!([] [A1 A2 A3 A4 A5 A6 A7 A8 A9] 0);
+    contains!([A0] [A2 A3 A4 A5 A6 A7 A8 A9] 1);
+    contains!([A0 A1] [A3 A4 A5 A6 A7 A8 A9] 2);
+    contains!([A0 A1 A2] [A4 A5 A6 A7 A8 A9] 3);
+    contains!([A0 A1 A2 A3] [A5 A6 A7 A8 A9] 4);
+    contains!([A0 A1 A2 A3 A4] [A6 A7 A8 A9] 5);
+    contains!([A0 A1 A2 A3 A4 A5] [A7 A8 A9] 6);
+    contains!([A0 A1 A2 A3 A4 A5 A6] [A8 A9] 7);
+    contains!([A0 A1 A2 A3 A4 A5 A6 A7] [A9] 8);
+    contains!([A0 A1 A2 A3 A4 A5 A6 A7 A8] [] 9);
+    contains!([] [A1 A2 A3 A4 A5 A6 A7 A8 A9 A10] 0);
+    contains!([A0] [A2 A3 A4 A5 A6 A7 A8 A9 A10] 1);
+    contains!([A0 A1] [A3 A4 A5 A6 A7 A8 A9 A10] 2);
+    contains!([A0 A1 A2] [A4 A5 A6 A7 A8 A9 A10] 3);
+    contains!([A0 A1 A2 A3] [A5 A6 A7 A8 A9 A10] 4);
+    contains!([A0 A1 A2 A3 A4] [A6 A7 A8 A9 A10] 5);
+    contains!([A0 A1 A2 A3 A4 A5] [A7 A8 A9 A10] 6);
+    contains!([A0 A1 A2 A3 A4 A5 A6] [A8 A9 A10] 7);
+    contains!([A0 A1 A2 A3 A4 A5 A6 A7] [A9 A10] 8);
+    contains!([A0 A1 A2 A3 A4 A5 A6 A7 A8] [A10] 9);
+    contains!([A0 A1 A2 A3 A4 A5 A6 A7 A8 A9] [] 10);
+    contains!([] [A1 A2 A3 A4 A5 A6 A7 A8 A9 A10 A11] 0);
+    contains!([A0] [A2 A3 A4 A5 A6 A7 A8 A9 A10 A11] 1);
+    contains!([A0 A1] [A3 A4 A5 A6 A7 A8 A9 A10 A11] 2);
+    contains!([A0 A1 A2] [A4 A5 A6 A7 A8 A9 A10 A11] 3);
+    contains!([A0 A1 A2 A3] [A5 A6 A7 A8 A9 A10 A11] 4);
+    contains!([A0 A1 A2 A3 A4] [A6 A7 A8 A9 A10 A11] 5);
+    contains!([A0 A1 A2 A3 A4 A5] [A7 A8 A9 A10 A11] 6);
+    contains!([A0 A1 A2 A3 A4 A5 A6] [A8 A9 A10 A11] 7);
+    contains!([A0 A1 A2 A3 A4 A5 A6 A7] [A9 A10 A11] 8);
+    contains!([A0 A1 A2 A3 A4 A5 A6 A7 A8] [A10 A11] 9);
+    contains!([A0 A1 A2 A3 A4 A5 A6 A7 A8 A9] [A11] 10);
+    contains!([A0 A1 A2 A3 A4 A5 A6 A7 A8 A9 A10] [] 11);
+}
+
+#[cfg(feature = "auth")]
+impl<A> Provides for crate::auth::AuthLayer<A> {
+    type Values = (crate::auth::Principal,);
 }
 
 /// The `T` of axum's `Handler<T, S>` for `#[handler]`s. Not public API.
@@ -242,11 +581,13 @@ where
 }
 
 /// With the `axum` feature, `#[handler]` implements axum's `Handler` for a handler without
-/// state. Not public API.
+/// `state = T`; the router's state goes to its `State<T>` parameters (the types after the
+/// name), each `T: FromRef<S>`. The layered service is built once, on the first request: it
+/// does not depend on the router's state. Not public API.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __middleware_std_axum_handler {
-    ($name:ident) => {
+    ($name:ident $(, $state:ty)*) => {
         #[automatically_derived]
         impl<__S> $crate::__private::__axum::handler::Handler<$crate::__private::AxumMarker, __S>
             for $name
@@ -255,14 +596,28 @@ macro_rules! __middleware_std_axum_handler {
                 + $crate::__private::Send
                 + $crate::__private::Sync
                 + 'static,
+            $(
+                __S: $crate::__private::HasState<$state>,
+                $state: $crate::__private::Clone
+                    + $crate::__private::Send
+                    + $crate::__private::Sync
+                    + 'static,
+            )*
         {
             type Future = $crate::__private::AxumFuture;
 
+            #[allow(unused_mut, unused_variables)]
             fn call(
                 self,
-                req: $crate::__private::__axum::extract::Request,
-                _: __S,
+                mut req: $crate::__private::__axum::extract::Request,
+                state: __S,
             ) -> Self::Future {
+                $(
+                    $crate::__private::insert_router_state::<$state>(
+                        &mut req,
+                        <__S as $crate::__private::HasState<$state>>::state(&state),
+                    );
+                )*
                 static SERVICE: $crate::__private::AxumService =
                     $crate::__private::AxumService::new();
                 SERVICE.call(|| self.service(), req)

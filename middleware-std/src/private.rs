@@ -19,7 +19,10 @@ pub use middleware_core::{BoxError, Error};
 pub use crate::auth::{AuthLayer, Principal};
 #[cfg(feature = "axum")]
 /// Not public API.
-pub use crate::axum::{__axum, AxumFuture, AxumMarker, AxumService};
+pub use crate::axum::{
+    __axum, __provides as provides, AxumFuture, AxumMarker, AxumService, HasState,
+    insert_router_state, router_state,
+};
 #[cfg(feature = "catch-panic")]
 /// Not public API.
 pub use crate::catch_panic::CatchPanicLayer;
@@ -45,10 +48,21 @@ use std::task::{Context as TaskContext, Poll};
 use http::{HeaderValue, Response, StatusCode, header::CONTENT_TYPE, request::Parts};
 
 /// What a `#[handler]` may return. Not public API.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot be returned from a `#[handler]`",
-    label = "not a handler response",
-    note = "return `Response<B>`, `Result<R, middleware_std::Error>`, `()`, `&'static str`, `String`, `StatusCode` or `(StatusCode, String)`"
+#[cfg_attr(
+    not(feature = "axum"),
+    diagnostic::on_unimplemented(
+        message = "`{Self}` cannot be returned from a `#[handler]`",
+        label = "not a handler response",
+        note = "return `Response<B>`, `Result<R, middleware_std::Error>`, `middleware_std::Error`, `()`, `&'static str`, `String`, `StatusCode` or `(StatusCode, String)`"
+    )
+)]
+#[cfg_attr(
+    feature = "axum",
+    diagnostic::on_unimplemented(
+        message = "`{Self}` cannot be returned from a `#[handler]`",
+        label = "not a handler response",
+        note = "return what an axum handler may return (`impl IntoResponse`: `Json<T>`, `Html<T>`, `(StatusCode, Json<T>)`, `Result<T, E>` with `E: IntoResponse`, ...), `Response<B>`, or `Result<R, middleware_std::Error>` (problem details)"
+    )
 )]
 pub trait IntoHandlerResponse {
     /// Not public API.
@@ -96,6 +110,16 @@ fn text(status: StatusCode, body: Bytes) -> Response<TextBody> {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     res
+}
+
+impl IntoHandlerResponse for Error {
+    type Body = TextBody;
+    fn into_handler_response(self, cx: Option<&Context>) -> Response<TextBody> {
+        match cx {
+            Some(cx) => self.into_response(cx),
+            None => self.into_response(&Context::new()),
+        }
+    }
 }
 
 impl IntoHandlerResponse for () {
@@ -234,11 +258,37 @@ pub const fn request_id_layer<M>(layer: SetRequestIdLayer<M>) -> SetRequestIdLay
     layer
 }
 
-/// Checks that `timeout = ..` is a `TimeoutLayer`, which provides the deadline.
-/// Not public API.
+/// Checks that `timeout = ..` is a `TimeoutLayer` (which provides the deadline) or the
+/// `Duration` of one. Not public API.
 #[cfg(feature = "timeout")]
-pub const fn timeout_layer(layer: TimeoutLayer) -> TimeoutLayer {
-    layer
+pub fn timeout_layer(layer: impl IntoTimeoutLayer) -> TimeoutLayer {
+    layer.into_timeout_layer()
+}
+
+/// What `timeout = <expr>` takes. Not public API.
+#[cfg(feature = "timeout")]
+#[diagnostic::on_unimplemented(
+    message = "`timeout = ..` takes a `Duration` or a `TimeoutLayer`, not `{Self}`",
+    label = "not a `Duration` or a `TimeoutLayer`",
+    note = "write `timeout = \"1.5s\"`, `timeout = Duration::from_millis(250)` or `timeout = TimeoutLayer::new(..)`"
+)]
+pub trait IntoTimeoutLayer {
+    /// Not public API.
+    fn into_timeout_layer(self) -> TimeoutLayer;
+}
+
+#[cfg(feature = "timeout")]
+impl IntoTimeoutLayer for TimeoutLayer {
+    fn into_timeout_layer(self) -> TimeoutLayer {
+        self
+    }
+}
+
+#[cfg(feature = "timeout")]
+impl IntoTimeoutLayer for Duration {
+    fn into_timeout_layer(self) -> TimeoutLayer {
+        TimeoutLayer::new(self)
+    }
 }
 
 /// The innermost service of a `#[handler]`: calls the handler's function. Not public API.
@@ -302,3 +352,94 @@ macro_rules! __middleware_std_axum_handler {
 
 /// Not public API.
 pub use crate::__middleware_std_axum_handler as axum_handler;
+
+/// Picks the conversion of a handler's answer from its type, by method resolution on
+/// `(&&&&wrap(&out)).handler_kind()` (autoref specialization: the first level whose bound
+/// holds wins): our [`IntoHandlerResponse`], then (feature `axum`) `Result<R, Error>` with an
+/// axum `R`, then anything axum's `IntoResponse` takes, and last a stand-in whose one bound
+/// failure is the one error a wrong return type gets. Not public API.
+pub mod kind {
+    use std::marker::PhantomData;
+
+    use http::Response;
+
+    use super::{Context, IntoHandlerResponse, ResponseBody, TextBody};
+
+    /// The handler's answer type, for method resolution. Not public API.
+    pub struct Wrap<T>(PhantomData<fn() -> T>);
+
+    /// Not public API.
+    impl<T> std::fmt::Debug for Wrap<T> {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_tuple(stringify!(Wrap))
+                .field(&std::any::type_name::<T>())
+                .finish()
+        }
+    }
+
+    /// Not public API.
+    #[must_use]
+    pub const fn wrap<T>(_: &T) -> Wrap<T> {
+        Wrap(PhantomData)
+    }
+
+    /// Our conversion. Not public API.
+    #[derive(Debug)]
+    pub struct Ours;
+
+    impl Ours {
+        /// Not public API.
+        pub fn respond<R: IntoHandlerResponse>(
+            self,
+            out: R,
+            cx: Option<&Context>,
+        ) -> Response<ResponseBody<R::Body>> {
+            super::respond(out, cx)
+        }
+    }
+
+    /// No conversion fits: `respond`'s bound is the error. Not public API.
+    #[derive(Debug)]
+    pub struct NotAResponse;
+
+    impl NotAResponse {
+        /// Never called with a type that has a conversion (that one took the first level); the
+        /// fixed return type keeps a wrong return type at one error. Not public API.
+        pub fn respond<R: IntoHandlerResponse>(
+            self,
+            out: R,
+            cx: Option<&Context>,
+        ) -> Response<TextBody> {
+            let _ = (out, cx);
+            Response::new(ResponseBody::empty())
+        }
+    }
+
+    /// The traits the generated code brings into scope. Not public API.
+    pub mod traits {
+        use super::{IntoHandlerResponse, NotAResponse, Ours, Wrap};
+
+        #[cfg(feature = "axum")]
+        pub use crate::axum::__kind::{__MiddlewareAxumKind, __MiddlewareAxumResultKind};
+
+        /// Level 1: our conversion. Not public API.
+        pub trait __MiddlewareOursKind {
+            /// Not public API.
+            fn handler_kind(&self) -> Ours {
+                Ours
+            }
+        }
+
+        impl<T: IntoHandlerResponse> __MiddlewareOursKind for &&&Wrap<T> {}
+
+        /// Last level: no conversion. Not public API.
+        pub trait __MiddlewareNoKind {
+            /// Not public API.
+            fn handler_kind(&self) -> NotAResponse {
+                NotAResponse
+            }
+        }
+
+        impl<T> __MiddlewareNoKind for Wrap<T> {}
+    }
+}

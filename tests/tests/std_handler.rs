@@ -6,10 +6,15 @@ mod std_support;
 
 use std::time::Duration;
 
-use axum::{Router, routing::get};
+use axum::{
+    Router,
+    extract::{FromRef, Path, State},
+    response::Html,
+    routing::get,
+};
 use http::{StatusCode, header};
 use middleware_std::{
-    Context, RequestId,
+    Context, Error, RequestId,
     auth::{AuthLayer, Principal},
     handler,
 };
@@ -74,5 +79,68 @@ async fn annotated_handlers_keep_their_promises_over_tcp() {
         assert_eq!(parts.status, StatusCode::INTERNAL_SERVER_ERROR, "{proto:?}");
         assert!(String::from_utf8_lossy(&body).contains(&id), "{proto:?}");
         assert!(!String::from_utf8_lossy(&body).contains("handler bug"));
+    }
+}
+
+/// The app's state, and the part of it one handler takes.
+#[derive(Clone)]
+struct AppState {
+    shop: Shop,
+}
+
+#[derive(Clone)]
+struct Shop(&'static str);
+
+impl FromRef<AppState> for Shop {
+    fn from_ref(state: &AppState) -> Self {
+        state.shop.clone()
+    }
+}
+
+/// axum's state, extractor and return type in an annotated handler; our error next to it.
+#[handler(request_id)]
+async fn item(State(shop): State<Shop>, Path(id): Path<u32>) -> Result<Html<String>, Error> {
+    if id == 0 {
+        return Err(Error::new(StatusCode::NOT_FOUND).with_detail("no item 0"));
+    }
+    Ok(Html(format!("<p>{} #{id}</p>", shop.0)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn annotated_axum_handlers_with_state_answer_problem_details_over_tcp() {
+    let app = Router::new()
+        .route("/items/{id}", get(item))
+        .with_state(AppState { shop: Shop("tea") });
+    let server = serve(app).await;
+
+    for proto in PROTOS {
+        let client = client(proto);
+
+        let id = unique_id("item");
+        let (parts, body) = send(&client, request(&server.url("/items/7"), &id)).await;
+        assert_eq!(parts.status, StatusCode::OK, "{proto:?}");
+        assert_eq!(
+            parts.headers[header::CONTENT_TYPE],
+            "text/html; charset=utf-8"
+        );
+        assert_eq!(body, "<p>tea #7</p>");
+
+        // Our error, and axum's rejection of a bad path parameter: problem details, with the id.
+        for (path, status) in [
+            ("/items/0", StatusCode::NOT_FOUND),
+            ("/items/seven", StatusCode::BAD_REQUEST),
+        ] {
+            let id = unique_id("item");
+            let (parts, body) = send(&client, request(&server.url(path), &id)).await;
+            assert_eq!(parts.status, status, "{proto:?} {path}");
+            assert_eq!(
+                parts.headers[header::CONTENT_TYPE],
+                "application/problem+json"
+            );
+            assert!(
+                String::from_utf8_lossy(&body).contains(&id),
+                "{proto:?} {path}"
+            );
+        }
     }
 }

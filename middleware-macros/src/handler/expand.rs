@@ -1,7 +1,7 @@
 //! `#[handler]`: the generated items. `quote!` only; the decisions are in `validate.rs`.
 
 use proc_macro2::{Span, TokenStream};
-use quote::{format_ident, quote, quote_spanned};
+use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::{Ident, ItemFn, ReturnType, spanned::Spanned};
 
 use super::{
@@ -19,6 +19,13 @@ use crate::{
 /// the handler does not fail a second time.
 pub(crate) fn expand(function: &Function<'_>, plan: &Plan, fallback: bool) -> TokenStream {
     let p = paths::private_std(function.args.krate.get(), Span::call_site());
+    if function.args.associated.is_some() {
+        return if fallback {
+            fallback_service(function, &p)
+        } else {
+            service(function, plan, &p)
+        };
+    }
     let value = value_type(function, &p);
     let debug = debug_impl(function, &p);
     let service = if fallback {
@@ -27,8 +34,11 @@ pub(crate) fn expand(function: &Function<'_>, plan: &Plan, fallback: bool) -> To
         service(function, plan, &p)
     };
     let ident = &function.original.sig.ident;
-    let axum = (function.args.state.get().is_none() && plan.body.is_none() && !fallback)
-        .then(|| quote!(#p::axum_handler!(#ident);));
+    // Mounts with `get(name)`, the fallback too: code that mounts it does not fail a second
+    // time. `State<T>` parameters are handed over by the `Handler` impl.
+    let states = plan.router_states().filter(|_| !fallback);
+    let axum = (function.args.state.get().is_none() && (plan.body.is_none() || fallback))
+        .then(|| quote!(#p::axum_handler!(#ident #(, #states)*);));
     quote! {
         #value
         const _: () = {
@@ -79,19 +89,43 @@ fn nested(function: &Function<'_>) -> ItemFn {
     fn_attr::nested(function.original, &["from_outer", "body"])
 }
 
-/// The signature of `service`: generic over the request body unless a parameter fixes it.
+/// The user's function as an associated function of an `associated` handler: renamed
+/// `__middleware_<name>`, hidden, without our parameter attributes. In the same `impl` block,
+/// it may use `Self`.
+fn associated_original(function: &Function<'_>) -> ItemFn {
+    let mut original = nested(function);
+    original.sig.ident = hidden_ident(function);
+    original
+}
+
+fn hidden_ident(function: &Function<'_>) -> Ident {
+    format_ident!(
+        "__middleware_{}",
+        function.name(),
+        span = function.original.sig.ident.span()
+    )
+}
+
+/// The signature of `service` (for an `associated` handler: of the function itself, named and
+/// documented like the user's): generic over the request body unless a parameter fixes it.
 fn service_signature(
     function: &Function<'_>,
     plan: Option<&Plan>,
     p: &TokenStream,
 ) -> (TokenStream, TokenStream) {
     let generic = Ident::new("__MiddlewareB", Span::call_site());
-    // An extractor that may consume the body reads it as an `http_body::Body`.
+    // An extractor that may consume the body reads it as an `http_body::Body`; a `layer(..)`
+    // may need one too (an around-style middleware is generic over `B: Body`), and says so
+    // only once it is applied, too late for an `impl Service` signature: ask for a body.
     let readable = plan.is_some_and(|plan| {
         plan.params
             .iter()
             .any(|param| matches!(param, Param::BodyExtractor(_)))
-    });
+    }) || function
+        .args
+        .layers
+        .iter()
+        .any(|layer| matches!(layer.kind, LayerKind::Custom(_)));
     let readable =
         readable.then(|| quote!(+ #p::Body<Data = #p::Bytes, Error: #p::Into<#p::BoxError>>));
     let (params, body, bounds) = match plan.and_then(|plan| plan.body.as_ref()) {
@@ -103,14 +137,19 @@ fn service_signature(
         ),
     };
     let vis = &function.original.vis;
-    let doc = format!(
-        "The handler [`{0}`] with its layers, as a tower `Service` (built once: call it once and clone the service).",
-        function.name(),
-    );
+    let head = if function.args.associated.is_some() {
+        let docs = function.docs();
+        let ident = &function.original.sig.ident;
+        quote!(#(#docs)* #[must_use] #vis fn #ident #params())
+    } else {
+        let doc = format!(
+            "The handler [`{0}`] with its layers, as a tower `Service` (built once: call it once and clone the service).",
+            function.name(),
+        );
+        quote!(#[doc = #doc] #[must_use] #vis fn service #params(self))
+    };
     let signature = quote! {
-        #[doc = #doc]
-        #[must_use]
-        #vis fn service #params(self) -> impl #p::Service<
+        #head -> impl #p::Service<
             #p::http::Request<#body>,
             Response = #p::http::Response<
                 impl #p::Body<Data = #p::Bytes, Error: #p::Into<#p::BoxError>> + #p::Send + 'static,
@@ -144,9 +183,22 @@ fn service(function: &Function<'_>, plan: &Plan, p: &TokenStream) -> TokenStream
         ReturnType::Type(_, ty) => ty.span(),
         ReturnType::Default => ident.span(),
     };
-    let call = quote_spanned!(ident.span()=> #ident(#(#args),*).await);
+    let call = if function.args.associated.is_some() {
+        let hidden = hidden_ident(function);
+        quote_spanned!(ident.span()=> Self::#hidden(#(#args),*).await)
+    } else {
+        quote_spanned!(ident.span()=> #ident(#(#args),*).await)
+    };
+    // The conversion is picked from the answer's type (ours, then axum's `IntoResponse`);
+    // a type with none gets one error, on the return type.
     let respond = quote_spanned! {output_span=>
-        #p::respond(__middleware_out, #p::Option::as_ref(&#cx))
+        {
+            #[allow(unused_imports, clippy::wildcard_imports)]
+            use #p::kind::traits::*;
+            (&&&&#p::kind::wrap(&__middleware_out))
+                .handler_kind()
+                .respond(__middleware_out, #p::Option::as_ref(&#cx))
+        }
     };
     let handler = quote! {
         #p::HandlerFn(move |#req: #p::http::Request<#body>| {
@@ -162,7 +214,24 @@ fn service(function: &Function<'_>, plan: &Plan, p: &TokenStream) -> TokenStream
         })
     };
     let layers = layers(function, p);
+    let checks = provided_checks(function, plan, p);
     let svc = Ident::new("__middleware_svc", Span::mixed_site());
+    if function.args.associated.is_some() {
+        let original = associated_original(function);
+        return quote! {
+            // `#[handler]` requires an `async fn`, awaiting or not.
+            #[allow(clippy::unused_async)]
+            #[doc(hidden)]
+            #original
+            #signature
+            {
+                let #svc = #handler;
+                #(#layers)*
+                #checks
+                #svc
+            }
+        };
+    }
     quote! {
         #[automatically_derived]
         impl #ident {
@@ -173,20 +242,57 @@ fn service(function: &Function<'_>, plan: &Plan, p: &TokenStream) -> TokenStream
                 #nested
                 let #svc = #handler;
                 #(#layers)*
+                #checks
                 #svc
             }
         }
     }
 }
 
-/// `let svc = Layer::layer(&<layer>, svc);` for each layer, innermost (the last written) first.
+/// The name of the `index`th layer written.
+fn layer_ident(index: usize) -> Ident {
+    format_ident!("__middleware_layer{}", index, span = Span::mixed_site())
+}
+
+/// For each `Ctx<T>` parameter, a check (on the types, nothing runs) that a layer of the
+/// handler declares it provides `T`, its error on the parameter.
+fn provided_checks(function: &Function<'_>, plan: &Plan, p: &TokenStream) -> TokenStream {
+    if plan.provided.is_empty() {
+        return TokenStream::new();
+    }
+    let checks = plan.provided.iter().map(|ty| {
+        let answers = (0..function.args.layers.len())
+            .rev()
+            .fold(quote!(()), |rest, index| {
+                let layer = layer_ident(index);
+                quote! {
+                    (
+                        (&&#p::provides::probe::<#ty, _, _>(&#layer)).provided(),
+                        #rest,
+                    )
+                }
+            });
+        quote_spanned!(ty.span()=> #p::provides::check::<#ty, _>(&#answers);)
+    });
+    quote! {
+        {
+            #[allow(unused_imports, clippy::wildcard_imports)]
+            use #p::provides::traits::*;
+            #(#checks)*
+        }
+    }
+}
+
+/// `let layerN = <layer>; let svc = Layer::layer(&layerN, svc);` for each layer, innermost
+/// (the last written) first.
 fn layers(function: &Function<'_>, p: &TokenStream) -> Vec<TokenStream> {
     function
         .args
         .layers
         .iter()
+        .enumerate()
         .rev()
-        .map(|layer| {
+        .map(|(index, layer)| {
             let span = layer.key.span();
             let expr = match &layer.kind {
                 LayerKind::Timeout(duration) => {
@@ -209,7 +315,11 @@ fn layers(function: &Function<'_>, p: &TokenStream) -> Vec<TokenStream> {
                 | LayerKind::Custom(expr) => quote!(#expr),
             };
             let svc = Ident::new("__middleware_svc", Span::mixed_site());
-            quote_spanned!(span=> let #svc = #p::Layer::layer(&#expr, #svc);)
+            let ident = layer_ident(index);
+            quote_spanned! {span=>
+                let #ident = #expr;
+                let #svc = #p::Layer::layer(&#ident, #svc);
+            }
         })
         .collect()
 }
@@ -269,6 +379,15 @@ fn arguments(plan: &Plan, name: &str, p: &TokenStream) -> Arguments {
                 });
                 args.push(quote!(#arg));
             }
+            Param::RouterState(ty) => {
+                let what = format!("State<{}>", ty.to_token_stream());
+                lets.push(quote! {
+                    let #p::Option::Some(#arg) = #p::router_state::<#ty>(&#parts) else {
+                        return #p::rejection(#p::missing(&#parts, #what, #name));
+                    };
+                });
+                args.push(quote!(#p::__axum::extract::State(#arg)));
+            }
             Param::State => args.push(quote!(&#this.0)),
             Param::StateOwned => args.push(quote!(#p::Clone::clone(&#this.0))),
             Param::BodyExtractor(ty) => {
@@ -324,6 +443,25 @@ fn fallback_service(function: &Function<'_>, p: &TokenStream) -> TokenStream {
             | LayerKind::Custom(expr) => Some(expr),
             _ => None,
         });
+    let stand_in = quote! {
+        let _ = || { #(let _ = #exprs;)* };
+        #p::HandlerFn(|_: #p::http::Request<#body>| async {
+            #p::IntoHandlerResponse::into_handler_response((), #p::Option::None)
+        })
+    };
+    if function.args.associated.is_some() {
+        let original = associated_original(function);
+        return quote! {
+            // Kept for diagnostics only: the attribute is in error, so nothing calls it.
+            #[allow(dead_code, clippy::unused_async)]
+            #[doc(hidden)]
+            #original
+            #signature
+            {
+                #stand_in
+            }
+        };
+    }
     quote! {
         #[automatically_derived]
         impl #ident {
@@ -332,10 +470,7 @@ fn fallback_service(function: &Function<'_>, p: &TokenStream) -> TokenStream {
                 // Kept for diagnostics only: the attribute is in error, so nothing calls it.
                 #[allow(dead_code)]
                 #nested
-                let _ = || { #(let _ = #exprs;)* };
-                #p::HandlerFn(|_: #p::http::Request<#body>| async {
-                    #p::IntoHandlerResponse::into_handler_response((), #p::Option::None)
-                })
+                #stand_in
             }
         }
     }

@@ -25,6 +25,7 @@ pub(crate) const KEYS: &[&str] = &[
     "layer",
     "state",
     "allow",
+    "associated",
     "crate",
 ];
 
@@ -45,7 +46,7 @@ pub(crate) struct LayerEntry {
 pub(crate) enum LayerKind {
     /// `timeout = "250ms"`: the parsed duration.
     Timeout(Duration),
-    /// `timeout = <TimeoutLayer expr>`.
+    /// `timeout = <Duration or TimeoutLayer expr>`.
     TimeoutLayer(Expr),
     /// `auth = <AuthLayer expr>`.
     Auth(Expr),
@@ -68,6 +69,12 @@ pub(crate) struct Args {
     pub(crate) state: Once<syn::Type>,
     /// `allow(rule, ..)`: order rules switched off.
     pub(crate) allow: Vec<Ident>,
+    /// An `allow(..)` named an unknown rule (reported): the order rules are not checked, so
+    /// that the rule it meant to switch off does not fail a second time.
+    pub(crate) allow_unknown: bool,
+    /// `associated`: the function is an associated function in an `impl` block; it becomes
+    /// `Type::name()`, returning the service (no handler value).
+    pub(crate) associated: Option<Ident>,
     /// `crate = "path"`: the crate that re-exports `middleware_std`'s `__private`.
     pub(crate) krate: Once<syn::Path>,
     seen: Vec<(&'static str, Span)>,
@@ -79,6 +86,8 @@ impl Args {
             layers: Vec::new(),
             state: Once::new("state"),
             allow: Vec::new(),
+            allow_unknown: false,
+            associated: None,
             krate: Once::new("crate"),
             seen: Vec::new(),
         };
@@ -145,11 +154,20 @@ impl Args {
             }
             "layer" => self.custom_layer(&key, input, errors),
             "allow" => self.allow_rules(&key, input, errors),
+            "associated" => {
+                input.call(Ident::parse_any)?;
+                if self.associated.is_some() {
+                    errors.error(key.span(), "`associated` specified more than once");
+                } else {
+                    self.associated = Some(key);
+                }
+                Ok(())
+            }
             _ => attr::unknown_key(input, "#[handler]", KEYS, errors),
         }
     }
 
-    /// `timeout = "<duration>"` or `timeout = <TimeoutLayer>`.
+    /// `timeout = "<duration>"`, `timeout = <Duration>` or `timeout = <TimeoutLayer>`.
     fn timeout(
         &mut self,
         key: Ident,
@@ -163,7 +181,7 @@ impl Args {
             let Lit::Str(lit) = lit else {
                 return Err(syn::Error::new_spanned(
                     lit,
-                    "expected a duration string, like `timeout = \"250ms\"`",
+                    "expected a duration string, like `timeout = \"250ms\"`, or a `Duration` or `TimeoutLayer` expression",
                 ));
             };
             LayerKind::Timeout(parse_duration(&lit)?)
@@ -249,6 +267,7 @@ impl Args {
                 self.allow.push(rule);
                 continue;
             }
+            self.allow_unknown = true;
             let message = match attr::closest(&name, RULES) {
                 Some(suggestion) => {
                     format!("unknown order rule `{name}`, did you mean `{suggestion}`?")
@@ -288,16 +307,17 @@ const UNITS: [(&str, u64); 5] = [
     ("us", 1_000),
 ];
 
-/// Parses a human duration: one or more `<integer><unit>` parts, units `h`, `m`, `s`, `ms`,
-/// `us`, largest first, each at most once (`"250ms"`, `"5s"`, `"1m30s"`). Zero is refused: a
-/// zero budget answers every request that waits at all with a timeout.
+/// Parses a human duration: one or more `<number><unit>` parts, units `h`, `m`, `s`, `ms`,
+/// `us`, largest first, each at most once (`"250ms"`, `"5s"`, `"1m30s"`). A number may have a
+/// fraction (`"1.5s"`, `"0.25ms"`), as long as the total is a whole number of nanoseconds.
+/// Zero is refused: a zero budget answers every request that waits at all with a timeout.
 pub(crate) fn parse_duration(lit: &LitStr) -> syn::Result<Duration> {
     let text = lit.value();
     let error = |why: &str| {
         syn::Error::new(
             lit.span(),
             format_args!(
-                "invalid duration `{text}`: {why}; expected an integer and a unit (`h`, `m`, `s`, `ms`, `us`), largest first, like `\"250ms\"`, `\"5s\"` or `\"1m30s\"`"
+                "invalid duration `{text}`: {why}; expected a number and a unit (`h`, `m`, `s`, `ms`, `us`), largest first, like `\"250ms\"`, `\"1.5s\"` or `\"1m30s\"`"
             ),
         )
     };
@@ -312,9 +332,20 @@ pub(crate) fn parse_duration(lit: &LitStr) -> syn::Result<Duration> {
         if digits == 0 {
             return Err(error("a number is missing"));
         }
-        let (number, tail) = rest.split_at(digits);
+        let (whole, tail) = rest.split_at(digits);
+        let (fraction, tail) = match tail.strip_prefix('.') {
+            Some(tail) => {
+                let digits = tail.bytes().take_while(u8::is_ascii_digit).count();
+                if digits == 0 {
+                    return Err(error(&format!("`{whole}.` has no digits after the point")));
+                }
+                tail.split_at(digits)
+            }
+            None => ("", tail),
+        };
         let letters = tail.bytes().take_while(u8::is_ascii_alphabetic).count();
         let (unit, tail) = tail.split_at(letters);
+        let number = &rest[..rest.len() - tail.len() - unit.len()];
         if unit.is_empty() {
             return Err(error(&format!("`{number}` has no unit")));
         }
@@ -325,19 +356,40 @@ pub(crate) fn parse_duration(lit: &LitStr) -> syn::Result<Duration> {
             return Err(error(&format!("`{unit}` is out of order or repeated")));
         }
         next_unit = index + 1;
-        let value = number
+        let scale = UNITS[index].1;
+        let too_large = || error("it is too large");
+        let whole = whole
             .parse::<u64>()
             .ok()
-            .and_then(|number| number.checked_mul(UNITS[index].1))
+            .and_then(|whole| whole.checked_mul(scale))
+            .ok_or_else(too_large)?;
+        let fraction = fraction_nanos(fraction, scale)
+            .ok_or_else(|| error(&format!("`{number}{unit}` is finer than a nanosecond")))?;
+        total = whole
+            .checked_add(fraction)
             .and_then(|nanos| total.checked_add(nanos))
-            .ok_or_else(|| error("it is too large"))?;
-        total = value;
+            .ok_or_else(too_large)?;
         rest = tail;
     }
     if total == 0 {
         return Err(error("a zero budget times out every request that waits"));
     }
     Ok(Duration::from_nanos(total))
+}
+
+/// The nanoseconds of `0.<digits>` units of `scale` nanoseconds, if a whole number.
+fn fraction_nanos(digits: &str, scale: u64) -> Option<u64> {
+    // Trailing zeros add nothing; past 18 significant digits no unit here is exact.
+    let digits = digits.trim_end_matches('0');
+    if digits.is_empty() {
+        return Some(0);
+    }
+    if digits.len() > 18 {
+        return None;
+    }
+    let numerator = u128::from(digits.parse::<u64>().ok()?) * u128::from(scale);
+    let denominator = 10u128.pow(u32::try_from(digits.len()).ok()?);
+    (numerator % denominator == 0).then(|| u64::try_from(numerator / denominator).ok())?
 }
 
 /// The annotated function with its arguments.
@@ -363,6 +415,28 @@ mod tests {
     }
 
     #[test]
+    fn durations_accept_fractions_that_are_whole_nanoseconds() {
+        assert_eq!(parse("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse("0.25ms"), Ok(Duration::from_micros(250)));
+        assert_eq!(parse("1.5m"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse("1m0.5s"), Ok(Duration::from_millis(60_500)));
+        assert_eq!(parse("2.000s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse("0.001us"), Ok(Duration::from_nanos(1)));
+        assert!(
+            parse("0.0001us")
+                .unwrap_err()
+                .contains("finer than a nanosecond")
+        );
+        assert!(
+            parse("1.s")
+                .unwrap_err()
+                .contains("no digits after the point")
+        );
+        assert!(parse(".5s").unwrap_err().contains("a number is missing"));
+        assert!(parse("0.0s").unwrap_err().contains("zero budget"));
+    }
+
+    #[test]
     fn durations_refuse_malformed_literals() {
         for bad in [
             "",
@@ -370,7 +444,8 @@ mod tests {
             "ms",
             "5 s",
             "5sec",
-            "1.5s",
+            "1.5.5s",
+            "1,5s",
             "-1s",
             "30s1m",
             "1s1s",
@@ -417,6 +492,18 @@ mod tests {
             match parse(&text) {
                 Ok(duration) => proptest::prop_assert_eq!(duration, Duration::from_nanos(nanos)),
                 Err(_) => proptest::prop_assert!(text.is_empty() || nanos == 0, "{} refused", text),
+            }
+        }
+
+        /// Fractions with up to three digits are exact in every unit.
+        #[test]
+        fn fractional_literals_parse_to_their_exact_value(whole in 0u64..1000, fraction in 0u64..1000, unit in 0usize..5) {
+            let (name, scale) = UNITS[unit];
+            let text = format!("{whole}.{fraction:03}{name}");
+            let nanos = whole * scale + fraction * scale / 1000;
+            match parse(&text) {
+                Ok(duration) => proptest::prop_assert_eq!(duration, Duration::from_nanos(nanos)),
+                Err(error) => proptest::prop_assert!(nanos == 0 && error.contains("zero budget"), "{} refused: {}", text, error),
             }
         }
 

@@ -13,6 +13,19 @@ pub(crate) struct Plan {
     pub(crate) params: Vec<Param>,
     /// The request body type, when a parameter fixes it (`Request<B>`, `#[body] b: B`).
     pub(crate) body: Option<Type>,
+    /// The `T` of each `Ctx<T>` parameter (without `#[from_outer]`): a layer of the handler
+    /// must provide it, checked on the types.
+    pub(crate) provided: Vec<Type>,
+}
+
+impl Plan {
+    /// The `T` of each `State<T>` parameter.
+    pub(crate) fn router_states(&self) -> impl Iterator<Item = &Type> {
+        self.params.iter().filter_map(|param| match param {
+            Param::RouterState(ty) => Some(&**ty),
+            _ => None,
+        })
+    }
 }
 
 pub(crate) enum Param {
@@ -32,6 +45,9 @@ pub(crate) enum Param {
     State,
     /// `T` with `state = T`: cloned per request.
     StateOwned,
+    /// `State<T>`: the router's state (or a `FromRef` part of it), which the axum `Handler`
+    /// impl hands over.
+    RouterState(Box<Type>),
     /// Anything else: a `FromHandlerParts` extractor (axum's, with the `axum` feature).
     Extractor(Box<Type>),
     /// Anything else as the last parameter of a handler that takes neither the request nor
@@ -87,6 +103,7 @@ pub(crate) enum Presence {
 pub(crate) fn validate(function: &Function<'_>, errors: &mut Errors) -> Plan {
     signature(function, errors);
     let plan = parameters(function, errors);
+    associated(function, &plan, errors);
     order(function, errors);
     plan
 }
@@ -114,6 +131,25 @@ fn signature(function: &Function<'_>, errors: &mut Errors) {
     }
 }
 
+/// An `associated` handler is `Type::name()`, a service: no handler value to hold state, no
+/// axum `Handler` impl to hand over the router's.
+fn associated(function: &Function<'_>, plan: &Plan, errors: &mut Errors) {
+    let Some(key) = &function.args.associated else {
+        return;
+    };
+    if function.args.state.get().is_some() {
+        errors.spanned(
+            key,
+            "an `associated` handler has no handler value to hold `state = T`: keep the state in the type or a `static`, or make the handler a free function",
+        );
+    } else if let Some(state) = plan.router_states().next() {
+        errors.spanned(
+            state,
+            "`State<..>` reaches handlers mounted with `get(name)`, and an `associated` handler mounts as a service (`route_service(path, Type::name())`), which gets no router state: make it a free function",
+        );
+    }
+}
+
 fn parameters(function: &Function<'_>, errors: &mut Errors) -> Plan {
     let mut seen = Seen {
         state: function.args.state.get().map(token_string),
@@ -121,13 +157,14 @@ fn parameters(function: &Function<'_>, errors: &mut Errors) -> Plan {
         request: None,
         context: false,
         state_taken: false,
+        provided: Vec::new(),
     };
     let mut params = Vec::new();
     for arg in &function.original.sig.inputs {
         match arg {
             FnArg::Receiver(receiver) => errors.spanned(
                 receiver.self_token,
-                "`#[handler]` takes a free function, not a method: remove `self` (for shared data, use `#[handler(state = T)]`)",
+                "`#[handler]` takes a function without `self`: remove `self` (for shared data, use `#[handler(state = T)]`; in an `impl` block, `#[handler(associated)]`)",
             ),
             FnArg::Typed(arg) => params.extend(seen.classify(function, arg, errors)),
         }
@@ -143,6 +180,7 @@ fn parameters(function: &Function<'_>, errors: &mut Errors) -> Plan {
             );
         }
     }
+    body_extractors(function, &seen, errors);
     // The last extractor may take the body, unless a parameter already holds the request.
     if seen.request.is_none() && seen.body.is_none() {
         if let Some(last) = params.pop() {
@@ -155,6 +193,7 @@ fn parameters(function: &Function<'_>, errors: &mut Errors) -> Plan {
     Plan {
         params,
         body: seen.body,
+        provided: seen.provided,
     }
 }
 
@@ -168,6 +207,8 @@ struct Seen {
     request: Option<&'static str>,
     context: bool,
     state_taken: bool,
+    /// The `T` of each checked `Ctx<T>`.
+    provided: Vec<Type>,
 }
 
 impl Seen {
@@ -192,14 +233,25 @@ impl Seen {
             return self.body(ty, errors);
         }
         let value = value_of(ty);
-        if let Some(attr) = from_outer.filter(|_| value.is_none()) {
-            let message = if single_arg(ty, "Option").and_then(value_of).is_some() {
+        let ctx = single_arg(ty, "Ctx");
+        if let Some(attr) = from_outer.filter(|_| value.is_none() && ctx.is_none()) {
+            let optional = single_arg(ty, "Option");
+            let message = if optional
+                .is_some_and(|ty| value_of(ty).is_some() || single_arg(ty, "Ctx").is_some())
+            {
                 "`Option<..>` already says the value may be absent: remove `#[from_outer]`"
             } else {
-                "`#[from_outer]` applies to `Principal`, `RequestId` and the deadline `Instant`"
+                "`#[from_outer]` applies to `Ctx<T>`, `Principal`, `RequestId` and the deadline `Instant`"
             };
             errors.spanned(attr, message);
             return None;
+        }
+        if let Some(provided) = ctx {
+            // An extractor; without `#[from_outer]`, a layer of the handler must provide it.
+            if from_outer.is_none() {
+                self.provided.push(provided.clone());
+            }
+            return Some(Param::Extractor(Box::new(ty.clone())));
         }
         if let Some(body) = single_arg(ty, "Request") {
             return self.request(ty, Some(body), errors);
@@ -210,6 +262,9 @@ impl Seen {
         if let Some(value) = value {
             return provided(function, ty, value, from_outer.is_some(), errors);
         }
+        if let Some(state) = single_arg(ty, "State") {
+            return self.router_state(function, ty, state, errors);
+        }
         if let Some(value) = single_arg(ty, "Option").and_then(value_of) {
             return Some(Param::Value {
                 value,
@@ -217,6 +272,29 @@ impl Seen {
             });
         }
         self.other(ty, errors)
+    }
+
+    /// `State<T>`: from the router, so not with `state = ..`, which the handler value holds.
+    fn router_state(
+        &mut self,
+        function: &Function<'_>,
+        ty: &Type,
+        state: &Type,
+        errors: &mut Errors,
+    ) -> Option<Param> {
+        if let Some(declared) = function.args.state.get() {
+            let written = token_string(declared);
+            errors.spanned(
+                ty,
+                format_args!(
+                    "`State<..>` is the router's state, and `state = {written}` the handler's own: take `&{written}` for the handler's, or remove `state = {written}` and mount with `get(name)` on a `Router` with state"
+                ),
+            );
+            // Reported once: not also as a `state = ..` that no parameter takes.
+            self.state_taken = true;
+            return None;
+        }
+        Some(Param::RouterState(Box::new(state.clone())))
     }
 
     fn body(&mut self, ty: &Type, errors: &mut Errors) -> Option<Param> {
@@ -309,6 +387,81 @@ impl Seen {
     }
 }
 
+/// Mistakes with axum's extractors that consume the request body, as `#[debug_handler]`
+/// words them; only the first is reported (the others are the same mistake).
+fn body_extractors(function: &Function<'_>, seen: &Seen, errors: &mut Errors) {
+    let inputs = &function.original.sig.inputs;
+    let consuming: Vec<(usize, &Type, &str)> = inputs
+        .iter()
+        .enumerate()
+        .filter_map(|(index, arg)| match arg {
+            // `#[body] b: String` and the handler's own `state = String` are not extractors.
+            FnArg::Typed(arg)
+                if !arg.attrs.iter().any(|attr| attr.path().is_ident("body"))
+                    && seen.state.as_deref() != Some(token_string(&arg.ty).as_str()) =>
+            {
+                consuming_name(&arg.ty).map(|name| (index, &*arg.ty, name))
+            }
+            _ => None,
+        })
+        .collect();
+    let Some(&(index, ty, name)) = consuming.first() else {
+        return;
+    };
+    if let Some(what) = seen.request {
+        let fix = if seen.body.is_some() {
+            "take one of them"
+        } else {
+            "take the body with `#[body] body: B` next to `Parts`, or drop `Parts`"
+        };
+        errors.spanned(
+            ty,
+            format_args!(
+                "`{name}` consumes the request body, but the {what} is a parameter: {fix}"
+            ),
+        );
+    } else if seen.body.is_some() {
+        errors.spanned(
+            ty,
+            format_args!(
+                "`{name}` consumes the request body, which the `#[body]` parameter takes: take one of them"
+            ),
+        );
+    } else if let Some(&(_, second, other)) = consuming.get(1) {
+        errors.spanned(
+            second,
+            format_args!(
+                "can't have two extractors that consume the request body: `{name}` and `{other}` both do that"
+            ),
+        );
+    } else if index + 1 != inputs.len() {
+        errors.spanned(
+            ty,
+            format_args!(
+                "`{name}` consumes the request body and thus must be the last argument to the handler function"
+            ),
+        );
+    }
+}
+
+/// axum's extractors that consume the request body, named as `#[debug_handler]` names them.
+fn consuming_name(ty: &Type) -> Option<&'static str> {
+    let Type::Path(path) = ty else { return None };
+    let last = path.path.segments.last()?;
+    Some(match last.ident.to_string().as_str() {
+        "Json" => "Json<_>",
+        "Form" => "Form<_>",
+        "RawForm" => "RawForm",
+        "Multipart" => "Multipart",
+        "Bytes" => "Bytes",
+        "String" => "String",
+        "JsonLines" => "JsonLines<_>",
+        "Protobuf" => "Protobuf<_>",
+        "RawBody" => "RawBody<_>",
+        _ => return None,
+    })
+}
+
 /// A context value: a layer of this handler must provide it, unless `#[from_outer]`.
 fn provided(
     function: &Function<'_>,
@@ -375,6 +528,9 @@ fn order(function: &Function<'_>, errors: &mut Errors) {
             "a panic in the timing layer or its body hook would escape",
         ),
     ];
+    if args.allow_unknown {
+        return;
+    }
     for (inner, outer, rule, why) in rules {
         let (Some(inner_at), Some(outer_at)) = (position(inner), position(outer)) else {
             continue;

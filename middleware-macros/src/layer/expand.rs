@@ -27,6 +27,7 @@ pub(crate) fn expand(input: &Input<'_>, fallback: bool) -> TokenStream {
     let constructors = constructors(input, &p);
     let layer = layer_impl(input, &inner, &adapter, &alias, fallback);
     let debug = debug_impl(input, &p, fallback);
+    let provides = provides_impl(input, &p);
     quote! {
         #import
         #alias_type
@@ -34,7 +35,32 @@ pub(crate) fn expand(input: &Input<'_>, fallback: bool) -> TokenStream {
         const _: () = {
             #layer
             #debug
+            #provides
         };
+    }
+}
+
+/// With `provides(T, ..)`: `impl <facade>::axum::Provides for Name { type Values = (T, ..); }`
+/// (the facade's `axum` module, feature `axum`).
+fn provides_impl(input: &Input<'_>, p: &TokenStream) -> TokenStream {
+    let Some(types) = input.provides.get() else {
+        return TokenStream::new();
+    };
+    // The facade is the base path without its last segment, `__private`.
+    let mut root: syn::Path = match syn::parse2(p.clone()) {
+        Ok(path) => path,
+        Err(error) => return error.into_compile_error(),
+    };
+    root.segments.pop();
+    root.segments.pop_punct();
+    let original = input.original;
+    let ident = &original.ident;
+    let (impl_generics, ty_generics, where_clause) = original.generics.split_for_impl();
+    quote! {
+        #[automatically_derived]
+        impl #impl_generics #root::axum::Provides for #ident #ty_generics #where_clause {
+            type Values = (#(#types,)*);
+        }
     }
 }
 

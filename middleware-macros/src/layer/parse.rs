@@ -49,6 +49,8 @@ pub(crate) struct Input<'a> {
     pub(crate) krate: Once<syn::Path>,
     pub(crate) service: Once<Ident>,
     pub(crate) new: Once<bool>,
+    /// `provides(T, ..)`: the context values the layer declares (`axum::Provides`).
+    pub(crate) provides: Once<Vec<syn::Type>>,
     pub(crate) fields: Vec<Field<'a>>,
 }
 
@@ -97,6 +99,7 @@ impl<'a> Input<'a> {
             krate: Once::new("crate"),
             service: Once::new("service"),
             new: Once::new("new"),
+            provides: Once::new("provides"),
             fields: Vec::new(),
         };
         for attr in middleware_attrs(&original.attrs) {
@@ -136,6 +139,20 @@ impl<'a> Input<'a> {
             attr::expect_eq(input, key.span, "new = false")?;
             let value: LitBool = input.parse()?;
             self.new.set(key.span, value.value, errors);
+        } else if input.peek(kw::provides) {
+            let key: kw::provides = input.parse()?;
+            if !input.peek(syn::token::Paren) {
+                return Err(syn::Error::new(
+                    key.span,
+                    "expected `provides(<Type>, ..)`: the types of the context values the layer inserts",
+                ));
+            }
+            let content;
+            syn::parenthesized!(content in input);
+            let types =
+                syn::punctuated::Punctuated::<syn::Type, Token![,]>::parse_terminated(&content)?;
+            self.provides
+                .set(key.span, types.into_iter().collect(), errors);
         } else if input.peek(kw::secret) || input.peek(kw::default) {
             let key = Ident::parse_any(input)?;
             errors.error(

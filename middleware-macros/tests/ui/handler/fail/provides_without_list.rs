@@ -1,0 +1,7 @@
+use middleware_std::Layer;
+
+#[derive(Clone, Layer)]
+#[middleware(hook, provides)]
+struct TenantLayer;
+
+fn main() {}

@@ -1,0 +1,13 @@
+use axum::extract::State;
+use middleware_macros::handler;
+
+#[derive(Clone)]
+struct Db;
+
+#[handler(state = Db)]
+async fn list(State(db): State<Db>) -> &'static str {
+    let _ = db;
+    "list"
+}
+
+fn main() {}
