@@ -449,6 +449,9 @@ fn consuming_name(ty: &Type) -> Option<&'static str> {
     let Type::Path(path) = ty else { return None };
     let last = path.path.segments.last()?;
     Some(match last.ident.to_string().as_str() {
+        // axum's `Request` alias (`Request<Body>`) is an extractor; `Request<B>` is the
+        // handler's own request parameter.
+        "Request" if last.arguments.is_empty() => "Request<_>",
         "Json" => "Json<_>",
         "Form" => "Form<_>",
         "RawForm" => "RawForm",
