@@ -436,6 +436,25 @@ proptest! {
     }
 }
 
+#[tokio::test]
+async fn the_rate_limit_records_its_own_time_only_when_layer_times_are_asked_for() {
+    let svc = RateLimitLayer::new(Policy::per_second(10))
+        .key(())
+        .layer(ok());
+    for asked in [false, true] {
+        let cx = middleware_core::Context::new();
+        if asked {
+            cx.request_layer_times();
+        }
+        let mut req = Request::new(());
+        req.extensions_mut().insert(cx.clone());
+        assert_eq!(status(&svc, req).await, StatusCode::OK);
+        let names: Vec<_> = cx.marks().iter().map(|m| m.name().to_owned()).collect();
+        let expected: &[&str] = if asked { &["mw.rate_limit"] } else { &[] };
+        assert_eq!(names, expected, "asked: {asked}");
+    }
+}
+
 // Fixtures
 
 const V4: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
