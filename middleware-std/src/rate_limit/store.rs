@@ -250,7 +250,8 @@ const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// and a shard can fill before the table does), one of a few sampled keys, the one closest to
 /// a whole quota, is forgotten to make room (and the next check sweeps): that key gets a fresh quota early. Memory stays
 /// bounded by `capacity` keys of at most [`MAX_KEY_LEN`](super::MAX_KEY_LEN) bytes whatever
-/// the clients send; the price under such a flood is some extra requests for the forgotten
+/// the clients send, plus the [anonymous](Key::anonymous) key (every request of a global `()`
+/// limit), which has a slot of its own outside the shards: counted without a lock; the price under such a flood is some extra requests for the forgotten
 /// keys, never a refusal of new keys.
 ///
 /// **Time** is read through `tokio::time::Instant`, so a paused test clock drives it.
@@ -263,6 +264,8 @@ pub struct MemoryStore {
     last_sweep: AtomicU64,
     /// Raised by the table when a full shard evicts a key.
     pressure: Arc<AtomicBool>,
+    /// The policy's replenish interval, divided out once.
+    interval: Duration,
 }
 
 impl MemoryStore {
@@ -276,6 +279,7 @@ impl MemoryStore {
     #[must_use]
     pub fn with_capacity(policy: Policy, capacity: usize) -> Self {
         let quota = policy.gcra;
+        let policy_interval = policy.replenish_interval();
         let per_shard = capacity.div_ceil(SHARDS).max(1);
         let clock = TokioClock::new();
         let pressure = Arc::new(AtomicBool::new(false));
@@ -283,7 +287,7 @@ impl MemoryStore {
         let table = Table {
             pressure: Arc::clone(&pressure),
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
-            anonymous: Table::hash(&hasher, Key::anonymous().as_bytes()),
+            anonymous: AtomicU64::new(ABSENT),
             hasher,
             per_shard,
             len: AtomicUsize::new(0),
@@ -300,6 +304,7 @@ impl MemoryStore {
             capacity: per_shard * SHARDS,
             last_sweep: AtomicU64::new(0),
             pressure,
+            interval: policy_interval,
         }
     }
 
@@ -373,7 +378,7 @@ impl RateLimitStore for MemoryStore {
 
     fn check(&self, key: &Key) -> Check<Self::Future> {
         self.sweep_if_due();
-        let interval = self.policy.replenish_interval();
+        let interval = self.interval;
         Check::Ready(match self.limiter.check_key(key) {
             Ok(snapshot) => {
                 let remaining = snapshot.remaining_burst_capacity();
@@ -418,8 +423,10 @@ impl Clock for TokioClock {
 struct Table {
     shards: Box<[Mutex<Shard>]>,
     hasher: RandomState,
-    /// The hash of [`Key::anonymous`], the key of every request of a global (`()`) limit.
-    anonymous: u64,
+    /// The state of [`Key::anonymous`] (the key of every request of a global `()` limit, and
+    /// of requests without a key), outside the shards: one atomic, no lock, no hashing.
+    /// `ABSENT` when not tracked (a state is never `0`: it is at least one interval).
+    anonymous: AtomicU64,
     per_shard: usize,
     len: AtomicUsize,
     pressure: Arc<AtomicBool>,
@@ -526,12 +533,7 @@ impl Table {
     /// bucket (the low bits) nor for the tag (the top seven), so each shard's keys still
     /// spread over its whole map.
     fn locate(&self, key: &Key) -> (u64, &Mutex<Shard>) {
-        let bytes = key.as_bytes();
-        let hash = if bytes == Key::anonymous().as_bytes() {
-            self.anonymous
-        } else {
-            Self::hash(&self.hasher, bytes)
-        };
+        let hash = Self::hash(&self.hasher, key.as_bytes());
         let index = usize::try_from((hash >> 40) % SHARDS as u64).unwrap_or(0);
         (hash, &self.shards[index])
     }
@@ -544,6 +546,9 @@ impl StateStore for Table {
     where
         F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
     {
+        if key.is_anonymous() {
+            return self.measure_and_replace_anonymous(f);
+        }
         let (hash, shard) = self.locate(key);
         // A panic elsewhere cannot leave a map half-updated (inserts and removes are whole):
         // go on with the data.
@@ -581,9 +586,53 @@ impl StateStore for Table {
     }
 }
 
+impl Table {
+    /// `measure_and_replace` for the anonymous key: compare-and-swap on its slot, retried when
+    /// another thread got there first (as governor's own unkeyed state does).
+    fn measure_and_replace_anonymous<T, F, E>(&self, f: F) -> Result<T, E>
+    where
+        F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
+    {
+        let mut current = self.anonymous.load(Ordering::Acquire);
+        loop {
+            let previous = (current != ABSENT).then(|| Nanos::from(current));
+            let (result, state) = f(previous)?;
+            // A state is at least one interval after the start, never `ABSENT`.
+            let state = state.as_u64().max(1);
+            match self.anonymous.compare_exchange_weak(
+                current,
+                state,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    if current == ABSENT {
+                        self.len.fetch_add(1, Ordering::Relaxed);
+                    }
+                    return Ok(result);
+                }
+                Err(actual) => current = actual,
+            }
+        }
+    }
+}
+
+/// The anonymous slot's value when the anonymous key is not tracked.
+const ABSENT: u64 = 0;
+
 impl ShrinkableKeyedStateStore<Key> for Table {
     fn retain_recent(&self, drop_below: Nanos) {
         let drop_below = drop_below.as_u64();
+        let anonymous = self.anonymous.load(Ordering::Acquire);
+        if anonymous != ABSENT
+            && anonymous <= drop_below
+            && self
+                .anonymous
+                .compare_exchange(anonymous, ABSENT, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.len.fetch_sub(1, Ordering::Relaxed);
+        }
         for shard in &self.shards {
             let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
             let before = shard.len();
