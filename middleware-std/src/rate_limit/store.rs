@@ -417,7 +417,7 @@ impl Clock for TokioClock {
 /// The bounded key table: each shard maps a key to its GCRA state (the theoretical arrival
 /// time, in nanoseconds since the limiter started).
 ///
-/// A key is hashed once per check (SipHash keyed per store, as `HashMap`'s default: keys come
+/// A key is hashed once per check (`SipHash` keyed per store, as `HashMap`'s default: keys come
 /// from clients), over its bytes in one write; that hash picks the shard and is the map's hash
 /// too (the maps store it next to the key and do not hash again).
 struct Table {
