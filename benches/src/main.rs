@@ -413,6 +413,7 @@ pub fn per_layer_variants() -> Vec<Variant> {
     ]
     .into_iter()
     .chain(protection::per_layer_variants())
+    .chain(variants::context_scaling())
     .collect()
 }
 

@@ -307,3 +307,82 @@ pub async fn fn_catch_panic<N: Next>(req: http::Request<N::ReqBody>, next: N) ->
 pub async fn handler_five() -> Response<Full<Bytes>> {
     Response::new(Full::new(Bytes::from_static(b"hello, world")))
 }
+
+// ----- context values: the scaling of lookups (issue 18) --------------------------------------
+
+/// One of 64 distinct value types for the context-scaling variants.
+pub struct Slot<const I: usize>(pub u64);
+
+/// A hook that writes `N` distinct values into the request's context, then reads each back:
+/// the cost of a request whose layers and handler keep `N` values in the context.
+#[derive(Clone, Copy)]
+pub struct ContextValues<const N: usize>;
+
+macro_rules! each_slot {
+    ($n:expr, |$i:ident| $body:expr; $($index:literal)*) => {
+        $(
+            if $index < $n {
+                #[allow(clippy::items_after_statements)]
+                const $i: usize = $index;
+                $body;
+            }
+        )*
+    };
+}
+
+macro_rules! slots_0_to_63 {
+    ($n:expr, |$i:ident| $body:expr) => {
+        each_slot!($n, |$i| $body;
+            0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31
+            32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50 51 52 53 54 55 56 57 58 59 60
+            61 62 63)
+    };
+}
+
+impl<const N: usize> Hook for ContextValues<N> {
+    type State = ();
+
+    fn before<B>(&self, req: &mut http::Request<B>) -> ControlFlow<Response<Bytes>> {
+        use middleware_std::RequestExt;
+        let cx = req.context();
+        slots_0_to_63!(N, |I| cx.insert(Slot::<I>(I as u64)));
+        let mut sum = 0;
+        slots_0_to_63!(N, |I| sum += cx.get::<Slot<I>>().map_or(0, |slot| slot.0));
+        assert_eq!(
+            sum,
+            (N * N.saturating_sub(1) / 2) as u64,
+            "every value read back"
+        );
+        ControlFlow::Continue(())
+    }
+
+    fn after<B>(&self, (): (), _: &mut Response<ResponseBody<B>>) {}
+}
+
+/// The context-scaling variants: 1, 4, 16 and 64 values written and read per request.
+pub fn context_scaling() -> Vec<crate::Variant> {
+    use middleware_std::HookLayer;
+    use tower::Layer as _;
+    vec![
+        crate::variant(
+            "ctx-values-1",
+            "HookLayer: the context, 1 value written and read back",
+            HookLayer::new(ContextValues::<1>).layer(crate::inner()),
+        ),
+        crate::variant(
+            "ctx-values-4",
+            "HookLayer: the context, 4 values written and read back",
+            HookLayer::new(ContextValues::<4>).layer(crate::inner()),
+        ),
+        crate::variant(
+            "ctx-values-16",
+            "HookLayer: the context, 16 values written and read back",
+            HookLayer::new(ContextValues::<16>).layer(crate::inner()),
+        ),
+        crate::variant(
+            "ctx-values-64",
+            "HookLayer: the context, 64 values written and read back",
+            HookLayer::new(ContextValues::<64>).layer(crate::inner()),
+        ),
+    ]
+}

@@ -202,3 +202,36 @@ fn a_request_that_makes_no_child_pays_what_it_paid_before_scopes() {
     let info = measure(|| drop(middleware_core::Context::new()));
     assert_eq!(info.count_total, 1, "one scope, the request's state inline");
 }
+
+/// A family of distinct value types, one per `N`.
+struct Keyed<const N: usize>;
+
+fn insert_costs<const N: usize>(cx: &mut middleware_core::Context) -> u64 {
+    measure(|| cx.insert(Keyed::<N>)).count_total
+}
+
+#[test]
+fn each_value_costs_one_allocation_and_reading_none() {
+    let mut cx = middleware_core::Context::new();
+    let costs = [
+        insert_costs::<0>(&mut cx),
+        insert_costs::<1>(&mut cx),
+        insert_costs::<2>(&mut cx),
+        insert_costs::<3>(&mut cx),
+        insert_costs::<4>(&mut cx),
+        insert_costs::<5>(&mut cx),
+        insert_costs::<6>(&mut cx),
+        insert_costs::<7>(&mut cx),
+        insert_costs::<8>(&mut cx),
+        insert_costs::<9>(&mut cx),
+    ];
+    assert_eq!(costs, [1; 10]);
+    assert_eq!(measure(|| assert!(cx.remove::<Keyed<3>>())).count_total, 1);
+    let reads = measure(|| {
+        assert!(cx.get::<Keyed<9>>().is_some());
+        assert!(cx.get::<Keyed<0>>().is_some());
+        assert!(cx.get::<Keyed<3>>().is_none());
+        assert!(cx.get::<u8>().is_none());
+    });
+    assert_eq!(reads.count_total, 0);
+}

@@ -601,3 +601,119 @@ mod model {
         }
     }
 }
+
+/// A family of distinct value types, one per `N`.
+#[derive(Debug, PartialEq, Eq)]
+struct Keyed<const N: usize>(u32);
+
+fn insert_keyed<const N: usize>(cx: &mut Context, value: u32) {
+    cx.insert(Keyed::<N>(value));
+}
+
+fn remove_keyed<const N: usize>(cx: &mut Context) -> bool {
+    cx.remove::<Keyed<N>>()
+}
+
+fn get_keyed<const N: usize>(cx: &Context) -> Option<u32> {
+    cx.get::<Keyed<N>>().map(|k| k.0)
+}
+
+/// Calls `f::<k>(args)` for a key `k` in `0..12`.
+macro_rules! on_key {
+    ($k:expr, $f:ident $(, $arg:expr)*) => {
+        match $k {
+            0 => $f::<0>($($arg),*),
+            1 => $f::<1>($($arg),*),
+            2 => $f::<2>($($arg),*),
+            3 => $f::<3>($($arg),*),
+            4 => $f::<4>($($arg),*),
+            5 => $f::<5>($($arg),*),
+            6 => $f::<6>($($arg),*),
+            7 => $f::<7>($($arg),*),
+            8 => $f::<8>($($arg),*),
+            9 => $f::<9>($($arg),*),
+            10 => $f::<10>($($arg),*),
+            _ => $f::<11>($($arg),*),
+        }
+    };
+}
+
+#[derive(Clone, Debug)]
+enum ValueOp {
+    Insert(usize, u32),
+    Remove(usize),
+    Snapshot,
+}
+
+fn value_op() -> impl proptest::strategy::Strategy<Value = ValueOp> {
+    use proptest::prelude::*;
+    prop_oneof![
+        4 => (0..12_usize, any::<u32>()).prop_map(|(k, v)| ValueOp::Insert(k, v)),
+        1 => (0..12_usize).prop_map(ValueOp::Remove),
+        1 => Just(ValueOp::Snapshot),
+    ]
+}
+
+/// Checks `cx` against `model` for every key, and its live-value count.
+fn assert_matches_model(cx: &Context, model: &std::collections::HashMap<usize, u32>) {
+    for k in 0..12 {
+        assert_eq!(on_key!(k, get_keyed, cx), model.get(&k).copied(), "key {k}");
+    }
+    assert_eq!(cx.values.len(), model.len());
+}
+
+proptest::proptest! {
+    /// Any sequence of inserts and removals, long enough to fold the list into indexes many
+    /// times over: every handle and every snapshot reads exactly what a map would.
+    #[test]
+    fn values_read_like_a_map_across_folds_and_snapshots(
+        ops in proptest::collection::vec(value_op(), 0..120),
+    ) {
+        let mut cx = Context::new();
+        let mut model = std::collections::HashMap::new();
+        let mut snapshots = Vec::new();
+        for op in ops {
+            match op {
+                ValueOp::Insert(k, v) => {
+                    on_key!(k, insert_keyed, &mut cx, v);
+                    model.insert(k, v);
+                }
+                ValueOp::Remove(k) => {
+                    let removed = on_key!(k, remove_keyed, &mut cx);
+                    proptest::prop_assert_eq!(removed, model.remove(&k).is_some());
+                }
+                ValueOp::Snapshot => snapshots.push((cx.clone(), model.clone())),
+            }
+            assert_matches_model(&cx, &model);
+        }
+        for (snapshot, model) in &snapshots {
+            assert_matches_model(snapshot, model);
+        }
+    }
+}
+
+#[test]
+fn many_distinct_values_fold_and_drop_without_recursion() {
+    let mut cx = Context::new();
+    let snapshot_at = 100_003;
+    let mut snapshot = None;
+    for i in 0..200_000_u32 {
+        match i % 4 {
+            0 => insert_keyed::<0>(&mut cx, i),
+            1 => insert_keyed::<1>(&mut cx, i),
+            2 => insert_keyed::<2>(&mut cx, i),
+            _ => insert_keyed::<3>(&mut cx, i),
+        }
+        if i == snapshot_at {
+            snapshot = Some(cx.clone());
+        }
+    }
+    assert_eq!(get_keyed::<0>(&cx), Some(199_996));
+    assert_eq!(get_keyed::<3>(&cx), Some(199_999));
+    assert_eq!(cx.values.len(), 4);
+    drop(cx);
+    let snapshot = snapshot.unwrap();
+    assert_eq!(get_keyed::<3>(&snapshot), Some(100_003));
+    assert_eq!(get_keyed::<0>(&snapshot), Some(100_000));
+    drop(snapshot);
+}

@@ -1,81 +1,35 @@
 //! The persistent list of typed values behind a context's snapshot discipline.
+//!
+//! Newest first; each node holds its key, the rest of the list and one value inline (or a
+//! removal marker): an insert is one allocation and never changes a node that clones share, so
+//! clones are snapshots. A lookup walks the nodes comparing keys read straight from each node
+//! (no virtual call per node; the value is reached through `dyn Any` only once found).
 
 use std::{
     any::{Any, TypeId},
     sync::Arc,
 };
 
-/// One node of the persistent value list: a value (or the removal of one) and the rest.
-trait Node: Send + Sync {
-    fn key(&self) -> TypeId;
-    /// `None` for a removal.
-    fn value(&self) -> Option<&(dyn Any + Send + Sync)>;
-    fn next(&self) -> Option<&Arc<dyn Node>>;
-    fn take_next(&mut self) -> Option<Arc<dyn Node>>;
-}
-
-struct ValueNode<T> {
-    value: T,
-    next: Option<Arc<dyn Node>>,
-}
-
-struct Removal {
+/// A node: its key, the older nodes, and its value (sized when made, `dyn Any` in the list).
+struct Node<V: ?Sized> {
     key: TypeId,
-    next: Option<Arc<dyn Node>>,
+    next: Option<Arc<Link>>,
+    value: V,
 }
 
-impl<T: Send + Sync + 'static> Node for ValueNode<T> {
-    fn key(&self) -> TypeId {
-        TypeId::of::<T>()
-    }
+/// A node as the list holds it.
+type Link = Node<dyn Any + Send + Sync>;
 
-    fn value(&self) -> Option<&(dyn Any + Send + Sync)> {
-        Some(&self.value)
-    }
+/// The value of a node that removes its key.
+struct Removed;
 
-    fn next(&self) -> Option<&Arc<dyn Node>> {
-        self.next.as_ref()
-    }
-
-    fn take_next(&mut self) -> Option<Arc<dyn Node>> {
-        self.next.take()
-    }
-}
-
-impl Node for Removal {
-    fn key(&self) -> TypeId {
-        self.key
-    }
-
-    fn value(&self) -> Option<&(dyn Any + Send + Sync)> {
-        None
-    }
-
-    fn next(&self) -> Option<&Arc<dyn Node>> {
-        self.next.as_ref()
-    }
-
-    fn take_next(&mut self) -> Option<Arc<dyn Node>> {
-        self.next.take()
-    }
-}
-
-/// Drops the rest of a list iteratively, so a long list cannot overflow the stack.
-fn drop_list(mut next: Option<Arc<dyn Node>>) {
-    while let Some(mut node) = next {
-        next = Arc::get_mut(&mut node).and_then(Node::take_next);
-    }
-}
-
-impl<T> Drop for ValueNode<T> {
+impl<V: ?Sized> Drop for Node<V> {
+    /// Drops the rest of the list iteratively, so a long list cannot overflow the stack.
     fn drop(&mut self) {
-        drop_list(self.next.take());
-    }
-}
-
-impl Drop for Removal {
-    fn drop(&mut self) {
-        drop_list(self.next.take());
+        let mut next = self.next.take();
+        while let Some(mut node) = next {
+            next = Arc::get_mut(&mut node).and_then(|node| node.next.take());
+        }
     }
 }
 
@@ -83,34 +37,37 @@ impl Drop for Removal {
 /// node in front (one allocation) and never changes nodes that clones share, so clones are
 /// snapshots.
 #[derive(Clone, Default)]
-pub(super) struct Values(Option<Arc<dyn Node>>);
+pub(super) struct Values(Option<Arc<Link>>);
 
 impl Values {
-    fn nodes(&self) -> impl Iterator<Item = &dyn Node> {
-        std::iter::successors(self.0.as_deref(), |node| node.next().map(|next| &**next))
+    fn nodes(&self) -> impl Iterator<Item = &Link> {
+        std::iter::successors(self.0.as_deref(), |node| node.next.as_deref())
     }
 
     pub(super) fn get<T: Send + Sync + 'static>(&self) -> Option<&T> {
+        let key = TypeId::of::<T>();
+        // A removal's value is `Removed`: the downcast fails, the key reads as absent.
         self.nodes()
-            .find(|node| node.key() == TypeId::of::<T>())?
-            .value()?
+            .find(|node| node.key == key)?
+            .value
             .downcast_ref::<T>()
     }
 
-    pub(super) fn insert<T: Send + Sync + 'static>(&mut self, value: T) {
+    fn push<V: Any + Send + Sync>(&mut self, key: TypeId, value: V) {
         let next = self.0.take();
-        self.0 = Some(Arc::new(ValueNode { value, next }));
+        let node: Arc<Link> = Arc::new(Node { key, next, value });
+        self.0 = Some(node);
+    }
+
+    pub(super) fn insert<T: Send + Sync + 'static>(&mut self, value: T) {
+        self.push(TypeId::of::<T>(), value);
     }
 
     pub(super) fn remove<T: Send + Sync + 'static>(&mut self) -> bool {
         if self.get::<T>().is_none() {
             return false;
         }
-        let next = self.0.take();
-        self.0 = Some(Arc::new(Removal {
-            key: TypeId::of::<T>(),
-            next,
-        }));
+        self.push(TypeId::of::<T>(), Removed);
         true
     }
 
@@ -119,9 +76,9 @@ impl Values {
         let mut seen: Vec<TypeId> = Vec::new();
         let mut live = 0;
         for node in self.nodes() {
-            if !seen.contains(&node.key()) {
-                seen.push(node.key());
-                live += usize::from(node.value().is_some());
+            if !seen.contains(&node.key) {
+                seen.push(node.key);
+                live += usize::from(!node.value.is::<Removed>());
             }
         }
         live

@@ -354,13 +354,55 @@ proptest! {
         if let Ok(value) = HeaderValue::from_bytes(&value) {
             let mut headers = HeaderMap::new();
             headers.insert(header::CONTENT_LENGTH, value.clone());
-            let over = service::declared_length_exceeds(&headers, 1000);
+            let over = service::ContentLength::of(&headers, 1000).exceeds;
             if let Ok(n) = value.to_str().unwrap_or("x").trim().parse::<u64>() {
                 if value.to_str().unwrap().trim().bytes().all(|b| b.is_ascii_digit()) {
                     prop_assert_eq!(over, n > 1000);
                 }
             }
         }
+    }
+
+    /// Up to three `Content-Length` fields of any bytes: the one-pass reading declares a
+    /// length exactly when there is one field of digits (trimmed) that fits a `u64`.
+    #[test]
+    fn the_declared_length_is_that_of_a_single_well_formed_field(
+        values in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..24), 0..4),
+    ) {
+        let mut headers = HeaderMap::new();
+        for value in &values {
+            if let Ok(value) = HeaderValue::from_bytes(value) {
+                headers.append(header::CONTENT_LENGTH, value);
+            }
+        }
+        let fields: Vec<_> = headers.get_all(header::CONTENT_LENGTH).iter().collect();
+        let expected = match fields.as_slice() {
+            [value] => value
+                .to_str()
+                .ok()
+                .map(str::trim)
+                .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|d| d.parse::<u64>().ok()),
+            _ => None,
+        };
+        prop_assert_eq!(service::ContentLength::of(&headers, 1000).length, expected);
+    }
+}
+
+#[tokio::test]
+async fn the_body_limit_records_its_own_time_only_when_layer_times_are_asked_for() {
+    for asked in [false, true] {
+        let cx = middleware_core::Context::new();
+        if asked {
+            cx.request_layer_times();
+        }
+        let mut req = Request::new(Chunks::new(&[b"hello"]));
+        req.extensions_mut().insert(cx.clone());
+        let res = echo(10, counter()).oneshot(req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let names: Vec<_> = cx.marks().iter().map(|m| m.name().to_owned()).collect();
+        let expected: &[&str] = if asked { &["mw.body_limit"] } else { &[] };
+        assert_eq!(names, expected, "asked: {asked}");
     }
 }
 

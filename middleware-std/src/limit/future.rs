@@ -94,8 +94,10 @@ pin_project_lite::pin_project! {
         Rejected { response: Option<Response<Bytes>> },
         Waiting {
             acquire: Acquire,
-            // The ready service and the request, until a permit is granted.
-            call: Option<(S, R)>,
+            // The ready service and the request, until a permit is granted. Boxed: only a
+            // request that waits pays for it, and the request would make every state (and so
+            // every response future) as large.
+            call: Option<Box<(S, R)>>,
             shared: Arc<Shared>,
             // Dropped with this state: leaving the queue on every path.
             waiting: WaitGuard,
@@ -156,7 +158,7 @@ where
         Self {
             state: State::Waiting {
                 acquire,
-                call: Some((service, request)),
+                call: Some(Box::new((service, request))),
                 shared: Arc::clone(shared),
                 waiting,
             },
@@ -202,8 +204,8 @@ where
                     ..
                 } => {
                     let granted = ready!(acquire.as_mut().poll(cx));
-                    let (mut service, mut request) =
-                        call.take().expect("future polled after completion");
+                    let call = call.take().expect("future polled after completion");
+                    let (mut service, mut request) = *call;
                     match granted {
                         // The service taken ready in `call` is the one called.
                         Ok(permit) => State::Running {

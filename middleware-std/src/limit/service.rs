@@ -4,6 +4,7 @@ use std::{
     fmt, mem,
     sync::{Arc, atomic::Ordering},
     task::{Context as TaskContext, Poll},
+    time::Instant,
 };
 
 use http::{Request, Response};
@@ -11,6 +12,8 @@ use http_body::Body;
 use middleware_core::{Context, RequestExt, ResponseBody};
 use tokio::sync::TryAcquireError;
 use tower_service::Service;
+
+use crate::layer_time;
 
 use super::{
     body::PermitBody,
@@ -100,8 +103,14 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        // The clock is read only when per-layer times were asked for.
+        let started = layer_time::wanted(req.try_context()).then(Instant::now);
         let shared = &self.shared;
-        match Arc::clone(&shared.semaphore).try_acquire_owned() {
+        let acquired = Arc::clone(&shared.semaphore).try_acquire_owned();
+        if let Some(started) = started {
+            layer_time::record(req.try_context(), "mw.limit", started.elapsed());
+        }
+        match acquired {
             Ok(permit) => {
                 // The fast path: the service that reported ready is called right here.
                 ResponseFuture::running(self.inner.call(req), permit)

@@ -457,6 +457,26 @@ async fn the_rejection_is_rendered_with_the_requests_context() {
     drain(running.await.unwrap().unwrap()).await;
 }
 
+#[tokio::test]
+async fn the_limit_records_its_own_time_only_when_layer_times_are_asked_for() {
+    let svc = ConcurrencyLimitLayer::new(1).layer(service_fn(|_: Request<()>| async {
+        Ok::<_, Infallible>(Response::new(Empty::<Bytes>::new()))
+    }));
+    for asked in [false, true] {
+        let cx = Context::new();
+        if asked {
+            cx.request_layer_times();
+        }
+        let mut req = Request::new(());
+        req.extensions_mut().insert(cx.clone());
+        let res = svc.clone().oneshot(req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let names: Vec<_> = cx.marks().iter().map(|m| m.name().to_owned()).collect();
+        let expected: &[&str] = if asked { &["mw.limit"] } else { &[] };
+        assert_eq!(names, expected, "asked: {asked}");
+    }
+}
+
 // Fixtures
 
 /// A handler that counts the requests that entered it and waits at a gate the test opens.

@@ -13,7 +13,10 @@ use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, he
 use middleware_core::{Context, Error, RequestExt, ResponseBody};
 use tower_service::Service;
 
-use super::store::{Decision, ceil_secs};
+use super::{
+    layer::PolicyHeaders,
+    store::{Decision, ceil_secs},
+};
 
 /// The `RateLimit` header (draft-ietf-httpapi-ratelimit-headers).
 pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
@@ -21,8 +24,8 @@ pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 /// The `RateLimit-Policy` header (draft-ietf-httpapi-ratelimit-headers).
 pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 
-/// The headers of an allowed response: the policy's, its quoted name, the decision.
-type Headers = (HeaderValue, Arc<str>, Decision);
+/// The headers of an allowed response: the policy's and the decision.
+type Headers = (Arc<PolicyHeaders>, Decision);
 
 /// `RateLimit: "<name>";r=<remaining>;t=<seconds until reset, rounded up>`, built in a buffer
 /// of the exact length (one allocation, kept by the header value as is).
@@ -40,19 +43,14 @@ fn ratelimit_value(quoted: &str, decision: Decision) -> HeaderValue {
     HeaderValue::from_maybe_shared(Bytes::from(value)).expect("printable ASCII")
 }
 
-fn add_headers(headers: &mut HeaderMap, (policy, quoted, decision): Headers) {
+fn add_headers(headers: &mut HeaderMap, policy: &PolicyHeaders, decision: Decision) {
     // Appended: a list may span several fields (nested limits each add their item).
-    headers.append(RATELIMIT_POLICY, policy);
-    headers.append(RATELIMIT, ratelimit_value(&quoted, decision));
+    headers.append(RATELIMIT_POLICY, policy.value.clone());
+    headers.append(RATELIMIT, ratelimit_value(&policy.quoted_name, decision));
 }
 
 /// The `429`: rendered by the request's renderer, with `Retry-After` and both headers.
-pub(crate) fn limited(
-    cx: &Context,
-    policy: HeaderValue,
-    quoted: &Arc<str>,
-    decision: Decision,
-) -> Response<Bytes> {
+pub(crate) fn limited(cx: &Context, policy: &PolicyHeaders, decision: Decision) -> Response<Bytes> {
     // At least a second: a client told "0" would retry at once.
     let after = ceil_secs(decision.reset()).max(1);
     let mut res = cx.render_error(
@@ -60,7 +58,7 @@ pub(crate) fn limited(
             .with_header(header::RETRY_AFTER, HeaderValue::from(after)),
     );
     let decision = Decision::limited(std::time::Duration::from_secs(after));
-    add_headers(res.headers_mut(), (policy, Arc::clone(quoted), decision));
+    add_headers(res.headers_mut(), policy, decision);
     res
 }
 
@@ -82,8 +80,10 @@ pin_project_lite::pin_project! {
         Checking {
             #[pin]
             check: C,
-            call: Option<(S, R)>,
-            policy: Option<(HeaderValue, Arc<str>)>,
+            // Boxed: only a store that cannot decide at once (one across the network) waits
+            // with the request, and the request would make every state as large.
+            call: Option<Box<(S, R)>>,
+            policy: Arc<PolicyHeaders>,
             on_allowed: bool,
         },
         Running {
@@ -112,19 +112,18 @@ where
         }
     }
 
-    pub(crate) const fn checking(
+    pub(crate) fn checking(
         check: C,
         service: S,
         request: R,
-        policy: HeaderValue,
-        quoted: Arc<str>,
+        policy: Arc<PolicyHeaders>,
         on_allowed: bool,
     ) -> Self {
         Self {
             state: State::Checking {
                 check,
-                call: Some((service, request)),
-                policy: Some((policy, quoted)),
+                call: Some(Box::new((service, request))),
+                policy,
                 on_allowed,
             },
         }
@@ -169,19 +168,18 @@ where
                     on_allowed,
                 } => {
                     let decision = ready!(check.poll(cx));
-                    let (mut service, mut request) =
-                        call.take().expect("future polled after completion");
-                    let (policy, quoted) = policy.take().expect("future polled after completion");
+                    let call = call.take().expect("future polled after completion");
+                    let (mut service, mut request) = *call;
                     if decision.is_allowed() {
                         // The service taken ready in `call` is the one called.
                         State::Running {
                             future: service.call(request),
-                            headers: on_allowed.then_some((policy, quoted, decision)),
+                            headers: on_allowed.then(|| (Arc::clone(policy), decision)),
                         }
                     } else {
                         drop(service);
                         State::Rejected {
-                            response: Some(limited(request.context(), policy, &quoted, decision)),
+                            response: Some(limited(request.context(), policy, decision)),
                         }
                     }
                 }
@@ -189,8 +187,8 @@ where
                     let result = ready!(future.poll(cx));
                     let headers = headers.take();
                     return Poll::Ready(result.map(|mut res| {
-                        if let Some(headers) = headers {
-                            add_headers(res.headers_mut(), headers);
+                        if let Some((policy, decision)) = headers {
+                            add_headers(res.headers_mut(), &policy, decision);
                         }
                         res.map(ResponseBody::new)
                     }));
@@ -214,12 +212,11 @@ mod tests {
         // A user store may answer any `Duration`; rounding it up must saturate, not overflow.
         let value = ratelimit_value("\"default\"", Decision::allowed(1, Duration::MAX));
         assert_eq!(value, format!("\"default\";r=1;t={}", u64::MAX).as_str());
-        let res = limited(
-            &Context::new(),
-            HeaderValue::from_static("\"default\";q=1;w=1"),
-            &Arc::from("\"default\""),
-            Decision::limited(Duration::MAX),
-        );
+        let policy = PolicyHeaders {
+            value: HeaderValue::from_static("\"default\";q=1;w=1"),
+            quoted_name: "\"default\"".into(),
+        };
+        let res = limited(&Context::new(), &policy, Decision::limited(Duration::MAX));
         assert_eq!(
             res.headers()[header::RETRY_AFTER],
             u64::MAX.to_string().as_str()

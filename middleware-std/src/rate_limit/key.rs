@@ -93,6 +93,11 @@ impl Key {
         Self::tagged(b'-', b"")
     }
 
+    /// Whether this is [`Key::anonymous`].
+    pub(crate) fn is_anonymous(&self) -> bool {
+        matches!(&self.0, Repr::Inline { len: 1, bytes } if bytes[0] == b'-')
+    }
+
     /// The stored bytes (tag included); what a shared store would use as its key.
     #[must_use]
     pub fn as_bytes(&self) -> &[u8] {

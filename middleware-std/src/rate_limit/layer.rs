@@ -20,10 +20,17 @@ use super::{
 pub struct RateLimitLayer<M = PeerIp, St = MemoryStore> {
     pub(crate) make_key: M,
     pub(crate) store: Arc<St>,
-    pub(crate) policy_header: HeaderValue,
-    /// The policy's name as a structured-field string, made once.
-    pub(crate) quoted_name: Arc<str>,
+    /// The policy's headers, made once and shared by every response future that adds them.
+    pub(crate) policy: Arc<PolicyHeaders>,
     pub(crate) on_allowed: bool,
+}
+
+/// What a store's policy puts in the headers, rendered once.
+pub(crate) struct PolicyHeaders {
+    /// The `RateLimit-Policy` value.
+    pub(crate) value: HeaderValue,
+    /// The policy's name as a structured-field string.
+    pub(crate) quoted_name: Box<str>,
 }
 
 impl RateLimitLayer {
@@ -37,13 +44,14 @@ impl RateLimitLayer {
 impl<St: RateLimitStore> RateLimitLayer<PeerIp, St> {
     /// Per client address, counted in `store` (its policy applies).
     pub fn with_store(store: St) -> Self {
-        let policy_header = store.policy().header_value();
-        let quoted_name = store.policy().quoted_name().into();
+        let policy = Arc::new(PolicyHeaders {
+            value: store.policy().header_value(),
+            quoted_name: store.policy().quoted_name().into(),
+        });
         Self {
             make_key: PeerIp,
             store: Arc::new(store),
-            policy_header,
-            quoted_name,
+            policy,
             on_allowed: true,
         }
     }
@@ -56,8 +64,7 @@ impl<M, St> RateLimitLayer<M, St> {
         RateLimitLayer {
             make_key,
             store: self.store,
-            policy_header: self.policy_header,
-            quoted_name: self.quoted_name,
+            policy: self.policy,
             on_allowed: self.on_allowed,
         }
     }
@@ -93,8 +100,7 @@ impl<M: Clone, St> Clone for RateLimitLayer<M, St> {
         Self {
             make_key: self.make_key.clone(),
             store: Arc::clone(&self.store),
-            policy_header: self.policy_header.clone(),
-            quoted_name: Arc::clone(&self.quoted_name),
+            policy: Arc::clone(&self.policy),
             on_allowed: self.on_allowed,
         }
     }

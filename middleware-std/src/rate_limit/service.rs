@@ -4,11 +4,14 @@ use std::{
     fmt, mem,
     sync::Arc,
     task::{Context as TaskContext, Poll},
+    time::Instant,
 };
 
 use http::{Request, Response};
 use middleware_core::{RequestExt, ResponseBody};
 use tower_service::Service;
+
+use crate::layer_time;
 
 use super::{
     future::{ResponseFuture, limited},
@@ -85,27 +88,32 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        let key = self
-            .layer
-            .make_key
-            .make_key(&req)
-            .unwrap_or_else(Key::anonymous);
-        let policy = self.layer.policy_header.clone();
-        let quoted = Arc::clone(&self.layer.quoted_name);
-        match self.layer.store.check(&key) {
+        // The clock is read only when per-layer times were asked for.
+        let started = layer_time::wanted(req.try_context()).then(Instant::now);
+        let layer = &self.layer;
+        let key = layer.make_key.make_key(&req).unwrap_or_else(Key::anonymous);
+        let check = layer.store.check(&key);
+        if let Some(started) = started {
+            layer_time::record(req.try_context(), "mw.rate_limit", started.elapsed());
+        }
+        match check {
             Check::Ready(decision) if decision.is_allowed() => {
+                // The policy is shared only when allowed responses carry its headers.
+                let headers = layer
+                    .on_allowed
+                    .then(|| (Arc::clone(&layer.policy), decision));
                 // Called right here: the service that reported ready is the one called.
-                let headers = self.layer.on_allowed.then_some((policy, quoted, decision));
                 ResponseFuture::running(self.inner.call(req), headers)
             }
             Check::Ready(decision) => {
-                ResponseFuture::rejected(limited(req.context(), policy, &quoted, decision))
+                ResponseFuture::rejected(limited(req.context(), &layer.policy, decision))
             }
             Check::Pending(future) => {
                 // The ready service waits with the request; a fresh clone stays behind.
                 let clone = self.inner.clone();
                 let inner = mem::replace(&mut self.inner, clone);
-                ResponseFuture::checking(future, inner, req, policy, quoted, self.layer.on_allowed)
+                let policy = Arc::clone(&layer.policy);
+                ResponseFuture::checking(future, inner, req, policy, layer.on_allowed)
             }
         }
     }

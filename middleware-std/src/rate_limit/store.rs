@@ -3,10 +3,11 @@
 //! bounded key table).
 
 use std::{
+    borrow::Borrow,
     collections::HashMap,
     fmt,
     future::Future,
-    hash::{BuildHasher, RandomState},
+    hash::{BuildHasher, BuildHasherDefault, Hash, Hasher, RandomState},
     num::NonZeroU32,
     sync::{
         Arc, Mutex, PoisonError,
@@ -249,7 +250,8 @@ const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// and a shard can fill before the table does), one of a few sampled keys, the one closest to
 /// a whole quota, is forgotten to make room (and the next check sweeps): that key gets a fresh quota early. Memory stays
 /// bounded by `capacity` keys of at most [`MAX_KEY_LEN`](super::MAX_KEY_LEN) bytes whatever
-/// the clients send; the price under such a flood is some extra requests for the forgotten
+/// the clients send, plus the [anonymous](Key::anonymous) key (every request of a global `()`
+/// limit), which has a slot of its own outside the shards: counted without a lock; the price under such a flood is some extra requests for the forgotten
 /// keys, never a refusal of new keys.
 ///
 /// **Time** is read through `tokio::time::Instant`, so a paused test clock drives it.
@@ -262,6 +264,8 @@ pub struct MemoryStore {
     last_sweep: AtomicU64,
     /// Raised by the table when a full shard evicts a key.
     pressure: Arc<AtomicBool>,
+    /// The policy's replenish interval, divided out once.
+    interval: Duration,
 }
 
 impl MemoryStore {
@@ -275,13 +279,16 @@ impl MemoryStore {
     #[must_use]
     pub fn with_capacity(policy: Policy, capacity: usize) -> Self {
         let quota = policy.gcra;
+        let policy_interval = policy.replenish_interval();
         let per_shard = capacity.div_ceil(SHARDS).max(1);
         let clock = TokioClock::new();
         let pressure = Arc::new(AtomicBool::new(false));
+        let hasher = RandomState::new();
         let table = Table {
             pressure: Arc::clone(&pressure),
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
-            hasher: RandomState::new(),
+            anonymous: AtomicU64::new(ABSENT),
+            hasher,
             per_shard,
             len: AtomicUsize::new(0),
         };
@@ -297,6 +304,7 @@ impl MemoryStore {
             capacity: per_shard * SHARDS,
             last_sweep: AtomicU64::new(0),
             pressure,
+            interval: policy_interval,
         }
     }
 
@@ -370,7 +378,7 @@ impl RateLimitStore for MemoryStore {
 
     fn check(&self, key: &Key) -> Check<Self::Future> {
         self.sweep_if_due();
-        let interval = self.policy.replenish_interval();
+        let interval = self.interval;
         Check::Ready(match self.limiter.check_key(key) {
             Ok(snapshot) => {
                 let remaining = snapshot.remaining_burst_capacity();
@@ -408,19 +416,126 @@ impl Clock for TokioClock {
 
 /// The bounded key table: each shard maps a key to its GCRA state (the theoretical arrival
 /// time, in nanoseconds since the limiter started).
+///
+/// A key is hashed once per check (`SipHash` keyed per store, as `HashMap`'s default: keys come
+/// from clients), over its bytes in one write; that hash picks the shard and is the map's hash
+/// too (the maps store it next to the key and do not hash again).
 struct Table {
-    shards: Box<[Mutex<HashMap<Key, u64>>]>,
+    shards: Box<[Mutex<Shard>]>,
     hasher: RandomState,
+    /// The state of [`Key::anonymous`] (the key of every request of a global `()` limit, and
+    /// of requests without a key), outside the shards: one atomic, no lock, no hashing.
+    /// `ABSENT` when not tracked (a state is never `0`: it is at least one interval).
+    anonymous: AtomicU64,
     per_shard: usize,
     len: AtomicUsize,
     pressure: Arc<AtomicBool>,
 }
 
+/// One shard: a stored key with its hash, to its state.
+type Shard = HashMap<Hashed, u64, BuildHasherDefault<Prehashed>>;
+
+/// A key and its hash, as stored in a shard.
+#[derive(Clone)]
+struct Hashed {
+    hash: u64,
+    key: Key,
+}
+
+/// A key and its hash, stored ([`Hashed`]) or borrowed for a lookup: what a shard's map hashes
+/// and compares, so a lookup neither copies the key nor hashes it again.
+trait Lookup {
+    fn hash(&self) -> u64;
+    fn key(&self) -> &Key;
+}
+
+impl Lookup for Hashed {
+    fn hash(&self) -> u64 {
+        self.hash
+    }
+
+    fn key(&self) -> &Key {
+        &self.key
+    }
+}
+
+impl Lookup for (u64, &Key) {
+    fn hash(&self) -> u64 {
+        self.0
+    }
+
+    fn key(&self) -> &Key {
+        self.1
+    }
+}
+
+impl<'a> Borrow<dyn Lookup + 'a> for Hashed {
+    fn borrow(&self) -> &(dyn Lookup + 'a) {
+        self
+    }
+}
+
+// `Hashed` and `dyn Lookup` hash and compare alike, as `Borrow` requires.
+impl Hash for Hashed {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+impl PartialEq for Hashed {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash && self.key == other.key
+    }
+}
+
+impl Eq for Hashed {}
+
+impl Hash for dyn Lookup + '_ {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(Lookup::hash(self));
+    }
+}
+
+impl PartialEq for dyn Lookup + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        Lookup::hash(self) == Lookup::hash(other) && self.key() == other.key()
+    }
+}
+
+impl Eq for dyn Lookup + '_ {}
+
+/// The shards' hasher: the hash computed once per check, passed through.
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, _bytes: &[u8]) {
+        unreachable!("only a key's precomputed hash is hashed");
+    }
+
+    fn write_u64(&mut self, hash: u64) {
+        self.0 = hash;
+    }
+}
+
 impl Table {
-    fn shard(&self, key: &Key) -> &Mutex<HashMap<Key, u64>> {
-        // The low bits pick the shard; each shard's map rehashes with its own state.
-        let index = usize::try_from(self.hasher.hash_one(key) % SHARDS as u64).unwrap_or(0);
-        &self.shards[index]
+    fn hash(hasher: &RandomState, bytes: &[u8]) -> u64 {
+        let mut hasher = hasher.build_hasher();
+        hasher.write(bytes);
+        hasher.finish()
+    }
+
+    /// The key's hash and its shard. The shard comes from bits the maps use neither for the
+    /// bucket (the low bits) nor for the tag (the top seven), so each shard's keys still
+    /// spread over its whole map.
+    fn locate(&self, key: &Key) -> (u64, &Mutex<Shard>) {
+        let hash = Self::hash(&self.hasher, key.as_bytes());
+        let index = usize::try_from((hash >> 40) % SHARDS as u64).unwrap_or(0);
+        (hash, &self.shards[index])
     }
 }
 
@@ -431,43 +546,93 @@ impl StateStore for Table {
     where
         F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
     {
+        if key.is_anonymous() {
+            return self.measure_and_replace_anonymous(f);
+        }
+        let (hash, shard) = self.locate(key);
         // A panic elsewhere cannot leave a map half-updated (inserts and removes are whole):
         // go on with the data.
-        let mut shard = self
-            .shard(key)
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let previous = shard.get(key).copied();
-        let (result, state) = f(previous.map(Nanos::from))?;
-        if let Some(slot) = shard.get_mut(key) {
+        let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
+        let lookup: &dyn Lookup = &(hash, key);
+        if let Some(slot) = shard.get_mut(lookup) {
+            let (result, state) = f(Some(Nanos::from(*slot)))?;
             *slot = state.as_u64();
-        } else {
-            {
-                if shard.len() >= self.per_shard {
-                    // Full: forget the sampled key closest to a whole quota (the smallest
-                    // arrival time).
-                    let victim = shard
-                        .iter()
-                        .take(EVICTION_SAMPLE)
-                        .min_by_key(|(_, tat)| **tat)
-                        .map(|(key, _)| key.clone());
-                    if let Some(victim) = victim {
-                        self.pressure.store(true, Ordering::Relaxed);
-                        shard.remove(&victim);
-                        self.len.fetch_sub(1, Ordering::Relaxed);
-                    }
-                }
-                shard.insert(key.clone(), state.as_u64());
-                self.len.fetch_add(1, Ordering::Relaxed);
+            return Ok(result);
+        }
+        let (result, state) = f(None)?;
+        if shard.len() >= self.per_shard {
+            // Full: forget the sampled key closest to a whole quota (the smallest arrival
+            // time).
+            let victim = shard
+                .iter()
+                .take(EVICTION_SAMPLE)
+                .min_by_key(|(_, tat)| **tat)
+                .map(|(victim, _)| victim.clone());
+            if let Some(victim) = victim {
+                self.pressure.store(true, Ordering::Relaxed);
+                shard.remove(&victim);
+                self.len.fetch_sub(1, Ordering::Relaxed);
             }
         }
+        shard.insert(
+            Hashed {
+                hash,
+                key: key.clone(),
+            },
+            state.as_u64(),
+        );
+        self.len.fetch_add(1, Ordering::Relaxed);
         Ok(result)
     }
 }
 
+impl Table {
+    /// `measure_and_replace` for the anonymous key: compare-and-swap on its slot, retried when
+    /// another thread got there first (as governor's own unkeyed state does).
+    fn measure_and_replace_anonymous<T, F, E>(&self, f: F) -> Result<T, E>
+    where
+        F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
+    {
+        let mut current = self.anonymous.load(Ordering::Acquire);
+        loop {
+            let previous = (current != ABSENT).then(|| Nanos::from(current));
+            let (result, state) = f(previous)?;
+            // A state is at least one interval after the start, never `ABSENT`.
+            let state = state.as_u64().max(1);
+            match self.anonymous.compare_exchange_weak(
+                current,
+                state,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    if current == ABSENT {
+                        self.len.fetch_add(1, Ordering::Relaxed);
+                    }
+                    return Ok(result);
+                }
+                Err(actual) => current = actual,
+            }
+        }
+    }
+}
+
+/// The anonymous slot's value when the anonymous key is not tracked.
+const ABSENT: u64 = 0;
+
 impl ShrinkableKeyedStateStore<Key> for Table {
     fn retain_recent(&self, drop_below: Nanos) {
         let drop_below = drop_below.as_u64();
+        let anonymous = self.anonymous.load(Ordering::Acquire);
+        if anonymous != ABSENT
+            && anonymous <= drop_below
+            && self
+                .anonymous
+                .compare_exchange(anonymous, ABSENT, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.len.fetch_sub(1, Ordering::Relaxed);
+        }
         for shard in &self.shards {
             let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
             let before = shard.len();

@@ -246,6 +246,77 @@ async fn idle_keys_are_forgotten() {
     assert_eq!(store.len(), 0);
 }
 
+/// The memory store's decision, which it makes at once.
+fn decide(store: &MemoryStore, key: &Key) -> Decision {
+    let Check::Ready(decision) = store.check(key) else {
+        panic!("the memory store decides at once");
+    };
+    decision
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_anonymous_key_is_counted_tracked_and_forgotten_like_any_other() {
+    let store = MemoryStore::with_capacity(Policy::new(2, Duration::from_secs(2)), 64);
+    assert!(store.is_empty());
+    assert!(decide(&store, &Key::anonymous()).is_allowed());
+    assert_eq!(store.len(), 1);
+    let second = decide(&store, &Key::anonymous());
+    assert!(second.is_allowed());
+    assert_eq!(second.remaining(), 0);
+    let third = decide(&store, &Key::anonymous());
+    assert!(!third.is_allowed());
+    assert_eq!(third.reset(), Duration::from_secs(1));
+    // Other keys count apart.
+    assert!(decide(&store, &Key::from("-")).is_allowed());
+    assert_eq!(store.len(), 2);
+    store.forget_idle();
+    assert_eq!(store.len(), 2, "not idle yet");
+    // Both requests' worth back (at 2 s), and the interval governor keeps as a margin.
+    advance(Duration::from_secs(2)).await;
+    store.forget_idle();
+    assert_eq!(
+        store.len(),
+        1,
+        "the key \"-\" (one request) is idle, the anonymous key not yet"
+    );
+    advance(Duration::from_secs(1)).await;
+    store.forget_idle();
+    assert_eq!(store.len(), 0);
+    assert_eq!(
+        decide(&store, &Key::anonymous()).remaining(),
+        1,
+        "a whole quota"
+    );
+    assert_eq!(store.len(), 1);
+}
+
+#[test]
+fn the_anonymous_quota_is_exact_across_threads() {
+    // An hour per request: nothing comes back during the test.
+    let store = Arc::new(MemoryStore::new(Policy::new(
+        1000,
+        Duration::from_secs(3600 * 1000),
+    )));
+    let allowed = Arc::new(AtomicUsize::new(0));
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let (store, allowed) = (Arc::clone(&store), Arc::clone(&allowed));
+            std::thread::spawn(move || {
+                for _ in 0..500 {
+                    if decide(&store, &Key::anonymous()).is_allowed() {
+                        allowed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    assert_eq!(allowed.load(Ordering::Relaxed), 1000);
+    assert_eq!(store.len(), 1);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_nearly_full_table_is_swept_on_its_own() {
     let store = MemoryStore::with_capacity(Policy::new(1, Duration::from_millis(10)), 64);
@@ -433,6 +504,25 @@ proptest! {
         let (ka, kb) = (Key::from_bytes(&a), Key::from_bytes(&b));
         prop_assert!(ka.as_bytes().len() <= MAX_KEY_LEN);
         prop_assert_eq!(ka == kb, a == b);
+    }
+}
+
+#[tokio::test]
+async fn the_rate_limit_records_its_own_time_only_when_layer_times_are_asked_for() {
+    let svc = RateLimitLayer::new(Policy::per_second(10))
+        .key(())
+        .layer(ok());
+    for asked in [false, true] {
+        let cx = middleware_core::Context::new();
+        if asked {
+            cx.request_layer_times();
+        }
+        let mut req = Request::new(());
+        req.extensions_mut().insert(cx.clone());
+        assert_eq!(status(&svc, req).await, StatusCode::OK);
+        let names: Vec<_> = cx.marks().iter().map(|m| m.name().to_owned()).collect();
+        let expected: &[&str] = if asked { &["mw.rate_limit"] } else { &[] };
+        assert_eq!(names, expected, "asked: {asked}");
     }
 }
 
