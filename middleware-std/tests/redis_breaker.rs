@@ -264,3 +264,76 @@ async fn many_keys_keep_the_local_view_bounded() {
     assert!(!a.store().is_degraded());
     assert!(a.ask("fresh").is_ok());
 }
+
+/// Redis killed and restarted, with a `redis-server` of the test's own (killing it hurts no other
+/// test).
+#[test]
+fn a_breaker_falls_back_to_local_circuits_while_redis_is_killed_and_shares_again_after() {
+    let test =
+        "a_breaker_falls_back_to_local_circuits_while_redis_is_killed_and_shares_again_after";
+    let Some(mut server) = support::RedisServer::start(test) else {
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let prefix = support::prefix("cb-fault");
+        let config = BreakerConfig::new()
+            .consecutive_failures(2)
+            .cool_down(Duration::from_secs(60));
+        let breaker = || {
+            CircuitBreaker::with_store(
+                RedisBreakerStore::new(
+                    Redis::open(&server.url())
+                        .unwrap()
+                        .timeout(Duration::from_millis(50)),
+                    config,
+                )
+                .prefix(&prefix)
+                .refresh(Duration::from_millis(20)),
+            )
+        };
+        let (a, b) = (breaker(), breaker());
+        server.kill();
+        // The refresh finds Redis gone (refused at once, or within a second).
+        let mut degraded = false;
+        for _ in 0..300 {
+            if a.store().is_degraded() && b.store().is_degraded() {
+                degraded = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(degraded, "the stores did not notice Redis was gone");
+        // Local circuits: A's failures open A's circuit only.
+        a.ask("up").unwrap().report(false);
+        a.ask("up").unwrap().report(false);
+        assert!(a.ask("up").is_err());
+        assert!(b.ask("up").is_ok());
+
+        server.restart();
+        let mut recovered = false;
+        for _ in 0..500 {
+            if !a.store().is_degraded() && !b.store().is_degraded() {
+                recovered = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(recovered, "no recovery after the restart");
+        // Shared again: A's failures open the circuit for B.
+        a.ask("again").unwrap().report(false);
+        a.ask("again").unwrap().report(false);
+        let mut seen = false;
+        for _ in 0..100 {
+            if b.state("again") == BreakerState::Open {
+                seen = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(seen);
+    });
+}

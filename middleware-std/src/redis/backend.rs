@@ -250,3 +250,51 @@ pub(crate) async fn bounded<T>(call: Call<T>, timeout: Duration) -> Result<T, Ca
         Err(_) => Err(CallError::TimedOut(timeout)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[test]
+    fn concurrent_failures_and_successes_switch_once_each() {
+        let health = Arc::new(Health::new("test"));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let health = Arc::clone(&health);
+                std::thread::spawn(move || {
+                    let error = CallError::TimedOut(Duration::from_millis(1));
+                    for _ in 0..1000 {
+                        health.failed("redis", Duration::from_secs(60), &error);
+                        health.count_fallback();
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        assert!(health.is_degraded());
+        // While degraded and before `retry_every`, no call tries Redis.
+        assert!(!health.should_try(Duration::from_secs(60)));
+        health.succeeded("redis");
+        assert!(!health.is_degraded());
+        assert!(health.should_try(Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn a_degraded_store_lets_one_caller_try_redis_per_interval() {
+        let health = Health::new("test");
+        health.failed(
+            "redis",
+            Duration::ZERO,
+            &CallError::TimedOut(Duration::from_millis(1)),
+        );
+        // `retry_every` of zero: due at once, but only one of the racing callers wins it.
+        let tries = (0..100)
+            .filter(|_| health.should_try(Duration::from_secs(60)))
+            .count();
+        assert_eq!(tries, 1);
+    }
+}
