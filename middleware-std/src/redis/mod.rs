@@ -45,6 +45,17 @@
 //!   background (a call never waits on Redis); a transition a call made is reported to the
 //!   instance's observer with the next call of that circuit.
 //!
+//! # Cost
+//!
+//! A rate-limit decision is one `EVALSHA` round trip and one boxed future (redis-rs's calls are
+//! `async fn`s). Measured on loopback on a shared 2-core machine (`cargo run -p
+//! middleware-benches --release -- --redis`, `benches/BENCHMARKS.md`): p50 35 µs, p99 116 µs
+//! with one caller, against 0.2 µs in process; about 78 000 decisions per second with 32
+//! concurrent callers on one multiplexed connection. A breaker call costs a map lookup under a
+//! lock on the call's path, and one background script per outcome (one task spawned per
+//! outcome), plus one refresh script per [`refresh`](RedisBreakerStore::refresh) period per
+//! store whatever the traffic.
+//!
 //! # Running it
 //!
 //! Start a server and point the stores at it, e.g. `redis-server --port 6379 --save ''` and
