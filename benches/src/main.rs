@@ -5,6 +5,7 @@
 //! cargo run -p middleware-benches --release                 # full run, writes target/bench/
 //! cargo run -p middleware-benches --release -- --smoke      # a few thousand iterations
 //! cargo run -p middleware-benches --release -- --no-e2e     # in-process figures only
+//! cargo run -p middleware-benches --release -- --redis      # a decision through Redis (REDIS_URL)
 //! ```
 //!
 //! In-process, each request is built (method, URI, `Authorization` header), the service is made
@@ -27,6 +28,7 @@ mod chart;
 mod e2e;
 mod hand;
 mod protection;
+mod redis;
 mod variants;
 
 use std::{
@@ -549,6 +551,10 @@ pub struct Config {
     /// Run only these variants (plus `bare`), for profiling one at a time.
     pub only: Vec<String>,
     pub out: PathBuf,
+    /// Only the Redis section (`--redis`): decisions through Redis vs in process.
+    pub redis: bool,
+    /// Decisions per figure of the Redis section.
+    pub redis_decisions: usize,
 }
 
 impl Config {
@@ -564,6 +570,8 @@ impl Config {
             per_layer: false,
             only: Vec::new(),
             out: PathBuf::from("target/bench"),
+            redis: false,
+            redis_decisions: 20_000,
         }
     }
 
@@ -579,6 +587,8 @@ impl Config {
             per_layer: false,
             only: Vec::new(),
             out: PathBuf::from("target/bench-smoke"),
+            redis: false,
+            redis_decisions: 500,
         }
     }
 }
@@ -844,6 +854,7 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Config, Stri
             "--smoke" => {}
             "--no-e2e" => config.e2e = false,
             "--per-layer" => config.per_layer = true,
+            "--redis" => config.redis = true,
             "--e2e-rounds" => config.e2e_rounds = count(args.next(), "--e2e-rounds N (N > 0)")?,
             "--rounds" => config.rounds = count(args.next(), "--rounds N (N > 0)")?,
             "--only" => {
@@ -853,7 +864,7 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Config, Stri
             "--out" => config.out = PathBuf::from(args.next().ok_or("--out DIR")?),
             other => {
                 return Err(format!(
-                    "unknown argument {other:?}; use --smoke, --no-e2e, --per-layer, --rounds N, --e2e-rounds N, --only NAMES, --out DIR"
+                    "unknown argument {other:?}; use --smoke, --no-e2e, --per-layer, --redis, --rounds N, --e2e-rounds N, --only NAMES, --out DIR"
                 ));
             }
         }
@@ -863,6 +874,12 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Config, Stri
 
 /// Runs everything and writes `report.md` and `chart.svg` into `config.out`.
 pub fn run(config: &Config) -> String {
+    if config.redis {
+        let report = format!("{}{}", machine(), redis::section(config.redis_decisions));
+        std::fs::create_dir_all(&config.out).expect("create output dir");
+        std::fs::write(config.out.join("redis.md"), &report).expect("write report");
+        return report;
+    }
     let rt = runtime();
     let guard = rt.enter();
     let mut variants = if config.per_layer {
@@ -1026,6 +1043,14 @@ mod tests {
         assert_eq!(config.only, ["a", "b"]);
         assert_eq!(config.out, PathBuf::from("x"));
         assert_eq!(config.iters, Config::smoke().iters, "smoke sizes");
+    }
+
+    #[test]
+    fn redis_selects_the_redis_section_with_smoke_sizes() {
+        let config = args("--redis --smoke").unwrap();
+        assert!(config.redis);
+        assert_eq!(config.redis_decisions, Config::smoke().redis_decisions);
+        assert!(!args("--smoke").unwrap().redis);
     }
 
     #[test]

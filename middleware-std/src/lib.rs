@@ -45,6 +45,8 @@ pub mod limit;
 pub mod logging;
 #[cfg(feature = "rate-limit")]
 pub mod rate_limit;
+#[cfg(feature = "redis")]
+pub mod redis;
 #[cfg(feature = "request-id")]
 pub mod request_id;
 #[cfg(feature = "retry")]

@@ -1,5 +1,5 @@
 //! The reliability suite: load and soak, faults under load, overload with the protection
-//! layers on, request-id uniqueness and hostile input, in one bounded, loopback-only run. See `benches/RELIABILITY.md` for the checks and
+//! layers on, rate limits shared through Redis (with `REDIS_URL`) and Redis killed under load, request-id uniqueness and hostile input, in one bounded, loopback-only run. See `benches/RELIABILITY.md` for the checks and
 //! the figures of the last full run.
 //!
 //! ```text
@@ -37,6 +37,8 @@ mod inputs;
 mod mix;
 #[path = "reliability/protect.rs"]
 mod protect;
+#[path = "reliability/redis.rs"]
+mod redis;
 #[path = "reliability/server.rs"]
 mod server;
 
@@ -194,7 +196,9 @@ fn main() {
     };
     install_panic_hook();
     tracing::subscriber::set_global_default(
-        tracing_subscriber::registry().with(access::AccessCounter),
+        tracing_subscriber::registry()
+            .with(access::AccessCounter)
+            .with(redis::SwitchCounter),
     )
     .expect("the only subscriber");
 
@@ -203,6 +207,7 @@ fn main() {
     eprintln!("reliability ({}): {config:?}", config.mode);
     load_and_faults(&config, &mut report);
     protect::phase(&config, &mut report);
+    redis::phase(&config, &mut report);
     request_ids(&config, &mut report);
     hostile_input(&config, &mut report);
 

@@ -213,6 +213,26 @@ impl BreakerConfig {
     }
 }
 
+// What a shared store sends its scripts.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+impl BreakerConfig {
+    pub(crate) const fn consecutive_failures_threshold(&self) -> u32 {
+        self.consecutive_failures
+    }
+
+    pub(crate) const fn failure_rate_threshold(&self) -> (f64, u32, Duration) {
+        (self.failure_rate, self.min_calls, self.window)
+    }
+
+    pub(crate) const fn cool_down_period(&self) -> Duration {
+        self.cool_down
+    }
+
+    pub(crate) const fn max_probes(&self) -> u32 {
+        self.probes
+    }
+}
+
 impl Default for BreakerConfig {
     fn default() -> Self {
         Self::new()

@@ -227,6 +227,15 @@ pub trait RateLimitStore {
 
     /// Counts one request under `key`.
     fn check(&self, key: &Key) -> Check<Self::Future>;
+
+    /// Counts one request under `key`, deciding within `budget` (the request's remaining
+    /// time, when it has a deadline): a store across the network bounds its call by it and
+    /// decides by its fallback past it. The default ignores the budget and calls
+    /// [`check`](Self::check).
+    fn check_within(&self, key: &Key, budget: Option<Duration>) -> Check<Self::Future> {
+        let _ = budget;
+        self.check(key)
+    }
 }
 
 /// How many keys a [`MemoryStore`] tracks by default.

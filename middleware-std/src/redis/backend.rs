@@ -1,0 +1,300 @@
+//! [`Redis`], the connection both stores share, [`Fallback`] and the health flag that logs
+//! the switch to the fallback and the recovery once each.
+
+use std::{
+    fmt,
+    future::Future,
+    pin::Pin,
+    sync::atomic::{AtomicBool, AtomicU64, Ordering},
+    time::Duration,
+};
+
+use redis::{
+    Client, RedisError, RedisResult,
+    aio::{ConnectionManager, ConnectionManagerConfig},
+};
+
+/// The default bound of every Redis call.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(50);
+
+/// How often a store whose Redis failed tries it again (one call; the others decide locally
+/// at once meanwhile).
+pub const DEFAULT_RETRY_EVERY: Duration = Duration::from_millis(500);
+
+/// A connection to one Redis server, shared by the stores made from it (a clone is another
+/// handle to the same multiplexed connection).
+///
+/// It connects lazily (the first call connects; a server that is down when the service starts
+/// is not an error) and reconnects on its own after the connection broke (redis-rs's
+/// `ConnectionManager`). Every call a store makes through it is bounded by
+/// [`timeout`](Self::timeout) (50 ms by default), and by the request's remaining time when the
+/// caller passes it.
+#[derive(Clone)]
+pub struct Redis {
+    pub(crate) conn: ConnectionManager,
+    pub(crate) timeout: Duration,
+    pub(crate) retry_every: Duration,
+    /// `host:port/db`, without credentials (for `Debug` and logs).
+    pub(crate) address: Box<str>,
+}
+
+impl Redis {
+    /// A connection to the server at `url` (`redis://[user:password@]host:port[/db]`).
+    ///
+    /// # Errors
+    ///
+    /// When `url` is not a Redis URL.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime (the connection's task is spawned on the current one).
+    pub fn open(url: &str) -> Result<Self, RedisError> {
+        let client = Client::open(url)?;
+        let info = client.get_connection_info();
+        let address = format!("{}/{}", info.addr(), info.redis_settings().db()).into();
+        let config = ConnectionManagerConfig::new()
+            // Our own timeout bounds each call; the manager's bounds each (re)connection.
+            .set_connection_timeout(Some(Duration::from_millis(500)))
+            .set_response_timeout(None)
+            .set_number_of_retries(1)
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(Duration::from_millis(500));
+        let conn = ConnectionManager::new_lazy_with_config(client, config)?;
+        Ok(Self {
+            conn,
+            timeout: DEFAULT_TIMEOUT,
+            retry_every: DEFAULT_RETRY_EVERY,
+            address,
+        })
+    }
+
+    /// Bounds every call (default [`DEFAULT_TIMEOUT`], 50 ms): past it the store decides by
+    /// its [`Fallback`].
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// After a failed call, how long a store decides by its fallback at once before it lets
+    /// one call try Redis again (default [`DEFAULT_RETRY_EVERY`], 500 ms). Requests never wait
+    /// on a Redis known to be failing.
+    #[must_use]
+    pub fn retry_every(mut self, every: Duration) -> Self {
+        self.retry_every = every;
+        self
+    }
+
+    /// The server's address (`host:port/db`, no credentials).
+    #[must_use]
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+}
+
+impl fmt::Debug for Redis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct(stringify!(Redis))
+            .field("address", &self.address)
+            .field("timeout", &self.timeout)
+            .field("retry_every", &self.retry_every)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a store decides while Redis is slow or down.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Fallback {
+    /// Decide in process, with the same policy (each instance then counts alone: the fleet
+    /// admits up to N times the limit, each instance at most the limit). The default.
+    #[default]
+    Local,
+    /// Let every request through (the rate limit allows, the breaker admits).
+    FailOpen,
+    /// Refuse every request (the rate limit answers `429` with `Retry-After`, the breaker
+    /// answers open).
+    FailClosed,
+}
+
+/// Whether Redis answered last time, and when to try it again; logs the switch to the
+/// fallback and the recovery once each (a compare-exchange on the flag), never per request.
+#[derive(Debug)]
+pub(crate) struct Health {
+    degraded: AtomicBool,
+    /// While degraded: when one call may try Redis again (nanoseconds since `origin`).
+    next_try: AtomicU64,
+    /// Decisions made by the fallback since the switch.
+    by_fallback: AtomicU64,
+    origin: tokio::time::Instant,
+    what: &'static str,
+}
+
+impl Health {
+    pub(crate) fn new(what: &'static str) -> Self {
+        Self {
+            degraded: AtomicBool::new(false),
+            next_try: AtomicU64::new(0),
+            by_fallback: AtomicU64::new(0),
+            origin: tokio::time::Instant::now(),
+            what,
+        }
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Whether this call should go to Redis: always when healthy; while degraded, one call
+    /// every `retry_every` (the one that wins the compare-exchange).
+    pub(crate) fn should_try(&self, retry_every: Duration) -> bool {
+        if !self.degraded.load(Ordering::Acquire) {
+            return true;
+        }
+        let now = self.now();
+        let next = self.next_try.load(Ordering::Acquire);
+        now >= next
+            && self
+                .next_try
+                .compare_exchange(
+                    next,
+                    now.saturating_add(nanos(retry_every)),
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+    }
+
+    /// Counts one decision made by the fallback.
+    pub(crate) fn count_fallback(&self) {
+        self.by_fallback.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Whether the store decides by its fallback now.
+    pub(crate) fn is_degraded(&self) -> bool {
+        self.degraded.load(Ordering::Acquire)
+    }
+
+    /// A call failed: switch to the fallback (logged by the one caller that switches).
+    pub(crate) fn failed(&self, address: &str, retry_every: Duration, error: &dyn fmt::Display) {
+        self.next_try.store(
+            self.now().saturating_add(nanos(retry_every)),
+            Ordering::Release,
+        );
+        if self
+            .degraded
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+        {
+            self.by_fallback.store(0, Ordering::Relaxed);
+            tracing::warn!(
+                target: "middleware_std::redis",
+                store = self.what,
+                redis = address,
+                %error,
+                "redis unavailable: deciding by the fallback"
+            );
+        }
+    }
+
+    /// A call succeeded: back to shared state (logged by the one caller that recovers, with
+    /// the number of decisions the fallback made meanwhile).
+    pub(crate) fn succeeded(&self, address: &str) {
+        if self.degraded.load(Ordering::Acquire)
+            && self
+                .degraded
+                .compare_exchange(true, false, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            let by_fallback = self.by_fallback.swap(0, Ordering::Relaxed);
+            tracing::info!(
+                target: "middleware_std::redis",
+                store = self.what,
+                redis = address,
+                by_fallback,
+                "redis recovered: deciding by shared state again"
+            );
+        }
+    }
+}
+
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// A Redis call in flight. redis-rs's calls are `async fn`s, whose futures cannot be named:
+/// boxed here, once per call, behind the stores' named futures.
+pub(crate) type Call<T> = Pin<Box<dyn Future<Output = RedisResult<T>> + Send>>;
+
+/// Why a call gave no answer: the error, or the timeout.
+#[derive(Debug)]
+pub(crate) enum CallError {
+    Redis(RedisError),
+    TimedOut(Duration),
+}
+
+impl fmt::Display for CallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Redis(e) => write!(f, "{e}"),
+            Self::TimedOut(after) => write!(f, "no answer within {after:?}"),
+        }
+    }
+}
+
+/// Runs `call` within `timeout` (for background calls that no request waits on).
+pub(crate) async fn bounded<T>(call: Call<T>, timeout: Duration) -> Result<T, CallError> {
+    match tokio::time::timeout(timeout, call).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(CallError::Redis(e)),
+        Err(_) => Err(CallError::TimedOut(timeout)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[test]
+    fn concurrent_failures_and_successes_switch_once_each() {
+        let health = Arc::new(Health::new("test"));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let health = Arc::clone(&health);
+                std::thread::spawn(move || {
+                    let error = CallError::TimedOut(Duration::from_millis(1));
+                    for _ in 0..1000 {
+                        health.failed("redis", Duration::from_secs(60), &error);
+                        health.count_fallback();
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        assert!(health.is_degraded());
+        // While degraded and before `retry_every`, no call tries Redis.
+        assert!(!health.should_try(Duration::from_secs(60)));
+        health.succeeded("redis");
+        assert!(!health.is_degraded());
+        assert!(health.should_try(Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn a_degraded_store_lets_one_caller_try_redis_per_interval() {
+        let health = Health::new("test");
+        health.failed(
+            "redis",
+            Duration::ZERO,
+            &CallError::TimedOut(Duration::from_millis(1)),
+        );
+        // `retry_every` of zero: due at once, but only one of the racing callers wins it.
+        let tries = (0..100)
+            .filter(|_| health.should_try(Duration::from_secs(60)))
+            .count();
+        assert_eq!(tries, 1);
+    }
+}

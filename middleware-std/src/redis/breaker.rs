@@ -1,0 +1,724 @@
+//! [`RedisBreakerStore`]: circuits shared by a fleet, moved by scripts on the Redis server,
+//! answered from a local view.
+
+use std::{
+    collections::HashMap,
+    fmt,
+    sync::{Arc, Mutex, PoisonError, Weak},
+    time::{Duration, Instant},
+};
+
+use redis::Script;
+
+use super::backend::{CallError, Fallback, Health, Redis, bounded};
+use crate::breaker::{
+    Acquired, BreakerConfig, BreakerState, BreakerStore, CallOutcome, MemoryStore, Permit,
+    Transition,
+};
+
+/// Counts one outcome; opens, closes or reopens the circuit. Exactly one caller across the
+/// fleet gets a change of state back (`from` ≥ 0).
+///
+/// `KEYS`: the circuit's hash, the hash of the circuits that are not closed. `ARGV`: the
+/// circuit's name, probe (0/1), the permit's generation, the outcome (0 success, 1 failure,
+/// 2 abandoned), consecutive failures to open, failure rate, min calls, window (ms),
+/// cool-down (ms), TTL (ms). Answers `{state, generation, ms until the cool-down ends,
+/// from}` (states: 0 closed, 1 open, 2 half-open; `from` -1: no change).
+const RECORD: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local h = {}
+local raw = redis.call('HGETALL', KEYS[1])
+for i = 1, #raw, 2 do h[raw[i]] = tonumber(raw[i + 1]) end
+local st = h.st or 0
+local gen = h.gen or 0
+local outcome = ARGV[4]
+local from = -1
+local function open(f)
+  from = f
+  st = 1
+  gen = gen + 1
+  local ends = now + tonumber(ARGV[9])
+  redis.call('DEL', KEYS[1])
+  redis.call('HSET', KEYS[1], 'st', 1, 'gen', gen, 'until', ends)
+  redis.call('HSET', KEYS[2], ARGV[1], '1:' .. gen .. ':' .. ends)
+end
+if ARGV[2] == '0' and st == 0 then
+  if outcome ~= '2' then
+    local failed = outcome == '1'
+    local consec = 0
+    if failed then consec = (h.consec or 0) + 1 end
+    local slot_len = math.max(1, math.floor(tonumber(ARGV[8]) / 10))
+    local num = math.floor(now / slot_len)
+    local i = num % 10
+    if h['n' .. i] ~= num then
+      h['n' .. i] = num
+      h['c' .. i] = 0
+      h['f' .. i] = 0
+    end
+    h['c' .. i] = h['c' .. i] + 1
+    if failed then h['f' .. i] = h['f' .. i] + 1 end
+    local calls, fails = 0, 0
+    for j = 0, 9 do
+      local n = h['n' .. j]
+      if n and n > num - 10 and n <= num then
+        calls = calls + h['c' .. j]
+        fails = fails + h['f' .. j]
+      end
+    end
+    local threshold = tonumber(ARGV[5])
+    if (threshold > 0 and consec >= threshold)
+        or (calls >= tonumber(ARGV[7]) and fails / calls >= tonumber(ARGV[6])) then
+      open(0)
+    else
+      redis.call('HSET', KEYS[1], 'st', 0, 'gen', gen, 'consec', consec,
+        'n' .. i, num, 'c' .. i, h['c' .. i], 'f' .. i, h['f' .. i])
+    end
+  end
+elseif ARGV[2] == '1' and st == 2 and tonumber(ARGV[3]) == gen then
+  if outcome == '0' then
+    from = 2
+    st = 0
+    gen = gen + 1
+    redis.call('DEL', KEYS[1])
+    redis.call('HSET', KEYS[1], 'st', 0, 'gen', gen)
+    redis.call('HDEL', KEYS[2], ARGV[1])
+  elseif outcome == '1' then
+    open(2)
+  else
+    redis.call('HSET', KEYS[1], 'inflight', math.max(0, (h.inflight or 0) - 1))
+  end
+end
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[10]) end
+local ends = tonumber(redis.call('HGET', KEYS[1], 'until')) or now
+return {st, gen, math.max(0, ends - now), from}
+";
+
+/// Asks for a probe slot: moves an open circuit whose cool-down is over to half-open (once
+/// across the fleet: `from` 1 for that one caller) and grants at most `probes` slots at once
+/// fleet-wide; a slot not handed back within the lease (its instance died) is forgotten.
+///
+/// `KEYS`: as [`RECORD`]. `ARGV`: the circuit's name, probes, lease (ms), TTL (ms). Answers
+/// `{state, generation, ms until the cool-down ends, from, granted}`.
+const PROBE: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local st = tonumber(redis.call('HGET', KEYS[1], 'st')) or 0
+local gen = tonumber(redis.call('HGET', KEYS[1], 'gen')) or 0
+local from = -1
+if st == 0 then return {0, gen, 0, -1, 0} end
+if st == 1 then
+  local ends = tonumber(redis.call('HGET', KEYS[1], 'until')) or 0
+  if now < ends then return {1, gen, ends - now, -1, 0} end
+  st = 2
+  gen = gen + 1
+  from = 1
+  redis.call('HSET', KEYS[1], 'st', 2, 'gen', gen, 'inflight', 0, 'lease', 0)
+  redis.call('HSET', KEYS[2], ARGV[1], '2:' .. gen .. ':0')
+end
+local inflight = tonumber(redis.call('HGET', KEYS[1], 'inflight')) or 0
+local lease = tonumber(redis.call('HGET', KEYS[1], 'lease')) or 0
+if now >= lease then inflight = 0 end
+local granted = 0
+if inflight < tonumber(ARGV[2]) then
+  granted = 1
+  redis.call('HSET', KEYS[1], 'inflight', inflight + 1, 'lease', now + tonumber(ARGV[3]))
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return {2, gen, 0, from, granted}
+";
+
+/// The circuits that are not closed, with the server's time: `{now ms, name, 'st:gen:until',
+/// ...}`; drops the entries whose circuit expired. `KEYS[1]`: that hash; `ARGV[1]`: the
+/// circuits' key prefix.
+const REFRESH: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local raw = redis.call('HGETALL', KEYS[1])
+local out = {tostring(now)}
+for i = 1, #raw, 2 do
+  if redis.call('EXISTS', ARGV[1] .. raw[i]) == 1 then
+    out[#out + 1] = raw[i]
+    out[#out + 1] = raw[i + 1]
+  else
+    redis.call('HDEL', KEYS[1], raw[i])
+  end
+end
+return out
+";
+
+/// The default key prefix of [`RedisBreakerStore`].
+pub const DEFAULT_BREAKER_PREFIX: &str = "mw:cb:";
+
+/// How often the local view is refreshed by default.
+pub const DEFAULT_REFRESH: Duration = Duration::from_millis(100);
+
+/// The most circuits the local view holds (as [`MemoryStore`]'s default).
+const MAX_VIEWS: usize = 1024;
+
+/// A permit's generation bit for the calls the local fallback admitted.
+const LOCAL: u64 = 1 << 63;
+
+/// The generation of a permit the fail-open fallback handed out (counts for nothing).
+const NOTHING: u64 = u64::MAX;
+
+/// A [`BreakerStore`] in Redis: every instance that uses the same Redis and prefix sees one
+/// circuit per key.
+///
+/// **Shared, atomic.** The circuit's state, generation, consecutive failures and failure-rate
+/// window live in a Redis hash (the prefix, default `mw:cb:`, then `c:` and the key), moved
+/// only by Lua scripts on the server's clock: a circuit opens once, goes open → half-open once
+/// across the fleet (the caller whose script moved it is the one that reports it), and hands
+/// out at most `probes` probe slots fleet-wide (a slot not handed back within the cool-down
+/// or a second, whichever is longer, its instance having died, is forgotten). Circuit hashes expire after the window and the
+/// cool-down have passed twice: idle circuits vanish.
+///
+/// **Answered locally.** The [`BreakerStore`] methods are synchronous (a call never waits on
+/// the network to be admitted), so the store answers from a local view of the circuits that
+/// are not closed, refreshed by a background task every [`refresh`](Self::refresh) (100 ms),
+/// and sends each outcome to Redis in the background. Hence:
+///
+/// - a circuit opened by another instance is seen open at most one refresh (plus a round
+///   trip) later;
+/// - when the cool-down is over, the first call asks Redis for a probe slot and is refused;
+///   a call after the answer takes the slot;
+/// - a change of state made by this instance's outcome is reported with the next call of that
+///   circuit (the trait's [`Acquired::transition`] or the `release` return);
+/// - a closed circuit's outcome counts in the closed period it arrives in.
+///
+/// **When Redis is slow or down** (a background call failed or outlasted the
+/// [`timeout`](Redis::timeout), at least a second here since no request waits on it) the store decides by its [`Fallback`] (default: an in-process
+/// [`MemoryStore`] with the same config) until a call succeeds; both switches are logged once.
+///
+/// Its scripts touch keys they compute (not only those passed as `KEYS`): it is for one
+/// Redis server (or a primary with replicas), not a Redis Cluster.
+///
+/// Made inside a tokio runtime: the refresh task runs on it, and stops when the store is
+/// dropped.
+pub struct RedisBreakerStore {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    redis: Redis,
+    config: BreakerConfig,
+    prefix: String,
+    tripped_key: String,
+    fallback: Fallback,
+    local: MemoryStore,
+    health: Health,
+    views: Mutex<HashMap<String, View>>,
+    refresh: Duration,
+    runtime: tokio::runtime::Handle,
+    record: Script,
+    probe: Script,
+    refresh_script: Script,
+    ttl_ms: u64,
+}
+
+#[derive(Debug, Default)]
+struct View {
+    state: Remote,
+    generation: u64,
+    /// Probe slots Redis granted this instance (for `generation`), not yet used.
+    probes: u32,
+    /// A probe request is in flight.
+    asking: bool,
+    /// A change of state this instance made, to report with the next call.
+    pending: Option<Transition>,
+    /// When a script's answer last set this view (a refresh started before it is older).
+    updated: Option<Instant>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Remote {
+    #[default]
+    Closed,
+    Open {
+        until: Instant,
+    },
+    HalfOpen,
+}
+
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn state_of(code: i64) -> BreakerState {
+    match code {
+        1 => BreakerState::Open,
+        2 => BreakerState::HalfOpen,
+        _ => BreakerState::Closed,
+    }
+}
+
+impl RedisBreakerStore {
+    /// Circuits following `config` in `redis` under the prefix `mw:cb:`, falling back to an
+    /// in-process store.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    #[must_use]
+    pub fn new(redis: Redis, config: BreakerConfig) -> Self {
+        Self::build(
+            redis,
+            config,
+            DEFAULT_BREAKER_PREFIX,
+            Fallback::Local,
+            DEFAULT_REFRESH,
+        )
+    }
+
+    fn build(
+        redis: Redis,
+        config: BreakerConfig,
+        prefix: &str,
+        fallback: Fallback,
+        refresh: Duration,
+    ) -> Self {
+        let (_, _, window) = config.failure_rate_threshold();
+        let ttl_ms = millis(window.max(config.cool_down_period()))
+            .saturating_mul(2)
+            .max(1000);
+        let shared = Arc::new(Shared {
+            redis,
+            config,
+            prefix: format!("{prefix}c:"),
+            tripped_key: format!("{prefix}tripped"),
+            fallback,
+            local: MemoryStore::new(config),
+            health: Health::new("breaker"),
+            views: Mutex::default(),
+            refresh,
+            runtime: tokio::runtime::Handle::current(),
+            record: Script::new(RECORD),
+            probe: Script::new(PROBE),
+            refresh_script: Script::new(REFRESH),
+            ttl_ms,
+        });
+        shared
+            .runtime
+            .spawn(refresh_loop(Arc::downgrade(&shared), refresh));
+        Self { shared }
+    }
+
+    fn rebuild(
+        self,
+        prefix: Option<&str>,
+        fallback: Option<Fallback>,
+        refresh: Option<Duration>,
+    ) -> Self {
+        let s = &self.shared;
+        let old_prefix = s.prefix.strip_suffix("c:").unwrap_or(&s.prefix).to_owned();
+        Self::build(
+            s.redis.clone(),
+            s.config,
+            prefix.unwrap_or(&old_prefix),
+            fallback.unwrap_or(s.fallback),
+            refresh.unwrap_or(s.refresh),
+        )
+    }
+
+    /// The key prefix (default `mw:cb:`): instances that share it share their circuits.
+    #[must_use]
+    pub fn prefix(self, prefix: &str) -> Self {
+        self.rebuild(Some(prefix), None, None)
+    }
+
+    /// What to decide while Redis is slow or down (default [`Fallback::Local`]): the local
+    /// breaker, admit every call, or refuse every call.
+    #[must_use]
+    pub fn fallback(self, fallback: Fallback) -> Self {
+        self.rebuild(None, Some(fallback), None)
+    }
+
+    /// How often the local view of the shared circuits is refreshed (default 100 ms): the
+    /// bound on how late this instance sees a circuit another instance opened.
+    #[must_use]
+    pub fn refresh(self, every: Duration) -> Self {
+        self.rebuild(None, None, Some(every.max(Duration::from_millis(1))))
+    }
+
+    /// Whether the store decides by its fallback now.
+    #[must_use]
+    pub fn is_degraded(&self) -> bool {
+        self.shared.health.is_degraded()
+    }
+
+    /// The in-process store the [`Fallback::Local`] fallback decides with.
+    #[must_use]
+    pub fn local(&self) -> &MemoryStore {
+        &self.shared.local
+    }
+}
+
+impl fmt::Debug for RedisBreakerStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &self.shared;
+        f.debug_struct(stringify!(RedisBreakerStore))
+            .field("redis", &s.redis)
+            .field("config", &s.config)
+            .field("prefix", &s.prefix.strip_suffix("c:").unwrap_or(&s.prefix))
+            .field("fallback", &s.fallback)
+            .field("refresh", &s.refresh)
+            .field("degraded", &s.health.is_degraded())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    fn views(&self) -> std::sync::MutexGuard<'_, HashMap<String, View>> {
+        self.views.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The view of `key`, made when there is room (`None` when the view is full: the
+    /// circuit answers closed, as Redis would for an unknown one).
+    fn with_view<R>(&self, key: &str, f: impl FnOnce(&mut View) -> R) -> Option<R> {
+        let mut views = self.views();
+        if !views.contains_key(key) && views.len() >= MAX_VIEWS {
+            views.retain(|_, v| !v.is_idle());
+        }
+        if let Some(view) = views.get_mut(key) {
+            return Some(f(view));
+        }
+        if views.len() >= MAX_VIEWS {
+            return None;
+        }
+        Some(f(views.entry(key.to_owned()).or_default()))
+    }
+
+    /// The bound of a call no request waits on (outcomes, probes, refreshes): the
+    /// connection's timeout, at least a second, so that a burst of outcomes queued on the
+    /// connection is not taken for a failing Redis.
+    fn background_timeout(&self) -> Duration {
+        self.redis.timeout.max(Duration::from_secs(1))
+    }
+
+    fn failed(&self, error: &CallError) {
+        self.health
+            .failed(&self.redis.address, self.redis.retry_every, error);
+    }
+
+    fn circuit_key(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    /// Applies a script's answer to the view of `key`.
+    fn apply(&self, key: &str, state: i64, generation: i64, until_ms: i64, from: i64) {
+        let at = now();
+        let generation = u64::try_from(generation).unwrap_or(0);
+        self.with_view(key, |view| {
+            let state = match state {
+                1 => Remote::Open {
+                    until: at + Duration::from_millis(u64::try_from(until_ms).unwrap_or(0)),
+                },
+                2 => Remote::HalfOpen,
+                _ => Remote::Closed,
+            };
+            if generation >= view.generation {
+                if generation != view.generation {
+                    view.probes = 0;
+                }
+                view.state = state;
+                view.generation = generation;
+                view.updated = Some(at);
+            }
+            if from >= 0 {
+                view.pending = Some(Transition {
+                    from: state_of(from),
+                    to: match state {
+                        Remote::Closed => BreakerState::Closed,
+                        Remote::Open { .. } => BreakerState::Open,
+                        Remote::HalfOpen => BreakerState::HalfOpen,
+                    },
+                });
+            }
+        });
+    }
+
+    fn ask_probe(self: &Arc<Self>, key: &str) {
+        let shared = Arc::clone(self);
+        let key = key.to_owned();
+        self.runtime.spawn(async move {
+            let mut conn = shared.redis.conn.clone();
+            let call_shared = Arc::clone(&shared);
+            let call_key = key.clone();
+            let call = Box::pin(async move {
+                call_shared
+                    .probe
+                    .key(call_shared.circuit_key(&call_key))
+                    .key(&call_shared.tripped_key)
+                    .arg(&call_key)
+                    .arg(call_shared.config.max_probes())
+                    .arg(millis(call_shared.config.cool_down_period()).max(1000))
+                    .arg(call_shared.ttl_ms)
+                    .invoke_async::<(i64, i64, i64, i64, i64)>(&mut conn)
+                    .await
+            });
+            let answer = bounded(call, shared.background_timeout()).await;
+            shared.with_view(&key, |view| view.asking = false);
+            match answer {
+                Ok((state, generation, until, from, granted)) => {
+                    shared.health.succeeded(&shared.redis.address);
+                    shared.apply(&key, state, generation, until, from);
+                    if granted == 1 {
+                        shared.with_view(&key, |view| {
+                            if view.generation == u64::try_from(generation).unwrap_or(0) {
+                                view.probes += 1;
+                            }
+                        });
+                    }
+                }
+                Err(error) => shared.failed(&error),
+            }
+        });
+    }
+
+    fn send_outcome(self: &Arc<Self>, key: &str, permit: Permit, outcome: CallOutcome) {
+        let shared = Arc::clone(self);
+        let key = key.to_owned();
+        let code = match outcome {
+            CallOutcome::Success => 0,
+            CallOutcome::Failure => 1,
+            _ => 2,
+        };
+        self.runtime.spawn(async move {
+            let mut conn = shared.redis.conn.clone();
+            let call_shared = Arc::clone(&shared);
+            let call_key = key.clone();
+            let call = Box::pin(async move {
+                let config = &call_shared.config;
+                let (rate, min_calls, window) = config.failure_rate_threshold();
+                call_shared
+                    .record
+                    .key(call_shared.circuit_key(&call_key))
+                    .key(&call_shared.tripped_key)
+                    .arg(&call_key)
+                    .arg(u8::from(permit.is_probe()))
+                    .arg(permit.generation())
+                    .arg(code)
+                    .arg(config.consecutive_failures_threshold())
+                    .arg(format!("{rate:.6}"))
+                    .arg(min_calls)
+                    .arg(millis(window).max(10))
+                    .arg(millis(config.cool_down_period()))
+                    .arg(call_shared.ttl_ms)
+                    .invoke_async::<(i64, i64, i64, i64)>(&mut conn)
+                    .await
+            });
+            match bounded(call, shared.background_timeout()).await {
+                Ok((state, generation, until, from)) => {
+                    shared.health.succeeded(&shared.redis.address);
+                    shared.apply(&key, state, generation, until, from);
+                }
+                Err(error) => shared.failed(&error),
+            }
+        });
+    }
+
+    /// One refresh: the circuits that are not closed, as the server sees them.
+    async fn refresh_once(&self) {
+        let started = now();
+        let mut conn = self.redis.conn.clone();
+        let script = self.refresh_script.clone();
+        let tripped_key = self.tripped_key.clone();
+        let prefix = self.prefix.clone();
+        let call = Box::pin(async move {
+            script
+                .key(tripped_key)
+                .arg(prefix)
+                .invoke_async::<Vec<String>>(&mut conn)
+                .await
+        });
+        let answer = match bounded(call, self.background_timeout()).await {
+            Ok(answer) => answer,
+            Err(error) => return self.failed(&error),
+        };
+        self.health.succeeded(&self.redis.address);
+        let Some((server_now, entries)) = answer.split_first() else {
+            return;
+        };
+        let server_now: i64 = server_now.parse().unwrap_or(0);
+        let mut tripped = HashMap::new();
+        for pair in entries.chunks_exact(2) {
+            let mut fields = pair[1].split(':').map(|f| f.parse::<i64>().unwrap_or(0));
+            let (state, generation, until) = (
+                fields.next().unwrap_or(0),
+                fields.next().unwrap_or(0),
+                fields.next().unwrap_or(0),
+            );
+            tripped.insert(pair[0].as_str(), (state, generation, until - server_now));
+        }
+        let at = now();
+        let mut views = self.views();
+        for (key, view) in views.iter_mut() {
+            if view.updated.is_some_and(|u| u > started) {
+                continue; // a script's answer is newer
+            }
+            if !tripped.contains_key(key.as_str()) {
+                view.state = Remote::Closed;
+                view.probes = 0;
+            }
+        }
+        for (key, (state, generation, until_ms)) in tripped {
+            if !views.contains_key(key) && views.len() >= MAX_VIEWS {
+                continue;
+            }
+            let view = views.entry(key.to_owned()).or_default();
+            if view.updated.is_some_and(|u| u > started) {
+                continue;
+            }
+            let generation = u64::try_from(generation).unwrap_or(0);
+            if generation < view.generation {
+                continue;
+            }
+            if generation != view.generation {
+                view.probes = 0;
+            }
+            view.generation = generation;
+            view.state = if state == 1 {
+                Remote::Open {
+                    until: at + Duration::from_millis(u64::try_from(until_ms).unwrap_or(0)),
+                }
+            } else {
+                Remote::HalfOpen
+            };
+        }
+        views.retain(|_, v| !v.is_idle());
+    }
+}
+
+impl View {
+    fn is_idle(&self) -> bool {
+        self.state == Remote::Closed && self.pending.is_none() && !self.asking
+    }
+}
+
+async fn refresh_loop(shared: Weak<Shared>, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        shared.refresh_once().await;
+    }
+}
+
+impl BreakerStore for RedisBreakerStore {
+    fn acquire(&self, key: &str, now: Instant) -> Acquired {
+        let shared = &self.shared;
+        if shared.health.is_degraded() {
+            shared.health.count_fallback();
+            return match shared.fallback {
+                Fallback::Local => {
+                    let mut acquired = shared.local.acquire(key, now);
+                    acquired.permit = acquired.permit.map(|p| {
+                        let generation = p.generation() | LOCAL;
+                        if p.is_probe() {
+                            Permit::probe(generation)
+                        } else {
+                            Permit::closed(generation)
+                        }
+                    });
+                    acquired
+                }
+                Fallback::FailOpen => Acquired {
+                    permit: Some(Permit::closed(NOTHING)),
+                    transition: None,
+                },
+                Fallback::FailClosed => Acquired {
+                    permit: None,
+                    transition: None,
+                },
+            };
+        }
+        let mut ask = false;
+        let acquired = shared.with_view(key, |view| {
+            let transition = view.pending.take();
+            let permit = match view.state {
+                Remote::Closed => Some(Permit::closed(view.generation)),
+                Remote::Open { until } if now < until => None,
+                Remote::Open { .. } | Remote::HalfOpen => {
+                    if view.probes > 0 {
+                        view.probes -= 1;
+                        Some(Permit::probe(view.generation))
+                    } else {
+                        ask = !view.asking;
+                        view.asking = true;
+                        None
+                    }
+                }
+            };
+            Acquired { permit, transition }
+        });
+        if ask {
+            shared.ask_probe(key);
+        }
+        acquired.unwrap_or(Acquired {
+            permit: Some(Permit::closed(0)),
+            transition: None,
+        })
+    }
+
+    fn release(
+        &self,
+        key: &str,
+        permit: Permit,
+        outcome: CallOutcome,
+        now: Instant,
+    ) -> Option<Transition> {
+        let shared = &self.shared;
+        let generation = permit.generation();
+        if generation == NOTHING {
+            return None;
+        }
+        if generation & LOCAL != 0 {
+            let generation = generation & !LOCAL;
+            let permit = if permit.is_probe() {
+                Permit::probe(generation)
+            } else {
+                Permit::closed(generation)
+            };
+            return shared.local.release(key, permit, outcome, now);
+        }
+        shared.send_outcome(key, permit, outcome);
+        shared
+            .with_view(key, |view| {
+                if permit.is_probe()
+                    && outcome == CallOutcome::Failure
+                    && view.generation == generation
+                {
+                    // Reopened (the script will say so): stop probing here at once.
+                    view.state = Remote::Open {
+                        until: now + shared.config.cool_down_period(),
+                    };
+                    view.probes = 0;
+                }
+                view.pending.take()
+            })
+            .flatten()
+    }
+
+    fn state(&self, key: &str, now: Instant) -> BreakerState {
+        let shared = &self.shared;
+        if shared.health.is_degraded() {
+            return match shared.fallback {
+                Fallback::Local => shared.local.state(key, now),
+                Fallback::FailOpen => BreakerState::Closed,
+                Fallback::FailClosed => BreakerState::Open,
+            };
+        }
+        match shared.views().get(key).map(|v| v.state) {
+            None | Some(Remote::Closed) => BreakerState::Closed,
+            Some(Remote::Open { until }) if now < until => BreakerState::Open,
+            Some(Remote::Open { .. } | Remote::HalfOpen) => BreakerState::HalfOpen,
+        }
+    }
+}

@@ -1,0 +1,267 @@
+//! [`RedisRateLimitStore`]: the GCRA step of the rate limit, done on the Redis server.
+
+use std::{
+    fmt,
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context as TaskContext, Poll, ready},
+    time::Duration,
+};
+
+use redis::Script;
+
+use super::backend::{Call, CallError, Fallback, Health, Redis};
+use crate::rate_limit::{Check, Decision, Key, MemoryStore, Policy, RateLimitStore};
+
+/// The GCRA step, atomic on the server, on the server's clock.
+///
+/// `KEYS[1]`: the key. `ARGV[1]`: the replenish interval (µs). `ARGV[2]`: the burst (the
+/// quota). The key holds the theoretical arrival time (µs, server clock) and expires when the
+/// quota is whole again, so an idle key vanishes. Answers `{allowed, remaining, reset µs}`.
+const GCRA: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local new_tat = tat + interval
+local allow_at = new_tat - interval * burst
+if now < allow_at then
+  return {0, 0, allow_at - now}
+end
+redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil((new_tat - now) / 1000))
+return {1, math.floor((now - allow_at) / interval), new_tat - now}
+";
+
+/// A [`RateLimitStore`] in Redis: every instance of a service that uses the same Redis and
+/// key prefix counts against one quota per key.
+///
+/// Each decision is one `EVALSHA` of a Lua script doing the GCRA step atomically on the
+/// server with the server's clock (`TIME`; the instances' clocks play no part), so two
+/// instances never both spend the last request of a quota. A key expires (`PX`) when its
+/// quota is whole again: idle keys vanish. Keys are the prefix (default `mw:rl:`) followed by
+/// the [`Key`]'s bytes, at most [`MAX_KEY_LEN`](crate::rate_limit::MAX_KEY_LEN) whatever the
+/// client sends; give each policy its own prefix.
+///
+/// **When Redis is slow or down** every call is bounded by the connection's
+/// [`timeout`](Redis::timeout) (50 ms by default) and, when the rate limit passes it, by the
+/// request's remaining time ([`check_within`](RateLimitStore::check_within)); then the store
+/// decides by its [`Fallback`] (an in-process [`MemoryStore`] with the same policy by
+/// default), logs the switch once, and decides by the fallback at once (no waiting) until one
+/// call every [`retry_every`](Redis::retry_every) finds Redis again; the recovery is logged
+/// once with the number of decisions the fallback made.
+///
+/// See the [module docs](super) for an example and the costs.
+pub struct RedisRateLimitStore {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    redis: Redis,
+    script: Script,
+    policy: Policy,
+    prefix: Box<[u8]>,
+    fallback: Fallback,
+    local: MemoryStore,
+    health: Health,
+    interval_us: u64,
+}
+
+/// The default key prefix of [`RedisRateLimitStore`].
+pub const DEFAULT_RATE_LIMIT_PREFIX: &str = "mw:rl:";
+
+impl RedisRateLimitStore {
+    /// `policy` counted in `redis` under the prefix `mw:rl:`, falling back to an in-process
+    /// store.
+    ///
+    /// # Panics
+    ///
+    /// When the policy's replenish interval is under a microsecond (more than a million
+    /// requests per second per key).
+    #[must_use]
+    pub fn new(redis: Redis, policy: Policy) -> Self {
+        let interval_us =
+            u64::try_from(policy.replenish_interval().as_micros()).unwrap_or(u64::MAX);
+        assert!(
+            interval_us >= 1,
+            "a Redis rate limit counts in microseconds: at most a million requests per second per key"
+        );
+        Self {
+            shared: Arc::new(Shared {
+                local: MemoryStore::new(policy.clone()),
+                redis,
+                script: Script::new(GCRA),
+                policy,
+                prefix: DEFAULT_RATE_LIMIT_PREFIX.as_bytes().into(),
+                fallback: Fallback::Local,
+                health: Health::new("rate-limit"),
+                interval_us,
+            }),
+        }
+    }
+
+    fn map(self, f: impl FnOnce(&mut Shared)) -> Self {
+        let mut shared = Arc::try_unwrap(self.shared)
+            .unwrap_or_else(|_| unreachable!("the store is not shared before it is built"));
+        f(&mut shared);
+        Self {
+            shared: Arc::new(shared),
+        }
+    }
+
+    /// The key prefix (default `mw:rl:`): instances that share it share their quotas.
+    #[must_use]
+    pub fn prefix(self, prefix: &str) -> Self {
+        self.map(|s| s.prefix = prefix.as_bytes().into())
+    }
+
+    /// What to decide while Redis is slow or down (default [`Fallback::Local`]).
+    #[must_use]
+    pub fn fallback(self, fallback: Fallback) -> Self {
+        self.map(|s| s.fallback = fallback)
+    }
+
+    /// Whether the store decides by its fallback now (Redis failed and has not answered
+    /// since).
+    #[must_use]
+    pub fn is_degraded(&self) -> bool {
+        self.shared.health.is_degraded()
+    }
+
+    /// The in-process store the [`Fallback::Local`] fallback decides with.
+    #[must_use]
+    pub fn local(&self) -> &MemoryStore {
+        &self.shared.local
+    }
+
+    /// The Redis key of `key`.
+    fn redis_key(&self, key: &Key) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.shared.prefix.len() + key.as_bytes().len());
+        out.extend_from_slice(&self.shared.prefix);
+        out.extend_from_slice(key.as_bytes());
+        out
+    }
+}
+
+impl Shared {
+    fn decide_by_fallback(&self, key: &Key) -> Decision {
+        self.health.count_fallback();
+        match self.fallback {
+            Fallback::Local => match self.local.check(key) {
+                Check::Ready(decision) => decision,
+                Check::Pending(_) => unreachable!("the in-process store decides at once"),
+            },
+            Fallback::FailOpen => Decision::allowed(self.policy.quota(), Duration::ZERO),
+            Fallback::FailClosed => {
+                Decision::limited(self.redis.retry_every.max(Duration::from_secs(1)))
+            }
+        }
+    }
+}
+
+impl fmt::Debug for RedisRateLimitStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct(stringify!(RedisRateLimitStore))
+            .field("redis", &self.shared.redis)
+            .field("policy", &self.shared.policy)
+            .field("prefix", &String::from_utf8_lossy(&self.shared.prefix))
+            .field("fallback", &self.shared.fallback)
+            .field("degraded", &self.is_degraded())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RateLimitStore for RedisRateLimitStore {
+    type Future = RedisCheck;
+
+    fn policy(&self) -> &Policy {
+        &self.shared.policy
+    }
+
+    fn check(&self, key: &Key) -> Check<RedisCheck> {
+        self.check_within(key, None)
+    }
+
+    fn check_within(&self, key: &Key, budget: Option<Duration>) -> Check<RedisCheck> {
+        let shared = &self.shared;
+        if !shared.health.should_try(shared.redis.retry_every) {
+            return Check::Ready(shared.decide_by_fallback(key));
+        }
+        let timeout = budget.map_or(shared.redis.timeout, |b| b.min(shared.redis.timeout));
+        let redis_key = self.redis_key(key);
+        let call_shared = Arc::clone(shared);
+        let call: Call<(i64, i64, i64)> = Box::pin(async move {
+            let mut conn = call_shared.redis.conn.clone();
+            call_shared
+                .script
+                .key(redis_key)
+                .arg(call_shared.interval_us)
+                .arg(call_shared.policy.quota())
+                .invoke_async(&mut conn)
+                .await
+        });
+        Check::Pending(RedisCheck {
+            call,
+            timer: tokio::time::sleep(timeout),
+            timeout,
+            shared: Arc::clone(shared),
+            key: Some(key.clone()),
+        })
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A decision of [`RedisRateLimitStore`] in flight: the script's answer, or the fallback's
+    /// once the call failed or timed out.
+    pub struct RedisCheck {
+        call: Call<(i64, i64, i64)>,
+        #[pin]
+        timer: tokio::time::Sleep,
+        timeout: Duration,
+        shared: Arc<Shared>,
+        key: Option<Key>,
+    }
+}
+
+impl fmt::Debug for RedisCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct(stringify!(RedisCheck))
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+fn micros(us: i64) -> Duration {
+    Duration::from_micros(u64::try_from(us).unwrap_or(0))
+}
+
+impl Future for RedisCheck {
+    type Output = Decision;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Decision> {
+        let this = self.project();
+        let error = match this.call.as_mut().poll(cx) {
+            Poll::Ready(Ok((allowed, remaining, reset))) => {
+                this.shared.health.succeeded(&this.shared.redis.address);
+                return Poll::Ready(if allowed == 1 {
+                    Decision::allowed(u32::try_from(remaining).unwrap_or(0), micros(reset))
+                } else {
+                    Decision::limited(micros(reset))
+                });
+            }
+            Poll::Ready(Err(e)) => CallError::Redis(e),
+            Poll::Pending => {
+                ready!(this.timer.poll(cx));
+                CallError::TimedOut(*this.timeout)
+            }
+        };
+        let shared = &this.shared;
+        shared
+            .health
+            .failed(&shared.redis.address, shared.redis.retry_every, &error);
+        let key = this.key.take().expect("future polled after completion");
+        Poll::Ready(shared.decide_by_fallback(&key))
+    }
+}

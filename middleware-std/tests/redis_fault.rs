@@ -1,0 +1,143 @@
+//! Redis killed mid-run and restarted, with a `redis-server` of the test's own: requests keep
+//! being decided within their bound by the fallback, decisions go back to shared state after
+//! the restart, and the switch and the recovery are logged once each.
+
+#![cfg(feature = "redis")]
+
+#[path = "redis_support/mod.rs"]
+mod support;
+
+use std::{
+    io,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use middleware_std::{
+    rate_limit::{Check, Decision, Key, Policy, RateLimitStore},
+    redis::{Redis, RedisRateLimitStore},
+};
+
+/// The log lines of the test, as `tracing_subscriber::fmt` writes them.
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl Logs {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A decision and how long it took.
+async fn timed<S: RateLimitStore>(store: &S, key: &Key) -> (Decision, Duration) {
+    let started = Instant::now();
+    let decision = match store.check(key) {
+        Check::Ready(decision) => decision,
+        Check::Pending(future) => future.await,
+    };
+    (decision, started.elapsed())
+}
+
+#[test]
+fn redis_killed_and_restarted_falls_back_in_bounded_time_and_recovers_logged_once() {
+    let test = "redis_killed_and_restarted_falls_back_in_bounded_time_and_recovers_logged_once";
+    let Some(mut server) = support::RedisServer::start(test) else {
+        return;
+    };
+    let logs = Logs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let timeout = Duration::from_millis(50);
+        // The bound of a decision: the call's timeout, and scheduling slack.
+        let bound = timeout + Duration::from_millis(100);
+        let open = || {
+            Redis::open(&server.url())
+                .unwrap()
+                .timeout(timeout)
+                .retry_every(Duration::from_millis(100))
+        };
+        let prefix = support::prefix("fault");
+        let a = RedisRateLimitStore::new(open(), Policy::per_minute(5)).prefix(&prefix);
+        let b = RedisRateLimitStore::new(open(), Policy::per_minute(5)).prefix(&prefix);
+
+        // Shared: 5 over both stores.
+        let key = Key::from_bytes(b"before");
+        let mut allowed = 0;
+        for i in 0..10 {
+            let store = if i % 2 == 0 { &a } else { &b };
+            allowed += u32::from(timed(store, &key).await.0.is_allowed());
+        }
+        assert_eq!(allowed, 5);
+
+        server.kill();
+        let key = Key::from_bytes(b"during");
+        let mut worst = Duration::ZERO;
+        let mut allowed_by_a = 0;
+        for _ in 0..200 {
+            let (decision, took) = timed(&a, &key).await;
+            worst = worst.max(took);
+            allowed_by_a += u32::from(decision.is_allowed());
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        assert!(worst < bound, "a decision took {worst:?} with Redis down");
+        assert!(a.is_degraded());
+        // The local fallback, same policy: this instance alone admits the quota.
+        assert_eq!(allowed_by_a, 5);
+
+        server.restart();
+        let until = Instant::now() + Duration::from_secs(10);
+        let key = Key::from_bytes(b"probe");
+        while a.is_degraded() || b.is_degraded() {
+            assert!(Instant::now() < until, "no recovery 10 s after the restart");
+            let (_, took) = timed(&a, &key).await;
+            assert!(took < bound + Duration::from_millis(500), "{took:?}");
+            let _ = timed(&b, &key).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+
+        // Shared again: 5 over both stores.
+        let key = Key::from_bytes(b"after");
+        let mut allowed = 0;
+        for i in 0..10 {
+            let store = if i % 2 == 0 { &a } else { &b };
+            allowed += u32::from(timed(store, &key).await.0.is_allowed());
+        }
+        assert_eq!(allowed, 5);
+    });
+    let logged = logs.text();
+    // Each store switched once and recovered once: two of each line, not one per request.
+    assert_eq!(
+        logged
+            .matches("redis unavailable: deciding by the fallback")
+            .count(),
+        2,
+        "{logged}"
+    );
+    assert_eq!(
+        logged
+            .matches("redis recovered: deciding by shared state again")
+            .count(),
+        2,
+        "{logged}"
+    );
+    assert!(logged.contains("by_fallback="), "{logged}");
+}
