@@ -73,4 +73,7 @@ pub mod __private {
     pub use ::tower_layer::Layer;
     /// Not public API.
     pub use ::tower_service::Service;
+    /// Not public API.
+    #[cfg(feature = "axum")]
+    pub use crate::axum::Provides;
 }

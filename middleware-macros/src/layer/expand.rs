@@ -41,24 +41,17 @@ pub(crate) fn expand(input: &Input<'_>, fallback: bool) -> TokenStream {
 }
 
 /// With `provides(T, ..)`: `impl <facade>::axum::Provides for Name { type Values = (T, ..); }`
-/// (the facade's `axum` module, feature `axum`).
+/// (through the facade's `__private`, which has it with the `axum` feature).
 fn provides_impl(input: &Input<'_>, p: &TokenStream) -> TokenStream {
     let Some(types) = input.provides.get() else {
         return TokenStream::new();
     };
-    // The facade is the base path without its last segment, `__private`.
-    let mut root: syn::Path = match syn::parse2(p.clone()) {
-        Ok(path) => path,
-        Err(error) => return error.into_compile_error(),
-    };
-    root.segments.pop();
-    root.segments.pop_punct();
     let original = input.original;
     let ident = &original.ident;
     let (impl_generics, ty_generics, where_clause) = original.generics.split_for_impl();
     quote! {
         #[automatically_derived]
-        impl #impl_generics #root::axum::Provides for #ident #ty_generics #where_clause {
+        impl #impl_generics #p::Provides for #ident #ty_generics #where_clause {
             type Values = (#(#types,)*);
         }
     }
