@@ -236,6 +236,8 @@ mod layer;
 mod level;
 mod service;
 
+#[cfg_attr(not(feature = "otel"), allow(unused_imports))]
+pub(crate) use self::access::semconv;
 #[doc(inline)]
 pub use self::{
     body::LogBody,
