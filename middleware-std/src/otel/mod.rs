@@ -22,7 +22,7 @@
 //!   the remote context is still made current while the inner service runs, so the first span
 //!   a handler opens (with no `tracing` parent) is a child of the remote span.
 //! - **Out**: [`PropagateTraceContextLayer`] sits in front of a client (next to
-//!   [`PropagateDeadlineLayer`](crate::timeout::PropagateDeadlineLayer) and the request id): it
+//!   `timeout::PropagateDeadlineLayer` and the request id): it
 //!   opens a client span (`otel.kind = client`, the HTTP client conventions) as a child of the
 //!   current span, and injects that span's context as `traceparent` / `tracestate`.
 //!
