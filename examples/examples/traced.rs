@@ -98,7 +98,11 @@ async fn order(Path(id): Path<u32>, State(state): State<OrdersState>) -> (Status
         .expect("a valid request");
     match state.upstream.oneshot(call).await {
         Ok(res) => {
-            let body = res.into_body().collect().await.map(http_body_util::Collected::to_bytes);
+            let body = res
+                .into_body()
+                .collect()
+                .await
+                .map(http_body_util::Collected::to_bytes);
             let text = body.map_or_else(
                 |e| e.to_string(),
                 |b| String::from_utf8_lossy(&b).into_owned(),
