@@ -30,7 +30,11 @@
 //! scheme is the URI's or `http`, and the status a number. A client's `server.address` is the
 //! host the *application* called.
 //!
-//! The instruments come from the [`Meter`] you pass: with no meter provider installed (the
+//! The layer reads the request's [`Context`](crate::Context) (and makes one when no outer
+//! layer did, which the layers inside then share): a timeout layer inside reports its
+//! expiry there, and an outer one cancels it with its deadline.
+//!
+//! The instruments come from the [`Meter`](opentelemetry::metrics::Meter) you pass: with no meter provider installed (the
 //! API's no-op), recording costs next to nothing.
 //!
 //! Inside a timing layer that asks for per-layer times, the layer's own time is reported as

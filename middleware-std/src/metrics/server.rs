@@ -127,8 +127,11 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<B>) -> Self::Future {
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let start = Instant::now();
+        // The request's context, made here when no outer layer made one (the layers inside
+        // use it): through it a timeout inside is told from a plain 503 or a disconnect.
+        req.context();
         let mut measure = Measure::start(Arc::clone(&self.instruments), &req, start);
         if layer_time::wanted(req.try_context()) {
             layer_time::record(req.try_context(), "mw.metrics", start.elapsed());
