@@ -18,7 +18,13 @@
 //!   emitted to the subscriber (which formats nothing). What a production setup costs in
 //!   process, less the exporter's network work.
 
-use std::time::Duration;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
 use axum::body::Body;
 use http::{HeaderValue, Request};
@@ -57,16 +63,17 @@ fn traceparent() -> MapRequestLayer<fn(Request<Body>) -> Request<Body>> {
     MapRequestLayer::new(with_traceparent as fn(_) -> _)
 }
 
-/// An exporter that drops every batch of spans or metrics.
-#[derive(Debug)]
-struct NoopExporter;
+/// An exporter that drops every batch of spans or metrics (counting the spans, for the
+/// tests: one atomic add per batch).
+#[derive(Debug, Default)]
+struct NoopExporter(Arc<AtomicUsize>);
 
 impl SpanExporter for NoopExporter {
     fn export(
         &self,
         batch: Vec<SpanData>,
     ) -> impl std::future::Future<Output = OTelSdkResult> + Send {
-        drop(batch);
+        self.0.fetch_add(batch.len(), Ordering::Relaxed);
         std::future::ready(Ok(()))
     }
 }
@@ -95,13 +102,18 @@ impl PushMetricExporter for NoopExporter {
 
 /// The three lines.
 pub fn variants() -> Vec<Variant> {
+    lines(&Arc::default()).0
+}
+
+/// The three lines, the SDK line's spans counted into `exported`; and its tracer provider.
+fn lines(exported: &Arc<AtomicUsize>) -> (Vec<Variant>, SdkTracerProvider) {
     let noop_meter = opentelemetry::global::meter("bench");
     let meter_provider = SdkMeterProvider::builder()
-        .with_reader(PeriodicReader::builder(NoopExporter).build())
+        .with_reader(PeriodicReader::builder(NoopExporter::default()).build())
         .build();
     let sdk_meter = meter_provider.meter("bench");
     let tracer_provider = SdkTracerProvider::builder()
-        .with_batch_exporter(NoopExporter)
+        .with_batch_exporter(NoopExporter(Arc::clone(exported)))
         .build();
     let dispatch = Dispatch::new(
         tracing_subscriber::registry()
@@ -116,7 +128,7 @@ pub fn variants() -> Vec<Variant> {
             .layer(HttpMetricsLayer::new(&sdk_meter))
             .service(ours_std_stack()),
     );
-    vec![
+    let lines = vec![
         variant(
             "ours-std-stack-tp",
             "ours-std-stack, requests carrying a traceparent (the baseline of the otel lines)",
@@ -137,11 +149,12 @@ pub fn variants() -> Vec<Variant> {
             runner: Box::new(WithSubscriber {
                 inner: sdk.runner,
                 dispatch,
-                _providers: (tracer_provider, meter_provider),
+                _providers: (tracer_provider.clone(), meter_provider),
             }),
             ..sdk
         },
-    ]
+    ];
+    (lines, tracer_provider)
 }
 
 /// Runs a variant with `dispatch` as the thread's subscriber (the runtime is current-thread).
@@ -152,15 +165,28 @@ struct WithSubscriber {
     _providers: (SdkTracerProvider, SdkMeterProvider),
 }
 
+/// Runs `f` with `dispatch` as the thread's subscriber. The callsites' cached interest is
+/// rebuilt on the way in and out: with one registered dispatcher, `tracing` caches each
+/// callsite's interest from the subscriber current when it is first hit, so a callsite first
+/// hit by another line (no subscriber: never) would stay off under this one.
+fn scoped<T>(dispatch: &Dispatch, f: impl FnOnce() -> T) -> T {
+    let out = tracing::dispatcher::with_default(dispatch, || {
+        tracing::callsite::rebuild_interest_cache();
+        f()
+    });
+    tracing::callsite::rebuild_interest_cache();
+    out
+}
+
 impl Runner for WithSubscriber {
     fn run(&mut self, rt: &Runtime, n: u64) -> Duration {
         let inner = &mut self.inner;
-        tracing::dispatcher::with_default(&self.dispatch, || inner.run(rt, n))
+        scoped(&self.dispatch, || inner.run(rt, n))
     }
 
     fn allocs(&mut self, rt: &Runtime, n: u64) -> (u64, u64) {
         let inner = &mut self.inner;
-        tracing::dispatcher::with_default(&self.dispatch, || inner.allocs(rt, n))
+        scoped(&self.dispatch, || inner.allocs(rt, n))
     }
 
     fn future_size(&mut self) -> usize {
@@ -173,7 +199,7 @@ impl Runner for WithSubscriber {
 
     fn send(&mut self, rt: &Runtime, req: Request<Body>) -> u16 {
         let inner = &mut self.inner;
-        tracing::dispatcher::with_default(&self.dispatch, || inner.send(rt, req))
+        scoped(&self.dispatch, || inner.send(rt, req))
     }
 }
 
@@ -193,5 +219,26 @@ mod tests {
         for (a, b) in PAIRS {
             assert!(names.contains(&a) && names.contains(&b), "{a} / {b}");
         }
+    }
+
+    #[test]
+    fn the_sdk_line_makes_one_server_span_per_request_and_the_others_none() {
+        let rt = crate::runtime();
+        let _guard = rt.enter();
+        let exported = Arc::default();
+        let (mut lines, provider) = lines(&exported);
+        for line in &mut lines {
+            line.runner.run(&rt, 3);
+        }
+        provider.force_flush().unwrap();
+        assert_eq!(exported.load(Ordering::Relaxed), 3);
+        let allocs: Vec<_> = lines
+            .iter_mut()
+            .map(|l| l.runner.allocs(&rt, 10).0)
+            .collect();
+        assert!(
+            allocs[2] > allocs[1],
+            "the SDK line does the SDK's work: {allocs:?}"
+        );
     }
 }
