@@ -105,11 +105,6 @@ pub(crate) fn make_span<B>(config: &Config, req: &Request<B>, cx: Option<&Contex
         return span;
     }
     let route = semconv::route(req);
-    #[cfg(feature = "otel")]
-    {
-        span.record("otel.name", field::display(method.span_name_with(route)));
-        span.record("otel.kind", "server");
-    }
     if !method.is_known() {
         let original = Limit(Bare(req.method().as_str()), MAX_METHOD);
         span.record("http.request.method_original", field::display(original));
@@ -148,6 +143,13 @@ pub(crate) fn make_span<B>(config: &Config, req: &Request<B>, cx: Option<&Contex
     if let Some(id) = cx.and_then(Context::request_id) {
         let id = Limit(Bare(id.as_str()), MAX_REQUEST_ID);
         span.record("request_id", field::display(id));
+    }
+    // Last, so that a text log keeps its fields in their usual order; still before the span
+    // can be built (the caller asks for its context only after this returns).
+    #[cfg(feature = "otel")]
+    {
+        span.record("otel.name", field::display(method.span_name_with(route)));
+        span.record("otel.kind", "server");
     }
     span
 }
