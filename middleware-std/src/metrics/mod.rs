@@ -8,6 +8,7 @@
 //! | `http.server.active_requests` | up-down counter, `{request}` | method, scheme |
 //! | `http.server.request.body.size` | histogram, `By` (from `Content-Length`, when sent) | as the duration |
 //! | `http.server.response.body.size` | histogram, `By` (bytes streamed) | as the duration |
+//! | `middleware.server.timeouts` | counter, `{request}`: requests whose budget expired, as a timeout layer reported it ([`Expiry`](crate::Expiry)) | method, scheme, `timeout.phase` (`ready`, `head`, `request_body`, `response_body`), `timeout.by_client` |
 //!
 //! The duration runs to the **end of the response body** (the last frame, a body error, or the
 //! body dropped by a client that went away), not to the response head: the layer wraps the

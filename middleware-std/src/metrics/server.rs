@@ -11,7 +11,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body::Body;
 use opentelemetry::{
     KeyValue,
-    metrics::{Histogram, Meter, UpDownCounter},
+    metrics::{Counter, Histogram, Meter, UpDownCounter},
 };
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
@@ -26,6 +26,7 @@ pub(crate) struct Instruments {
     active: UpDownCounter<i64>,
     request_size: Histogram<u64>,
     response_size: Histogram<u64>,
+    timeouts: Counter<u64>,
 }
 
 impl Instruments {
@@ -53,6 +54,13 @@ impl Instruments {
                 .u64_histogram("http.server.response.body.size")
                 .with_unit("By")
                 .with_description("Size of HTTP server response bodies, as streamed.")
+                .build(),
+            timeouts: meter
+                .u64_counter("middleware.server.timeouts")
+                .with_unit("{request}")
+                .with_description(
+                    "Requests whose budget expired, by the phase a timeout layer reported.",
+                )
                 .build(),
         }
     }
@@ -266,7 +274,8 @@ impl Measure {
         let elapsed = self.start.elapsed().as_secs_f64();
         let instruments = &self.instruments;
         instruments.active.add(-1, &self.attributes[..2]);
-        let expired = self.cx.as_ref().is_some_and(|cx| cx.expiry().is_some());
+        let expiry = self.cx.as_ref().and_then(Context::expiry);
+        let expired = expiry.is_some();
         let error = match error {
             Some(ErrorType::Disconnected | ErrorType::Other) | None if expired => {
                 Some(ErrorType::Timeout)
@@ -288,6 +297,12 @@ impl Measure {
             attributes.push(error.key_value());
         }
         instruments.duration.record(elapsed, &attributes);
+        if let Some(expiry) = expiry {
+            let mut timeout = attributes[..2].to_vec();
+            timeout.push(KeyValue::new("timeout.phase", expiry.phase().as_str()));
+            timeout.push(KeyValue::new("timeout.by_client", expiry.is_by_client()));
+            instruments.timeouts.add(1, &timeout);
+        }
         if let Some(size) = self.request_size {
             instruments.request_size.record(size, &attributes);
         }

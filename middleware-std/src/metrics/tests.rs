@@ -51,6 +51,7 @@ async fn a_completed_request_is_recorded_once_at_the_end_of_its_body() {
         ])
     );
     assert_eq!(rec.value("http.server.active_requests"), 0);
+    assert!(rec.points("middleware.server.timeouts").is_empty());
     assert_eq!(rec.sum("http.server.response.body.size"), 11);
     assert_eq!(rec.sum("http.server.request.body.size"), 12);
 }
@@ -163,6 +164,15 @@ async fn a_timeout_answered_inside_is_recorded_as_a_timeout_not_a_503() {
     let point = rec.only("http.server.request.duration");
     assert_eq!(point["error.type"], "timeout");
     assert_eq!(point["http.response.status_code"], "503");
+    assert_eq!(
+        rec.only("middleware.server.timeouts"),
+        attrs(&[
+            ("http.request.method", "GET"),
+            ("timeout.by_client", "false"),
+            ("timeout.phase", "head"),
+            ("url.scheme", "http"),
+        ])
+    );
 }
 
 #[tokio::test]
@@ -337,6 +347,11 @@ impl Recorder {
                 AggregatedMetrics::U64(MetricData::Histogram(h)) => {
                     for p in h.data_points() {
                         out.push((p.sum(), to_attrs(&mut p.attributes())));
+                    }
+                }
+                AggregatedMetrics::U64(MetricData::Sum(s)) => {
+                    for p in s.data_points() {
+                        out.push((p.value(), to_attrs(&mut p.attributes())));
                     }
                 }
                 AggregatedMetrics::I64(MetricData::Sum(s)) => {
