@@ -129,6 +129,37 @@ async fn a_valid_traceparent_makes_the_access_span_a_server_child_of_the_remote_
 }
 
 #[tokio::test]
+async fn a_hostile_host_and_user_agent_are_escaped_and_bounded_in_the_span() {
+    let (exporter, _guard) = otel();
+    let host = format!("evil host=1 {}", "h".repeat(4096));
+    let agent = format!("bot \"quoted\" \u{200b}{}", "a".repeat(4096));
+    let req = Request::get("/users/7")
+        .header(
+            "host",
+            http::HeaderValue::from_bytes(host.as_bytes()).unwrap(),
+        )
+        .header(
+            "user-agent",
+            http::HeaderValue::from_bytes(agent.as_bytes()).unwrap(),
+        )
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let (status, _) = send(app(), req).await;
+    assert_eq!(status, StatusCode::OK);
+    let attrs = attributes(&exporter.get_finished_spans().unwrap()[0]);
+    let address = &attrs["server.address"];
+    assert!(address.starts_with("evil\\x20host=1\\x20hhh"), "{address}");
+    assert!(!address.contains(' '), "{address}");
+    assert!(address.len() <= 300, "{}", address.len());
+    let agent = &attrs["user_agent.original"];
+    assert!(
+        agent.starts_with("bot \\\"quoted\\\" \\u{200b}aaa"),
+        "{agent}"
+    );
+    assert!(agent.len() <= 300, "{}", agent.len());
+}
+
+#[tokio::test]
 async fn a_5xx_sets_error_type_and_the_error_status() {
     let (exporter, _guard) = otel();
     let req = Request::get("/broken")
