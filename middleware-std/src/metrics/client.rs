@@ -17,6 +17,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::{DURATION_BUCKETS, ErrorType, method_attr, scheme_attr};
+use crate::{RequestExt as _, layer_time};
 
 /// Records `http.client.request.duration` per outbound call. See the [module docs](super).
 #[derive(Clone)]
@@ -100,6 +101,7 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
+        let start = Instant::now();
         let uri = req.uri();
         let mut attributes = Vec::with_capacity(6);
         attributes.push(KeyValue::new(
@@ -115,7 +117,9 @@ where
                 .unwrap_or(if scheme_attr(uri) == "https" { 443 } else { 80 });
             attributes.push(KeyValue::new("server.port", i64::from(port)));
         }
-        let start = Instant::now();
+        if layer_time::wanted(req.try_context()) {
+            layer_time::record(req.try_context(), "mw.metrics_client", start.elapsed());
+        }
         ClientFuture {
             inner: self.inner.call(req),
             pending: Some(Pending {

@@ -38,8 +38,8 @@
 //! The instruments come from the [`Meter`](opentelemetry::metrics::Meter) you pass: with no meter provider installed (the
 //! API's no-op), recording costs next to nothing.
 //!
-//! Inside a timing layer that asks for per-layer times, the layer's own time is reported as
-//! `mw.metrics`.
+//! Inside a timing layer that asks for per-layer times, the layers' own time is reported as
+//! `mw.metrics` (server) and `mw.metrics_client` (client, on the outbound request's context).
 //!
 //! # Example
 //!

@@ -259,6 +259,22 @@ async fn the_layer_reports_its_own_time_when_asked() {
 }
 
 #[tokio::test]
+async fn the_client_layer_reports_its_own_time_when_asked() {
+    let rec = Recorder::new();
+    let client =
+        HttpClientMetricsLayer::new(&rec.meter()).layer(service_fn(|_req: Request<()>| async {
+            Ok::<_, Infallible>(Response::new(()))
+        }));
+    let cx = Context::new();
+    cx.request_layer_times();
+    let mut req = Request::get("http://api.test/").body(()).unwrap();
+    req.extensions_mut().insert(cx.clone());
+    client.oneshot(req).await.unwrap();
+    let marks: Vec<_> = cx.marks().iter().map(|m| m.name().to_owned()).collect();
+    assert_eq!(marks, ["mw.metrics_client"]);
+}
+
+#[tokio::test]
 async fn a_client_call_is_recorded_with_the_called_host_and_its_error_status() {
     let rec = Recorder::new();
     let client =

@@ -3,6 +3,7 @@ use std::{
     future::Future,
     pin::Pin,
     task::{Context as TaskContext, Poll, ready},
+    time::Instant,
 };
 
 use http::{Request, Response};
@@ -13,7 +14,7 @@ use tracing::{Span, field};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use super::inject;
-use crate::logging::semconv;
+use crate::{RequestExt as _, layer_time, logging::semconv};
 
 /// Opens a client span per outbound call and injects its context as `traceparent`. See the
 /// [module docs](super).
@@ -119,6 +120,7 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let started = layer_time::wanted(req.try_context()).then(Instant::now);
         let span = client_span(&req);
         // The span's own context when `tracing-opentelemetry` sees it; else whatever is
         // current (a remote parent made current by `TraceContextLayer`): the callee still
@@ -130,6 +132,9 @@ where
         if inject(&cx, req.headers_mut()).is_none() {
             req.headers_mut().remove(super::TRACEPARENT);
             req.headers_mut().remove(super::TRACESTATE);
+        }
+        if let Some(started) = started {
+            layer_time::record(req.try_context(), "mw.otel_client", started.elapsed());
         }
         let inner = {
             let _entered = span.enter();
@@ -277,6 +282,21 @@ mod tests {
             call.status,
             opentelemetry::trace::Status::Error { .. }
         ));
+    }
+
+    #[tokio::test]
+    async fn the_layer_reports_its_own_time_when_asked() {
+        let client =
+            PropagateTraceContextLayer::new().layer(service_fn(|_req: Request<()>| async {
+                Ok::<_, Infallible>(Response::new(()))
+            }));
+        let cx = crate::Context::new();
+        cx.request_layer_times();
+        let mut req = Request::get("http://upstream.test/").body(()).unwrap();
+        req.extensions_mut().insert(cx.clone());
+        client.oneshot(req).await.unwrap();
+        let marks: Vec<_> = cx.marks().iter().map(|m| m.name().to_owned()).collect();
+        assert_eq!(marks, ["mw.otel_client"]);
     }
 
     #[tokio::test]

@@ -26,6 +26,10 @@
 //!   opens a client span (`otel.kind = client`, the HTTP client conventions) as a child of the
 //!   current span, and injects that span's context as `traceparent` / `tracestate`.
 //!
+//! Inside a timing layer that asks for per-layer times, the layers' own time is reported as
+//! `mw.otel` ([`TraceContextLayer`]) and `mw.otel_client` ([`PropagateTraceContextLayer`], on
+//! the outbound request's context).
+//!
 //! The spans reach OpenTelemetry through `tracing-opentelemetry`'s layer in the `tracing`
 //! subscriber: without it, no span has an OpenTelemetry context, nothing is injected, and no
 //! [`TraceIds`] are recorded.
