@@ -27,6 +27,7 @@
 mod chart;
 mod e2e;
 mod hand;
+mod otel;
 mod protection;
 mod redis;
 mod variants;
@@ -491,6 +492,7 @@ pub fn variants() -> Vec<Variant> {
     ];
     all.extend(macro_variants(digest));
     all.extend(protection::variants());
+    all.extend(otel::variants());
     all
 }
 
@@ -703,12 +705,17 @@ pub fn layer_table(rows: &[Row]) -> String {
     )
 }
 
-/// The paired ratios of [`PAIRS`] and [`protection::PAIRS`] present in `rows`.
+/// The paired ratios of [`PAIRS`], [`protection::PAIRS`] and [`otel::PAIRS`] present in `rows`.
 pub fn paired_table(rows: &[Row]) -> String {
     pairs_table(
         rows,
         "| overhead of | ÷ overhead of | paired by round: median (min–max) |",
-        &[PAIRS.as_slice(), protection::PAIRS.as_slice()].concat(),
+        &[
+            PAIRS.as_slice(),
+            protection::PAIRS.as_slice(),
+            otel::PAIRS.as_slice(),
+        ]
+        .concat(),
         paired_ratio,
         |(median, min, max)| format!("{median:.3} ({min:.2}–{max:.2})"),
     )

@@ -249,6 +249,12 @@ fn assert_unforgeable(text: &str) {
     if line.contains("url.query=") {
         expected.push("url.query");
     }
+    // Issue 16: the scheme and the (escaped, quoted) user agent; the OpenTelemetry span name
+    // and kind with the `otel` feature.
+    expected.extend(["url.scheme", "user_agent.original"]);
+    if cfg!(feature = "otel") {
+        expected.extend(["otel.kind", "otel.name"]);
+    }
     expected.sort_unstable();
     assert_eq!(keys, expected, "{line}");
     let outcome: Vec<&str> = fields

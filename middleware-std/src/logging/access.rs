@@ -65,24 +65,61 @@ pub(crate) const MAX_REQUEST_ID: usize = 256;
 /// The most an error message takes.
 pub(crate) const MAX_ERROR: usize = 1024;
 
+/// The most the `Host`-derived `server.address` and the route take.
+pub(crate) const MAX_ADDRESS: usize = 256;
+/// The most the user agent takes.
+pub(crate) const MAX_USER_AGENT: usize = 256;
+
 /// The request span with its OpenTelemetry HTTP fields. The method, path, query and request
 /// id are written unquoted, escaped so that they hold no blank at all (http's parser already
 /// rejects a space in them), and bounded.
+///
+/// The `otel.*` fields are `tracing-opentelemetry`'s: the OpenTelemetry span's name, kind and
+/// status. They are recorded with the `otel` feature only (they are plumbing, not log text);
+/// the name and kind before the span can be built.
 pub(crate) fn make_span<B>(config: &Config, req: &Request<B>, cx: Option<&Context>) -> Span {
+    let method = semconv::Method(req.method());
     let span = dyn_span!(
         config.span_level,
         "request",
-        http.request.method = %Limit(Bare(req.method().as_str()), MAX_METHOD),
+        otel.name = field::Empty,
+        otel.kind = field::Empty,
+        otel.status_code = field::Empty,
+        http.request.method = %method,
+        http.request.method_original = field::Empty,
+        url.scheme = req.uri().scheme_str().unwrap_or("http"),
         url.path = %Limit(Bare(req.uri().path()), MAX_PATH),
         url.query = field::Empty,
+        http.route = field::Empty,
+        server.address = field::Empty,
+        server.port = field::Empty,
         client.address = field::Empty,
         client.port = field::Empty,
+        user_agent.original = field::Empty,
         request_id = field::Empty,
         http.request.headers = field::Empty,
         http.response.status_code = field::Empty,
+        error.type = field::Empty,
     );
     if span.is_disabled() {
         return span;
+    }
+    let route = semconv::route(req);
+    if !method.is_known() {
+        let original = Limit(Bare(req.method().as_str()), MAX_METHOD);
+        span.record("http.request.method_original", field::display(original));
+    }
+    if let Some(route) = route {
+        span.record("http.route", field::display(Limit(Bare(route), MAX_PATH)));
+    }
+    if let Some((host, port)) = semconv::server_address(req) {
+        span.record(
+            "server.address",
+            field::display(Limit(Bare(host), MAX_ADDRESS)),
+        );
+        if let Some(port) = port {
+            span.record("server.port", port);
+        }
     }
     if config.query {
         if let Some(query) = req.uri().query() {
@@ -95,11 +132,195 @@ pub(crate) fn make_span<B>(config: &Config, req: &Request<B>, cx: Option<&Contex
         span.record("client.address", field::display(addr.ip()));
         span.record("client.port", addr.port());
     }
+    if let Some(agent) = req.headers().get(http::header::USER_AGENT) {
+        semconv::record_text(
+            &span,
+            "user_agent.original",
+            agent.as_bytes(),
+            MAX_USER_AGENT,
+        );
+    }
     if let Some(id) = cx.and_then(Context::request_id) {
         let id = Limit(Bare(id.as_str()), MAX_REQUEST_ID);
         span.record("request_id", field::display(id));
     }
+    // Last, so that a text log keeps its fields in their usual order; still before the span
+    // can be built (the caller asks for its context only after this returns).
+    #[cfg(feature = "otel")]
+    {
+        span.record("otel.name", field::display(method.span_name_with(route)));
+        span.record("otel.kind", "server");
+    }
     span
+}
+
+/// The HTTP semantic conventions' derived values, shared by the access span, the client span
+/// (`otel`) and the metrics attributes.
+pub(crate) mod semconv {
+    use std::fmt;
+
+    use http::Request;
+    use tracing::Span;
+
+    use super::super::escape::{Bare, Limit, bounded, write_escaped_bytes, write_escaped_str};
+
+    /// `http.request.method`: the method when the conventions know it, `_OTHER` otherwise.
+    #[derive(Clone, Copy, Debug)]
+    pub(crate) struct Method<'a>(pub(crate) &'a http::Method);
+
+    impl Method<'_> {
+        /// One of the nine methods of RFC 9110 and PATCH.
+        pub(crate) fn is_known(self) -> bool {
+            matches!(
+                *self.0,
+                http::Method::GET
+                    | http::Method::HEAD
+                    | http::Method::POST
+                    | http::Method::PUT
+                    | http::Method::DELETE
+                    | http::Method::CONNECT
+                    | http::Method::OPTIONS
+                    | http::Method::TRACE
+                    | http::Method::PATCH
+            )
+        }
+
+        /// The attribute value: the method, or `_OTHER`.
+        pub(crate) fn as_str(self) -> &'static str {
+            if self.is_known() {
+                // A known method's text is a static string in `http`; match it back.
+                match *self.0 {
+                    http::Method::GET => "GET",
+                    http::Method::HEAD => "HEAD",
+                    http::Method::POST => "POST",
+                    http::Method::PUT => "PUT",
+                    http::Method::DELETE => "DELETE",
+                    http::Method::CONNECT => "CONNECT",
+                    http::Method::OPTIONS => "OPTIONS",
+                    http::Method::TRACE => "TRACE",
+                    _ => "PATCH",
+                }
+            } else {
+                "_OTHER"
+            }
+        }
+
+        /// The span name's method part: the method, or `HTTP` for an unknown one.
+        #[cfg_attr(not(feature = "otel"), allow(dead_code))]
+        pub(crate) fn span_name(self) -> &'static str {
+            if self.is_known() {
+                self.as_str()
+            } else {
+                "HTTP"
+            }
+        }
+
+        /// The span name: `{method} {route}`, or `{method}` without a route.
+        #[cfg_attr(not(feature = "otel"), allow(dead_code))]
+        pub(crate) fn span_name_with(self, route: Option<&str>) -> SpanName<'_> {
+            SpanName {
+                method: self.span_name(),
+                route,
+            }
+        }
+    }
+
+    impl fmt::Display for Method<'_> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.as_str())
+        }
+    }
+
+    /// A span name, written without an intermediate `String`.
+    #[derive(Clone, Copy, Debug)]
+    pub(crate) struct SpanName<'a> {
+        method: &'static str,
+        route: Option<&'a str>,
+    }
+
+    impl fmt::Display for SpanName<'_> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.method)?;
+            if let Some(route) = self.route {
+                write!(f, " {}", Limit(Bare(route), super::MAX_PATH))?;
+            }
+            Ok(())
+        }
+    }
+
+    /// `http.route`: the route template axum matched (`/users/{id}`), when the router put its
+    /// `MatchedPath` into the request (the layer runs inside the router).
+    #[allow(clippy::missing_const_for_fn, unused_variables)] // not const without `axum`
+    pub(crate) fn route<B>(req: &Request<B>) -> Option<&str> {
+        #[cfg(feature = "axum")]
+        {
+            req.extensions()
+                .get::<axum::extract::MatchedPath>()
+                .map(axum::extract::MatchedPath::as_str)
+        }
+        #[cfg(not(feature = "axum"))]
+        {
+            None
+        }
+    }
+
+    /// `server.address` and `server.port`: the URI's authority (HTTP/2, absolute form), else
+    /// the `Host` header. Client-chosen: escaped and bounded where recorded.
+    pub(crate) fn server_address<B>(req: &Request<B>) -> Option<(&str, Option<u16>)> {
+        if let Some(authority) = req.uri().authority() {
+            return Some((authority.host(), authority.port_u16()));
+        }
+        let host = req.headers().get(http::header::HOST)?.to_str().ok()?;
+        let (name, port) = match host.rfind(':') {
+            Some(i)
+                if host.len() > i + 1
+                    && host[i + 1..].bytes().all(|b| b.is_ascii_digit())
+                    && (!host.starts_with('[') || host[..i].ends_with(']')) =>
+            {
+                (&host[..i], host[i + 1..].parse().ok())
+            }
+            _ => (host, None),
+        };
+        (!name.is_empty()).then_some((name, port))
+    }
+
+    /// Writes `value` escaped for a bare field (no blank at all), bounded.
+    #[cfg_attr(not(feature = "otel"), allow(dead_code))]
+    pub(crate) fn bare(value: &str, max: usize) -> impl fmt::Display + '_ {
+        Limit(Bare(value), max)
+    }
+
+    /// Records client text that may hold spaces (a user agent) as a string: as it is when it
+    /// needs neither escaping nor cutting, else escaped and cut into a new string.
+    pub(crate) fn record_text(span: &Span, field: &str, value: &[u8], max: usize) {
+        match std::str::from_utf8(value) {
+            Ok(text) if text.len() <= max && is_clean(text) => {
+                span.record(field, text);
+            }
+            _ => {
+                let text = bounded(max, |f| write_escaped_bytes(f, value));
+                span.record(field, text.as_str());
+            }
+        }
+    }
+
+    /// Whether escaping leaves `text` as it is, checked without allocating.
+    fn is_clean(text: &str) -> bool {
+        struct Same<'a>(&'a str);
+        impl fmt::Write for Same<'_> {
+            fn write_str(&mut self, s: &str) -> fmt::Result {
+                match self.0.strip_prefix(s) {
+                    Some(rest) => {
+                        self.0 = rest;
+                        Ok(())
+                    }
+                    None => Err(fmt::Error),
+                }
+            }
+        }
+        let mut same = Same(text);
+        write_escaped_str(&mut same, text).is_ok() && same.0.is_empty()
+    }
 }
 
 /// The clock: the context's (tokio's, so paused test clocks are honoured) when the request
@@ -255,6 +476,8 @@ pub(crate) struct Record<L: MakeLevel> {
     /// Boxed: only with body capture on.
     capture: Option<Box<Capture>>,
     request_capture: Option<SharedCapture>,
+    /// The server span's trace id and span id (`otel`), for the event.
+    trace: Option<(u128, u64)>,
     /// The event was emitted (or, with logging off, would have been).
     done: bool,
     /// The request reached an end that `finish` saw: a complete body, an error.
@@ -287,6 +510,7 @@ impl<L: MakeLevel> Record<L> {
             body_bytes: 0,
             capture: None,
             request_capture: None,
+            trace: None,
             done: false,
             ended: false,
         }
@@ -299,6 +523,12 @@ impl<L: MakeLevel> Record<L> {
             self.request_headers = Some(Box::new(req.headers().clone()));
         }
         self.span = span;
+    }
+
+    /// Notes the server span's trace id and span id, for the event (`otel`).
+    #[cfg_attr(not(feature = "otel"), allow(dead_code))]
+    pub(crate) const fn set_trace(&mut self, trace_id: u128, span_id: u64) {
+        self.trace = Some((trace_id, span_id));
     }
 
     /// Starts a request body capture of `limit` bytes; the body wrapper gets the other handle.
@@ -415,6 +645,14 @@ impl<L: MakeLevel> Record<L> {
         let request_body = self.request_capture.as_ref().map(capture::lock);
         let request_body_text = request_body.as_deref().map(Capture::to_string);
         let response_body = self.capture.as_deref().map(Capture::to_string);
+        let error_type = ErrorType::of(outcome, self.status);
+        if let Some(error_type) = error_type {
+            self.span.record("error.type", field::display(error_type));
+            #[cfg(feature = "otel")]
+            if outcome != RequestOutcome::ClientDeadline {
+                self.span.record("otel.status_code", "error");
+            }
+        }
         dyn_event!(
             parent: &self.span,
             level,
@@ -430,6 +668,8 @@ impl<L: MakeLevel> Record<L> {
             http.response.body = response_body.as_deref(),
             http.request.body = request_body_text.as_deref(),
             http.request.body.size = request_body.as_deref().map(Capture::size),
+            trace_id = self.trace.map(|(id, _)| field::display(Hex(id, 32))),
+            span_id = self.trace.map(|(_, id)| field::display(Hex(u128::from(id), 16))),
             "request finished"
         );
     }
@@ -460,6 +700,44 @@ impl<L: MakeLevel> fmt::Debug for Record<L> {
             .field("status", &self.status)
             .field("done", &self.done)
             .finish_non_exhaustive()
+    }
+}
+
+/// `error.type` of a request, by the HTTP semantic conventions: the status code of a 5xx
+/// response, else the outcome of a request that did not complete (`error`, `panic`,
+/// `timeout`, `cancelled`, `disconnected`, `client_deadline`).
+#[derive(Clone, Copy, Debug)]
+enum ErrorType {
+    Status(u16),
+    Outcome(RequestOutcome),
+}
+
+impl ErrorType {
+    fn of(outcome: RequestOutcome, status: Option<StatusCode>) -> Option<Self> {
+        match outcome {
+            RequestOutcome::Completed => status
+                .filter(StatusCode::is_server_error)
+                .map(|s| Self::Status(s.as_u16())),
+            outcome => Some(Self::Outcome(outcome)),
+        }
+    }
+}
+
+impl fmt::Display for ErrorType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Status(status) => write!(f, "{status}"),
+            Self::Outcome(outcome) => f.write_str(outcome.as_str()),
+        }
+    }
+}
+
+/// An id in lowercase hex, zero-padded to `.1` digits.
+struct Hex(u128, usize);
+
+impl fmt::Display for Hex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:0width$x}", self.0, width = self.1)
     }
 }
 

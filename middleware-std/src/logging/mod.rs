@@ -13,21 +13,25 @@
 //!
 //! | field | when |
 //! | --- | --- |
-//! | `http.request.method`, `url.path` | always |
+//! | `http.request.method` | always: the method, or `_OTHER` for one the conventions do not know |
+//! | `http.request.method_original` | for an `_OTHER` method: the method, escaped and bounded |
+//! | `url.scheme` | always: the URI's scheme (absolute-form, HTTP/2), else `http` |
+//! | `url.path` | always |
 //! | `url.query` | with [`LogLayer::log_query`], sensitive keys masked |
+//! | `http.route` | with the `axum` feature, when the layer runs inside the router (axum's `MatchedPath`): the route template |
+//! | `server.address`, `server.port` | from the URI's authority, else the `Host` header (escaped, bounded) |
 //! | `client.address`, `client.port` | when the request's extensions hold a [`std::net::SocketAddr`] |
+//! | `user_agent.original` | when the request has a `User-Agent`: escaped, at most 256 bytes, as a string |
 //! | `request_id` | when the request's [`Context`](crate::Context) has one |
 //! | `http.request.headers` | with [`LogLayer::log_headers`], when the request ends (see [Headers](#headers)) |
 //! | `http.response.status_code` | once the response head arrives |
+//! | `error.type` | when the request ends in failure: the status of a 5xx, else the outcome (`error`, `panic`, `timeout`, `cancelled`, `disconnected`, `client_deadline`) |
+//! | `otel.name`, `otel.kind`, `otel.status_code` | with the `otel` feature: `{method} {route}` (or `{method}`, `HTTP` for `_OTHER`), `server`, and `error` on failure (not for a client's own deadline) |
 //!
-//! The event carries `outcome`, `http.response.status_code` (when a response was produced),
-//! `duration_ms` (to the end of the body), `headers_ms` (to the response head),
-//! `http.response.body.size` (bytes streamed), `cancel_cause` (the context's
-//! [`CancelCause`](crate::CancelCause), when it was cancelled), `timeout.phase` (`ready`,
-//! `head`, `request_body` or `response_body`, when a timeout layer reported an
-//! [`Expiry`](crate::Expiry)), `error` (the inner service's or the body's error, escaped), and
-//! with the options `http.response.headers` and `http.response.body`; with
-//! [`LogLayer::capture_request_body`], `http.request.body` and `http.request.body.size`.
+//! With the `otel` feature and `tracing-opentelemetry`'s layer in the subscriber, this span
+//! *is* the request's OpenTelemetry server span (see the `otel` module): a
+//! child of the remote span that `TraceContextLayer` read, and the event carries its
+//! `trace_id` and `span_id`.
 //!
 //! Every value fed by the client or the inner service is escaped (see [`escape`]) and bounded
 //! (see [Limits](#limits)), so that no value can read as another field:
@@ -252,6 +256,8 @@ mod layer;
 mod level;
 mod service;
 
+#[cfg_attr(not(feature = "otel"), allow(unused_imports))]
+pub(crate) use self::access::semconv;
 #[doc(inline)]
 pub use self::{
     body::LogBody,

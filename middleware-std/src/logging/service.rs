@@ -67,6 +67,13 @@ impl<S, L: MakeLevel + Clone, C> Log<S, L, C> {
         let cx = cx.cloned();
         let mut record = Record::new(Arc::clone(&self.config), self.level.clone(), cx);
         let span = make_span(&self.config, req, record.context());
+        #[cfg(feature = "otel")]
+        if let Some(ids) = crate::otel::server_span_started(&span, req) {
+            record.set_trace(
+                u128::from_be_bytes(ids.trace_id().to_bytes()),
+                u64::from_be_bytes(ids.span_id().to_bytes()),
+            );
+        }
         record.set_span(span, req);
         if layer_time::wanted(record.context()) {
             layer_time::record(record.context(), "mw.logging", record.elapsed());

@@ -1,0 +1,189 @@
+use std::{
+    fmt,
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context as TaskContext, Poll, ready},
+    time::Instant,
+};
+
+use http::{Request, Response};
+use opentelemetry::{
+    KeyValue,
+    metrics::{Histogram, Meter},
+};
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::{DURATION_BUCKETS, ErrorType, method_attr, scheme_attr};
+use crate::{RequestExt as _, layer_time};
+
+/// Records `http.client.request.duration` per outbound call. See the [module docs](super).
+#[derive(Clone)]
+#[must_use]
+pub struct HttpClientMetricsLayer {
+    duration: Arc<Histogram<f64>>,
+}
+
+impl HttpClientMetricsLayer {
+    /// A layer recording with a histogram made from `meter`.
+    pub fn new(meter: &Meter) -> Self {
+        let duration = meter
+            .f64_histogram("http.client.request.duration")
+            .with_unit("s")
+            .with_description("Duration of HTTP client requests, to the response head.")
+            .with_boundaries(DURATION_BUCKETS.to_vec())
+            .build();
+        Self {
+            duration: Arc::new(duration),
+        }
+    }
+}
+
+impl fmt::Debug for HttpClientMetricsLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct(stringify!(HttpClientMetricsLayer))
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> Layer<S> for HttpClientMetricsLayer {
+    type Service = HttpClientMetrics<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        HttpClientMetrics {
+            inner,
+            duration: Arc::clone(&self.duration),
+        }
+    }
+}
+
+/// The service of [`HttpClientMetricsLayer`]. See the [module docs](super).
+#[derive(Clone)]
+pub struct HttpClientMetrics<S> {
+    inner: S,
+    duration: Arc<Histogram<f64>>,
+}
+
+impl<S> HttpClientMetrics<S> {
+    /// Wraps `inner`, recording with a histogram made from `meter`.
+    pub fn new(inner: S, meter: &Meter) -> Self {
+        HttpClientMetricsLayer::new(meter).layer(inner)
+    }
+
+    /// The layer form, same as [`HttpClientMetricsLayer::new`].
+    pub fn layer(meter: &Meter) -> HttpClientMetricsLayer {
+        HttpClientMetricsLayer::new(meter)
+    }
+
+    define_inner_service_accessors!();
+}
+
+impl<S: fmt::Debug> fmt::Debug for HttpClientMetrics<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct(stringify!(HttpClientMetrics))
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, B, RB> Service<Request<B>> for HttpClientMetrics<S>
+where
+    S: Service<Request<B>, Response = Response<RB>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = ClientFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let start = Instant::now();
+        let uri = req.uri();
+        let mut attributes = Vec::with_capacity(6);
+        attributes.push(KeyValue::new(
+            "http.request.method",
+            method_attr(req.method()),
+        ));
+        attributes.push(KeyValue::new("url.scheme", scheme_attr(uri)));
+        // The host the application chose to call: bounded by the application, not a client.
+        if let Some(host) = uri.host() {
+            attributes.push(KeyValue::new("server.address", host.to_owned()));
+            let port = uri
+                .port_u16()
+                .unwrap_or(if scheme_attr(uri) == "https" { 443 } else { 80 });
+            attributes.push(KeyValue::new("server.port", i64::from(port)));
+        }
+        if layer_time::wanted(req.try_context()) {
+            layer_time::record(req.try_context(), "mw.metrics_client", start.elapsed());
+        }
+        ClientFuture {
+            inner: self.inner.call(req),
+            pending: Some(Pending {
+                duration: Arc::clone(&self.duration),
+                attributes,
+                start,
+            }),
+        }
+    }
+}
+
+/// A call not answered yet; a call dropped before its head (cancelled) records nothing.
+struct Pending {
+    duration: Arc<Histogram<f64>>,
+    attributes: Vec<KeyValue>,
+    start: Instant,
+}
+
+pin_project! {
+    /// The response future of [`HttpClientMetrics`].
+    pub struct ClientFuture<F> {
+        #[pin]
+        inner: F,
+        pending: Option<Pending>,
+    }
+}
+
+impl<F, RB, E> Future for ClientFuture<F>
+where
+    F: Future<Output = Result<Response<RB>, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = ready!(this.inner.poll(cx));
+        let Pending {
+            duration,
+            mut attributes,
+            start,
+        } = this.pending.take().expect("future polled after completion");
+        match &result {
+            Ok(res) => {
+                let status = res.status();
+                attributes.push(KeyValue::new(
+                    "http.response.status_code",
+                    i64::from(status.as_u16()),
+                ));
+                if status.is_client_error() || status.is_server_error() {
+                    attributes.push(ErrorType::Status(status.as_u16()).key_value());
+                }
+            }
+            Err(_) => attributes.push(ErrorType::Other.key_value()),
+        }
+        duration.record(start.elapsed().as_secs_f64(), &attributes);
+        Poll::Ready(result)
+    }
+}
+
+impl<F> fmt::Debug for ClientFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct(stringify!(ClientFuture))
+            .field("inner", &format_args!("..."))
+            .field("pending", &self.pending.is_some())
+            .finish()
+    }
+}

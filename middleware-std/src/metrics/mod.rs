@@ -1,0 +1,153 @@
+//! HTTP metrics by the OpenTelemetry semantic conventions, on the OpenTelemetry metrics API.
+//!
+//! [`HttpMetricsLayer`] (server side) records, once per request whatever its ending:
+//!
+//! | instrument | kind, unit | attributes |
+//! | --- | --- | --- |
+//! | `http.server.request.duration` | histogram, `s`, the conventions' buckets (5 ms … 10 s) | method, scheme, route, status, `error.type` |
+//! | `http.server.active_requests` | up-down counter, `{request}` | method, scheme |
+//! | `http.server.request.body.size` | histogram, `By` (from `Content-Length`, when sent) | as the duration |
+//! | `http.server.response.body.size` | histogram, `By` (bytes streamed) | as the duration |
+//! | `middleware.server.timeouts` | counter, `{request}`: requests whose budget expired, as a timeout layer reported it ([`Expiry`](crate::Expiry)) | method, scheme, `timeout.phase` (`ready`, `head`, `request_body`, `response_body`), `timeout.by_client` |
+//!
+//! The duration runs to the **end of the response body** (the last frame, a body error, or the
+//! body dropped by a client that went away), not to the response head: the layer wraps the
+//! body in a [`MetricsBody`]. A bodiless response (`HEAD`, 1xx, 204, 304: hyper drops its
+//! body unpolled) ends at the head.
+//!
+//! `error.type` is set when the request failed: the status code of a 5xx response; `timeout`
+//! when a timeout layer reported an [`Expiry`](crate::Expiry) or cancelled the context with
+//! its deadline; `panic` when the inner service, its future or the body panicked (whoever
+//! catches it); `disconnected` when the future or the body was dropped before the end (the
+//! client went away); `_OTHER` for an error of the inner service or of the body.
+//!
+//! [`HttpClientMetricsLayer`] records `http.client.request.duration` (histogram, `s`, to the
+//! response head) per outbound call, with method, scheme, `server.address`, `server.port`,
+//! status and `error.type`.
+//!
+//! **Cardinality is bounded.** No raw path or client value becomes an attribute: the method is
+//! one of the known methods or `_OTHER`, the route is the template axum matched
+//! (`/users/{id}`, from `MatchedPath`, when the layer runs inside the router) or absent, the
+//! scheme is the URI's or `http`, and the status a number. A client's `server.address` is the
+//! host the *application* called.
+//!
+//! The layer reads the request's [`Context`](crate::Context) (and makes one when no outer
+//! layer did, which the layers inside then share): a timeout layer inside reports its
+//! expiry there, and an outer one cancels it with its deadline.
+//!
+//! The instruments come from the [`Meter`](opentelemetry::metrics::Meter) you pass: with no meter provider installed (the
+//! API's no-op), recording costs next to nothing.
+//!
+//! Inside a timing layer that asks for per-layer times, the layers' own time is reported as
+//! `mw.metrics` (server) and `mw.metrics_client` (client, on the outbound request's context).
+//!
+//! # Example
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use std::convert::Infallible;
+//! use http::{Request, Response};
+//! use http_body_util::BodyExt;
+//! use middleware_std::metrics::HttpMetricsLayer;
+//! use opentelemetry::metrics::MeterProvider as _;
+//! use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//!
+//! let exporter = InMemoryMetricExporter::default();
+//! let provider = SdkMeterProvider::builder()
+//!     .with_reader(PeriodicReader::builder(exporter.clone()).build())
+//!     .build();
+//! let app = ServiceBuilder::new()
+//!     .layer(HttpMetricsLayer::new(&provider.meter("app")))
+//!     .service(service_fn(|_req: Request<String>| async {
+//!         Ok::<_, Infallible>(Response::new(String::from("hello")))
+//!     }));
+//!
+//! let res = app.oneshot(Request::get("/").body(String::new()).unwrap()).await.unwrap();
+//! res.into_body().collect().await.unwrap(); // the request ends with its body
+//!
+//! provider.force_flush().unwrap();
+//! let metrics = exporter.get_finished_metrics().unwrap();
+//! let names: Vec<String> = metrics
+//!     .iter()
+//!     .flat_map(|m| m.scope_metrics())
+//!     .flat_map(|s| s.metrics())
+//!     .map(|m| m.name().to_owned())
+//!     .collect();
+//! assert!(names.contains(&"http.server.request.duration".to_owned()), "{names:?}");
+//! # }
+//! ```
+
+mod body;
+mod client;
+mod server;
+
+use http::Method;
+use opentelemetry::KeyValue;
+
+#[doc(inline)]
+pub use self::{
+    body::MetricsBody,
+    client::{ClientFuture, HttpClientMetrics, HttpClientMetricsLayer},
+    server::{HttpMetrics, HttpMetricsLayer, ResponseFuture},
+};
+
+/// The histogram buckets the HTTP semantic conventions recommend for request durations, in
+/// seconds.
+pub const DURATION_BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
+
+/// `http.request.method`: the method when the conventions know it, `_OTHER` otherwise (a
+/// bounded attribute: a client cannot mint new series with made-up methods).
+pub(crate) fn method_attr(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::CONNECT => "CONNECT",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::PATCH => "PATCH",
+        _ => "_OTHER",
+    }
+}
+
+/// `url.scheme`: `http` or `https` from the URI, `http` otherwise (a server behind a TLS
+/// terminator sees `http`).
+pub(crate) fn scheme_attr(uri: &http::Uri) -> &'static str {
+    if uri.scheme() == Some(&http::uri::Scheme::HTTPS) {
+        "https"
+    } else {
+        "http"
+    }
+}
+
+/// `error.type` values of this module.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ErrorType {
+    Status(u16),
+    Timeout,
+    Panic,
+    Disconnected,
+    Other,
+}
+
+impl ErrorType {
+    fn key_value(self) -> KeyValue {
+        let value: &'static str = match self {
+            Self::Status(status) => return KeyValue::new("error.type", status.to_string()),
+            Self::Timeout => "timeout",
+            Self::Panic => "panic",
+            Self::Disconnected => "disconnected",
+            Self::Other => "_OTHER",
+        };
+        KeyValue::new("error.type", value)
+    }
+}
+
+#[cfg(test)]
+mod tests;
