@@ -92,7 +92,9 @@ where
         let started = layer_time::wanted(req.try_context()).then(Instant::now);
         let layer = &self.layer;
         let key = layer.make_key.make_key(&req).unwrap_or_else(Key::anonymous);
-        let check = layer.store.check(&key);
+        // A store across the network bounds its call by the request's remaining budget.
+        let budget = req.try_context().and_then(crate::Context::remaining);
+        let check = layer.store.check_within(&key, budget);
         if let Some(started) = started {
             layer_time::record(req.try_context(), "mw.rate_limit", started.elapsed());
         }
