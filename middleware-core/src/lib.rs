@@ -56,6 +56,9 @@ pub use tower_service;
 #[doc(hidden)]
 pub mod __private {
     /// Not public API.
+    #[cfg(feature = "axum")]
+    pub use crate::axum::Provides;
+    /// Not public API.
     pub use crate::{
         Context, Hook, HookService, Middleware, MiddlewareService, Next, Outcome, RequestExt,
         ResponseBody,
@@ -73,7 +76,4 @@ pub mod __private {
     pub use ::tower_layer::Layer;
     /// Not public API.
     pub use ::tower_service::Service;
-    /// Not public API.
-    #[cfg(feature = "axum")]
-    pub use crate::axum::Provides;
 }

@@ -16,7 +16,11 @@
 //! `--smoke` for a quick check that it runs; `--svg PATH` writes the chart.
 
 // A benchmark reports to its user; its figures are ratios of counts far below 2^52.
-#![allow(clippy::print_stdout, clippy::print_stderr, clippy::cast_precision_loss)]
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    clippy::cast_precision_loss
+)]
 
 use std::{
     convert::Infallible,
@@ -515,7 +519,11 @@ fn parse_args() -> Result<Config, String> {
 }
 
 /// One panel of the chart: a title, bars (label, first, second) and the two series' names.
-type Panel = (&'static str, Vec<(String, f64, f64)>, (&'static str, &'static str));
+type Panel = (
+    &'static str,
+    Vec<(String, f64, f64)>,
+    (&'static str, &'static str),
+);
 
 /// A three-panel SVG: ns per value (ours, extensions) against n; ours/hand against depth;
 /// server CPU per request against threads.

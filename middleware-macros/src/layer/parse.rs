@@ -12,7 +12,8 @@ use crate::{
 };
 
 /// Keys accepted on the struct.
-pub(crate) const CONTAINER_KEYS: &[&str] = &["around", "hook", "crate", "service", "new", "provides"];
+pub(crate) const CONTAINER_KEYS: &[&str] =
+    &["around", "hook", "crate", "service", "new", "provides"];
 /// Keys accepted on a field.
 pub(crate) const FIELD_KEYS: &[&str] = &["secret", "default"];
 
