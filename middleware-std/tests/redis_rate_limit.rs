@@ -253,6 +253,7 @@ async fn fail_open_and_fail_closed_decide_without_redis() {
         assert!(decide(&open, &key).await.is_allowed());
         let refused = decide(&closed, &key).await;
         assert!(!refused.is_allowed());
+        assert!(refused.is_unavailable(), "fail-closed is not a quota");
         assert!(refused.reset() >= Duration::from_secs(1));
     }
     assert!(open.local().is_empty() && closed.local().is_empty());
@@ -289,4 +290,32 @@ async fn the_layer_answers_429_from_the_shared_quota() {
     let refused = a.oneshot(req()).await.unwrap();
     assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(refused.headers()["retry-after"], "30");
+}
+
+#[tokio::test]
+async fn a_fail_closed_layer_answers_503_with_retry_after_and_no_quota_headers() {
+    // Needs no Redis: the store's address refuses connections, so it fails closed at once.
+    let url = format!("redis://{}", support::refused_addr());
+    let store = RedisRateLimitStore::new(Redis::open(&url).unwrap(), Policy::per_minute(5))
+        .fallback(Fallback::FailClosed);
+    let svc = ServiceBuilder::new()
+        .layer(RateLimitLayer::with_store(store))
+        .service(service_fn(|_: Request<()>| async {
+            Ok::<_, Infallible>(Response::new(String::new()))
+        }));
+    let res = svc.oneshot(Request::new(())).await.unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        res.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            >= 1
+    );
+    assert!(
+        res.headers().get("ratelimit").is_none(),
+        "no quota to report"
+    );
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
 }

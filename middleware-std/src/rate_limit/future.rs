@@ -49,14 +49,23 @@ fn add_headers(headers: &mut HeaderMap, policy: &PolicyHeaders, decision: Decisi
     headers.append(RATELIMIT, ratelimit_value(&policy.quoted_name, decision));
 }
 
-/// The `429`: rendered by the request's renderer, with `Retry-After` and both headers.
+/// The `429`: rendered by the request's renderer, with `Retry-After` and both headers. A store
+/// that could not decide ([`Decision::unavailable`]) answers `503` with `Retry-After` only: the
+/// client is over no quota.
 pub(crate) fn limited(cx: &Context, policy: &PolicyHeaders, decision: Decision) -> Response<Bytes> {
     // At least a second: a client told "0" would retry at once.
     let after = ceil_secs(decision.reset()).max(1);
+    let status = if decision.is_unavailable() {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::TOO_MANY_REQUESTS
+    };
     let mut res = cx.render_error(
-        &Error::new(StatusCode::TOO_MANY_REQUESTS)
-            .with_header(header::RETRY_AFTER, HeaderValue::from(after)),
+        &Error::new(status).with_header(header::RETRY_AFTER, HeaderValue::from(after)),
     );
+    if decision.is_unavailable() {
+        return res;
+    }
     let decision = Decision::limited(std::time::Duration::from_secs(after));
     add_headers(res.headers_mut(), policy, decision);
     res

@@ -156,6 +156,7 @@ pub(crate) fn ceil_secs(duration: Duration) -> u64 {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Decision {
     allowed: bool,
+    unavailable: bool,
     remaining: u32,
     reset: Duration,
 }
@@ -167,6 +168,7 @@ impl Decision {
     pub const fn allowed(remaining: u32, reset: Duration) -> Self {
         Self {
             allowed: true,
+            unavailable: false,
             remaining,
             reset,
         }
@@ -177,9 +179,29 @@ impl Decision {
     pub const fn limited(retry_after: Duration) -> Self {
         Self {
             allowed: false,
+            unavailable: false,
             remaining: 0,
             reset: retry_after,
         }
+    }
+
+    /// The store cannot decide (its backend is down and it fails closed): the request is
+    /// refused with `503 Service Unavailable` and `Retry-After`, not a `429` (the client is not
+    /// over any quota).
+    #[must_use]
+    pub const fn unavailable(retry_after: Duration) -> Self {
+        Self {
+            allowed: false,
+            unavailable: true,
+            remaining: 0,
+            reset: retry_after,
+        }
+    }
+
+    /// Whether the store could not decide ([`Decision::unavailable`]).
+    #[must_use]
+    pub const fn is_unavailable(&self) -> bool {
+        self.unavailable
     }
 
     /// Whether the request may pass.

@@ -112,8 +112,9 @@ pub enum Fallback {
     Local,
     /// Let every request through (the rate limit allows, the breaker admits).
     FailOpen,
-    /// Refuse every request (the rate limit answers `429` with `Retry-After`, the breaker
-    /// answers open).
+    /// Refuse every request (the rate limit answers `503` with `Retry-After`, see
+    /// [`Decision::unavailable`](crate::rate_limit::Decision::unavailable); the breaker answers
+    /// open).
     FailClosed,
 }
 

@@ -155,7 +155,7 @@ impl Shared {
             },
             Fallback::FailOpen => Decision::allowed(self.policy.quota(), Duration::ZERO),
             Fallback::FailClosed => {
-                Decision::limited(self.redis.retry_every.max(Duration::from_secs(1)))
+                Decision::unavailable(self.redis.retry_every.max(Duration::from_secs(1)))
             }
         }
     }
