@@ -74,6 +74,7 @@ pub mod timing;
     feature = "lifecycle",
     feature = "limit",
     feature = "logging",
+    feature = "metrics",
     feature = "timeout",
     feature = "timing"
 ))]
@@ -82,6 +83,14 @@ mod compose;
 mod layer_time;
 #[cfg(test)]
 mod test_helpers;
+#[cfg(any(
+    feature = "dump",
+    feature = "lifecycle",
+    feature = "limit",
+    feature = "logging",
+    feature = "metrics"
+))]
+mod watched;
 
 #[cfg(feature = "axum")]
 pub mod axum;

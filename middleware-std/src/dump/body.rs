@@ -1,16 +1,15 @@
 //! The body wrapper that dumps a body's first bytes as they stream through.
 
-use std::{
-    pin::Pin,
-    sync::Arc,
-    task::{Context as TaskContext, Poll, ready},
-};
+use std::{fmt, sync::Arc};
 
 use bytes::Buf;
-use http_body::{Body, Frame, SizeHint};
+use http_body::Body;
 use pin_project_lite::pin_project;
 
-use crate::body_state::{Failed, Polled, copy_prefix};
+use crate::{
+    body_state::copy_prefix,
+    watched::{Watched, Watcher, watched_body},
+};
 
 use super::{Emitter, render};
 
@@ -21,27 +20,19 @@ pin_project! {
     /// See the [module docs](super) for an example.
     pub struct DumpBody<B> {
         #[pin]
-        inner: B,
-        capture: Option<Capture>,
-        failed: Failed,
+        body: Watched<B, Capture>,
     }
 }
 
 impl<B> DumpBody<B> {
     /// Passes `inner` through without dumping it.
     pub const fn new(inner: B) -> Self {
-        Self {
-            inner,
-            capture: None,
-            failed: Failed::new(),
-        }
+        Self::dumping(inner, None)
     }
 
-    pub(crate) fn dumping(inner: B, capture: Option<Capture>) -> Self {
+    pub(crate) const fn dumping(inner: B, capture: Option<Capture>) -> Self {
         Self {
-            inner,
-            capture,
-            failed: Failed::new(),
+            body: Watched::new(inner, capture),
         }
     }
 }
@@ -52,57 +43,31 @@ impl<B: Default> Default for DumpBody<B> {
     }
 }
 
-impl<B> std::fmt::Debug for DumpBody<B> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl<B> fmt::Debug for DumpBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct(stringify!(DumpBody))
-            .field("dumping", &self.capture.is_some())
+            .field("dumping", &self.body.watcher().is_some())
             .finish_non_exhaustive()
     }
 }
 
-impl<B: Body> Body for DumpBody<B> {
-    type Data = B::Data;
-    type Error = B::Error;
+watched_body!(impl[B] DumpBody<B>, Capture);
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut TaskContext<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let mut this = self.project();
-        let frame = match ready!(this.failed.poll_frame(this.inner.as_mut(), cx)) {
-            Polled::Fresh(frame) => frame,
-            Polled::AfterError(frame) => return Poll::Ready(Some(frame)),
+/// The dump is emitted once it has its bytes (the rest streams on undumped), at the body's end,
+/// at its error, or (by `Drop`) when the body is dropped first.
+impl<B: Body> Watcher<B> for Capture {
+    fn data(&mut self, data: &B::Data) -> bool {
+        self.take(data);
+        self.is_full()
+    }
+
+    fn end(self, end: Result<(), &B::Error>) {
+        let end = match end {
+            Err(_) => End::Error,
+            Ok(()) if self.is_full() => End::Cut,
+            Ok(()) => End::Complete,
         };
-        if let Some(capture) = this.capture.as_mut() {
-            let done = match &frame {
-                None | Some(Err(_)) => true,
-                Some(Ok(frame)) => {
-                    if let Some(data) = frame.data_ref() {
-                        capture.take(data);
-                    }
-                    capture.is_full() || frame.is_trailers() || this.inner.is_end_stream()
-                }
-            };
-            if done {
-                let end = match &frame {
-                    Some(Err(_)) => End::Error,
-                    _ if capture.is_full() => End::Cut,
-                    _ => End::Complete,
-                };
-                if let Some(capture) = this.capture.take() {
-                    capture.emit(end);
-                }
-            }
-        }
-        Poll::Ready(frame)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.failed.is_end_stream(&self.inner)
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.emit(end);
     }
 }
 

@@ -1,15 +1,11 @@
 //! The response body wrapper that notes the end of the body.
 
-use std::{
-    fmt,
-    pin::Pin,
-    task::{Context as TaskContext, Poll, ready},
-};
+use std::fmt;
 
-use http_body::{Body, Frame, SizeHint};
+use http_body::Body;
 use pin_project_lite::pin_project;
 
-use crate::body_state::{Failed, Polled};
+use crate::watched::{Watched, Watcher, watched_body};
 
 use super::{Call, OnTimings, Timings};
 
@@ -23,14 +19,20 @@ pin_project! {
         H: OnTimings,
     {
         #[pin]
-        inner: B,
-        pending: Option<Pending<H>>,
-        failed: Failed,
+        body: Watched<B, Pending<H>>,
     }
 }
 
-/// A call whose body has not ended yet.
+/// A call whose body has not ended yet: finished as failed when dropped first.
 pub(crate) struct Pending<H: OnTimings>(Option<(Call<H>, Timings)>);
+
+impl<H: OnTimings> Pending<H> {
+    fn finish(mut self, completed: bool) {
+        if let Some((call, timings)) = self.0.take() {
+            call.finish(timings, completed);
+        }
+    }
+}
 
 impl<H: OnTimings> Drop for Pending<H> {
     fn drop(&mut self) {
@@ -40,12 +42,16 @@ impl<H: OnTimings> Drop for Pending<H> {
     }
 }
 
+impl<B: Body, H: OnTimings> Watcher<B> for Pending<H> {
+    fn end(self, end: Result<(), &B::Error>) {
+        self.finish(end.is_ok());
+    }
+}
+
 impl<B, H: OnTimings> TimedBody<B, H> {
     pub(crate) fn new(inner: B, pending: Option<(Call<H>, Timings)>) -> Self {
         Self {
-            inner,
-            pending: pending.map(|p| Pending(Some(p))),
-            failed: Failed::new(),
+            body: Watched::new(inner, pending.map(|p| Pending(Some(p)))),
         }
     }
 }
@@ -59,42 +65,9 @@ impl<B: Default, H: OnTimings> Default for TimedBody<B, H> {
 impl<B, H: OnTimings> fmt::Debug for TimedBody<B, H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct(stringify!(TimedBody))
-            .field("timing", &self.pending.is_some())
+            .field("timing", &self.body.watcher().is_some())
             .finish_non_exhaustive()
     }
 }
 
-impl<B: Body, H: OnTimings> Body for TimedBody<B, H> {
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut TaskContext<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let mut this = self.project();
-        let frame = match ready!(this.failed.poll_frame(this.inner.as_mut(), cx)) {
-            Polled::Fresh(frame) => frame,
-            Polled::AfterError(frame) => return Poll::Ready(Some(frame)),
-        };
-        let end = match &frame {
-            None => Some(true),
-            Some(Err(_)) => Some(false),
-            Some(Ok(frame)) => (frame.is_trailers() || this.inner.is_end_stream()).then_some(true),
-        };
-        if let Some(completed) = end {
-            if let Some((call, timings)) = this.pending.take().and_then(|mut p| p.0.take()) {
-                call.finish(timings, completed);
-            }
-        }
-        Poll::Ready(frame)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.failed.is_end_stream(&self.inner)
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
+watched_body!(impl[B, H: OnTimings] TimedBody<B, H>, Pending<H>);

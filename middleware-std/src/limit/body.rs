@@ -1,15 +1,11 @@
 //! [`PermitBody`]: a response body that holds its request's place in the limit.
 
-use std::{
-    fmt,
-    pin::Pin,
-    task::{Context as TaskContext, Poll, ready},
-};
+use std::fmt;
 
-use http_body::{Body, Frame, SizeHint};
+use http_body::Body;
 use tokio::sync::OwnedSemaphorePermit;
 
-use crate::body_state::Failed;
+use crate::watched::{Watched, Watcher, watched_body};
 
 pin_project_lite::pin_project! {
     /// A response body that holds its request's place in the
@@ -25,34 +21,35 @@ pin_project_lite::pin_project! {
     /// See the [module docs](super) for an example.
     pub struct PermitBody<B> {
         #[pin]
-        inner: B,
-        permit: Option<OwnedSemaphorePermit>,
-        failed: Failed,
+        body: Watched<B, OwnedSemaphorePermit>,
     }
+}
+
+/// The place is given back when the body ends (the permit dropped), or with the body.
+impl<B: Body> Watcher<B> for OwnedSemaphorePermit {
+    fn end(self, _: Result<(), &B::Error>) {}
 }
 
 impl<B> PermitBody<B> {
     pub(crate) const fn new(inner: B, permit: Option<OwnedSemaphorePermit>) -> Self {
         Self {
-            inner,
-            permit,
-            failed: Failed::new(),
+            body: Watched::new(inner, permit),
         }
     }
 
     /// Whether this body still holds a place in the limit.
     pub const fn holds_permit(&self) -> bool {
-        self.permit.is_some()
+        self.body.watcher().is_some()
     }
 
     /// The wrapped body.
     pub const fn get_ref(&self) -> &B {
-        &self.inner
+        self.body.get_ref()
     }
 
     /// Consumes `self`, returning the wrapped body (and giving the place back).
     pub fn into_inner(self) -> B {
-        self.inner
+        self.body.into_inner()
     }
 }
 
@@ -65,48 +62,16 @@ impl<B: Default> Default for PermitBody<B> {
 impl<B> fmt::Debug for PermitBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct(stringify!(PermitBody))
-            .field("holds_permit", &self.permit.is_some())
+            .field("holds_permit", &self.holds_permit())
             .finish_non_exhaustive()
     }
 }
 
-impl<B: Body> Body for PermitBody<B> {
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut TaskContext<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let mut this = self.project();
-        // After an error, never a clean end: a cut body must not look complete.
-        let frame = ready!(this.failed.poll_through(this.inner.as_mut(), cx));
-        let done = match &frame {
-            None | Some(Err(_)) => true,
-            Some(Ok(_)) => this.inner.is_end_stream(),
-        };
-        if done {
-            // The permit is released here, once; `take` makes a second release impossible.
-            drop(this.permit.take());
-        }
-        Poll::Ready(frame)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.failed.is_end_stream(&self.inner)
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        if self.failed.get() {
-            return SizeHint::new();
-        }
-        self.inner.size_hint()
-    }
-}
+watched_body!(impl[B] PermitBody<B>, OwnedSemaphorePermit);
 
 #[cfg(test)]
 mod tests {
-    use std::task::Waker;
+    use std::task::{Context as TaskContext, Poll, Waker};
 
     use super::*;
     use crate::test_helpers::ErrorsOnce;

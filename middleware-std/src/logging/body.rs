@@ -1,12 +1,8 @@
-use std::{
-    fmt,
-    pin::Pin,
-    task::{Context as TaskContext, Poll, ready},
-};
+use std::fmt;
 
-use http_body::{Body, Frame, SizeHint};
+use http_body::Body;
 
-use crate::body_state::Failed;
+use crate::watched::{Watched, Watcher, watched_body};
 
 use super::{MakeLevel, RequestOutcome, access::Access};
 
@@ -20,14 +16,12 @@ pin_project_lite::pin_project! {
     /// [`RequestOutcome`]).
     ///
     /// After the inner body yields an error, this body never reports a clean end: it is not
-    /// at its end ([`Body::is_end_stream`] is `false`) and, polled again, passes on what the
-    /// inner body yields except a clean end (`None`), for which it stays pending. A cut
-    /// response never looks complete.
+    /// at its end ([`Body::is_end_stream`] is `false`, its size unknown) and, polled again,
+    /// passes on what the inner body yields except a clean end (`None`), for which it stays
+    /// pending. A cut response never looks complete.
     pub struct LogBody<B, L: MakeLevel> {
         #[pin]
-        inner: B,
-        access: Option<Access<L>>,
-        failed: Failed,
+        body: Watched<B, Access<L>>,
     }
 }
 
@@ -35,15 +29,38 @@ impl<B, L: MakeLevel> LogBody<B, L> {
     #[inline]
     pub(crate) const fn new(inner: B, access: Option<Access<L>>) -> Self {
         Self {
-            inner,
-            access,
-            failed: Failed::new(),
+            body: Watched::new(inner, access),
         }
     }
 
     /// The inner body.
     pub const fn get_ref(&self) -> &B {
-        &self.inner
+        self.body.get_ref()
+    }
+}
+
+/// The access event is emitted at the body's end or error (the error shown), and by the
+/// record's `Drop` when the body is dropped first. Each poll runs inside the request span.
+impl<B, L> Watcher<B> for Access<L>
+where
+    B: Body,
+    B::Error: fmt::Display,
+    L: MakeLevel,
+{
+    fn data(&mut self, data: &B::Data) -> bool {
+        Self::data(self, data);
+        false
+    }
+
+    fn polling<T>(&mut self, poll: impl FnOnce() -> T) -> T {
+        Self::polling(self, poll)
+    }
+
+    fn end(mut self, end: Result<(), &B::Error>) {
+        match end {
+            Ok(()) => self.finish(self.completed(), None),
+            Err(error) => self.finish(RequestOutcome::Error, Some(error as &dyn fmt::Display)),
+        }
     }
 }
 
@@ -51,8 +68,8 @@ impl<B, L: MakeLevel> fmt::Debug for LogBody<B, L> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct(stringify!(LogBody))
             .field("inner", &"...")
-            .field("access", &self.access)
-            .field("failed", &self.failed.get())
+            .field("access", &self.body.watcher())
+            .field("failed", &self.body.failed())
             .finish()
     }
 }
@@ -64,48 +81,4 @@ impl<B: Default, L: MakeLevel> Default for LogBody<B, L> {
     }
 }
 
-impl<B, L> Body for LogBody<B, L>
-where
-    B: Body,
-    B::Error: fmt::Display,
-    L: MakeLevel,
-{
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut TaskContext<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let mut this = self.project();
-        // The access record is gone once the body failed (its end is logged at the error).
-        let Some(access) = this.access.as_mut() else {
-            return this.failed.poll_through(this.inner, cx);
-        };
-        let frame = ready!(access.polling(|| this.failed.poll_through(this.inner.as_mut(), cx)));
-        let end = match &frame {
-            None => Some((access.completed(), None)),
-            Some(Err(err)) => Some((RequestOutcome::Error, Some(err as &dyn fmt::Display))),
-            Some(Ok(frame)) => {
-                if let Some(data) = frame.data_ref() {
-                    access.data(data);
-                }
-                (frame.is_trailers() || this.inner.is_end_stream())
-                    .then(|| (access.completed(), None))
-            }
-        };
-        if let Some((outcome, error)) = end {
-            access.finish(outcome, error);
-            *this.access = None;
-        }
-        Poll::Ready(frame)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.failed.is_end_stream(&self.inner)
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
+watched_body!(impl[B, L: MakeLevel] LogBody<B, L>, Access<L>);

@@ -2,17 +2,18 @@
 
 use std::{
     fmt,
-    pin::Pin,
     sync::{Arc, Mutex, PoisonError},
-    task::{Context as TaskContext, Poll, ready},
 };
 
 use bytes::Buf;
 use http::Request;
-use http_body::{Body, Frame, SizeHint};
+use http_body::Body;
 
 use super::{MakeLevel, access::Access, escape::escape};
-use crate::body_state::{Failed, Polled, copy_prefix};
+use crate::{
+    body_state::copy_prefix,
+    watched::{Watched, Watcher, watched_body},
+};
 
 /// The default request-body mode of [`LogLayer`](super::LogLayer): the request body is passed
 /// to the inner service as it is, and not captured.
@@ -129,76 +130,59 @@ pin_project_lite::pin_project! {
     /// [`LogLayer::capture_request_body`]: super::LogLayer::capture_request_body
     pub struct CaptureBody<B> {
         #[pin]
-        inner: B,
-        capture: SharedCapture,
-        failed: Failed,
+        body: Watched<B, SharedCapture>,
     }
+}
+
+/// Every data frame is copied (up to the capture's limit) until the body ends.
+impl<B: Body> Watcher<B> for SharedCapture {
+    fn data(&mut self, data: &B::Data) -> bool {
+        lock(self).push(data);
+        false
+    }
+
+    fn end(self, _: Result<(), &B::Error>) {}
 }
 
 impl<B> CaptureBody<B> {
     pub(crate) const fn new(inner: B, capture: SharedCapture) -> Self {
         Self {
-            inner,
-            capture,
-            failed: Failed::new(),
+            body: Watched::new(inner, Some(capture)),
         }
     }
 
     /// The client's body.
     pub const fn get_ref(&self) -> &B {
-        &self.inner
+        self.body.get_ref()
     }
 
     /// The client's body, leaving the capture behind.
     pub fn into_inner(self) -> B {
-        self.inner
+        self.body.into_inner()
     }
 }
 
 impl<B> fmt::Debug for CaptureBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let captured = self.body.watcher().map_or(0, |c| lock(c).bytes.len());
         f.debug_struct(stringify!(CaptureBody))
             .field("inner", &"...")
-            .field("captured", &lock(&self.capture).bytes.len())
-            .field("failed", &self.failed.get())
+            .field("captured", &captured)
+            .field("failed", &self.body.failed())
             .finish()
     }
 }
 
 impl<B: Default> Default for CaptureBody<B> {
-    /// The inner body's default, with a capture nobody reads.
+    /// The inner body's default, with no capture.
     fn default() -> Self {
-        Self::new(B::default(), Arc::new(Mutex::new(Capture::new(0))))
-    }
-}
-
-impl<B: Body> Body for CaptureBody<B> {
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut TaskContext<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let this = self.project();
-        let frame = match ready!(this.failed.poll_frame(this.inner, cx)) {
-            Polled::Fresh(frame) => frame,
-            Polled::AfterError(frame) => return Poll::Ready(Some(frame)),
-        };
-        if let Some(data) = frame.as_ref().and_then(|f| f.as_ref().ok()?.data_ref()) {
-            lock(this.capture).push(data);
+        Self {
+            body: Watched::new(B::default(), None),
         }
-        Poll::Ready(frame)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.failed.is_end_stream(&self.inner)
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }
+
+watched_body!(impl[B] CaptureBody<B>, SharedCapture);
 
 #[cfg(test)]
 mod tests {
