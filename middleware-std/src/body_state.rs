@@ -21,6 +21,7 @@
         feature = "dump",
         feature = "lifecycle",
         feature = "logging",
+        feature = "metrics",
         feature = "timeout",
         feature = "timing"
     )),
@@ -150,6 +151,26 @@ where
             SizeHint::new()
         }
     }
+}
+
+/// The length of a response's body as a server will send it: the body's exact size, else a
+/// valid `Content-Length` header (one value of digits, or repeats of it). A server writes that
+/// many bytes and stops: hyper drops the body without polling it again once they are written,
+/// so a wrapper that waited for `None` would take a complete response for a client gone.
+pub(crate) fn declared_length<B: Body>(res: &http::Response<B>) -> Option<u64> {
+    if let Some(exact) = res.body().size_hint().exact() {
+        return Some(exact);
+    }
+    let mut values = res.headers().get_all(http::header::CONTENT_LENGTH).iter();
+    let first = values.next()?;
+    if values.any(|value| value != first) {
+        return None;
+    }
+    let digits = first.as_bytes();
+    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
 /// Copies what still fits of `data` into `bytes`, up to `limit` bytes in all, without consuming

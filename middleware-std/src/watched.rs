@@ -7,8 +7,10 @@
 //! agree on what "the end" is and on what follows an error:
 //!
 //! - the end is the first of: the inner body returns `None` (complete) or an error (failed),
-//!   yields trailers or reports [`Body::is_end_stream`] after a frame (complete: servers stop
-//!   polling then), or the watcher says it has seen enough; the watcher hears it once, by value;
+//!   yields trailers or reports [`Body::is_end_stream`] after a frame, or has streamed the length
+//!   the response declared (complete: servers stop polling then; hyper drops a body unpolled once
+//!   its `Content-Length` is written), or the watcher says it has seen enough; the watcher hears
+//!   it once, by value;
 //! - a watcher dropped before the end (the body dropped: a client gone, a panic) covers that case
 //!   in its own `Drop`;
 //! - after the inner body's error the wrapper never ends cleanly (see [`Failed`]): not at its
@@ -42,6 +44,8 @@ use std::{
 use http_body::{Body, SizeHint};
 use pin_project_lite::pin_project;
 
+use bytes::Buf;
+
 use crate::body_state::{Failed, FrameOf};
 
 /// What a [`Watched`] body tells about the body it streams.
@@ -70,6 +74,8 @@ pin_project! {
         #[pin]
         inner: B,
         watcher: Option<W>,
+        // The bytes still to stream before the declared length is reached, if one was declared.
+        left: Option<u64>,
         failed: Failed,
     }
 }
@@ -80,8 +86,18 @@ impl<B, W> Watched<B, W> {
         Self {
             inner,
             watcher,
+            left: None,
             failed: Failed::new(),
         }
+    }
+
+    /// The body is complete once `length` bytes have streamed (see [`declared_length`]), even if
+    /// the inner body has not said so yet: a server stops polling there.
+    ///
+    /// [`declared_length`]: crate::body_state::declared_length
+    pub(crate) const fn with_length(mut self, length: Option<u64>) -> Self {
+        self.left = length;
+        self
     }
 
     /// The watcher, until the body ends.
@@ -118,8 +134,15 @@ impl<B: Body, W: Watcher<B>> Watched<B, W> {
             None => Some(Ok(())),
             Some(Err(error)) => Some(Err(error)),
             Some(Ok(frame)) => {
-                let seen_enough = frame.data_ref().is_some_and(|data| watcher.data(data));
-                (seen_enough || frame.is_trailers() || this.inner.is_end_stream()).then_some(Ok(()))
+                let mut done = frame.is_trailers() || this.inner.is_end_stream();
+                if let Some(data) = frame.data_ref() {
+                    done |= watcher.data(data);
+                    if let Some(left) = this.left {
+                        *left = left.saturating_sub(data.remaining() as u64);
+                        done |= *left == 0;
+                    }
+                }
+                done.then_some(Ok(()))
             }
         };
         if let Some(end) = end {

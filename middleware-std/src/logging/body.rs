@@ -10,9 +10,9 @@ pin_project_lite::pin_project! {
     /// The response body of [`Log`](super::Log): streams the inner body through unchanged and
     /// emits the access event when it ends.
     ///
-    /// The end is the first of: the inner body returns `None` or an error, yields trailers, or
-    /// reports [`Body::is_end_stream`] after a frame (servers stop polling then); otherwise the
-    /// drop of this body, logged as a disconnect (or a panic, a timeout; see
+    /// The end is the first of: the inner body returns `None` or an error, yields trailers,
+    /// reports [`Body::is_end_stream`] after a frame, or has streamed the response's exact size
+    /// or `Content-Length` (servers stop polling then); otherwise the drop of this body, logged as a disconnect (or a panic, a timeout; see
     /// [`RequestOutcome`]).
     ///
     /// After the inner body yields an error, this body never reports a clean end: it is not
@@ -31,6 +31,12 @@ impl<B, L: MakeLevel> LogBody<B, L> {
         Self {
             body: Watched::new(inner, access),
         }
+    }
+
+    /// Complete once `length` bytes have streamed (the length a server will send).
+    pub(crate) fn with_length(mut self, length: Option<u64>) -> Self {
+        self.body = self.body.with_length(length);
+        self
     }
 
     /// The inner body.

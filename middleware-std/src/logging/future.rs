@@ -9,6 +9,7 @@ use http::{Response, StatusCode};
 use http_body::Body;
 
 use super::{LogBody, MakeLevel, RequestOutcome, access::Access};
+use crate::body_state::declared_length;
 
 pin_project_lite::pin_project! {
     /// The response future of [`Log`](super::Log). Dropping it before the response logs the
@@ -76,7 +77,10 @@ where
                     } else {
                         Some(access)
                     };
-                Poll::Ready(Ok(res.map(|body| LogBody::new(body, access))))
+                let length = declared_length(&res);
+                Poll::Ready(Ok(
+                    res.map(|body| LogBody::new(body, access).with_length(length))
+                ))
             }
             Err(err) => {
                 access.finish(RequestOutcome::Error, Some(&err));

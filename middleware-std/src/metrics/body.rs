@@ -10,7 +10,8 @@ use super::{ErrorType, server::Measure};
 
 pin_project! {
     /// The response body of [`HttpMetrics`](super::HttpMetrics): counts the bytes streamed and
-    /// ends the request's measurement at the last frame (or trailers), at a body error
+    /// ends the request's measurement at the last frame (trailers, or the last byte of the
+    /// response's exact size or `Content-Length`: a server stops polling there), at a body error
     /// (recorded with `error.type`; the error is passed on as it is), or when dropped early (a
     /// client that went away, or a panic while polling). After an error it never ends cleanly.
     pub struct MetricsBody<B> {
@@ -24,6 +25,14 @@ impl<B> MetricsBody<B> {
         Self {
             body: Watched::new(inner, measure),
         }
+    }
+}
+
+impl<B> MetricsBody<B> {
+    /// Complete once `length` bytes have streamed (the length a server will send).
+    pub(crate) fn with_length(mut self, length: Option<u64>) -> Self {
+        self.body = self.body.with_length(length);
+        self
     }
 }
 

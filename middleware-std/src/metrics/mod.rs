@@ -10,10 +10,13 @@
 //! | `http.server.response.body.size` | histogram, `By` (bytes streamed) | as the duration |
 //! | `middleware.server.timeouts` | counter, `{request}`: requests whose budget expired, as a timeout layer reported it ([`Expiry`](crate::Expiry)) | method, scheme, `timeout.phase` (`ready`, `head`, `request_body`, `response_body`), `timeout.by_client` |
 //!
-//! The duration runs to the **end of the response body** (the last frame, a body error, or the
-//! body dropped by a client that went away), not to the response head: the layer wraps the
-//! body in a [`MetricsBody`]. A bodiless response (`HEAD`, 1xx, 204, 304: hyper drops its
-//! body unpolled) ends at the head.
+//! The duration runs to the **end of the response body** (the last frame, the last byte of the
+//! body's exact size or `Content-Length`, a body error, or the body dropped by a client that
+//! went away), not to the response head: the layer wraps the body in a [`MetricsBody`]. A
+//! bodiless response (`HEAD`, 1xx, 204, 304: hyper drops its body unpolled) ends at the head;
+//! so does, at its last declared byte, a streamed body with a `Content-Length` (hyper drops it
+//! unpolled once that many bytes are written, as for every file tower-http's `ServeDir`
+//! serves).
 //!
 //! `error.type` is set when the request failed: the status code of a 5xx response; `timeout`
 //! when a timeout layer reported an [`Expiry`](crate::Expiry) or cancelled the context with

@@ -198,7 +198,8 @@ where
                 } else {
                     Some(measure)
                 };
-                Ok(res.map(|body| MetricsBody::new(body, measure)))
+                let length = crate::body_state::declared_length(&res);
+                Ok(res.map(|body| MetricsBody::new(body, measure).with_length(length)))
             }
             Err(error) => {
                 measure.finish(Some(ErrorType::Other));

@@ -5,6 +5,7 @@ use std::{
     time::Duration,
 };
 
+use bytes::Buf;
 use http::StatusCode;
 use http_body::{Body, Frame, SizeHint};
 use middleware_core::{BoxError, Context, body::BodyFailedError};
@@ -49,7 +50,8 @@ pin_project_lite::pin_project! {
     /// The end is the first of: the response has no body on the wire (a response to `HEAD`,
     /// `1xx`, `204`, `304`: reported at the head, as [`StreamEnd::Complete`], since servers
     /// drop such a body unpolled), the inner body returns `None` or an error, yields trailers,
-    /// or reports [`Body::is_end_stream`] after a frame (servers stop polling then); otherwise
+    /// reports [`Body::is_end_stream`] after a frame, or has streamed the response's exact size
+    /// or `Content-Length` (servers stop polling then: hyper drops the body unpolled); otherwise
     /// the drop of this body, reported as [`StreamEnd::Dropped`].
     ///
     /// After an error of the inner body, the inner body is not polled again and every later
@@ -60,13 +62,15 @@ pin_project_lite::pin_project! {
         inner: B,
         // Boxed: only a hook that wants the end (`OnBodyEnd::ENABLED`) pays for it.
         pending: Option<Box<Pending<H>>>,
+        // The bytes still to stream before the declared length is reached, if one was declared.
+        left: Option<u64>,
         failed: Failed,
     }
 }
 
 impl<B: Body, H: OnBodyEnd> TimingBody<B, H> {
     #[inline]
-    pub(crate) fn new(inner: B, mut pending: Option<Box<Pending<H>>>) -> Self {
+    pub(crate) fn new(inner: B, mut pending: Option<Box<Pending<H>>>, length: Option<u64>) -> Self {
         if inner.is_end_stream() {
             // Nothing to stream: a server will not poll it.
             end(&mut pending, StreamEnd::Complete);
@@ -74,6 +78,7 @@ impl<B: Body, H: OnBodyEnd> TimingBody<B, H> {
         Self {
             inner,
             pending,
+            left: length,
             failed: Failed::new(),
         }
     }
@@ -97,6 +102,7 @@ impl<B, H: OnBodyEnd> fmt::Debug for TimingBody<B, H> {
         f.debug_struct(stringify!(TimingBody))
             .field("inner", &"...")
             .field("ended", &self.pending.is_none())
+            .field("left", &self.left)
             .field("failed", &self.failed.get())
             .finish()
     }
@@ -108,6 +114,7 @@ impl<B: Default, H: OnBodyEnd> Default for TimingBody<B, H> {
         Self {
             inner: B::default(),
             pending: None,
+            left: None,
             failed: Failed::new(),
         }
     }
@@ -139,7 +146,12 @@ where
                 end(this.pending, StreamEnd::Error);
             }
             Some(Ok(frame)) => {
-                if frame.is_trailers() || this.inner.is_end_stream() {
+                let mut done = frame.is_trailers() || this.inner.is_end_stream();
+                if let (Some(left), Some(data)) = (this.left.as_mut(), frame.data_ref()) {
+                    *left = left.saturating_sub(data.remaining() as u64);
+                    done |= *left == 0;
+                }
+                if done {
                     end(this.pending, StreamEnd::Complete);
                 }
             }

@@ -125,6 +125,7 @@ where
                 pending.report(StreamEnd::Complete);
             }
         }
-        Poll::Ready(Ok(res.map(|body| TimingBody::new(body, pending))))
+        let length = crate::body_state::declared_length(&res);
+        Poll::Ready(Ok(res.map(|body| TimingBody::new(body, pending, length))))
     }
 }
