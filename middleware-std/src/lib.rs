@@ -83,14 +83,6 @@ mod compose;
 mod layer_time;
 #[cfg(test)]
 mod test_helpers;
-#[cfg(any(
-    feature = "dump",
-    feature = "lifecycle",
-    feature = "limit",
-    feature = "logging",
-    feature = "metrics"
-))]
-mod watched;
 
 #[cfg(feature = "axum")]
 pub mod axum;

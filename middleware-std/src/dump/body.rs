@@ -8,7 +8,7 @@ use pin_project_lite::pin_project;
 
 use crate::{
     body_state::copy_prefix,
-    watched::{Watched, Watcher, watched_body},
+    body_state::watched::{Watched, Watcher, watched_body},
 };
 
 use super::{Emitter, render};

@@ -5,7 +5,7 @@ use std::fmt;
 use http_body::Body;
 use pin_project_lite::pin_project;
 
-use crate::watched::{Watched, Watcher, watched_body};
+use crate::body_state::watched::{Watched, Watcher, watched_body};
 
 use super::{Call, OnTimings, Timings};
 

@@ -5,7 +5,7 @@ use std::fmt;
 use http_body::Body;
 use tokio::sync::OwnedSemaphorePermit;
 
-use crate::watched::{Watched, Watcher, watched_body};
+use crate::body_state::watched::{Watched, Watcher, watched_body};
 
 pin_project_lite::pin_project! {
     /// A response body that holds its request's place in the

@@ -2,7 +2,7 @@ use std::fmt;
 
 use http_body::Body;
 
-use crate::watched::{Watched, Watcher, watched_body};
+use crate::body_state::watched::{Watched, Watcher, watched_body};
 
 use super::{MakeLevel, RequestOutcome, access::Access};
 

@@ -12,7 +12,7 @@ use http_body::Body;
 use super::{MakeLevel, access::Access, escape::escape};
 use crate::{
     body_state::copy_prefix,
-    watched::{Watched, Watcher, watched_body},
+    body_state::watched::{Watched, Watcher, watched_body},
 };
 
 /// The default request-body mode of [`LogLayer`](super::LogLayer): the request body is passed

@@ -4,7 +4,7 @@ use bytes::Buf;
 use http_body::Body;
 use pin_project_lite::pin_project;
 
-use crate::watched::{Watched, Watcher, watched_body};
+use crate::body_state::watched::{Watched, Watcher, watched_body};
 
 use super::{ErrorType, server::Measure};
 

@@ -23,19 +23,6 @@
 //! [`PermitBody`]: crate::limit::PermitBody
 //! [`MetricsBody`]: crate::metrics::MetricsBody
 
-// Each watcher's feature uses part of this module; with all of them on (as clippy and the tests
-// build it) every item is used, so dead code is still caught there.
-#![cfg_attr(
-    not(all(
-        feature = "dump",
-        feature = "lifecycle",
-        feature = "limit",
-        feature = "logging",
-        feature = "metrics"
-    )),
-    allow(dead_code)
-)]
-
 use std::{
     pin::Pin,
     task::{Context as TaskContext, Poll, ready},
@@ -46,7 +33,7 @@ use pin_project_lite::pin_project;
 
 use bytes::Buf;
 
-use crate::body_state::{Failed, FrameOf};
+use super::{Failed, FrameOf};
 
 /// What a [`Watched`] body tells about the body it streams.
 pub(crate) trait Watcher<B: Body>: Sized {
@@ -94,7 +81,7 @@ impl<B, W> Watched<B, W> {
     /// The body is complete once `length` bytes have streamed (see [`declared_length`]), even if
     /// the inner body has not said so yet: a server stops polling there.
     ///
-    /// [`declared_length`]: crate::body_state::declared_length
+    /// [`declared_length`]: super::declared_length
     pub(crate) const fn with_length(mut self, length: Option<u64>) -> Self {
         self.left = length;
         self
@@ -176,7 +163,7 @@ macro_rules! watched_body {
         impl<$($generics)*> http_body::Body for $ty
         where
             B: http_body::Body,
-            $watcher: $crate::watched::Watcher<B>,
+            $watcher: $crate::body_state::watched::Watcher<B>,
         {
             type Data = B::Data;
             type Error = B::Error;

@@ -10,23 +10,30 @@
 //! A wrapper with a boxed error of its own (timeout, catch-panic) keeps a [`Cut`] instead: once
 //! cut, by its own cause or by the inner body's error, every later poll repeats an error.
 //!
+//! [`watched`] is the wrapper the six pass-through bodies share: one definition of a body's
+//! end, told once to a watcher.
+//!
 //! [`copy_prefix`] is the other piece two wrappers share: the dump and the access log keep the
 //! first bytes of a body as it streams.
 
-// Each wrapper's feature uses part of this module; with all of them on (as clippy and the tests
-// build it) every item is used, so dead code is still caught there.
+// Each wrapper's feature uses part of this module (and of `watched`, with its macro); with all
+// of them on (as clippy and the tests build it) every item is used, so dead code is still caught
+// there.
 #![cfg_attr(
     not(all(
         feature = "catch-panic",
         feature = "dump",
         feature = "lifecycle",
+        feature = "limit",
         feature = "logging",
         feature = "metrics",
         feature = "timeout",
         feature = "timing"
     )),
-    allow(dead_code)
+    allow(dead_code, unused_macros, unused_imports)
 )]
+
+pub(crate) mod watched;
 
 use std::{
     pin::Pin,
