@@ -6,7 +6,7 @@
 //! | --- | --- | --- |
 //! | `http.server.request.duration` | histogram, `s`, the conventions' buckets (5 ms … 10 s) | method, scheme, route, status, `error.type` |
 //! | `http.server.active_requests` | up-down counter, `{request}` | method, scheme |
-//! | `http.server.request.body.size` | histogram, `By` (from `Content-Length`, when sent) | as the duration |
+//! | `http.server.request.body.size` | histogram, `By`: the request's `Content-Length`, when sent, at most 4 GiB, and not for a 413 (see below) | as the duration |
 //! | `http.server.response.body.size` | histogram, `By` (bytes streamed) | as the duration |
 //! | `middleware.server.timeouts` | counter, `{request}`: requests whose budget expired, as a timeout layer reported it ([`Expiry`](crate::Expiry)) | method, scheme, `timeout.phase` (`ready`, `head`, `request_body`, `response_body`), `timeout.by_client` |
 //!
@@ -17,6 +17,13 @@
 //! so does, at its last declared byte, a streamed body with a `Content-Length` (hyper drops it
 //! unpolled once that many bytes are written, as for every file tower-http's `ServeDir`
 //! serves).
+//!
+//! The request body size is the client's `Content-Length` (as the conventions allow: the
+//! layer does not wrap the request body, so it leaves its type alone and costs nothing per
+//! frame). It is a claim, so it is recorded only when it is sane: at most 4 GiB (hyper accepts
+//! claims up to `u64::MAX - 2`, which would ruin the series' sum or overflow it), and not when
+//! the response is a 413 (the body was refused, not read). A request answered without
+//! reading its body (a 401, a 404) still records its claim.
 //!
 //! `error.type` is set when the request failed: the status code of a 5xx response; `timeout`
 //! when a timeout layer reported an [`Expiry`](crate::Expiry) or cancelled the context with

@@ -57,6 +57,52 @@ async fn a_completed_request_is_recorded_once_at_the_end_of_its_body() {
 }
 
 #[tokio::test]
+async fn a_hostile_content_length_is_not_recorded_and_never_panics() {
+    let rec = Recorder::new();
+    let app = HttpMetricsLayer::new(&rec.meter()).layer(service_fn(|_req: Request<()>| async {
+        Ok::<_, Infallible>(Response::new(Chunks::new(&["no"])))
+    }));
+    // hyper accepts lengths up to `u64::MAX - 2`; two such claims overflowed the SDK's
+    // histogram sum (a panic in `Measure::finish` with overflow checks on).
+    for claim in ["18446744073709551615", "18446744073709551613"] {
+        let req = Request::post("/")
+            .header("content-length", claim)
+            .body(())
+            .unwrap();
+        let res = app.clone().oneshot(req).await.unwrap();
+        res.into_body().collect().await.unwrap();
+    }
+    assert_eq!(rec.points("http.server.request.duration")[0].0, 2);
+    assert!(
+        rec.points("http.server.request.body.size").is_empty(),
+        "a claim no server reads was recorded"
+    );
+    assert_eq!(rec.value("http.server.active_requests"), 0);
+}
+
+#[tokio::test]
+async fn a_refused_request_body_is_not_recorded_as_a_request_size() {
+    let rec = Recorder::new();
+    let app = HttpMetricsLayer::new(&rec.meter()).layer(service_fn(|_req: Request<()>| async {
+        let mut res = Response::new(Chunks::new(&["too big"]));
+        *res.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+        Ok::<_, Infallible>(res)
+    }));
+    let req = Request::post("/")
+        .header("content-length", "1000000")
+        .body(())
+        .unwrap();
+    app.oneshot(req)
+        .await
+        .unwrap()
+        .into_body()
+        .collect()
+        .await
+        .unwrap();
+    assert!(rec.points("http.server.request.body.size").is_empty());
+}
+
+#[tokio::test]
 async fn a_server_error_is_recorded_with_its_status_as_error_type() {
     let rec = Recorder::new();
     let app = HttpMetricsLayer::new(&rec.meter()).layer(service_fn(|_req: Request<()>| async {
