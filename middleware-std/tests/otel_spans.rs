@@ -331,6 +331,82 @@ async fn an_outbound_call_made_inside_the_request_carries_its_trace() {
 }
 
 #[tokio::test]
+async fn a_call_from_a_spawned_task_that_carries_the_request_context_stays_in_the_trace() {
+    let (exporter, _guard) = otel();
+    let seen = Arc::new(Mutex::new(None));
+    let upstream = PropagateTraceContextLayer::new().layer(service_fn({
+        let seen = Arc::clone(&seen);
+        move |req: Request<()>| {
+            let headers = (
+                req.headers().get("traceparent").cloned(),
+                req.headers().get("tracestate").cloned(),
+            );
+            *seen.lock().unwrap() = Some(headers);
+            async { Ok::<_, Infallible>(Response::new(())) }
+        }
+    }));
+    let app = ServiceBuilder::new()
+        .layer(TraceContextLayer::new())
+        .layer(LogLayer::new().create_context(true))
+        .service(service_fn(move |req: Request<()>| {
+            let upstream = upstream.clone();
+            async move {
+                let cx = req.try_context().cloned().unwrap();
+                // A new task: no span is current there, and no OpenTelemetry context.
+                tokio::spawn(async move {
+                    let mut call = Request::get("http://inventory.internal/stock")
+                        .body(())
+                        .unwrap();
+                    call.extensions_mut().insert(cx);
+                    upstream.oneshot(call).await
+                })
+                .await
+                .unwrap()?;
+                Ok::<_, Infallible>(Response::new(String::from("ok")))
+            }
+        }));
+    let req = Request::get("/orders")
+        .header("traceparent", PARENT)
+        .header("tracestate", "vendor=abc,other=1")
+        .body(())
+        .unwrap();
+    app.oneshot(req)
+        .await
+        .unwrap()
+        .into_body()
+        .collect()
+        .await
+        .unwrap();
+
+    let (traceparent, tracestate) = seen.lock().unwrap().clone().unwrap();
+    let traceparent = traceparent.expect("a traceparent on the outbound call");
+    let traceparent = traceparent.to_str().unwrap();
+    assert!(
+        traceparent.starts_with(&format!("00-{PARENT_TRACE}-")),
+        "{traceparent}"
+    );
+    assert_eq!(tracestate.unwrap(), "vendor=abc,other=1");
+    let spans = exporter.get_finished_spans().unwrap();
+    let server = spans
+        .iter()
+        .find(|s| s.span_kind == SpanKind::Server)
+        .unwrap();
+    let client = spans
+        .iter()
+        .find(|s| s.span_kind == SpanKind::Client)
+        .unwrap();
+    assert_eq!(
+        client.span_context.trace_id(),
+        server.span_context.trace_id()
+    );
+    assert_eq!(client.parent_span_id, server.span_context.span_id());
+    assert!(
+        traceparent.contains(&client.span_context.span_id().to_string()),
+        "{traceparent}"
+    );
+}
+
+#[tokio::test]
 async fn the_json_access_record_carries_trace_id_and_span_id() {
     let exporter = InMemorySpanExporter::default();
     let provider = SdkTracerProvider::builder()

@@ -122,12 +122,25 @@ where
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let started = layer_time::wanted(req.try_context()).then(Instant::now);
         let span = client_span(&req);
+        // No current span and no current OpenTelemetry context (a call from a spawned task):
+        // the parent is the server span the request's context names, if any.
+        let orphan = tracing::dispatcher::get_default(|d| d.current_span().id().is_none())
+            && !opentelemetry::Context::map_current(opentelemetry::Context::has_active_span);
+        let parent = if orphan {
+            super::request_parent(req.try_context())
+        } else {
+            None
+        };
+        if let Some(parent) = &parent {
+            // Fails only without the OpenTelemetry layer: then the parent is injected below.
+            let _ = span.set_parent(parent.clone());
+        }
         // The span's own context when `tracing-opentelemetry` sees it; else whatever is
-        // current (a remote parent made current by `TraceContextLayer`): the callee still
-        // joins the caller's trace.
+        // current (a remote parent made current by `TraceContextLayer`) or the request's
+        // server span: the callee still joins the caller's trace.
         let mut cx = span.context();
         if !cx.has_active_span() {
-            cx = opentelemetry::Context::current();
+            cx = parent.unwrap_or_else(opentelemetry::Context::current);
         }
         if inject(&cx, req.headers_mut()).is_none() {
             req.headers_mut().remove(super::TRACEPARENT);

@@ -24,7 +24,13 @@
 //! - **Out**: [`PropagateTraceContextLayer`] sits in front of a client (next to
 //!   `timeout::PropagateDeadlineLayer` and the request id): it
 //!   opens a client span (`otel.kind = client`, the HTTP client conventions) as a child of the
-//!   current span, and injects that span's context as `traceparent` / `tracestate`.
+//!   current span, and injects that span's context as `traceparent` / `tracestate`. With no
+//!   current span and no current OpenTelemetry context (a call made from a spawned task, where
+//!   neither follows), the parent is the server span whose [`TraceIds`] (and `tracestate`) the
+//!   outbound request's [`Context`](crate::Context) carries: pass the request's context on
+//!   (`call.extensions_mut().insert(cx)`, as for `PropagateDeadlineLayer`) and the call stays in
+//!   the request's trace. Without either, the call starts a new trace; a span of your own
+//!   carried into the task (`.instrument(Span::current())`) works too.
 //!
 //! Inside a timing layer that asks for per-layer times, the layers' own time is reported as
 //! `mw.otel` ([`TraceContextLayer`]) and `mw.otel_client` ([`PropagateTraceContextLayer`], on
@@ -87,7 +93,7 @@ use std::fmt;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use opentelemetry::{
     propagation::{Extractor, Injector},
-    trace::{SpanContext, SpanId, TraceContextExt, TraceId},
+    trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState},
 };
 
 #[doc(inline)]
@@ -162,6 +168,29 @@ impl fmt::Debug for TraceIds {
 /// The remote span context that [`TraceContextLayer`] extracted, for the access span inside.
 #[derive(Clone, Debug)]
 pub(crate) struct RemoteParent(pub(crate) opentelemetry::Context);
+
+/// The server span's `tracestate`, next to its [`TraceIds`] in the request's
+/// [`Context`](crate::Context) when it is not empty: an outbound call with no current span
+/// (made from a spawned task) continues the trace from these and keeps the state.
+#[derive(Clone, Debug)]
+pub(crate) struct ServerTraceState(pub(crate) TraceState);
+
+/// The server span of the request whose [`Context`](crate::Context) is `cx`, as a parent for
+/// an outbound call that has no current span: its [`TraceIds`] and `tracestate`.
+pub(crate) fn request_parent(cx: Option<&crate::Context>) -> Option<opentelemetry::Context> {
+    let cx = cx?;
+    let ids = cx.get::<TraceIds>()?;
+    let state = cx
+        .get::<ServerTraceState>()
+        .map_or(TraceState::NONE, |state| state.0.clone());
+    let flags = if ids.sampled {
+        TraceFlags::SAMPLED
+    } else {
+        TraceFlags::default()
+    };
+    let parent = SpanContext::new(ids.trace_id, ids.span_id, flags, true, state);
+    Some(opentelemetry::Context::new().with_remote_span_context(parent))
+}
 
 const TRACEPARENT: &str = "traceparent";
 const TRACESTATE: &str = "tracestate";
@@ -286,10 +315,18 @@ pub(crate) fn server_span_started<B>(
         // span is not an OpenTelemetry span, or it keeps its parent.
         let _ = span.set_parent(parent.clone());
     }
-    let ids = TraceIds::from_span_context(span.context().span().span_context())?;
+    let cx = span.context();
+    let server = cx.span();
+    let span_context = server.span_context();
+    let ids = TraceIds::from_span_context(span_context)?;
     req.extensions_mut().insert(ids);
     if req.try_context().is_some() {
-        req.context().insert(ids);
+        let request = req.context();
+        request.insert(ids);
+        let state = span_context.trace_state();
+        if state.into_iter().len() != 0 {
+            request.insert(ServerTraceState(state.clone()));
+        }
     }
     Some(ids)
 }
