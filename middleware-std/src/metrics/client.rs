@@ -16,8 +16,8 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::{DURATION_BUCKETS, ErrorType, method_attr, scheme_attr};
-use crate::{RequestExt as _, layer_time};
+use super::{DURATION_BUCKETS, ErrorType, error_attr, method_attr, scheme_attr};
+use crate::{Context, RequestExt as _, layer_time};
 
 /// Records `http.client.request.duration` per outbound call. See the [module docs](super).
 #[derive(Clone)]
@@ -120,22 +120,57 @@ where
         if layer_time::wanted(req.try_context()) {
             layer_time::record(req.try_context(), "mw.metrics_client", start.elapsed());
         }
+        let cx = req.try_context().cloned();
         ClientFuture {
             inner: self.inner.call(req),
             pending: Some(Pending {
                 duration: Arc::clone(&self.duration),
                 attributes,
                 start,
+                cx,
+                done: false,
             }),
         }
     }
 }
 
-/// A call not answered yet; a call dropped before its head (cancelled) records nothing.
+/// A call not answered yet; recorded once, when the head or an error arrives or, dropped
+/// before (a timeout or a cancellation outside), as `timeout` or `cancelled`.
 struct Pending {
     duration: Arc<Histogram<f64>>,
     attributes: Vec<KeyValue>,
     start: Instant,
+    /// The call's context: a deadline cancelled it when the drop is a timeout.
+    cx: Option<Context>,
+    done: bool,
+}
+
+impl Pending {
+    fn finish(&mut self, status: Option<u16>, error: Option<ErrorType>) {
+        if std::mem::replace(&mut self.done, true) {
+            return;
+        }
+        let mut attributes = std::mem::take(&mut self.attributes);
+        if let Some(status) = status {
+            attributes.push(KeyValue::new(
+                "http.response.status_code",
+                i64::from(status),
+            ));
+        }
+        if let Some(error) = error {
+            attributes.push(error_attr(error));
+        }
+        self.duration
+            .record(self.start.elapsed().as_secs_f64(), &attributes);
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if !self.done {
+            self.finish(None, Some(ErrorType::call_dropped(self.cx.as_ref())));
+        }
+    }
 }
 
 pin_project! {
@@ -156,25 +191,16 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let result = ready!(this.inner.poll(cx));
-        let Pending {
-            duration,
-            mut attributes,
-            start,
-        } = this.pending.take().expect("future polled after completion");
+        let mut pending = this.pending.take().expect("future polled after completion");
         match &result {
             Ok(res) => {
                 let status = res.status();
-                attributes.push(KeyValue::new(
-                    "http.response.status_code",
-                    i64::from(status.as_u16()),
-                ));
-                if status.is_client_error() || status.is_server_error() {
-                    attributes.push(ErrorType::Status(status.as_u16()).key_value());
-                }
+                let failed = status.is_client_error() || status.is_server_error();
+                let error = failed.then_some(ErrorType::Status(status.as_u16()));
+                pending.finish(Some(status.as_u16()), error);
             }
-            Err(_) => attributes.push(ErrorType::Other.key_value()),
+            Err(_) => pending.finish(None, Some(ErrorType::Other)),
         }
-        duration.record(start.elapsed().as_secs_f64(), &attributes);
         Poll::Ready(result)
     }
 }

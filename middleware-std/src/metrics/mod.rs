@@ -33,7 +33,10 @@
 //!
 //! [`HttpClientMetricsLayer`] records `http.client.request.duration` (histogram, `s`, to the
 //! response head) per outbound call, with method, scheme, `server.address`, `server.port`,
-//! status and `error.type`.
+//! status and `error.type`: the status of a 4xx or 5xx, `_OTHER` for an error of the client,
+//! and for a call given up before its head (a timeout or a `select!` outside dropped it)
+//! `timeout` when the call's [`Context`](crate::Context) was cancelled with its deadline (as
+//! `CallTimeoutLayer` and the timeout layers do) or the deadline passed, else `cancelled`.
 //!
 //! **Cardinality is bounded.** No raw path or client value becomes an attribute: the method is
 //! one of the known methods or `_OTHER`, the route is the template axum matched
@@ -136,26 +139,14 @@ pub(crate) fn scheme_attr(uri: &http::Uri) -> &'static str {
     }
 }
 
-/// `error.type` values of this module.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum ErrorType {
-    Status(u16),
-    Timeout,
-    Panic,
-    Disconnected,
-    Other,
-}
+/// `error.type` values of this module: the crate's shared vocabulary.
+pub(crate) use crate::error_type::ErrorType;
 
-impl ErrorType {
-    fn key_value(self) -> KeyValue {
-        let value: &'static str = match self {
-            Self::Status(status) => return KeyValue::new("error.type", status.to_string()),
-            Self::Timeout => "timeout",
-            Self::Panic => "panic",
-            Self::Disconnected => "disconnected",
-            Self::Other => "_OTHER",
-        };
-        KeyValue::new("error.type", value)
+/// The `error.type` attribute of `error`.
+fn error_attr(error: ErrorType) -> KeyValue {
+    match error.as_static() {
+        Some(value) => KeyValue::new("error.type", value),
+        None => KeyValue::new("error.type", error.to_string()),
     }
 }
 

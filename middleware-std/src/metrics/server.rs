@@ -320,7 +320,7 @@ impl Measure {
             ));
         }
         if let Some(error) = error {
-            attributes.push(error.key_value());
+            attributes.push(super::error_attr(error));
         }
         instruments.duration.record(elapsed, &attributes);
         if let Some(expiry) = expiry {

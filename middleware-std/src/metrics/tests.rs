@@ -346,6 +346,46 @@ async fn a_client_call_is_recorded_with_the_called_host_and_its_error_status() {
     );
 }
 
+#[cfg(feature = "call-timeout")]
+#[tokio::test(start_paused = true)]
+async fn a_client_call_given_up_by_a_call_timeout_is_recorded_as_a_timeout() {
+    let rec = Recorder::new();
+    let client = ServiceBuilder::new()
+        .layer(crate::call_timeout::CallTimeoutLayer::new(
+            Duration::from_millis(50),
+        ))
+        .layer(HttpClientMetricsLayer::new(&rec.meter()))
+        .service(service_fn(|_req: Request<()>| async {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            Ok::<_, Infallible>(Response::new(()))
+        }));
+    client
+        .oneshot(Request::get("http://api.test/").body(()).unwrap())
+        .await
+        .unwrap_err();
+    let point = rec.only("http.client.request.duration");
+    assert_eq!(point["error.type"], "timeout");
+    assert!(!point.contains_key("http.response.status_code"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_call_dropped_before_its_head_is_recorded_as_cancelled() {
+    let rec = Recorder::new();
+    let client =
+        HttpClientMetricsLayer::new(&rec.meter()).layer(service_fn(|_req: Request<()>| async {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            Ok::<_, Infallible>(Response::new(()))
+        }));
+    let call = client.oneshot(Request::get("http://api.test/").body(()).unwrap());
+    tokio::time::timeout(Duration::from_millis(50), call)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        rec.only("http.client.request.duration")["error.type"],
+        "cancelled"
+    );
+}
+
 // ----- fixtures ---------------------------------------------------------------------------
 
 fn handler_bug() -> Result<Response<Chunks>, Infallible> {

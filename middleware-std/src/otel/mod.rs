@@ -30,7 +30,10 @@
 //!   outbound request's [`Context`](crate::Context) carries: pass the request's context on
 //!   (`call.extensions_mut().insert(cx)`, as for `PropagateDeadlineLayer`) and the call stays in
 //!   the request's trace. Without either, the call starts a new trace; a span of your own
-//!   carried into the task (`.instrument(Span::current())`) works too.
+//!   carried into the task (`.instrument(Span::current())`) works too. The client span fails
+//!   (status error, `error.type`) on a 4xx or 5xx (the status), an error of the client
+//!   (`_OTHER`), or when the call is given up before its head: `timeout` when the call's
+//!   context was cancelled with its deadline (or the deadline passed), else `cancelled`.
 //!
 //! Inside a timing layer that asks for per-layer times, the layers' own time is reported as
 //! `mw.otel` ([`TraceContextLayer`]) and `mw.otel_client` ([`PropagateTraceContextLayer`], on
