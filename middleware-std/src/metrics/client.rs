@@ -110,11 +110,20 @@ where
         ));
         attributes.push(KeyValue::new("url.scheme", scheme_attr(uri)));
         // The host the application chose to call: bounded by the application, not a client.
-        if let Some(host) = uri.host() {
+        // The URI's, else the `Host` header's when it is a valid authority (a client that
+        // keeps the authority out of the URI, as a tonic channel does).
+        let host_header = if uri.host().is_none() {
+            host_authority(&req)
+        } else {
+            None
+        };
+        let server = uri
+            .host()
+            .map(|host| (host, uri.port_u16()))
+            .or_else(|| host_header.as_ref().map(|a| (a.host(), a.port_u16())));
+        if let Some((host, port)) = server {
             attributes.push(KeyValue::new("server.address", host.to_owned()));
-            let port = uri
-                .port_u16()
-                .unwrap_or(if scheme_attr(uri) == "https" { 443 } else { 80 });
+            let port = port.unwrap_or(if scheme_attr(uri) == "https" { 443 } else { 80 });
             attributes.push(KeyValue::new("server.port", i64::from(port)));
         }
         if layer_time::wanted(req.try_context()) {
@@ -132,6 +141,16 @@ where
             }),
         }
     }
+}
+
+/// The `Host` header of an origin-form call, when it is a valid authority of at most 256
+/// bytes without userinfo (the host of `server.address`, nothing else a caller could put in).
+fn host_authority<B>(req: &Request<B>) -> Option<http::uri::Authority> {
+    let value = req.headers().get(http::header::HOST)?;
+    if value.len() > 256 || value.as_bytes().contains(&b'@') {
+        return None;
+    }
+    http::uri::Authority::try_from(value.as_bytes()).ok()
 }
 
 /// A call not answered yet; recorded once, when the head or an error arrives or, dropped

@@ -386,6 +386,38 @@ async fn a_client_call_dropped_before_its_head_is_recorded_as_cancelled() {
     );
 }
 
+#[tokio::test]
+async fn an_origin_form_client_call_takes_its_server_from_the_host_header() {
+    let rec = Recorder::new();
+    let client =
+        HttpClientMetricsLayer::new(&rec.meter()).layer(service_fn(|_req: Request<()>| async {
+            Ok::<_, Infallible>(Response::new(()))
+        }));
+    let req = Request::get("/orders")
+        .header("host", "upstream.test:8080")
+        .body(())
+        .unwrap();
+    client.clone().oneshot(req).await.unwrap();
+    let point = rec.only("http.client.request.duration");
+    assert_eq!(point["server.address"], "upstream.test");
+    assert_eq!(point["server.port"], "8080");
+    // Not a host: no attribute.
+    let rec = Recorder::new();
+    let client =
+        HttpClientMetricsLayer::new(&rec.meter()).layer(service_fn(|_req: Request<()>| async {
+            Ok::<_, Infallible>(Response::new(()))
+        }));
+    let req = Request::get("/")
+        .header("host", "evil host/../x")
+        .body(())
+        .unwrap();
+    client.oneshot(req).await.unwrap();
+    assert!(
+        !rec.only("http.client.request.duration")
+            .contains_key("server.address")
+    );
+}
+
 // ----- fixtures ---------------------------------------------------------------------------
 
 fn handler_bug() -> Result<Response<Chunks>, Infallible> {

@@ -60,7 +60,8 @@ impl<S> PropagateTraceContext<S> {
 }
 
 /// The client span of one call, by the HTTP client conventions. The URL is recorded without
-/// its query (it may hold credentials) and bounded.
+/// its query (it may hold credentials) and bounded; its host is the URI's, else the `Host`
+/// header's (escaped and bounded).
 fn client_span<B>(req: &Request<B>) -> Span {
     let method = semconv::Method(req.method());
     let span = tracing::info_span!(
@@ -86,9 +87,11 @@ fn client_span<B>(req: &Request<B>) -> Span {
         );
     }
     let uri = req.uri();
-    if let Some(host) = uri.host() {
+    // The URI's authority, else the `Host` header (a client that keeps the authority out of
+    // the URI, as a tonic channel does).
+    if let Some((host, explicit_port)) = semconv::server_address(req) {
         span.record("server.address", field::display(semconv::bare(host, 256)));
-        let port = uri.port_u16().or_else(|| match uri.scheme_str() {
+        let port = explicit_port.or_else(|| match uri.scheme_str() {
             Some("https") => Some(443),
             Some("http") => Some(80),
             _ => None,
@@ -98,7 +101,7 @@ fn client_span<B>(req: &Request<B>) -> Span {
         }
         let scheme = uri.scheme_str().unwrap_or("http");
         // Host and port, never the userinfo (`user:pass@`).
-        let full = match uri.port_u16() {
+        let full = match explicit_port {
             Some(port) => format!("{scheme}://{host}:{port}{}", uri.path()),
             None => format!("{scheme}://{host}{}", uri.path()),
         };
@@ -382,6 +385,57 @@ mod tests {
                 .map(|kv| kv.value.to_string());
             assert_eq!(attr.as_deref(), Some(error_type));
         }
+    }
+
+    #[tokio::test]
+    async fn an_origin_form_call_takes_its_server_from_the_host_header() {
+        let (exporter, _guard) = otel();
+        let client =
+            PropagateTraceContextLayer::new().layer(service_fn(|_req: Request<()>| async {
+                Ok::<_, Infallible>(Response::new(()))
+            }));
+        let req = Request::get("/orders?token=s3cret")
+            .header("host", "upstream.test:8080")
+            .body(())
+            .unwrap();
+        client
+            .clone()
+            .oneshot(req)
+            .instrument(tracing::info_span!("handler"))
+            .await
+            .unwrap();
+        // A hostile Host is escaped and bounded.
+        let hostile = format!("evil host\u{1b}[31m{}", "a".repeat(1000));
+        let req = Request::get("/")
+            .header("host", hostile.replace('\u{1b}', "%"))
+            .body(())
+            .unwrap();
+        client
+            .oneshot(req)
+            .instrument(tracing::info_span!("handler"))
+            .await
+            .unwrap();
+        let spans = exporter.get_finished_spans().unwrap();
+        let calls: Vec<_> = spans
+            .iter()
+            .filter(|s| s.span_kind == SpanKind::Client)
+            .collect();
+        let attr = |i: usize, key: &str| {
+            calls[i]
+                .attributes
+                .iter()
+                .find(|kv| kv.key.as_str() == key)
+                .map(|kv| kv.value.to_string())
+        };
+        assert_eq!(attr(0, "server.address").as_deref(), Some("upstream.test"));
+        assert_eq!(attr(0, "server.port").as_deref(), Some("8080"));
+        assert_eq!(
+            attr(0, "url.full").as_deref(),
+            Some("http://upstream.test:8080/orders")
+        );
+        let address = attr(1, "server.address").unwrap();
+        assert!(address.len() <= 256 + 14, "{}", address.len());
+        assert!(!address.contains(' '), "{address}");
     }
 
     #[tokio::test]

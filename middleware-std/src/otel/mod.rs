@@ -25,7 +25,9 @@
 //!   a handler opens (with no `tracing` parent) is a child of the remote span.
 //! - **Out**: [`PropagateTraceContextLayer`] sits in front of a client (next to
 //!   `timeout::PropagateDeadlineLayer` and the request id): it
-//!   opens a client span (`otel.kind = client`, the HTTP client conventions) as a child of the
+//!   opens a client span (`otel.kind = client`, the HTTP client conventions; `server.address`,
+//!   `server.port` and `url.full` from the URI, else from the `Host` header, escaped and
+//!   bounded) as a child of the
 //!   current span, and injects that span's context as `traceparent` / `tracestate`. With no
 //!   current span and no current OpenTelemetry context (a call made from a spawned task, where
 //!   neither follows), the parent is the server span whose [`TraceIds`] (and `tracestate`) the
