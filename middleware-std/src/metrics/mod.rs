@@ -25,11 +25,18 @@
 //! the response is a 413 (the body was refused, not read). A request answered without
 //! reading its body (a 401, a 404) still records its claim.
 //!
-//! `error.type` is set when the request failed: the status code of a 5xx response; `timeout`
-//! when a timeout layer reported an [`Expiry`](crate::Expiry) or cancelled the context with
-//! its deadline; `panic` when the inner service, its future or the body panicked (whoever
-//! catches it); `disconnected` when the future or the body was dropped before the end (the
-//! client went away); `_OTHER` for an error of the inner service or of the body.
+//! `error.type` is set when the request failed, with the same value as the access span of
+//! the `logging` feature (one mapping for both):
+//!
+//! | what happened | `error.type` |
+//! | --- | --- |
+//! | a 5xx response | its status code |
+//! | an error of the inner service or of the body | `_OTHER` |
+//! | the inner service, its future or the body panicked (whoever catches it), or the context was cancelled with `panicked` | `panic` |
+//! | a timeout layer reported an [`Expiry`](crate::Expiry) of the server's deadline, or the request was dropped after its context was cancelled with `deadline` | `timeout` |
+//! | the expiry a timeout layer reported was the client's own deadline (an inbound `grpc-timeout`) | `client_deadline` |
+//! | dropped before the end after its context was cancelled explicitly | `cancelled` |
+//! | dropped before the end with no other cause (the client went away) | `disconnected` |
 //!
 //! [`HttpClientMetricsLayer`] records `http.client.request.duration` (histogram, `s`, to the
 //! response head) per outbound call, with method, scheme, `server.address`, `server.port`,

@@ -21,7 +21,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::{DURATION_BUCKETS, ErrorType, MetricsBody, method_attr, scheme_attr};
-use crate::{CancelCause, Context, RequestExt, layer_time};
+use crate::{Context, RequestExt, layer_time};
 
 /// The server instruments, made once per layer.
 pub(crate) struct Instruments {
@@ -301,17 +301,9 @@ impl Measure {
         let instruments = &self.instruments;
         instruments.active.add(-1, &self.attributes[..2]);
         let expiry = self.cx.as_ref().and_then(Context::expiry);
-        let expired = expiry.is_some();
-        let error = match error {
-            Some(ErrorType::Disconnected | ErrorType::Other) | None if expired => {
-                Some(ErrorType::Timeout)
-            }
-            None => self
-                .status
-                .filter(StatusCode::is_server_error)
-                .map(|s| ErrorType::Status(s.as_u16())),
-            error => error,
-        };
+        // The access span's mapping, shared: one request, one `error.type`.
+        let error =
+            ErrorType::with_expiry(error, expiry).or_else(|| ErrorType::server_status(self.status));
         let mut attributes = std::mem::take(&mut self.attributes);
         if let Some(status) = self.status {
             attributes.push(KeyValue::new(
@@ -349,17 +341,8 @@ impl Drop for Measure {
         if self.done {
             return;
         }
-        let error = if self.polling || std::thread::panicking() {
-            ErrorType::Panic
-        } else if self
-            .cx
-            .as_ref()
-            .is_some_and(|cx| cx.cause() == Some(CancelCause::Deadline))
-        {
-            ErrorType::Timeout
-        } else {
-            ErrorType::Disconnected
-        };
+        let panicking = self.polling || std::thread::panicking();
+        let error = ErrorType::dropped(panicking, self.cx.as_ref().and_then(Context::cause));
         self.finish(Some(error));
     }
 }
