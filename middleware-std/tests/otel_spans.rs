@@ -452,7 +452,10 @@ where
     provider.force_flush().unwrap();
     let mut metric_type = None;
     for rm in metrics.get_finished_metrics().unwrap() {
-        for m in rm.scope_metrics().flat_map(|s| s.metrics()) {
+        for m in rm
+            .scope_metrics()
+            .flat_map(opentelemetry_sdk::metrics::data::ScopeMetrics::metrics)
+        {
             if m.name() != "http.server.request.duration" {
                 continue;
             }
