@@ -80,6 +80,8 @@ pub mod timing;
 ))]
 mod body_state;
 mod compose;
+#[cfg(any(feature = "logging", feature = "metrics"))]
+mod error_type;
 mod layer_time;
 #[cfg(test)]
 mod test_helpers;

@@ -331,6 +331,171 @@ async fn an_outbound_call_made_inside_the_request_carries_its_trace() {
 }
 
 #[tokio::test]
+async fn a_call_from_a_spawned_task_that_carries_the_request_context_stays_in_the_trace() {
+    let (exporter, _guard) = otel();
+    let seen = Arc::new(Mutex::new(None));
+    let upstream = PropagateTraceContextLayer::new().layer(service_fn({
+        let seen = Arc::clone(&seen);
+        move |req: Request<()>| {
+            let headers = (
+                req.headers().get("traceparent").cloned(),
+                req.headers().get("tracestate").cloned(),
+            );
+            *seen.lock().unwrap() = Some(headers);
+            async { Ok::<_, Infallible>(Response::new(())) }
+        }
+    }));
+    let app = ServiceBuilder::new()
+        .layer(TraceContextLayer::new())
+        .layer(LogLayer::new().create_context(true))
+        .service(service_fn(move |req: Request<()>| {
+            let upstream = upstream.clone();
+            async move {
+                let cx = req.try_context().cloned().unwrap();
+                // A new task: no span is current there, and no OpenTelemetry context.
+                tokio::spawn(async move {
+                    let mut call = Request::get("http://inventory.internal/stock")
+                        .body(())
+                        .unwrap();
+                    call.extensions_mut().insert(cx);
+                    upstream.oneshot(call).await
+                })
+                .await
+                .unwrap()?;
+                Ok::<_, Infallible>(Response::new(String::from("ok")))
+            }
+        }));
+    let req = Request::get("/orders")
+        .header("traceparent", PARENT)
+        .header("tracestate", "vendor=abc,other=1")
+        .body(())
+        .unwrap();
+    app.oneshot(req)
+        .await
+        .unwrap()
+        .into_body()
+        .collect()
+        .await
+        .unwrap();
+
+    let (traceparent, tracestate) = seen.lock().unwrap().clone().unwrap();
+    let traceparent = traceparent.expect("a traceparent on the outbound call");
+    let traceparent = traceparent.to_str().unwrap();
+    assert!(
+        traceparent.starts_with(&format!("00-{PARENT_TRACE}-")),
+        "{traceparent}"
+    );
+    assert_eq!(tracestate.unwrap(), "vendor=abc,other=1");
+    let spans = exporter.get_finished_spans().unwrap();
+    let server = spans
+        .iter()
+        .find(|s| s.span_kind == SpanKind::Server)
+        .unwrap();
+    let client = spans
+        .iter()
+        .find(|s| s.span_kind == SpanKind::Client)
+        .unwrap();
+    assert_eq!(
+        client.span_context.trace_id(),
+        server.span_context.trace_id()
+    );
+    assert_eq!(client.parent_span_id, server.span_context.span_id());
+    assert!(
+        traceparent.contains(&client.span_context.span_id().to_string()),
+        "{traceparent}"
+    );
+}
+
+/// The `error.type` of the server span and of the duration metric of one request.
+#[cfg(feature = "metrics")]
+async fn error_types<F, Fut>(handler: F, cancel: bool) -> (Option<String>, Option<String>)
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<Response<String>, &'static str>> + Send + 'static,
+{
+    use opentelemetry::metrics::MeterProvider as _;
+    use opentelemetry_sdk::metrics::{
+        InMemoryMetricExporter, PeriodicReader, SdkMeterProvider,
+        data::{AggregatedMetrics, MetricData},
+    };
+    let (spans, _guard) = otel();
+    let metrics = InMemoryMetricExporter::default();
+    let provider = SdkMeterProvider::builder()
+        .with_reader(PeriodicReader::builder(metrics.clone()).build())
+        .build();
+    let app = ServiceBuilder::new()
+        .layer(TraceContextLayer::new())
+        .layer(middleware_std::metrics::HttpMetricsLayer::new(
+            &provider.meter("test"),
+        ))
+        .layer(LogLayer::new())
+        .service(service_fn(move |req: Request<()>| {
+            let handler = handler.clone();
+            async move {
+                if cancel {
+                    req.try_context().unwrap().cancel();
+                    std::future::pending::<()>().await;
+                }
+                handler().await
+            }
+        }));
+    let call = app.oneshot(Request::get("/orders").body(()).unwrap());
+    if cancel {
+        // Dropped after its context was cancelled explicitly.
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(10), call).await;
+    } else if let Ok(res) = call.await {
+        res.into_body().collect().await.unwrap();
+    }
+
+    let span = spans.get_finished_spans().unwrap();
+    let span_type = attributes(&span[0]).get("error.type").cloned();
+    provider.force_flush().unwrap();
+    let mut metric_type = None;
+    for rm in metrics.get_finished_metrics().unwrap() {
+        for m in rm
+            .scope_metrics()
+            .flat_map(opentelemetry_sdk::metrics::data::ScopeMetrics::metrics)
+        {
+            if m.name() != "http.server.request.duration" {
+                continue;
+            }
+            if let AggregatedMetrics::F64(MetricData::Histogram(h)) = m.data() {
+                for p in h.data_points() {
+                    metric_type = p
+                        .attributes()
+                        .find(|kv| kv.key.as_str() == "error.type")
+                        .map(|kv| kv.value.to_string());
+                }
+            }
+        }
+    }
+    (span_type, metric_type)
+}
+
+#[cfg(feature = "metrics")]
+#[tokio::test]
+async fn a_request_has_one_error_type_on_its_span_and_its_metric() {
+    let failed = || async { Err("db down") };
+    let (span, metric) = error_types(failed, false).await;
+    assert_eq!(span.as_deref(), Some("_OTHER"));
+    assert_eq!(span, metric);
+
+    let broken = || async {
+        let mut res = Response::new(String::from("oops"));
+        *res.status_mut() = StatusCode::BAD_GATEWAY;
+        Ok(res)
+    };
+    let (span, metric) = error_types(broken, false).await;
+    assert_eq!(span.as_deref(), Some("502"));
+    assert_eq!(span, metric);
+
+    let ok = || async { Ok(Response::new(String::from("ok"))) };
+    let (span, metric) = error_types(ok, true).await;
+    assert_eq!(span.as_deref(), Some("cancelled"));
+    assert_eq!(span, metric);
+}
+
+#[tokio::test]
 async fn the_json_access_record_carries_trace_id_and_span_id() {
     let exporter = InMemorySpanExporter::default();
     let provider = SdkTracerProvider::builder()

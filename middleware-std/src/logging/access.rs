@@ -8,6 +8,7 @@ use std::{
     time::Duration,
 };
 
+use crate::error_type::ErrorType;
 use bytes::Buf;
 use http::{HeaderMap, Request, Response, StatusCode};
 use middleware_core::{CancelCause, Context, DropGuard, Expiry};
@@ -645,7 +646,7 @@ impl<L: MakeLevel> Record<L> {
         let request_body = self.request_capture.as_ref().map(capture::lock);
         let request_body_text = request_body.as_deref().map(Capture::to_string);
         let response_body = self.capture.as_deref().map(Capture::to_string);
-        let error_type = ErrorType::of(outcome, self.status);
+        let error_type = error_type(outcome, self.status);
         if let Some(error_type) = error_type {
             self.span.record("error.type", field::display(error_type));
             #[cfg(feature = "otel")]
@@ -703,33 +704,20 @@ impl<L: MakeLevel> fmt::Debug for Record<L> {
     }
 }
 
-/// `error.type` of a request, by the HTTP semantic conventions: the status code of a 5xx
-/// response, else the outcome of a request that did not complete (`error`, `panic`,
-/// `timeout`, `cancelled`, `disconnected`, `client_deadline`).
-#[derive(Clone, Copy, Debug)]
-enum ErrorType {
-    Status(u16),
-    Outcome(RequestOutcome),
-}
-
-impl ErrorType {
-    fn of(outcome: RequestOutcome, status: Option<StatusCode>) -> Option<Self> {
-        match outcome {
-            RequestOutcome::Completed => status
-                .filter(StatusCode::is_server_error)
-                .map(|s| Self::Status(s.as_u16())),
-            outcome => Some(Self::Outcome(outcome)),
-        }
-    }
-}
-
-impl fmt::Display for ErrorType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Status(status) => write!(f, "{status}"),
-            Self::Outcome(outcome) => f.write_str(outcome.as_str()),
-        }
-    }
+/// `error.type` of a request, by the HTTP semantic conventions and the crate's shared
+/// vocabulary (the server metrics use the same): the status code of a 5xx response, else the
+/// outcome of a request that did not complete (`_OTHER` for an error, `panic`, `timeout`,
+/// `cancelled`, `disconnected`, `client_deadline`).
+fn error_type(outcome: RequestOutcome, status: Option<StatusCode>) -> Option<ErrorType> {
+    Some(match outcome {
+        RequestOutcome::Completed => return ErrorType::server_status(status),
+        RequestOutcome::Error => ErrorType::Other,
+        RequestOutcome::Panicked => ErrorType::Panic,
+        RequestOutcome::TimedOut => ErrorType::Timeout,
+        RequestOutcome::Cancelled => ErrorType::Cancelled,
+        RequestOutcome::Disconnected => ErrorType::Disconnected,
+        RequestOutcome::ClientDeadline => ErrorType::ClientDeadline,
+    })
 }
 
 /// An id in lowercase hex, zero-padded to `.1` digits.

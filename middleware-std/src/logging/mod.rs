@@ -25,7 +25,7 @@
 //! | `request_id` | when the request's [`Context`](crate::Context) has one |
 //! | `http.request.headers` | with [`LogLayer::log_headers`], when the request ends (see [Headers](#headers)) |
 //! | `http.response.status_code` | once the response head arrives |
-//! | `error.type` | when the request ends in failure: the status of a 5xx, else the outcome (`error`, `panic`, `timeout`, `cancelled`, `disconnected`, `client_deadline`) |
+//! | `error.type` | when the request ends in failure: the status of a 5xx, else the outcome (`_OTHER` for `error`, `panic`, `timeout`, `cancelled`, `disconnected`, `client_deadline`); the same value as the `metrics` feature's `error.type` for the request |
 //! | `otel.name`, `otel.kind`, `otel.status_code` | with the `otel` feature: `{method} {route}` (or `{method}`, `HTTP` for `_OTHER`), `server`, and `error` on failure (not for a client's own deadline) |
 //!
 //! With the `otel` feature and `tracing-opentelemetry`'s layer in the subscriber, this span

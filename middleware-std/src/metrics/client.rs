@@ -16,8 +16,8 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::{DURATION_BUCKETS, ErrorType, method_attr, scheme_attr};
-use crate::{RequestExt as _, layer_time};
+use super::{DURATION_BUCKETS, ErrorType, error_attr, method_attr, scheme_attr};
+use crate::{Context, RequestExt as _, layer_time};
 
 /// Records `http.client.request.duration` per outbound call. See the [module docs](super).
 #[derive(Clone)]
@@ -110,32 +110,86 @@ where
         ));
         attributes.push(KeyValue::new("url.scheme", scheme_attr(uri)));
         // The host the application chose to call: bounded by the application, not a client.
-        if let Some(host) = uri.host() {
+        // The URI's, else the `Host` header's when it is a valid authority (a client that
+        // keeps the authority out of the URI, as a tonic channel does).
+        let host_header = if uri.host().is_none() {
+            host_authority(&req)
+        } else {
+            None
+        };
+        let server = uri
+            .host()
+            .map(|host| (host, uri.port_u16()))
+            .or_else(|| host_header.as_ref().map(|a| (a.host(), a.port_u16())));
+        if let Some((host, port)) = server {
             attributes.push(KeyValue::new("server.address", host.to_owned()));
-            let port = uri
-                .port_u16()
-                .unwrap_or(if scheme_attr(uri) == "https" { 443 } else { 80 });
+            let port = port.unwrap_or(if scheme_attr(uri) == "https" { 443 } else { 80 });
             attributes.push(KeyValue::new("server.port", i64::from(port)));
         }
         if layer_time::wanted(req.try_context()) {
             layer_time::record(req.try_context(), "mw.metrics_client", start.elapsed());
         }
+        let cx = req.try_context().cloned();
         ClientFuture {
             inner: self.inner.call(req),
             pending: Some(Pending {
                 duration: Arc::clone(&self.duration),
                 attributes,
                 start,
+                cx,
+                done: false,
             }),
         }
     }
 }
 
-/// A call not answered yet; a call dropped before its head (cancelled) records nothing.
+/// The `Host` header of an origin-form call, when it is a valid authority of at most 256
+/// bytes without userinfo (the host of `server.address`, nothing else a caller could put in).
+fn host_authority<B>(req: &Request<B>) -> Option<http::uri::Authority> {
+    let value = req.headers().get(http::header::HOST)?;
+    if value.len() > 256 || value.as_bytes().contains(&b'@') {
+        return None;
+    }
+    http::uri::Authority::try_from(value.as_bytes()).ok()
+}
+
+/// A call not answered yet; recorded once, when the head or an error arrives or, dropped
+/// before (a timeout or a cancellation outside), as `timeout` or `cancelled`.
 struct Pending {
     duration: Arc<Histogram<f64>>,
     attributes: Vec<KeyValue>,
     start: Instant,
+    /// The call's context: a deadline cancelled it when the drop is a timeout.
+    cx: Option<Context>,
+    done: bool,
+}
+
+impl Pending {
+    fn finish(&mut self, status: Option<u16>, error: Option<ErrorType>) {
+        if std::mem::replace(&mut self.done, true) {
+            return;
+        }
+        let mut attributes = std::mem::take(&mut self.attributes);
+        if let Some(status) = status {
+            attributes.push(KeyValue::new(
+                "http.response.status_code",
+                i64::from(status),
+            ));
+        }
+        if let Some(error) = error {
+            attributes.push(error_attr(error));
+        }
+        self.duration
+            .record(self.start.elapsed().as_secs_f64(), &attributes);
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if !self.done {
+            self.finish(None, Some(ErrorType::call_dropped(self.cx.as_ref())));
+        }
+    }
 }
 
 pin_project! {
@@ -156,25 +210,16 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let result = ready!(this.inner.poll(cx));
-        let Pending {
-            duration,
-            mut attributes,
-            start,
-        } = this.pending.take().expect("future polled after completion");
+        let mut pending = this.pending.take().expect("future polled after completion");
         match &result {
             Ok(res) => {
                 let status = res.status();
-                attributes.push(KeyValue::new(
-                    "http.response.status_code",
-                    i64::from(status.as_u16()),
-                ));
-                if status.is_client_error() || status.is_server_error() {
-                    attributes.push(ErrorType::Status(status.as_u16()).key_value());
-                }
+                let failed = status.is_client_error() || status.is_server_error();
+                let error = failed.then_some(ErrorType::Status(status.as_u16()));
+                pending.finish(Some(status.as_u16()), error);
             }
-            Err(_) => attributes.push(ErrorType::Other.key_value()),
+            Err(_) => pending.finish(None, Some(ErrorType::Other)),
         }
-        duration.record(start.elapsed().as_secs_f64(), &attributes);
         Poll::Ready(result)
     }
 }

@@ -6,7 +6,7 @@
 //! | --- | --- | --- |
 //! | `http.server.request.duration` | histogram, `s`, the conventions' buckets (5 ms … 10 s) | method, scheme, route, status, `error.type` |
 //! | `http.server.active_requests` | up-down counter, `{request}` | method, scheme |
-//! | `http.server.request.body.size` | histogram, `By` (from `Content-Length`, when sent) | as the duration |
+//! | `http.server.request.body.size` | histogram, `By`: the request's `Content-Length`, when sent, at most 4 GiB, and not for a 413 (see below) | as the duration |
 //! | `http.server.response.body.size` | histogram, `By` (bytes streamed) | as the duration |
 //! | `middleware.server.timeouts` | counter, `{request}`: requests whose budget expired, as a timeout layer reported it ([`Expiry`](crate::Expiry)) | method, scheme, `timeout.phase` (`ready`, `head`, `request_body`, `response_body`), `timeout.by_client` |
 //!
@@ -18,21 +18,39 @@
 //! unpolled once that many bytes are written, as for every file tower-http's `ServeDir`
 //! serves).
 //!
-//! `error.type` is set when the request failed: the status code of a 5xx response; `timeout`
-//! when a timeout layer reported an [`Expiry`](crate::Expiry) or cancelled the context with
-//! its deadline; `panic` when the inner service, its future or the body panicked (whoever
-//! catches it); `disconnected` when the future or the body was dropped before the end (the
-//! client went away); `_OTHER` for an error of the inner service or of the body.
+//! The request body size is the client's `Content-Length` (as the conventions allow: the
+//! layer does not wrap the request body, so it leaves its type alone and costs nothing per
+//! frame). It is a claim, so it is recorded only when it is sane: at most 4 GiB (hyper accepts
+//! claims up to `u64::MAX - 2`, which would ruin the series' sum or overflow it), and not when
+//! the response is a 413 (the body was refused, not read). A request answered without
+//! reading its body (a 401, a 404) still records its claim.
+//!
+//! `error.type` is set when the request failed, with the same value as the access span of
+//! the `logging` feature (one mapping for both):
+//!
+//! | what happened | `error.type` |
+//! | --- | --- |
+//! | a 5xx response | its status code |
+//! | an error of the inner service or of the body | `_OTHER` |
+//! | the inner service, its future or the body panicked (whoever catches it), or the context was cancelled with `panicked` | `panic` |
+//! | a timeout layer reported an [`Expiry`](crate::Expiry) of the server's deadline, or the request was dropped after its context was cancelled with `deadline` | `timeout` |
+//! | the expiry a timeout layer reported was the client's own deadline (an inbound `grpc-timeout`) | `client_deadline` |
+//! | dropped before the end after its context was cancelled explicitly | `cancelled` |
+//! | dropped before the end with no other cause (the client went away) | `disconnected` |
 //!
 //! [`HttpClientMetricsLayer`] records `http.client.request.duration` (histogram, `s`, to the
 //! response head) per outbound call, with method, scheme, `server.address`, `server.port`,
-//! status and `error.type`.
+//! status and `error.type`: the status of a 4xx or 5xx, `_OTHER` for an error of the client,
+//! and for a call given up before its head (a timeout or a `select!` outside dropped it)
+//! `timeout` when the call's [`Context`](crate::Context) was cancelled with its deadline (as
+//! `CallTimeoutLayer` and the timeout layers do) or the deadline passed, else `cancelled`.
 //!
 //! **Cardinality is bounded.** No raw path or client value becomes an attribute: the method is
 //! one of the known methods or `_OTHER`, the route is the template axum matched
 //! (`/users/{id}`, from `MatchedPath`, when the layer runs inside the router) or absent, the
 //! scheme is the URI's or `http`, and the status a number. A client's `server.address` is the
-//! host the *application* called.
+//! host the *application* called: the URI's, else (an origin-form URI, as a tonic channel
+//! sends) the `Host` header's when it is a valid authority of at most 256 bytes.
 //!
 //! The layer reads the request's [`Context`](crate::Context) (and makes one when no outer
 //! layer did, which the layers inside then share): a timeout layer inside reports its
@@ -129,26 +147,14 @@ pub(crate) fn scheme_attr(uri: &http::Uri) -> &'static str {
     }
 }
 
-/// `error.type` values of this module.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum ErrorType {
-    Status(u16),
-    Timeout,
-    Panic,
-    Disconnected,
-    Other,
-}
+/// `error.type` values of this module: the crate's shared vocabulary.
+pub(crate) use crate::error_type::ErrorType;
 
-impl ErrorType {
-    fn key_value(self) -> KeyValue {
-        let value: &'static str = match self {
-            Self::Status(status) => return KeyValue::new("error.type", status.to_string()),
-            Self::Timeout => "timeout",
-            Self::Panic => "panic",
-            Self::Disconnected => "disconnected",
-            Self::Other => "_OTHER",
-        };
-        KeyValue::new("error.type", value)
+/// The `error.type` attribute of `error`.
+fn error_attr(error: ErrorType) -> KeyValue {
+    match error.as_static() {
+        Some(value) => KeyValue::new("error.type", value),
+        None => KeyValue::new("error.type", error.to_string()),
     }
 }
 

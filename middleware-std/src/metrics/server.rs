@@ -2,7 +2,10 @@ use std::{
     fmt,
     future::Future,
     pin::Pin,
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     task::{Context as TaskContext, Poll, ready},
     time::Instant,
 };
@@ -18,7 +21,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::{DURATION_BUCKETS, ErrorType, MetricsBody, method_attr, scheme_attr};
-use crate::{CancelCause, Context, RequestExt, layer_time};
+use crate::{Context, RequestExt, layer_time};
 
 /// The server instruments, made once per layer.
 pub(crate) struct Instruments {
@@ -218,6 +221,27 @@ impl<F> fmt::Debug for ResponseFuture<F> {
     }
 }
 
+/// The largest `Content-Length` recorded as `http.server.request.body.size` (4 GiB): a larger
+/// claim is not recorded. hyper accepts claims up to `u64::MAX - 2` whatever the body holds,
+/// and the SDK adds every value to a `u64` sum that overflows (a panic with overflow checks on)
+/// on the second such claim.
+const MAX_REQUEST_SIZE: u64 = 1 << 32;
+
+/// The request bytes this process may still record, over every layer and series: the sum of
+/// all recorded sizes stays within `u64`, so no series' sum in the SDK can overflow. Real
+/// traffic never gets near it (16 EiB); a client sending 4 GiB claims could at worst use it up
+/// (after four billion requests), after which request sizes are no longer recorded.
+static REQUEST_BYTES_LEFT: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// Whether `size` bytes fit in [`REQUEST_BYTES_LEFT`], taking them if so.
+fn take_request_bytes(size: u64) -> bool {
+    REQUEST_BYTES_LEFT
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+            left.checked_sub(size)
+        })
+        .is_ok()
+}
+
 /// One request's pending measurement, carried by the future and then the body; recorded once,
 /// by `finish` or by `Drop`.
 pub(crate) struct Measure {
@@ -252,7 +276,8 @@ impl Measure {
             .headers()
             .get(http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok());
+            .and_then(|v| v.parse().ok())
+            .filter(|&size| size <= MAX_REQUEST_SIZE);
         Self {
             instruments,
             start,
@@ -276,17 +301,9 @@ impl Measure {
         let instruments = &self.instruments;
         instruments.active.add(-1, &self.attributes[..2]);
         let expiry = self.cx.as_ref().and_then(Context::expiry);
-        let expired = expiry.is_some();
-        let error = match error {
-            Some(ErrorType::Disconnected | ErrorType::Other) | None if expired => {
-                Some(ErrorType::Timeout)
-            }
-            None => self
-                .status
-                .filter(StatusCode::is_server_error)
-                .map(|s| ErrorType::Status(s.as_u16())),
-            error => error,
-        };
+        // The access span's mapping, shared: one request, one `error.type`.
+        let error =
+            ErrorType::with_expiry(error, expiry).or_else(|| ErrorType::server_status(self.status));
         let mut attributes = std::mem::take(&mut self.attributes);
         if let Some(status) = self.status {
             attributes.push(KeyValue::new(
@@ -295,7 +312,7 @@ impl Measure {
             ));
         }
         if let Some(error) = error {
-            attributes.push(error.key_value());
+            attributes.push(super::error_attr(error));
         }
         instruments.duration.record(elapsed, &attributes);
         if let Some(expiry) = expiry {
@@ -304,8 +321,12 @@ impl Measure {
             timeout.push(KeyValue::new("timeout.by_client", expiry.is_by_client()));
             instruments.timeouts.add(1, &timeout);
         }
-        if let Some(size) = self.request_size {
-            instruments.request_size.record(size, &attributes);
+        // A 413 refused the body: its bytes were not read.
+        let refused = self.status == Some(StatusCode::PAYLOAD_TOO_LARGE);
+        if let Some(size) = self.request_size.filter(|_| !refused) {
+            if take_request_bytes(size) {
+                instruments.request_size.record(size, &attributes);
+            }
         }
         if self.status.is_some() {
             instruments
@@ -320,17 +341,8 @@ impl Drop for Measure {
         if self.done {
             return;
         }
-        let error = if self.polling || std::thread::panicking() {
-            ErrorType::Panic
-        } else if self
-            .cx
-            .as_ref()
-            .is_some_and(|cx| cx.cause() == Some(CancelCause::Deadline))
-        {
-            ErrorType::Timeout
-        } else {
-            ErrorType::Disconnected
-        };
+        let panicking = self.polling || std::thread::panicking();
+        let error = ErrorType::dropped(panicking, self.cx.as_ref().and_then(Context::cause));
         self.finish(Some(error));
     }
 }

@@ -57,6 +57,52 @@ async fn a_completed_request_is_recorded_once_at_the_end_of_its_body() {
 }
 
 #[tokio::test]
+async fn a_hostile_content_length_is_not_recorded_and_never_panics() {
+    let rec = Recorder::new();
+    let app = HttpMetricsLayer::new(&rec.meter()).layer(service_fn(|_req: Request<()>| async {
+        Ok::<_, Infallible>(Response::new(Chunks::new(&["no"])))
+    }));
+    // hyper accepts lengths up to `u64::MAX - 2`; two such claims overflowed the SDK's
+    // histogram sum (a panic in `Measure::finish` with overflow checks on).
+    for claim in ["18446744073709551615", "18446744073709551613"] {
+        let req = Request::post("/")
+            .header("content-length", claim)
+            .body(())
+            .unwrap();
+        let res = app.clone().oneshot(req).await.unwrap();
+        res.into_body().collect().await.unwrap();
+    }
+    assert_eq!(rec.points("http.server.request.duration")[0].0, 2);
+    assert!(
+        rec.points("http.server.request.body.size").is_empty(),
+        "a claim no server reads was recorded"
+    );
+    assert_eq!(rec.value("http.server.active_requests"), 0);
+}
+
+#[tokio::test]
+async fn a_refused_request_body_is_not_recorded_as_a_request_size() {
+    let rec = Recorder::new();
+    let app = HttpMetricsLayer::new(&rec.meter()).layer(service_fn(|_req: Request<()>| async {
+        let mut res = Response::new(Chunks::new(&["too big"]));
+        *res.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+        Ok::<_, Infallible>(res)
+    }));
+    let req = Request::post("/")
+        .header("content-length", "1000000")
+        .body(())
+        .unwrap();
+    app.oneshot(req)
+        .await
+        .unwrap()
+        .into_body()
+        .collect()
+        .await
+        .unwrap();
+    assert!(rec.points("http.server.request.body.size").is_empty());
+}
+
+#[tokio::test]
 async fn a_server_error_is_recorded_with_its_status_as_error_type() {
     let rec = Recorder::new();
     let app = HttpMetricsLayer::new(&rec.meter()).layer(service_fn(|_req: Request<()>| async {
@@ -297,6 +343,78 @@ async fn a_client_call_is_recorded_with_the_called_host_and_its_error_status() {
             ("server.port", "443"),
             ("url.scheme", "https"),
         ])
+    );
+}
+
+#[cfg(feature = "call-timeout")]
+#[tokio::test(start_paused = true)]
+async fn a_client_call_given_up_by_a_call_timeout_is_recorded_as_a_timeout() {
+    let rec = Recorder::new();
+    let client = ServiceBuilder::new()
+        .layer(crate::call_timeout::CallTimeoutLayer::new(
+            Duration::from_millis(50),
+        ))
+        .layer(HttpClientMetricsLayer::new(&rec.meter()))
+        .service(service_fn(|_req: Request<()>| async {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            Ok::<_, Infallible>(Response::new(()))
+        }));
+    client
+        .oneshot(Request::get("http://api.test/").body(()).unwrap())
+        .await
+        .unwrap_err();
+    let point = rec.only("http.client.request.duration");
+    assert_eq!(point["error.type"], "timeout");
+    assert!(!point.contains_key("http.response.status_code"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_call_dropped_before_its_head_is_recorded_as_cancelled() {
+    let rec = Recorder::new();
+    let client =
+        HttpClientMetricsLayer::new(&rec.meter()).layer(service_fn(|_req: Request<()>| async {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            Ok::<_, Infallible>(Response::new(()))
+        }));
+    let call = client.oneshot(Request::get("http://api.test/").body(()).unwrap());
+    tokio::time::timeout(Duration::from_millis(50), call)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        rec.only("http.client.request.duration")["error.type"],
+        "cancelled"
+    );
+}
+
+#[tokio::test]
+async fn an_origin_form_client_call_takes_its_server_from_the_host_header() {
+    let rec = Recorder::new();
+    let client =
+        HttpClientMetricsLayer::new(&rec.meter()).layer(service_fn(|_req: Request<()>| async {
+            Ok::<_, Infallible>(Response::new(()))
+        }));
+    let req = Request::get("/orders")
+        .header("host", "upstream.test:8080")
+        .body(())
+        .unwrap();
+    client.clone().oneshot(req).await.unwrap();
+    let point = rec.only("http.client.request.duration");
+    assert_eq!(point["server.address"], "upstream.test");
+    assert_eq!(point["server.port"], "8080");
+    // Not a host: no attribute.
+    let rec = Recorder::new();
+    let client =
+        HttpClientMetricsLayer::new(&rec.meter()).layer(service_fn(|_req: Request<()>| async {
+            Ok::<_, Infallible>(Response::new(()))
+        }));
+    let req = Request::get("/")
+        .header("host", "evil host/../x")
+        .body(())
+        .unwrap();
+    client.oneshot(req).await.unwrap();
+    assert!(
+        !rec.only("http.client.request.duration")
+            .contains_key("server.address")
     );
 }
 

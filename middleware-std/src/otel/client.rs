@@ -14,7 +14,7 @@ use tracing::{Span, field};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use super::inject;
-use crate::{RequestExt as _, layer_time, logging::semconv};
+use crate::{RequestExt as _, error_type::ErrorType, layer_time, logging::semconv};
 
 /// Opens a client span per outbound call and injects its context as `traceparent`. See the
 /// [module docs](super).
@@ -60,7 +60,8 @@ impl<S> PropagateTraceContext<S> {
 }
 
 /// The client span of one call, by the HTTP client conventions. The URL is recorded without
-/// its query (it may hold credentials) and bounded.
+/// its query (it may hold credentials) and bounded; its host is the URI's, else the `Host`
+/// header's (escaped and bounded).
 fn client_span<B>(req: &Request<B>) -> Span {
     let method = semconv::Method(req.method());
     let span = tracing::info_span!(
@@ -86,9 +87,11 @@ fn client_span<B>(req: &Request<B>) -> Span {
         );
     }
     let uri = req.uri();
-    if let Some(host) = uri.host() {
+    // The URI's authority, else the `Host` header (a client that keeps the authority out of
+    // the URI, as a tonic channel does).
+    if let Some((host, explicit_port)) = semconv::server_address(req) {
         span.record("server.address", field::display(semconv::bare(host, 256)));
-        let port = uri.port_u16().or_else(|| match uri.scheme_str() {
+        let port = explicit_port.or_else(|| match uri.scheme_str() {
             Some("https") => Some(443),
             Some("http") => Some(80),
             _ => None,
@@ -98,7 +101,7 @@ fn client_span<B>(req: &Request<B>) -> Span {
         }
         let scheme = uri.scheme_str().unwrap_or("http");
         // Host and port, never the userinfo (`user:pass@`).
-        let full = match uri.port_u16() {
+        let full = match explicit_port {
             Some(port) => format!("{scheme}://{host}:{port}{}", uri.path()),
             None => format!("{scheme}://{host}{}", uri.path()),
         };
@@ -122,12 +125,25 @@ where
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let started = layer_time::wanted(req.try_context()).then(Instant::now);
         let span = client_span(&req);
+        // No current span and no current OpenTelemetry context (a call from a spawned task):
+        // the parent is the server span the request's context names, if any.
+        let orphan = tracing::dispatcher::get_default(|d| d.current_span().id().is_none())
+            && !opentelemetry::Context::map_current(opentelemetry::Context::has_active_span);
+        let parent = if orphan {
+            super::request_parent(req.try_context())
+        } else {
+            None
+        };
+        if let Some(parent) = &parent {
+            // Fails only without the OpenTelemetry layer: then the parent is injected below.
+            let _ = span.set_parent(parent.clone());
+        }
         // The span's own context when `tracing-opentelemetry` sees it; else whatever is
-        // current (a remote parent made current by `TraceContextLayer`): the callee still
-        // joins the caller's trace.
+        // current (a remote parent made current by `TraceContextLayer`) or the request's
+        // server span: the callee still joins the caller's trace.
         let mut cx = span.context();
         if !cx.has_active_span() {
-            cx = opentelemetry::Context::current();
+            cx = parent.unwrap_or_else(opentelemetry::Context::current);
         }
         if inject(&cx, req.headers_mut()).is_none() {
             req.headers_mut().remove(super::TRACEPARENT);
@@ -136,26 +152,61 @@ where
         if let Some(started) = started {
             layer_time::record(req.try_context(), "mw.otel_client", started.elapsed());
         }
+        // Kept to tell a timeout from a cancellation if the call is given up.
+        let request_cx = if span.is_disabled() {
+            None
+        } else {
+            req.try_context().cloned()
+        };
         let inner = {
             let _entered = span.enter();
             self.inner.call(req)
         };
         ResponseFuture {
             inner,
-            span: Some(span),
+            call: Some(ClientCall {
+                span,
+                cx: request_cx,
+                done: false,
+            }),
         }
     }
 }
 
 use opentelemetry::trace::TraceContextExt as _;
 
+/// A call's client span until it ends: with the response head or the error, or, dropped
+/// before (a timeout or a cancellation outside), as an error with `error.type` `timeout` or
+/// `cancelled`.
+struct ClientCall {
+    span: Span,
+    /// The call's context: a deadline cancelled it when the drop is a timeout.
+    cx: Option<crate::Context>,
+    done: bool,
+}
+
+impl ClientCall {
+    fn fail(&self, error: ErrorType) {
+        self.span.record("error.type", field::display(error));
+        self.span.record("otel.status_code", "error");
+    }
+}
+
+impl Drop for ClientCall {
+    fn drop(&mut self) {
+        if !self.done {
+            self.fail(ErrorType::call_dropped(self.cx.as_ref()));
+        }
+    }
+}
+
 pin_project! {
     /// The response future of [`PropagateTraceContext`]: the client span ends with the
-    /// response head or the error.
+    /// response head or the error, or as an error when the call is given up.
     pub struct ResponseFuture<F> {
         #[pin]
         inner: F,
-        span: Option<Span>,
+        call: Option<ClientCall>,
     }
 }
 
@@ -168,21 +219,21 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let result = {
-            let _entered = this.span.as_ref().map(Span::enter);
+            let _entered = this.call.as_ref().map(|call| call.span.enter());
             ready!(this.inner.poll(cx))
         };
-        let span = this.span.take().expect("future polled after completion");
+        let mut call = this.call.take().expect("future polled after completion");
+        call.done = true;
         if let Ok(res) = &result {
             let status = res.status();
-            span.record("http.response.status_code", status.as_u16());
+            call.span
+                .record("http.response.status_code", status.as_u16());
             // A client span fails on 4xx too: the call did not get what it asked for.
             if status.is_client_error() || status.is_server_error() {
-                span.record("error.type", field::display(status.as_u16()));
-                span.record("otel.status_code", "error");
+                call.fail(ErrorType::Status(status.as_u16()));
             }
         } else {
-            span.record("error.type", "_OTHER");
-            span.record("otel.status_code", "error");
+            call.fail(ErrorType::Other);
         }
         Poll::Ready(result)
     }
@@ -192,7 +243,7 @@ impl<F> fmt::Debug for ResponseFuture<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct(stringify!(ResponseFuture))
             .field("inner", &format_args!("..."))
-            .field("span", &self.span)
+            .field("span", &self.call.as_ref().map(|call| &call.span))
             .finish()
     }
 }
@@ -282,6 +333,109 @@ mod tests {
             call.status,
             opentelemetry::trace::Status::Error { .. }
         ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_given_up_by_a_timeout_ends_its_span_as_an_error() {
+        let (exporter, _guard) = otel();
+        let client =
+            PropagateTraceContextLayer::new().layer(service_fn(|_req: Request<()>| async {
+                tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+                Ok::<_, Infallible>(Response::new(()))
+            }));
+        let call = |cx: Option<crate::Context>| {
+            let mut req = Request::get("http://upstream.test/slow").body(()).unwrap();
+            if let Some(cx) = cx {
+                req.extensions_mut().insert(cx);
+            }
+            let out = tokio::time::timeout(
+                std::time::Duration::from_millis(50),
+                client.clone().oneshot(req),
+            );
+            out.instrument(tracing::info_span!("handler"))
+        };
+        // Given up with no context: cancelled.
+        assert!(call(None).await.is_err());
+        // Given up after the call's context was cancelled with its deadline: a timeout.
+        let cx = crate::Context::new();
+        let deadline = cx.clone();
+        let given_up = async move {
+            tokio::time::sleep(std::time::Duration::from_millis(40)).await;
+            deadline.cancel_with(crate::CancelCause::Deadline);
+        };
+        let (out, ()) = tokio::join!(call(Some(cx)), given_up);
+        assert!(out.is_err());
+
+        let spans = exporter.get_finished_spans().unwrap();
+        let calls: Vec<_> = spans
+            .iter()
+            .filter(|s| s.span_kind == SpanKind::Client)
+            .collect();
+        assert_eq!(calls.len(), 2);
+        for (call, error_type) in calls.iter().zip(["cancelled", "timeout"]) {
+            assert!(
+                matches!(call.status, opentelemetry::trace::Status::Error { .. }),
+                "{:?}",
+                call.status
+            );
+            let attr = call
+                .attributes
+                .iter()
+                .find(|kv| kv.key.as_str() == "error.type")
+                .map(|kv| kv.value.to_string());
+            assert_eq!(attr.as_deref(), Some(error_type));
+        }
+    }
+
+    #[tokio::test]
+    async fn an_origin_form_call_takes_its_server_from_the_host_header() {
+        let (exporter, _guard) = otel();
+        let client =
+            PropagateTraceContextLayer::new().layer(service_fn(|_req: Request<()>| async {
+                Ok::<_, Infallible>(Response::new(()))
+            }));
+        let req = Request::get("/orders?token=s3cret")
+            .header("host", "upstream.test:8080")
+            .body(())
+            .unwrap();
+        client
+            .clone()
+            .oneshot(req)
+            .instrument(tracing::info_span!("handler"))
+            .await
+            .unwrap();
+        // A hostile Host is escaped and bounded.
+        let hostile = format!("evil host\u{1b}[31m{}", "a".repeat(1000));
+        let req = Request::get("/")
+            .header("host", hostile.replace('\u{1b}', "%"))
+            .body(())
+            .unwrap();
+        client
+            .oneshot(req)
+            .instrument(tracing::info_span!("handler"))
+            .await
+            .unwrap();
+        let spans = exporter.get_finished_spans().unwrap();
+        let calls: Vec<_> = spans
+            .iter()
+            .filter(|s| s.span_kind == SpanKind::Client)
+            .collect();
+        let attr = |i: usize, key: &str| {
+            calls[i]
+                .attributes
+                .iter()
+                .find(|kv| kv.key.as_str() == key)
+                .map(|kv| kv.value.to_string())
+        };
+        assert_eq!(attr(0, "server.address").as_deref(), Some("upstream.test"));
+        assert_eq!(attr(0, "server.port").as_deref(), Some("8080"));
+        assert_eq!(
+            attr(0, "url.full").as_deref(),
+            Some("http://upstream.test:8080/orders")
+        );
+        let address = attr(1, "server.address").unwrap();
+        assert!(address.len() <= 256 + 14, "{}", address.len());
+        assert!(!address.contains(' '), "{address}");
     }
 
     #[tokio::test]

@@ -10,7 +10,9 @@
 //!   uppercase hex, extra fields on version `00`, a repeated header, more than 512 bytes) is
 //!   ignored as the spec says: the request starts a fresh trace, it is never an error response,
 //!   and the value is never logged by this module (the access log shows it only escaped, with
-//!   header logging on).
+//!   header logging on). Several `tracestate` fields are combined into one list (as the spec
+//!   says a receiver must); a list over 512 bytes combined, with more than 32 members, with a
+//!   key twice or that the SDK cannot parse is dropped whole, and the trace kept.
 //! - **The server span** is the access span of [`LogLayer`](crate::logging::LogLayer), put
 //!   *inside* [`TraceContextLayer`]: with this feature on, the access span becomes a child of the
 //!   remote span, is named `{method} {route}` (or `{method}`), has kind `server` and the HTTP
@@ -23,8 +25,19 @@
 //!   a handler opens (with no `tracing` parent) is a child of the remote span.
 //! - **Out**: [`PropagateTraceContextLayer`] sits in front of a client (next to
 //!   `timeout::PropagateDeadlineLayer` and the request id): it
-//!   opens a client span (`otel.kind = client`, the HTTP client conventions) as a child of the
-//!   current span, and injects that span's context as `traceparent` / `tracestate`.
+//!   opens a client span (`otel.kind = client`, the HTTP client conventions; `server.address`,
+//!   `server.port` and `url.full` from the URI, else from the `Host` header, escaped and
+//!   bounded) as a child of the
+//!   current span, and injects that span's context as `traceparent` / `tracestate`. With no
+//!   current span and no current OpenTelemetry context (a call made from a spawned task, where
+//!   neither follows), the parent is the server span whose [`TraceIds`] (and `tracestate`) the
+//!   outbound request's [`Context`](crate::Context) carries: pass the request's context on
+//!   (`call.extensions_mut().insert(cx)`, as for `PropagateDeadlineLayer`) and the call stays in
+//!   the request's trace. Without either, the call starts a new trace; a span of your own
+//!   carried into the task (`.instrument(Span::current())`) works too. The client span fails
+//!   (status error, `error.type`) on a 4xx or 5xx (the status), an error of the client
+//!   (`_OTHER`), or when the call is given up before its head: `timeout` when the call's
+//!   context was cancelled with its deadline (or the deadline passed), else `cancelled`.
 //!
 //! Inside a timing layer that asks for per-layer times, the layers' own time is reported as
 //! `mw.otel` ([`TraceContextLayer`]) and `mw.otel_client` ([`PropagateTraceContextLayer`], on
@@ -82,12 +95,12 @@
 mod client;
 mod server;
 
-use std::fmt;
+use std::{borrow::Cow, fmt};
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use opentelemetry::{
     propagation::{Extractor, Injector},
-    trace::{SpanContext, SpanId, TraceContextExt, TraceId},
+    trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState},
 };
 
 #[doc(inline)]
@@ -163,13 +176,38 @@ impl fmt::Debug for TraceIds {
 #[derive(Clone, Debug)]
 pub(crate) struct RemoteParent(pub(crate) opentelemetry::Context);
 
+/// The server span's `tracestate`, next to its [`TraceIds`] in the request's
+/// [`Context`](crate::Context) when it is not empty: an outbound call with no current span
+/// (made from a spawned task) continues the trace from these and keeps the state.
+#[derive(Clone, Debug)]
+pub(crate) struct ServerTraceState(pub(crate) TraceState);
+
+/// The server span of the request whose [`Context`](crate::Context) is `cx`, as a parent for
+/// an outbound call that has no current span: its [`TraceIds`] and `tracestate`.
+pub(crate) fn request_parent(cx: Option<&crate::Context>) -> Option<opentelemetry::Context> {
+    let cx = cx?;
+    let ids = cx.get::<TraceIds>()?;
+    let state = cx
+        .get::<ServerTraceState>()
+        .map_or(TraceState::NONE, |state| state.0.clone());
+    let flags = if ids.sampled {
+        TraceFlags::SAMPLED
+    } else {
+        TraceFlags::default()
+    };
+    let parent = SpanContext::new(ids.trace_id, ids.span_id, flags, true, state);
+    Some(opentelemetry::Context::new().with_remote_span_context(parent))
+}
+
 const TRACEPARENT: &str = "traceparent";
 const TRACESTATE: &str = "tracestate";
 /// The most a `traceparent` of a future version may take; version `00` is exactly 55 bytes.
 const MAX_TRACEPARENT: usize = 512;
-/// The most a `tracestate` may take (the spec's 32 members fit in 512 bytes as a rule;
-/// longer lists may be dropped whole).
+/// The most a `tracestate` may take, its fields combined (the spec's 32 members fit in 512
+/// bytes as a rule; longer lists may be dropped whole).
 const MAX_TRACESTATE: usize = 512;
+/// The most members a `tracestate` may have.
+const MAX_TRACESTATE_MEMBERS: usize = 32;
 
 /// Whether `value` is a `traceparent` of W3C Trace Context level 1: lowercase hex fields of
 /// the right lengths, a version other than `ff`, non-zero ids, exactly four fields for version
@@ -202,37 +240,82 @@ pub(crate) fn is_valid_traceparent(value: &[u8]) -> bool {
 }
 
 /// The request headers as the propagator reads them: `traceparent` only when it is one valid
-/// value, `tracestate` only when it is one bounded visible-ASCII value.
-pub(crate) struct HeaderExtractor<'a>(pub(crate) &'a HeaderMap);
+/// value, `tracestate` only when its fields, combined, make a valid list.
+pub(crate) struct HeaderExtractor<'a> {
+    traceparent: Option<&'a str>,
+    tracestate: Option<Cow<'a, str>>,
+}
 
-impl HeaderExtractor<'_> {
-    fn single(&self, name: &str) -> Option<&HeaderValue> {
-        let mut values = self.0.get_all(name).iter();
-        let first = values.next()?;
-        values.next().is_none().then_some(first)
+impl<'a> HeaderExtractor<'a> {
+    pub(crate) fn new(headers: &'a HeaderMap) -> Self {
+        let mut values = headers.get_all(TRACEPARENT).iter();
+        let traceparent = match (values.next(), values.next()) {
+            (Some(value), None) if is_valid_traceparent(value.as_bytes()) => value.to_str().ok(),
+            _ => None,
+        };
+        let tracestate = traceparent
+            .and_then(|_| combined_tracestate(headers))
+            .filter(|state| is_valid_tracestate(state));
+        Self {
+            traceparent,
+            tracestate,
+        }
     }
+}
+
+/// The `tracestate` fields combined into one list, as W3C Trace Context says a receiver MUST
+/// (RFC 9110's `,` join): borrowed when there is one field, at most [`MAX_TRACESTATE`] bytes,
+/// visible ASCII.
+fn combined_tracestate(headers: &HeaderMap) -> Option<Cow<'_, str>> {
+    let mut values = headers.get_all(TRACESTATE).iter();
+    let first = values.next()?;
+    let mut combined = Cow::Borrowed(first.to_str().ok()?);
+    for value in values {
+        let value = value.to_str().ok()?;
+        if combined.len() + 1 + value.len() > MAX_TRACESTATE {
+            return None;
+        }
+        let list = combined.to_mut();
+        list.push(',');
+        list.push_str(value);
+    }
+    (combined.len() <= MAX_TRACESTATE).then_some(combined)
+}
+
+/// Whether `list` has at most 32 members and one per key, as W3C Trace Context requires of a
+/// `tracestate` (the SDK keeps the first 32 and duplicates): an invalid list is dropped whole,
+/// the trace kept. The members' syntax is the SDK's to check.
+fn is_valid_tracestate(list: &str) -> bool {
+    let mut keys = [""; MAX_TRACESTATE_MEMBERS];
+    let mut count = 0;
+    for member in list.split(',') {
+        let member = member.trim_matches([' ', '\t']);
+        if member.is_empty() {
+            continue;
+        }
+        let key = member.split_once('=').map_or(member, |(key, _)| key);
+        if count == MAX_TRACESTATE_MEMBERS || keys[..count].contains(&key) {
+            return false;
+        }
+        keys[count] = key;
+        count += 1;
+    }
+    true
 }
 
 impl Extractor for HeaderExtractor<'_> {
     fn get(&self, key: &str) -> Option<&str> {
         match key {
-            TRACEPARENT => self
-                .single(TRACEPARENT)
-                .filter(|v| is_valid_traceparent(v.as_bytes()))
-                .and_then(|v| v.to_str().ok()),
-            TRACESTATE => self
-                .single(TRACESTATE)
-                .filter(|v| v.len() <= MAX_TRACESTATE)
-                .and_then(|v| v.to_str().ok()),
+            TRACEPARENT => self.traceparent,
+            TRACESTATE => self.tracestate.as_deref(),
             _ => None,
         }
     }
 
     fn keys(&self) -> Vec<&str> {
-        [TRACEPARENT, TRACESTATE]
-            .into_iter()
-            .filter(|key| self.0.contains_key(*key))
-            .collect()
+        let traceparent = self.traceparent.map(|_| TRACEPARENT);
+        let tracestate = self.tracestate.as_ref().map(|_| TRACESTATE);
+        traceparent.into_iter().chain(tracestate).collect()
     }
 }
 
@@ -263,8 +346,10 @@ pub(crate) fn extract(headers: &HeaderMap) -> Option<opentelemetry::Context> {
         return None;
     }
     let propagator = opentelemetry_sdk::propagation::TraceContextPropagator::new();
-    let cx =
-        propagator.extract_with_context(&opentelemetry::Context::new(), &HeaderExtractor(headers));
+    let cx = propagator.extract_with_context(
+        &opentelemetry::Context::new(),
+        &HeaderExtractor::new(headers),
+    );
     cx.span().span_context().is_valid().then_some(cx)
 }
 
@@ -286,10 +371,18 @@ pub(crate) fn server_span_started<B>(
         // span is not an OpenTelemetry span, or it keeps its parent.
         let _ = span.set_parent(parent.clone());
     }
-    let ids = TraceIds::from_span_context(span.context().span().span_context())?;
+    let cx = span.context();
+    let server = cx.span();
+    let span_context = server.span_context();
+    let ids = TraceIds::from_span_context(span_context)?;
     req.extensions_mut().insert(ids);
     if req.try_context().is_some() {
-        req.context().insert(ids);
+        let request = req.context();
+        request.insert(ids);
+        let state = span_context.trace_state();
+        if state.into_iter().len() != 0 {
+            request.insert(ServerTraceState(state.clone()));
+        }
     }
     Some(ids)
 }
@@ -389,6 +482,47 @@ mod tests {
         );
         let cx = extract(&map).unwrap();
         assert_eq!(cx.span().span_context().trace_state().header(), "");
+    }
+
+    #[test]
+    fn tracestate_follows_the_w3c_suite() {
+        let state = |values: &[&str]| {
+            let mut map = headers(&[VALID.as_bytes()]);
+            for v in values {
+                map.append(TRACESTATE, HeaderValue::from_str(v).unwrap());
+            }
+            extract(&map)
+                .expect("the trace is kept whatever the tracestate")
+                .span()
+                .span_context()
+                .trace_state()
+                .header()
+        };
+        // Several fields are combined (a MUST).
+        assert_eq!(
+            state(&["foo=1,bar=2", "rojo=1,congo=2"]),
+            "foo=1,bar=2,rojo=1,congo=2"
+        );
+        assert_eq!(state(&["foo=1", ""]), "foo=1");
+        assert_eq!(state(&["", "foo=1"]), "foo=1");
+        // One entry per key, at most 32: else the whole list is invalid.
+        assert_eq!(state(&["foo=1,foo=2"]), "");
+        assert_eq!(state(&["foo=1", "bar=2,foo=3"]), "");
+        let many: Vec<String> = (1..=33).map(|i| format!("bar{i:02}={i:02}")).collect();
+        assert_eq!(state(&[many.join(",").as_str()]), "");
+        assert_eq!(
+            state(&[many[..32].join(",").as_str()]),
+            many[..32].join(",")
+        );
+        let (first, second) = many.split_at(20);
+        assert_eq!(state(&[&first.join(","), &second.join(",")]), "");
+        // Combined, still at most 512 bytes.
+        let long = format!("a={}", "x".repeat(300));
+        assert_eq!(state(&[&long, &long.replace("a=", "b=")]), "");
+        // Hostile values never fail the request.
+        assert_eq!(state(&[",,,", " , ", "=,=="]), "");
+        assert_eq!(state(&["foo=1", "\t"]), "foo=1");
+        assert_eq!(state(&["foo=1", "%%%"]), "");
     }
 
     #[test]
