@@ -68,6 +68,8 @@ pub mod timeout;
 #[cfg(feature = "timing")]
 pub mod timing;
 
+#[cfg(any(feature = "limit", feature = "rate-limit"))]
+mod admission;
 #[cfg(any(
     feature = "catch-panic",
     feature = "dump",
