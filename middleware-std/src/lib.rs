@@ -82,6 +82,8 @@ mod admission;
 mod body_state;
 mod compose;
 mod layer_time;
+#[cfg(any(feature = "logging", feature = "metrics"))]
+mod route;
 #[cfg(test)]
 mod test_helpers;
 
