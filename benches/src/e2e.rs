@@ -19,7 +19,7 @@ use tower::{Service, ServiceExt};
 
 use crate::{
     Config,
-    loopback::{load, threads_cpu_us},
+    loopback::{self, load, threads_cpu_us},
 };
 
 const SERVER_THREAD: &str = "bench-server";
@@ -89,8 +89,7 @@ fn servers() -> Vec<(&'static str, Serve)> {
 
 /// The benchmark request, as an authenticated client sends it.
 fn request() -> Request<Empty<Bytes>> {
-    Request::get("/bench")
-        .header(header::HOST, "127.0.0.1")
+    loopback::get("/bench")
         .header(header::AUTHORIZATION, "Bearer secret-token")
         .body(Empty::<Bytes>::new())
         .expect("request")

@@ -7,7 +7,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use http::Request;
+use http::{Request, header};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
@@ -35,6 +35,11 @@ pub(crate) fn threads_cpu_us(thread: &str) -> f64 {
     }
     // Linux reports these in clock ticks of 1/100 s (USER_HZ).
     ticks as f64 * 10_000.0
+}
+
+/// A `GET` of `path` on the loopback server (`Host: 127.0.0.1`).
+pub(crate) fn get(path: &str) -> http::request::Builder {
+    Request::get(path).header(header::HOST, "127.0.0.1")
 }
 
 /// Sends `requests` requests made by `request` to `addr`, spread over `connections` HTTP/1.1

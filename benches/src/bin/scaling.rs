@@ -33,7 +33,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response, header};
+use http::{HeaderValue, Request, Response};
 use http_body_util::{BodyExt, Empty, Full};
 use hyper_util::rt::TokioIo;
 use middleware_std::{Middleware, MiddlewareLayer, Next, Outcome, RequestExt, stack::StackLayer};
@@ -374,8 +374,7 @@ where
 
 /// The request of the thread table.
 fn request() -> Request<Empty<Bytes>> {
-    Request::get("/scaling")
-        .header(header::HOST, "127.0.0.1")
+    loopback::get("/scaling")
         .body(Empty::<Bytes>::new())
         .expect("request")
 }
