@@ -96,12 +96,7 @@ fn request() -> Request<Empty<Bytes>> {
 }
 
 pub fn run(config: &Config) -> Vec<E2eRow> {
-    let server_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name(SERVER_THREAD)
-        .enable_all()
-        .build()
-        .expect("server runtime");
+    let server_rt = loopback::server_runtime(1, SERVER_THREAD);
     let client_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("bench-client")

@@ -10,7 +10,18 @@ use bytes::Bytes;
 use http::{Request, header};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
+use tokio::{net::TcpStream, runtime::Runtime};
+
+/// A runtime of `workers` threads named `name`, for a server whose CPU time
+/// [`threads_cpu_us`] reads.
+pub(crate) fn server_runtime(workers: usize, name: &str) -> Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .thread_name(name)
+        .enable_all()
+        .build()
+        .expect("server runtime")
+}
 
 /// CPU time (user + system) of the threads named `thread` (a server runtime's workers), in
 /// microseconds.

@@ -44,7 +44,7 @@ use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
 #[path = "../loopback.rs"]
 mod loopback;
 
-use crate::loopback::{load, threads_cpu_us};
+use crate::loopback::{load, server_runtime, threads_cpu_us};
 
 type Res = Response<Full<Bytes>>;
 
@@ -388,12 +388,7 @@ struct ThreadRow {
 
 fn e2e(threads: usize, rounds: usize, requests: u64) -> Vec<ThreadRow> {
     const CONNECTIONS: usize = 64;
-    let server_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
-        .thread_name(SERVER_THREAD)
-        .enable_all()
-        .build()
-        .expect("server runtime");
+    let server_rt = server_runtime(threads, SERVER_THREAD);
     let client_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
