@@ -66,12 +66,7 @@ def macros_app(n):
     out.append("fn app() -> Router {")
     out.append("    Router::new()")
     out += [f'        .route("/h{i}", get(h{i}))' for i in range(n)]
-    out.append("}")
-    out.append("")
-    out.append("fn main() {")
-    out.append("    let _ = app();")
-    out.append("}")
-    return "\n".join(out) + "\n"
+    return with_main(out)
 
 
 def plain_app(n):
@@ -108,11 +103,13 @@ def plain_app(n):
             "            .layer(TimeoutLayer::new(Duration::from_millis(250)))",
             f"            .service(service_fn(h{i})))",
         ]
-    out.append("}")
-    out.append("")
-    out.append("fn main() {")
-    out.append("    let _ = app();")
-    out.append("}")
+    return with_main(out)
+
+
+def with_main(out):
+    """The app's source: `out` (open in `app()`'s router), `app()` closed, and the `main` that
+    builds it."""
+    out += ["}", "", "fn main() {", "    let _ = app();", "}"]
     return "\n".join(out) + "\n"
 
 

@@ -2,27 +2,25 @@
 //! Rust load client (another worker thread) over HTTP/1.1 keep-alive connections. Rounds are
 //! interleaved; every loop is bounded by a request count.
 
-use std::{
-    convert::Infallible,
-    fmt::Write as _,
-    net::SocketAddr,
-    time::{Duration, Instant},
-};
+use std::{convert::Infallible, fmt::Write as _, net::SocketAddr};
 
 use axum::body::Body;
 use bytes::Bytes;
 use http::{Request, Response, header};
-use http_body_util::{BodyExt, Empty};
+use http_body_util::Empty;
 use hyper::body::Incoming;
 use hyper_util::{
     rt::{TokioExecutor, TokioIo},
     server::conn::auto,
 };
 use middleware_std::BoxError;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tower::{Service, ServiceExt};
 
-use crate::Config;
+use crate::{
+    Config,
+    loopback::{self, load, threads_cpu_us},
+};
 
 const SERVER_THREAD: &str = "bench-server";
 
@@ -89,73 +87,16 @@ fn servers() -> Vec<(&'static str, Serve)> {
     ]
 }
 
-/// CPU time (user + system) of the server's worker threads, in microseconds.
-fn server_cpu_us() -> f64 {
-    let mut ticks = 0u64;
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return f64::NAN;
-    };
-    for task in tasks.flatten() {
-        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        if comm.trim() != SERVER_THREAD {
-            continue;
-        }
-        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
-        // Fields after the `(comm)`: state is field 3; utime and stime are fields 14 and 15.
-        if let Some(rest) = stat.rsplit_once(')').map(|(_, rest)| rest) {
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            let utime: u64 = fields.get(11).and_then(|f| f.parse().ok()).unwrap_or(0);
-            let stime: u64 = fields.get(12).and_then(|f| f.parse().ok()).unwrap_or(0);
-            ticks += utime + stime;
-        }
-    }
-    // Linux reports these in clock ticks of 1/100 s (USER_HZ).
-    ticks as f64 * 10_000.0
-}
-
-async fn load(addr: SocketAddr, connections: usize, requests: u64) -> (Duration, Vec<u32>) {
-    let per_conn = requests / connections as u64;
-    let start = Instant::now();
-    let mut tasks = Vec::with_capacity(connections);
-    for _ in 0..connections {
-        tasks.push(tokio::spawn(async move {
-            let stream = TcpStream::connect(addr).await.expect("connect");
-            stream.set_nodelay(true).expect("nodelay");
-            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                .await
-                .expect("handshake");
-            tokio::spawn(conn);
-            let mut latencies = Vec::with_capacity(usize::try_from(per_conn).unwrap_or(0));
-            for _ in 0..per_conn {
-                let req = Request::get("/bench")
-                    .header(header::HOST, "127.0.0.1")
-                    .header(header::AUTHORIZATION, "Bearer secret-token")
-                    .body(Empty::<Bytes>::new())
-                    .expect("request");
-                let sent = Instant::now();
-                sender.ready().await.expect("connection ready");
-                let res = sender.send_request(req).await.expect("response");
-                assert_eq!(res.status(), 200);
-                res.into_body().collect().await.expect("body");
-                latencies.push(u32::try_from(sent.elapsed().as_micros()).unwrap_or(u32::MAX));
-            }
-            latencies
-        }));
-    }
-    let mut all = Vec::with_capacity(usize::try_from(requests).unwrap_or(0));
-    for task in tasks {
-        all.extend(task.await.expect("load task"));
-    }
-    (start.elapsed(), all)
+/// The benchmark request, as an authenticated client sends it.
+fn request() -> Request<Empty<Bytes>> {
+    loopback::get("/bench")
+        .header(header::AUTHORIZATION, "Bearer secret-token")
+        .body(Empty::<Bytes>::new())
+        .expect("request")
 }
 
 pub fn run(config: &Config) -> Vec<E2eRow> {
-    let server_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name(SERVER_THREAD)
-        .enable_all()
-        .build()
-        .expect("server runtime");
+    let server_rt = loopback::server_runtime(1, SERVER_THREAD);
     let client_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("bench-client")
@@ -178,11 +119,16 @@ pub fn run(config: &Config) -> Vec<E2eRow> {
                 addr,
                 config.e2e_connections,
                 config.e2e_requests / 10 + 1,
+                request,
             ));
-            let cpu_before = server_cpu_us();
-            let (elapsed, mut latencies) =
-                client_rt.block_on(load(addr, config.e2e_connections, config.e2e_requests));
-            let cpu = server_cpu_us() - cpu_before;
+            let cpu_before = threads_cpu_us(SERVER_THREAD);
+            let (elapsed, mut latencies) = client_rt.block_on(load(
+                addr,
+                config.e2e_connections,
+                config.e2e_requests,
+                request,
+            ));
+            let cpu = threads_cpu_us(SERVER_THREAD) - cpu_before;
             handle.abort();
             latencies.sort_unstable();
             let n = latencies.len();

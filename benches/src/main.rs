@@ -27,6 +27,7 @@
 mod chart;
 mod e2e;
 mod hand;
+mod loopback;
 mod otel;
 mod protection;
 mod redis;

@@ -44,7 +44,7 @@ use middleware_std::{
 };
 use tower::{Layer, Service, ServiceBuilder};
 
-use crate::{Variant, hand, inner_for, unauthenticated, variant};
+use crate::{InnerFor, Variant, hand, inner_for, unauthenticated, variant};
 
 /// Each of ours next to its tower twin.
 pub const PAIRS: [(&str, &str); 7] = [
@@ -196,54 +196,53 @@ fn outbound_variants() -> Vec<Variant> {
         unauthenticated(
             "ours-outbound",
             "BreakerLayer over RetryLayer over CallTimeoutLayer(30 s), defaults, no failures; request body ()",
-            ServiceBuilder::new()
-                .layer(breaker::BreakerLayer::new(breaker::CircuitBreaker::new(
-                    breaker::BreakerConfig::new(),
-                )))
-                .layer(retry::RetryLayer::new())
-                .layer(call_timeout::CallTimeoutLayer::new(CALL_TIMEOUT))
-                .service(inner_for::<()>()),
+            ours_outbound(),
             || (),
         ),
         unauthenticated(
             "hand-outbound",
             "hand-written breaker over tower Retry (minimal policy, 3 attempts) over tower Timeout(30 s), no failures; request body ()",
-            ServiceBuilder::new()
-                .layer(hand::BreakerLayer::new())
-                .layer(tower::retry::RetryLayer::new(hand::RetryPolicy {
-                    attempts: 3,
-                }))
-                .layer(tower::timeout::TimeoutLayer::new(CALL_TIMEOUT))
-                .service(inner_for::<()>()),
+            hand_outbound(),
             || (),
         ),
         unauthenticated(
             "ours-outbound-scoped",
             "ours-outbound, each request carrying the caller's context (as a handler's calls do)",
-            ServiceBuilder::new()
-                .layer(CallerScopeLayer::new())
-                .layer(breaker::BreakerLayer::new(breaker::CircuitBreaker::new(
-                    breaker::BreakerConfig::new(),
-                )))
-                .layer(retry::RetryLayer::new())
-                .layer(call_timeout::CallTimeoutLayer::new(CALL_TIMEOUT))
-                .service(inner_for::<()>()),
+            CallerScopeLayer::new().layer(ours_outbound()),
             || (),
         ),
         unauthenticated(
             "hand-outbound-scoped",
             "hand-outbound, each request carrying the caller's context (ignored)",
-            ServiceBuilder::new()
-                .layer(CallerScopeLayer::new())
-                .layer(hand::BreakerLayer::new())
-                .layer(tower::retry::RetryLayer::new(hand::RetryPolicy {
-                    attempts: 3,
-                }))
-                .layer(tower::timeout::TimeoutLayer::new(CALL_TIMEOUT))
-                .service(inner_for::<()>()),
+            CallerScopeLayer::new().layer(hand_outbound()),
             || (),
         ),
     ]
+}
+
+/// Our outbound stack: `BreakerLayer` (default config) over `RetryLayer` (defaults) over
+/// `CallTimeoutLayer` (30 s).
+fn ours_outbound() -> breaker::Breaker<retry::Retry<call_timeout::CallTimeout<InnerFor<()>>>> {
+    ServiceBuilder::new()
+        .layer(breaker::BreakerLayer::new(breaker::CircuitBreaker::new(
+            breaker::BreakerConfig::new(),
+        )))
+        .layer(retry::RetryLayer::new())
+        .layer(call_timeout::CallTimeoutLayer::new(CALL_TIMEOUT))
+        .service(inner_for::<()>())
+}
+
+/// The hand-written twin: the breaker of `hand.rs` over tower's `Retry` (the minimal policy,
+/// 3 attempts) over tower's `Timeout` (30 s).
+fn hand_outbound()
+-> hand::Breaker<tower::retry::Retry<hand::RetryPolicy, tower::timeout::Timeout<InnerFor<()>>>> {
+    ServiceBuilder::new()
+        .layer(hand::BreakerLayer::new())
+        .layer(tower::retry::RetryLayer::new(hand::RetryPolicy {
+            attempts: 3,
+        }))
+        .layer(tower::timeout::TimeoutLayer::new(CALL_TIMEOUT))
+        .service(inner_for::<()>())
 }
 
 /// Puts a clone of one caller's [`Context`] into each request, as a handler's outbound calls

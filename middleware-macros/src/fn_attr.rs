@@ -2,11 +2,12 @@
 //! arguments and the item, validate, then expand, or on errors emit the errors next to a
 //! fallback (or the function unchanged) so that nothing downstream fails a second time. Also
 //! the pieces both expansions need: the borrowing view of the function, the qualifier checks,
-//! the value type's `Debug` impl and the user's function moved inside a generated item.
+//! the value type's `Debug` impl and the user's function moved inside a generated item; and the
+//! readers of written types both validations use.
 
 use proc_macro2::{Span, TokenStream};
 use quote::{ToTokens, quote};
-use syn::{FnArg, ItemFn, Signature, ext::IdentExt};
+use syn::{FnArg, GenericArgument, ItemFn, PathArguments, Signature, Type, ext::IdentExt};
 
 use crate::attr::Errors;
 
@@ -194,4 +195,36 @@ pub(crate) fn item_keyword(item: &syn::Item) -> Span {
         other => other.to_token_stream(),
     };
     tokens.span()
+}
+
+/// `A` in `...::name<A>`: a path type ending in `name` with exactly one argument, a type.
+pub(crate) fn single_arg<'a>(ty: &'a Type, name: &str) -> Option<&'a Type> {
+    match generic_args(ty, name)?.as_slice() {
+        [only] => Some(only),
+        _ => None,
+    }
+}
+
+/// The type arguments of `...::name<A, B>`; `None` unless every argument is a type.
+pub(crate) fn generic_args<'a>(ty: &'a Type, name: &str) -> Option<Vec<&'a Type>> {
+    let Type::Path(path) = ty else { return None };
+    let last = path.path.segments.last()?;
+    if path.qself.is_some() || last.ident != name {
+        return None;
+    }
+    let PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    args.args
+        .iter()
+        .map(|arg| match arg {
+            GenericArgument::Type(ty) => Some(ty),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The tokens as written, for comparing types and for messages.
+pub(crate) fn token_string(tokens: &impl ToTokens) -> String {
+    tokens.to_token_stream().to_string()
 }

@@ -68,6 +68,8 @@ pub mod timeout;
 #[cfg(feature = "timing")]
 pub mod timing;
 
+#[cfg(any(feature = "limit", feature = "rate-limit"))]
+mod admission;
 #[cfg(any(
     feature = "catch-panic",
     feature = "dump",
@@ -83,6 +85,8 @@ mod compose;
 #[cfg(any(feature = "logging", feature = "metrics"))]
 mod error_type;
 mod layer_time;
+#[cfg(any(feature = "logging", feature = "metrics"))]
+mod route;
 #[cfg(test)]
 mod test_helpers;
 

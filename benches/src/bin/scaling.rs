@@ -33,13 +33,18 @@ use std::{
 };
 
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response, header};
+use http::{HeaderValue, Request, Response};
 use http_body_util::{BodyExt, Empty, Full};
 use hyper_util::rt::TokioIo;
 use middleware_std::{Middleware, MiddlewareLayer, Next, Outcome, RequestExt, stack::StackLayer};
 use pin_project_lite::pin_project;
-use tokio::{net::TcpStream, runtime::Runtime};
+use tokio::runtime::Runtime;
 use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
+
+#[path = "../loopback.rs"]
+mod loopback;
+
+use crate::loopback::{load, server_runtime, threads_cpu_us};
 
 type Res = Response<Full<Bytes>>;
 
@@ -333,29 +338,6 @@ fn get(rows: &[(String, f64)], name: &str) -> f64 {
 
 const SERVER_THREAD: &str = "scaling-server";
 
-/// CPU time (user + system) of the server's worker threads, in microseconds.
-fn server_cpu_us() -> f64 {
-    let mut ticks = 0u64;
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return f64::NAN;
-    };
-    for task in tasks.flatten() {
-        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        if comm.trim() != SERVER_THREAD {
-            continue;
-        }
-        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
-        if let Some((_, rest)) = stat.rsplit_once(')') {
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            let utime: u64 = fields.get(11).and_then(|f| f.parse().ok()).unwrap_or(0);
-            let stime: u64 = fields.get(12).and_then(|f| f.parse().ok()).unwrap_or(0);
-            ticks += utime + stime;
-        }
-    }
-    // USER_HZ: 100 ticks per second.
-    ticks as f64 * 10_000.0
-}
-
 fn serve<S, B>(rt: &Runtime, svc: S) -> (SocketAddr, tokio::sync::oneshot::Sender<()>)
 where
     S: Service<Request<hyper::body::Incoming>, Response = Response<B>> + Clone + Send + 'static,
@@ -390,32 +372,11 @@ where
     (addr, stop)
 }
 
-async fn load(addr: SocketAddr, connections: usize, requests: u64) {
-    let per_conn = requests / connections as u64;
-    let mut tasks = Vec::with_capacity(connections);
-    for _ in 0..connections {
-        tasks.push(tokio::spawn(async move {
-            let stream = TcpStream::connect(addr).await.expect("connect");
-            stream.set_nodelay(true).expect("nodelay");
-            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                .await
-                .expect("handshake");
-            tokio::spawn(conn);
-            for _ in 0..per_conn {
-                let req = Request::get("/scaling")
-                    .header(header::HOST, "127.0.0.1")
-                    .body(Empty::<Bytes>::new())
-                    .expect("request");
-                sender.ready().await.expect("connection ready");
-                let res = sender.send_request(req).await.expect("response");
-                assert_eq!(res.status(), 200);
-                res.into_body().collect().await.expect("body");
-            }
-        }));
-    }
-    for task in tasks {
-        task.await.expect("load task");
-    }
+/// The request of the thread table.
+fn request() -> Request<Empty<Bytes>> {
+    loopback::get("/scaling")
+        .body(Empty::<Bytes>::new())
+        .expect("request")
 }
 
 struct ThreadRow {
@@ -427,12 +388,7 @@ struct ThreadRow {
 
 fn e2e(threads: usize, rounds: usize, requests: u64) -> Vec<ThreadRow> {
     const CONNECTIONS: usize = 64;
-    let server_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
-        .thread_name(SERVER_THREAD)
-        .enable_all()
-        .build()
-        .expect("server runtime");
+    let server_rt = server_runtime(threads, SERVER_THREAD);
     let client_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -447,15 +403,15 @@ fn e2e(threads: usize, rounds: usize, requests: u64) -> Vec<ThreadRow> {
     ];
     let mut samples: Vec<(Vec<f64>, Vec<f64>)> = vec![(Vec::new(), Vec::new()); servers.len()];
     for (_, (addr, _)) in &servers {
-        client_rt.block_on(load(*addr, CONNECTIONS, requests / 10));
+        client_rt.block_on(load(*addr, CONNECTIONS, requests / 10, request));
     }
     for _ in 0..rounds {
         for (i, (_, (addr, _))) in servers.iter().enumerate() {
-            let cpu = server_cpu_us();
+            let cpu = threads_cpu_us(SERVER_THREAD);
             let start = Instant::now();
-            client_rt.block_on(load(*addr, CONNECTIONS, requests));
+            client_rt.block_on(load(*addr, CONNECTIONS, requests, request));
             let took = start.elapsed();
-            let cpu = server_cpu_us() - cpu;
+            let cpu = threads_cpu_us(SERVER_THREAD) - cpu;
             samples[i].0.push(cpu / requests as f64);
             samples[i].1.push(requests as f64 / took.as_secs_f64());
         }

@@ -1,11 +1,13 @@
 //! `#[handler]`: checks the signature, classifies the parameters, and checks what the layers
 //! provide against what the parameters need (the context values and the layer order).
 
-use quote::ToTokens;
-use syn::{FnArg, GenericArgument, PathArguments, Type};
+use syn::{FnArg, Type};
 
 use super::parse::{Function, LayerKind};
-use crate::{attr::Errors, fn_attr};
+use crate::{
+    attr::Errors,
+    fn_attr::{self, single_arg, token_string},
+};
 
 /// What to generate, decided from the function and the attribute.
 pub(crate) struct Plan {
@@ -581,24 +583,4 @@ fn value_of(ty: &Type) -> Option<Value> {
 fn is_plain(ty: &Type, name: &str) -> bool {
     matches!(ty, Type::Path(path) if path.qself.is_none()
         && path.path.segments.last().is_some_and(|last| last.ident == name && last.arguments.is_none()))
-}
-
-/// `A` in `...::name<A>`.
-fn single_arg<'a>(ty: &'a Type, name: &str) -> Option<&'a Type> {
-    let Type::Path(path) = ty else { return None };
-    let last = path.path.segments.last()?;
-    if path.qself.is_some() || last.ident != name {
-        return None;
-    }
-    let PathArguments::AngleBracketed(args) = &last.arguments else {
-        return None;
-    };
-    match args.args.iter().collect::<Vec<_>>().as_slice() {
-        [GenericArgument::Type(ty)] => Some(ty),
-        _ => None,
-    }
-}
-
-fn token_string(tokens: &impl ToTokens) -> String {
-    tokens.to_token_stream().to_string()
 }

@@ -3,12 +3,13 @@
 //! land on the user's own tokens.
 
 use quote::ToTokens;
-use syn::{
-    FnArg, GenericArgument, GenericParam, Ident, PathArguments, ReturnType, Type, TypeParam,
-};
+use syn::{FnArg, GenericParam, Ident, ReturnType, Type, TypeParam};
 
 use super::parse::Function;
-use crate::{attr::Errors, fn_attr};
+use crate::{
+    attr::Errors,
+    fn_attr::{self, generic_args, single_arg, token_string},
+};
 
 /// What to generate, decided from the function.
 pub(crate) struct Plan {
@@ -518,32 +519,6 @@ fn request_body(ty: &Type) -> Option<&Type> {
     single_arg(ty, "Request")
 }
 
-fn single_arg<'a>(ty: &'a Type, name: &str) -> Option<&'a Type> {
-    match generic_args(ty, name)?.as_slice() {
-        [only] => Some(only),
-        _ => None,
-    }
-}
-
-/// The type arguments of `...::name<A, B>`.
-fn generic_args<'a>(ty: &'a Type, name: &str) -> Option<Vec<&'a Type>> {
-    let Type::Path(path) = ty else { return None };
-    let last = path.path.segments.last()?;
-    if path.qself.is_some() || last.ident != name {
-        return None;
-    }
-    let PathArguments::AngleBracketed(args) = &last.arguments else {
-        return None;
-    };
-    args.args
-        .iter()
-        .map(|arg| match arg {
-            GenericArgument::Type(ty) => Some(ty),
-            _ => None,
-        })
-        .collect()
-}
-
 fn mentions(ty: &Type, ident: &Ident) -> bool {
     nested_mentions(ty.to_token_stream(), ident)
 }
@@ -554,8 +529,4 @@ fn nested_mentions(tokens: proc_macro2::TokenStream, ident: &Ident) -> bool {
         proc_macro2::TokenTree::Group(group) => nested_mentions(group.stream(), ident),
         _ => false,
     })
-}
-
-pub(crate) fn token_string(tokens: &impl ToTokens) -> String {
-    tokens.to_token_stream().to_string()
 }

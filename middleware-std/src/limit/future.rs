@@ -6,14 +6,14 @@ use std::{
     future::Future,
     pin::Pin,
     sync::{Arc, atomic::Ordering},
-    task::{Context as TaskContext, Poll, ready},
+    task::{Context as TaskContext, Poll},
     time::{Duration, Instant as StdInstant},
 };
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body::Body;
-use middleware_core::{Context, Error, Expiry, RequestExt, ResponseBody, TimeoutPhase};
+use middleware_core::{Context, Error, Expiry, ResponseBody, TimeoutPhase};
 use tokio::{
     sync::OwnedSemaphorePermit,
     time::{Instant, timeout_at},
@@ -21,6 +21,7 @@ use tokio::{
 use tower_service::Service;
 
 use super::{body::PermitBody, layer::Shared};
+use crate::admission::{AdmissionFuture, Grant, Pending};
 
 /// Why a request was turned away.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,6 +78,49 @@ impl Drop for WaitGuard {
 /// be named. Only a request that has to wait pays this allocation.
 type Acquire = Pin<Box<dyn Future<Output = Result<OwnedSemaphorePermit, Rejection>> + Send>>;
 
+/// A request in the queue: the permit it waits for, and its place.
+pub(crate) struct Queued {
+    acquire: Acquire,
+    // Dropped with the future's waiting state: leaving the queue on every path.
+    waiting: WaitGuard,
+}
+
+impl Future for Queued {
+    type Output = Result<OwnedSemaphorePermit, Rejection>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        self.acquire.as_mut().poll(cx)
+    }
+}
+
+impl Pending for Queued {
+    type Grant = OwnedSemaphorePermit;
+    type Refusal = Rejection;
+
+    fn admit(
+        self: Pin<&mut Self>,
+        decision: Self::Output,
+    ) -> Result<Option<OwnedSemaphorePermit>, Rejection> {
+        decision.map(Some)
+    }
+
+    fn refuse(self: Pin<&mut Self>, rejection: Rejection, cx: &Context) -> Response<Bytes> {
+        rejection.response(&self.waiting.0, cx)
+    }
+}
+
+impl<B: Body> Grant<B> for OwnedSemaphorePermit {
+    type Body = PermitBody<B>;
+
+    fn respond(permit: Option<Self>, res: Response<B>) -> Response<PermitBody<B>> {
+        res.map(|body| {
+            // A body already at its end gives the place back at the head.
+            let permit = if body.is_end_stream() { None } else { permit };
+            PermitBody::new(body, permit)
+        })
+    }
+}
+
 pin_project_lite::pin_project! {
     /// The response future of [`ConcurrencyLimit`](super::ConcurrencyLimit).
     pub struct ResponseFuture<S, R>
@@ -84,29 +128,7 @@ pin_project_lite::pin_project! {
         S: Service<R>,
     {
         #[pin]
-        state: State<S, R, S::Future>,
-    }
-}
-
-pin_project_lite::pin_project! {
-    #[project = StateProj]
-    enum State<S, R, F> {
-        Rejected { response: Option<Response<Bytes>> },
-        Waiting {
-            acquire: Acquire,
-            // The ready service and the request, until a permit is granted. Boxed: only a
-            // request that waits pays for it, and the request would make every state (and so
-            // every response future) as large.
-            call: Option<Box<(S, R)>>,
-            shared: Arc<Shared>,
-            // Dropped with this state: leaving the queue on every path.
-            waiting: WaitGuard,
-        },
-        Running {
-            #[pin]
-            future: F,
-            permit: Option<OwnedSemaphorePermit>,
-        },
+        inner: AdmissionFuture<S, R, Queued, OwnedSemaphorePermit>,
     }
 }
 
@@ -116,18 +138,13 @@ where
 {
     pub(crate) const fn rejected(response: Response<Bytes>) -> Self {
         Self {
-            state: State::Rejected {
-                response: Some(response),
-            },
+            inner: AdmissionFuture::rejected(response),
         }
     }
 
     pub(crate) const fn running(future: S::Future, permit: OwnedSemaphorePermit) -> Self {
         Self {
-            state: State::Running {
-                future,
-                permit: Some(permit),
-            },
+            inner: AdmissionFuture::running(future, Some(permit)),
         }
     }
 
@@ -156,12 +173,7 @@ where
             }
         });
         Self {
-            state: State::Waiting {
-                acquire,
-                call: Some(Box::new((service, request))),
-                shared: Arc::clone(shared),
-                waiting,
-            },
+            inner: AdmissionFuture::waiting(Queued { acquire, waiting }, service, request),
         }
     }
 }
@@ -171,13 +183,8 @@ where
     S: Service<R>,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = match &self.state {
-            State::Rejected { .. } => "rejected",
-            State::Waiting { .. } => "waiting",
-            State::Running { .. } => "running",
-        };
         f.debug_struct(stringify!(ResponseFuture))
-            .field("state", &state)
+            .field("state", &self.inner.state("waiting"))
             .finish_non_exhaustive()
     }
 }
@@ -189,52 +196,7 @@ where
 {
     type Output = Result<Response<ResponseBody<PermitBody<ResBody>>>, S::Error>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
-        loop {
-            let next = match self.as_mut().project().state.project() {
-                StateProj::Rejected { response } => {
-                    return Poll::Ready(Ok(ResponseBody::response(
-                        response.take().expect("future polled after completion"),
-                    )));
-                }
-                StateProj::Waiting {
-                    acquire,
-                    call,
-                    shared,
-                    ..
-                } => {
-                    let granted = ready!(acquire.as_mut().poll(cx));
-                    let call = call.take().expect("future polled after completion");
-                    let (mut service, mut request) = *call;
-                    match granted {
-                        // The service taken ready in `call` is the one called.
-                        Ok(permit) => State::Running {
-                            future: service.call(request),
-                            permit: Some(permit),
-                        },
-                        Err(rejection) => {
-                            // The unused service goes, with its readiness, right now.
-                            drop(service);
-                            State::Rejected {
-                                response: Some(rejection.response(shared, request.context())),
-                            }
-                        }
-                    }
-                }
-                StateProj::Running { future, permit } => {
-                    let result = ready!(future.poll(cx));
-                    let permit = permit.take();
-                    return Poll::Ready(result.map(|res| {
-                        res.map(|body| {
-                            // A body already at its end gives the place back at the head.
-                            let permit = if body.is_end_stream() { None } else { permit };
-                            ResponseBody::new(PermitBody::new(body, permit))
-                        })
-                    }));
-                }
-            };
-            // Leaving `Waiting` drops its queue place.
-            self.as_mut().project().state.set(next);
-        }
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        self.project().inner.poll(cx)
     }
 }

@@ -106,7 +106,7 @@ impl ConcurrencyLimitLayer {
     /// Requests waiting in the queue now.
     #[must_use]
     pub fn waiting(&self) -> usize {
-        self.shared.waiting.load(Ordering::Acquire)
+        self.shared.waiting()
     }
 
     /// Builders run before the layer is shared; after a clone, a builder makes a new limit.
@@ -135,6 +135,10 @@ impl Shared {
         let available = self.semaphore.available_permits();
         debug_assert!(available <= self.max, "a place was given back twice");
         self.max.saturating_sub(available)
+    }
+
+    pub(crate) fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Acquire)
     }
 }
 

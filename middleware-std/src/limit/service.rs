@@ -2,7 +2,7 @@
 
 use std::{
     fmt, mem,
-    sync::{Arc, atomic::Ordering},
+    sync::Arc,
     task::{Context as TaskContext, Poll},
     time::Instant,
 };
@@ -61,7 +61,7 @@ impl<S> ConcurrencyLimit<S> {
     /// Requests waiting in the queue now (shared by every clone).
     #[must_use]
     pub fn waiting(&self) -> usize {
-        self.shared.waiting.load(Ordering::Acquire)
+        self.shared.waiting()
     }
 
     define_inner_service_accessors!();

@@ -105,7 +105,7 @@ pub(crate) fn make_span<B>(config: &Config, req: &Request<B>, cx: Option<&Contex
     if span.is_disabled() {
         return span;
     }
-    let route = semconv::route(req);
+    let route = crate::route::route(req);
     if !method.is_known() {
         let original = Limit(Bare(req.method().as_str()), MAX_METHOD);
         span.record("http.request.method_original", field::display(original));
@@ -246,22 +246,6 @@ pub(crate) mod semconv {
                 write!(f, " {}", Limit(Bare(route), super::MAX_PATH))?;
             }
             Ok(())
-        }
-    }
-
-    /// `http.route`: the route template axum matched (`/users/{id}`), when the router put its
-    /// `MatchedPath` into the request (the layer runs inside the router).
-    #[allow(clippy::missing_const_for_fn, unused_variables)] // not const without `axum`
-    pub(crate) fn route<B>(req: &Request<B>) -> Option<&str> {
-        #[cfg(feature = "axum")]
-        {
-            req.extensions()
-                .get::<axum::extract::MatchedPath>()
-                .map(axum::extract::MatchedPath::as_str)
-        }
-        #[cfg(not(feature = "axum"))]
-        {
-            None
         }
     }
 

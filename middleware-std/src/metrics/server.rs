@@ -269,7 +269,7 @@ impl Measure {
         ));
         attributes.push(KeyValue::new("url.scheme", scheme_attr(req.uri())));
         instruments.active.add(1, &attributes);
-        if let Some(route) = route(req) {
+        if let Some(route) = crate::route::route(req) {
             attributes.push(KeyValue::new("http.route", route.to_owned()));
         }
         let request_size = req
@@ -355,21 +355,5 @@ impl fmt::Debug for Measure {
             .field("body_bytes", &self.body_bytes)
             .field("done", &self.done)
             .finish_non_exhaustive()
-    }
-}
-
-/// `http.route`: the template axum matched, when the router put its `MatchedPath` into the
-/// request.
-#[allow(unused_variables, clippy::missing_const_for_fn)] // not const without `axum`
-pub(crate) fn route<B>(req: &Request<B>) -> Option<&str> {
-    #[cfg(feature = "axum")]
-    {
-        req.extensions()
-            .get::<axum::extract::MatchedPath>()
-            .map(axum::extract::MatchedPath::as_str)
-    }
-    #[cfg(not(feature = "axum"))]
-    {
-        None
     }
 }

@@ -5,18 +5,19 @@ use std::{
     future::Future,
     pin::Pin,
     sync::Arc,
-    task::{Context as TaskContext, Poll, ready},
+    task::{Context as TaskContext, Poll},
 };
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, header};
-use middleware_core::{Context, Error, RequestExt, ResponseBody};
+use middleware_core::{Context, Error, ResponseBody};
 use tower_service::Service;
 
 use super::{
     layer::PolicyHeaders,
     store::{Decision, ceil_secs},
 };
+use crate::admission::{AdmissionFuture, Grant, Pending};
 
 /// The `RateLimit` header (draft-ietf-httpapi-ratelimit-headers).
 pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
@@ -72,34 +73,61 @@ pub(crate) fn limited(cx: &Context, policy: &PolicyHeaders, decision: Decision) 
 }
 
 pin_project_lite::pin_project! {
+    /// A store's decision still to come (one across the network), and what answering it needs.
+    pub(crate) struct Checking<C> {
+        #[pin]
+        check: C,
+        policy: Arc<PolicyHeaders>,
+        on_allowed: bool,
+    }
+}
+
+impl<C: Future<Output = Decision>> Future for Checking<C> {
+    type Output = Decision;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Decision> {
+        self.project().check.poll(cx)
+    }
+}
+
+impl<C: Future<Output = Decision>> Pending for Checking<C> {
+    type Grant = Headers;
+    type Refusal = Decision;
+
+    fn admit(self: Pin<&mut Self>, decision: Decision) -> Result<Option<Headers>, Decision> {
+        if decision.is_allowed() {
+            // The policy is shared only when allowed responses carry its headers.
+            let this = self.project();
+            Ok(this.on_allowed.then(|| (Arc::clone(this.policy), decision)))
+        } else {
+            Err(decision)
+        }
+    }
+
+    fn refuse(self: Pin<&mut Self>, decision: Decision, cx: &Context) -> Response<Bytes> {
+        limited(cx, &self.policy, decision)
+    }
+}
+
+impl<B> Grant<B> for Headers {
+    type Body = B;
+
+    fn respond(headers: Option<Self>, mut res: Response<B>) -> Response<B> {
+        if let Some((policy, decision)) = headers {
+            add_headers(res.headers_mut(), &policy, decision);
+        }
+        res
+    }
+}
+
+pin_project_lite::pin_project! {
     /// The response future of [`RateLimit`](super::RateLimit).
     pub struct ResponseFuture<S, R, C>
     where
         S: Service<R>,
     {
         #[pin]
-        state: State<S, R, S::Future, C>,
-    }
-}
-
-pin_project_lite::pin_project! {
-    #[project = StateProj]
-    enum State<S, R, F, C> {
-        Rejected { response: Option<Response<Bytes>> },
-        Checking {
-            #[pin]
-            check: C,
-            // Boxed: only a store that cannot decide at once (one across the network) waits
-            // with the request, and the request would make every state as large.
-            call: Option<Box<(S, R)>>,
-            policy: Arc<PolicyHeaders>,
-            on_allowed: bool,
-        },
-        Running {
-            #[pin]
-            future: F,
-            headers: Option<Headers>,
-        },
+        inner: AdmissionFuture<S, R, Checking<C>, Headers>,
     }
 }
 
@@ -109,18 +137,18 @@ where
 {
     pub(crate) const fn rejected(response: Response<Bytes>) -> Self {
         Self {
-            state: State::Rejected {
-                response: Some(response),
-            },
+            inner: AdmissionFuture::rejected(response),
         }
     }
 
     pub(crate) const fn running(future: S::Future, headers: Option<Headers>) -> Self {
         Self {
-            state: State::Running { future, headers },
+            inner: AdmissionFuture::running(future, headers),
         }
     }
 
+    /// Waits for the store's `check`. Only a store that cannot decide at once (one across the
+    /// network) makes a request wait (with its service, boxed).
     pub(crate) fn checking(
         check: C,
         service: S,
@@ -128,13 +156,13 @@ where
         policy: Arc<PolicyHeaders>,
         on_allowed: bool,
     ) -> Self {
+        let checking = Checking {
+            check,
+            policy,
+            on_allowed,
+        };
         Self {
-            state: State::Checking {
-                check,
-                call: Some(Box::new((service, request))),
-                policy,
-                on_allowed,
-            },
+            inner: AdmissionFuture::waiting(checking, service, request),
         }
     }
 }
@@ -144,13 +172,8 @@ where
     S: Service<R>,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = match &self.state {
-            State::Rejected { .. } => "rejected",
-            State::Checking { .. } => "checking",
-            State::Running { .. } => "running",
-        };
         f.debug_struct(stringify!(ResponseFuture))
-            .field("state", &state)
+            .field("state", &self.inner.state("checking"))
             .finish_non_exhaustive()
     }
 }
@@ -162,49 +185,8 @@ where
 {
     type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
-        loop {
-            let next = match self.as_mut().project().state.project() {
-                StateProj::Rejected { response } => {
-                    return Poll::Ready(Ok(ResponseBody::response(
-                        response.take().expect("future polled after completion"),
-                    )));
-                }
-                StateProj::Checking {
-                    check,
-                    call,
-                    policy,
-                    on_allowed,
-                } => {
-                    let decision = ready!(check.poll(cx));
-                    let call = call.take().expect("future polled after completion");
-                    let (mut service, mut request) = *call;
-                    if decision.is_allowed() {
-                        // The service taken ready in `call` is the one called.
-                        State::Running {
-                            future: service.call(request),
-                            headers: on_allowed.then(|| (Arc::clone(policy), decision)),
-                        }
-                    } else {
-                        drop(service);
-                        State::Rejected {
-                            response: Some(limited(request.context(), policy, decision)),
-                        }
-                    }
-                }
-                StateProj::Running { future, headers } => {
-                    let result = ready!(future.poll(cx));
-                    let headers = headers.take();
-                    return Poll::Ready(result.map(|mut res| {
-                        if let Some((policy, decision)) = headers {
-                            add_headers(res.headers_mut(), &policy, decision);
-                        }
-                        res.map(ResponseBody::new)
-                    }));
-                }
-            };
-            self.as_mut().project().state.set(next);
-        }
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        self.project().inner.poll(cx)
     }
 }
 

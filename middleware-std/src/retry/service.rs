@@ -286,27 +286,28 @@ fn log_attempt<RB, E>(
         Decision::Retry(delay) => Some(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX)),
         _ => None,
     };
+    // tracing fixes an event's level at its call site: the fields are written once, here, for
+    // the two levels (a `None` delay records nothing).
+    macro_rules! attempt_event {
+        ($level:expr) => {
+            tracing::event!(
+                target: "middleware_std::retry",
+                $level,
+                attempt,
+                request_id,
+                status,
+                error = outcome.is_err(),
+                decision = decision.as_str(),
+                delay_ms,
+                "outbound attempt"
+            )
+        };
+    }
+    // A first attempt that settled the call is routine.
     if attempt == 1 && matches!(decision, Decision::Done | Decision::NotRetryable) {
-        tracing::debug!(
-            target: "middleware_std::retry",
-            attempt,
-            request_id,
-            status,
-            error = outcome.is_err(),
-            decision = decision.as_str(),
-            "outbound attempt"
-        );
+        attempt_event!(tracing::Level::DEBUG);
     } else {
-        tracing::info!(
-            target: "middleware_std::retry",
-            attempt,
-            request_id,
-            status,
-            error = outcome.is_err(),
-            decision = decision.as_str(),
-            delay_ms,
-            "outbound attempt"
-        );
+        attempt_event!(tracing::Level::INFO);
     }
 }
 

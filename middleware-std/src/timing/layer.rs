@@ -137,14 +137,28 @@ impl<S, H: Clone, F: Clone> Layer<S> for ServerTimingLayer<H, F> {
 
 impl<H, F> fmt::Debug for ServerTimingLayer<H, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct(stringify!(ServerTimingLayer))
-            .field("per_layer", &self.config.per_layer)
-            .field("response_time", &self.config.response_time)
-            .field("max_marks", &self.config.max_marks)
-            .field("precision", &self.config.precision)
-            .field("on_body_end", &std::any::type_name::<H>())
-            .field("filter", &std::any::type_name::<F>())
-            .finish()
+        let mut d = f.debug_struct(stringify!(ServerTimingLayer));
+        self.config
+            .debug_fields(&mut d, &self.on_body_end, &self.filter);
+        d.finish()
+    }
+}
+
+impl Config {
+    /// The settings in the `Debug` of a timing layer or service, with its hook and its filter
+    /// (by type name).
+    pub(crate) fn debug_fields<H, F>(
+        self,
+        d: &mut fmt::DebugStruct<'_, '_>,
+        on_body_end: &H,
+        filter: &F,
+    ) {
+        d.field("per_layer", &self.per_layer)
+            .field("response_time", &self.response_time)
+            .field("max_marks", &self.max_marks)
+            .field("precision", &self.precision)
+            .field("on_body_end", &std::any::type_name_of_val(on_body_end))
+            .field("filter", &std::any::type_name_of_val(filter));
     }
 }
 

@@ -47,15 +47,11 @@ impl<S, H, F> ServerTiming<S, H, F> {
 
 impl<S: fmt::Debug, H, F> fmt::Debug for ServerTiming<S, H, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct(stringify!(ServerTiming))
-            .field("inner", &self.inner)
-            .field("per_layer", &self.config.per_layer)
-            .field("response_time", &self.config.response_time)
-            .field("max_marks", &self.config.max_marks)
-            .field("precision", &self.config.precision)
-            .field("on_body_end", &std::any::type_name::<H>())
-            .field("filter", &std::any::type_name::<F>())
-            .finish()
+        let mut d = f.debug_struct(stringify!(ServerTiming));
+        d.field("inner", &self.inner);
+        self.config
+            .debug_fields(&mut d, &self.on_body_end, &self.filter);
+        d.finish()
     }
 }
 

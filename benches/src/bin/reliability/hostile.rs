@@ -302,6 +302,9 @@ pub fn check_request_id(value: &[u8]) {
     }
 }
 
+/// A deadline format's documented grammar: the budget a header value parses to, if any.
+type Oracle = fn(&[u8]) -> Option<Duration>;
+
 /// Checks both deadline formats against the documented grammar, and that a parsed budget
 /// survives `encode` then `parse` exactly.
 ///
@@ -309,24 +312,13 @@ pub fn check_request_id(value: &[u8]) {
 ///
 /// On a violated property.
 pub fn check_deadline(value: &[u8]) {
-    let grpc = oracle_grpc(value);
-    assert_eq!(
-        DeadlineFormat::GrpcTimeout.parse(value),
-        grpc,
-        "grpc-timeout {}",
-        shown(value)
-    );
-    let millis = oracle_millis(value);
-    assert_eq!(
-        DeadlineFormat::Millis.parse(value),
-        millis,
-        "millis {}",
-        shown(value)
-    );
-    for (format, parsed) in [
-        (DeadlineFormat::GrpcTimeout, grpc),
-        (DeadlineFormat::Millis, millis),
-    ] {
+    let formats: [(DeadlineFormat, &str, Oracle); 2] = [
+        (DeadlineFormat::GrpcTimeout, "grpc-timeout", oracle_grpc),
+        (DeadlineFormat::Millis, "millis", oracle_millis),
+    ];
+    for (format, name, oracle) in formats {
+        let parsed = oracle(value);
+        assert_eq!(format.parse(value), parsed, "{name} {}", shown(value));
         if let Some(budget) = parsed {
             let encoded = format.encode(budget);
             assert_eq!(
