@@ -1,6 +1,7 @@
 //! `#[handler]`: an async fn handler with per-handler layers becomes a tower `Service`.
 
 mod expand;
+mod extractors;
 mod parse;
 mod validate;
 

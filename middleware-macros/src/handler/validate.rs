@@ -3,7 +3,10 @@
 
 use syn::{FnArg, Type};
 
-use super::parse::{Function, LayerKind};
+use super::{
+    extractors,
+    parse::{Function, LayerKind},
+};
 use crate::{
     attr::Errors,
     fn_attr::{self, single_arg, token_string},
@@ -182,7 +185,12 @@ fn parameters(function: &Function<'_>, errors: &mut Errors) -> Plan {
             );
         }
     }
-    body_extractors(function, &seen, errors);
+    let taken = extractors::Taken {
+        state: seen.state.as_deref(),
+        request: seen.request,
+        body: seen.body.is_some(),
+    };
+    extractors::body_extractors(function, &taken, errors);
     // The last extractor may take the body, unless a parameter already holds the request.
     if seen.request.is_none() && seen.body.is_none() {
         if let Some(last) = params.pop() {
@@ -387,84 +395,6 @@ impl Seen {
         }
         Some(Param::Extractor(Box::new(ty.clone())))
     }
-}
-
-/// Mistakes with axum's extractors that consume the request body, as `#[debug_handler]`
-/// words them; only the first is reported (the others are the same mistake).
-fn body_extractors(function: &Function<'_>, seen: &Seen, errors: &mut Errors) {
-    let inputs = &function.original.sig.inputs;
-    let consuming: Vec<(usize, &Type, &str)> = inputs
-        .iter()
-        .enumerate()
-        .filter_map(|(index, arg)| match arg {
-            // `#[body] b: String` and the handler's own `state = String` are not extractors.
-            FnArg::Typed(arg)
-                if !arg.attrs.iter().any(|attr| attr.path().is_ident("body"))
-                    && seen.state.as_deref() != Some(token_string(&arg.ty).as_str()) =>
-            {
-                consuming_name(&arg.ty).map(|name| (index, &*arg.ty, name))
-            }
-            _ => None,
-        })
-        .collect();
-    let Some(&(index, ty, name)) = consuming.first() else {
-        return;
-    };
-    if let Some(what) = seen.request {
-        let fix = if seen.body.is_some() {
-            "take one of them"
-        } else {
-            "take the body with `#[body] body: B` next to `Parts`, or drop `Parts`"
-        };
-        errors.spanned(
-            ty,
-            format_args!(
-                "`{name}` consumes the request body, but the {what} is a parameter: {fix}"
-            ),
-        );
-    } else if seen.body.is_some() {
-        errors.spanned(
-            ty,
-            format_args!(
-                "`{name}` consumes the request body, which the `#[body]` parameter takes: take one of them"
-            ),
-        );
-    } else if let Some(&(_, second, other)) = consuming.get(1) {
-        errors.spanned(
-            second,
-            format_args!(
-                "can't have two extractors that consume the request body: `{name}` and `{other}` both do that"
-            ),
-        );
-    } else if index + 1 != inputs.len() {
-        errors.spanned(
-            ty,
-            format_args!(
-                "`{name}` consumes the request body and thus must be the last argument to the handler function"
-            ),
-        );
-    }
-}
-
-/// axum's extractors that consume the request body, named as `#[debug_handler]` names them.
-fn consuming_name(ty: &Type) -> Option<&'static str> {
-    let Type::Path(path) = ty else { return None };
-    let last = path.path.segments.last()?;
-    Some(match last.ident.to_string().as_str() {
-        // axum's `Request` alias (`Request<Body>`) is an extractor; `Request<B>` is the
-        // handler's own request parameter.
-        "Request" if last.arguments.is_empty() => "Request<_>",
-        "Json" => "Json<_>",
-        "Form" => "Form<_>",
-        "RawForm" => "RawForm",
-        "Multipart" => "Multipart",
-        "Bytes" => "Bytes",
-        "String" => "String",
-        "JsonLines" => "JsonLines<_>",
-        "Protobuf" => "Protobuf<_>",
-        "RawBody" => "RawBody<_>",
-        _ => return None,
-    })
 }
 
 /// A context value: a layer of this handler must provide it, unless `#[from_outer]`.
