@@ -239,6 +239,34 @@ async fn the_request_budget_bounds_the_call_below_the_timeout() {
         "{:?}",
         started.elapsed()
     );
+    // The request's deadline ran out, not Redis's timeout: Redis is not marked down for it.
+    assert!(!store.is_degraded());
+}
+
+#[tokio::test]
+async fn a_spent_request_budget_is_not_a_redis_failure() {
+    let Some(url) = support::redis_url("a_spent_request_budget_is_not_a_redis_failure") else {
+        return;
+    };
+    let store = store(&url, &support::prefix("budget"), Policy::per_minute(5));
+    let key = Key::from_bytes(b"k");
+    // Connected: only the budget can cut a call short.
+    assert!(decide(&store, &key).await.is_allowed());
+    for _ in 0..20 {
+        match store.check_within(&key, Some(Duration::ZERO)) {
+            // No time left: decided at once, without a call that could not answer in time.
+            Check::Ready(_) => {}
+            Check::Pending(f) => drop(f.await),
+        }
+    }
+    assert!(
+        !store.is_degraded(),
+        "a request's deadline switched the store to its fallback"
+    );
+    assert!(
+        matches!(store.check(&key), Check::Pending(_)),
+        "still decided by Redis"
+    );
 }
 
 #[tokio::test]

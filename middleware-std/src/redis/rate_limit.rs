@@ -11,7 +11,7 @@ use std::{
 
 use redis::Script;
 
-use super::backend::{Call, CallError, Fallback, Health, Redis};
+use super::backend::{Call, CallError, Fallback, Health, Redis, bounded};
 use crate::rate_limit::{Check, Decision, Key, MemoryStore, Policy, RateLimitStore};
 
 /// The GCRA step, atomic on the server, on the server's clock.
@@ -51,7 +51,11 @@ return {1, math.floor((now - allow_at) / interval), new_tat - now}
 /// decides by its [`Fallback`] (an in-process [`MemoryStore`] with the same policy by
 /// default), logs the switch once, and decides by the fallback at once (no waiting) until one
 /// call every [`retry_every`](Redis::retry_every) finds Redis again; the recovery is logged
-/// once with the number of decisions the fallback made.
+/// once with the number of decisions the fallback made. A call cut short by the request's
+/// own deadline (a budget shorter than the timeout) is not a Redis failure: that one request
+/// is decided by the fallback, the store stays on Redis, and the call finishes in the
+/// background within the timeout to learn whether Redis answers; a request with no time left
+/// is decided by the fallback without a call.
 ///
 /// See the [module docs](super) for an example and the costs.
 pub struct RedisRateLimitStore {
@@ -186,9 +190,15 @@ impl RateLimitStore for RedisRateLimitStore {
 
     fn check_within(&self, key: &Key, budget: Option<Duration>) -> Check<RedisCheck> {
         let shared = &self.shared;
+        if budget == Some(Duration::ZERO) {
+            // The request's time is up: no call could answer in time, and Redis is not to
+            // blame for it.
+            return Check::Ready(shared.decide_by_fallback(key));
+        }
         if !shared.health.should_try(shared.redis.retry_every) {
             return Check::Ready(shared.decide_by_fallback(key));
         }
+        let by_budget = budget.is_some_and(|b| b < shared.redis.timeout);
         let timeout = budget.map_or(shared.redis.timeout, |b| b.min(shared.redis.timeout));
         let redis_key = self.redis_key(key);
         let call_shared = Arc::clone(shared);
@@ -203,9 +213,10 @@ impl RateLimitStore for RedisRateLimitStore {
                 .await
         });
         Check::Pending(RedisCheck {
-            call,
+            call: Some(call),
             timer: tokio::time::sleep(timeout),
             timeout,
+            by_budget,
             shared: Arc::clone(shared),
             key: Some(key.clone()),
         })
@@ -216,10 +227,13 @@ pin_project_lite::pin_project! {
     /// A decision of [`RedisRateLimitStore`] in flight: the script's answer, or the fallback's
     /// once the call failed or timed out.
     pub struct RedisCheck {
-        call: Call<(i64, i64, i64)>,
+        call: Option<Call<(i64, i64, i64)>>,
         #[pin]
         timer: tokio::time::Sleep,
         timeout: Duration,
+        // The bound is the request's remaining time, shorter than the connection's timeout:
+        // running out of it says nothing about Redis.
+        by_budget: bool,
         shared: Arc<Shared>,
         key: Option<Key>,
     }
@@ -237,13 +251,33 @@ fn micros(us: i64) -> Duration {
     Duration::from_micros(u64::try_from(us).unwrap_or(0))
 }
 
+/// Lets a call cut short by its request's deadline finish within `rest`, to learn whether
+/// Redis answers (no request waits on it; outside a runtime it is dropped).
+fn finish_in_background(shared: Arc<Shared>, call: Call<(i64, i64, i64)>, rest: Duration) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    runtime.spawn(async move {
+        match bounded(call, rest).await {
+            Ok(_) => shared.health.succeeded(&shared.redis.address),
+            Err(error) => {
+                shared
+                    .health
+                    .failed(&shared.redis.address, shared.redis.retry_every, &error);
+            }
+        }
+    });
+}
+
 impl Future for RedisCheck {
     type Output = Decision;
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Decision> {
         let this = self.project();
-        let error = match this.call.as_mut().poll(cx) {
+        let call = this.call.as_mut().expect("future polled after completion");
+        let error = match call.as_mut().poll(cx) {
             Poll::Ready(Ok((allowed, remaining, reset))) => {
+                *this.call = None;
                 this.shared.health.succeeded(&this.shared.redis.address);
                 return Poll::Ready(if allowed == 1 {
                     Decision::allowed(u32::try_from(remaining).unwrap_or(0), micros(reset))
@@ -254,9 +288,20 @@ impl Future for RedisCheck {
             Poll::Ready(Err(e)) => CallError::Redis(e),
             Poll::Pending => {
                 ready!(this.timer.poll(cx));
+                if *this.by_budget {
+                    // The request's deadline, not Redis's: decided by the fallback, and the
+                    // call left to finish within the connection's timeout in the background
+                    // so that Redis's real health is still learned.
+                    let call = this.call.take().expect("future polled after completion");
+                    let rest = this.shared.redis.timeout.saturating_sub(*this.timeout);
+                    finish_in_background(Arc::clone(this.shared), call, rest);
+                    let key = this.key.take().expect("future polled after completion");
+                    return Poll::Ready(this.shared.decide_by_fallback(&key));
+                }
                 CallError::TimedOut(*this.timeout)
             }
         };
+        *this.call = None;
         let shared = &this.shared;
         shared
             .health
