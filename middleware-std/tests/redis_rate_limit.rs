@@ -244,6 +244,30 @@ async fn the_request_budget_bounds_the_call_below_the_timeout() {
 }
 
 #[tokio::test]
+async fn two_policies_with_default_prefixes_do_not_share_a_key() {
+    let Some(url) = support::redis_url("two_policies_with_default_prefixes_do_not_share_a_key")
+    else {
+        return;
+    };
+    let redis = Redis::open(&url).unwrap();
+    // This run's own key: the default prefixes are shared by every run on the server.
+    let key = Key::from_bytes(support::prefix("default-prefix").as_bytes());
+    let login = RedisRateLimitStore::new(redis.clone(), Policy::per_minute(5));
+    let global = RedisRateLimitStore::new(redis, Policy::per_second(100));
+    assert!(decide(&login, &key).await.is_allowed());
+    assert!(
+        decide(&global, &key).await.is_allowed(),
+        "one login attempt locked the client out of the global limit"
+    );
+    // An explicit prefix still wins: two policies under one prefix share the key.
+    let prefix = support::prefix("explicit");
+    let a = store(&url, &prefix, Policy::per_minute(5));
+    let b = store(&url, &prefix, Policy::per_second(100));
+    assert!(decide(&a, &key).await.is_allowed());
+    assert!(!decide(&b, &key).await.is_allowed());
+}
+
+#[tokio::test]
 async fn a_spent_request_budget_is_not_a_redis_failure() {
     let Some(url) = support::redis_url("a_spent_request_budget_is_not_a_redis_failure") else {
         return;

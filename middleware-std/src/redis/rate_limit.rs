@@ -41,9 +41,12 @@ return {1, math.floor((now - allow_at) / interval), new_tat - now}
 /// Each decision is one `EVALSHA` of a Lua script doing the GCRA step atomically on the
 /// server with the server's clock (`TIME`; the instances' clocks play no part), so two
 /// instances never both spend the last request of a quota. A key expires (`PX`) when its
-/// quota is whole again: idle keys vanish. Keys are the prefix (default `mw:rl:`) followed by
-/// the [`Key`]'s bytes, at most [`MAX_KEY_LEN`](crate::rate_limit::MAX_KEY_LEN) whatever the
-/// client sends; give each policy its own prefix.
+/// quota is whole again: idle keys vanish. Keys are the prefix followed by the [`Key`]'s
+/// bytes, at most [`MAX_KEY_LEN`](crate::rate_limit::MAX_KEY_LEN) whatever the client sends.
+/// The default prefix is derived from the policy (`mw:rl:<name>:<quota>:<window ms>:`, see
+/// [`default_prefix`](Self::default_prefix)), so two different policies never share a key;
+/// two layers with the same policy (same name, quota and window) share their counts unless
+/// one is [`named`](Policy::named) or given its own [`prefix`](Self::prefix).
 ///
 /// **When Redis is slow or down** every call is bounded by the connection's
 /// [`timeout`](Redis::timeout) (50 ms by default) and, when the rate limit passes it, by the
@@ -73,12 +76,13 @@ struct Shared {
     interval_us: u64,
 }
 
-/// The default key prefix of [`RedisRateLimitStore`].
+/// The start of the default key prefix of [`RedisRateLimitStore`] (the policy follows it, see
+/// [`RedisRateLimitStore::default_prefix`]).
 pub const DEFAULT_RATE_LIMIT_PREFIX: &str = "mw:rl:";
 
 impl RedisRateLimitStore {
-    /// `policy` counted in `redis` under the prefix `mw:rl:`, falling back to an in-process
-    /// store.
+    /// `policy` counted in `redis` under the policy's [default prefix](Self::default_prefix),
+    /// falling back to an in-process store.
     ///
     /// # Panics
     ///
@@ -92,13 +96,14 @@ impl RedisRateLimitStore {
             interval_us >= 1,
             "a Redis rate limit counts in microseconds: at most a million requests per second per key"
         );
+        let prefix = Self::default_prefix(&policy).into_bytes().into();
         Self {
             shared: Arc::new(Shared {
                 local: MemoryStore::new(policy.clone()),
                 redis,
                 script: Script::new(GCRA),
                 policy,
-                prefix: DEFAULT_RATE_LIMIT_PREFIX.as_bytes().into(),
+                prefix,
                 fallback: Fallback::Local,
                 health: Health::new("rate-limit"),
                 interval_us,
@@ -115,7 +120,31 @@ impl RedisRateLimitStore {
         }
     }
 
-    /// The key prefix (default `mw:rl:`): instances that share it share their quotas.
+    /// The default key prefix of `policy`: [`DEFAULT_RATE_LIMIT_PREFIX`], then the policy's
+    /// name, quota and window (in milliseconds), so that two different policies never count in
+    /// one key.
+    ///
+    /// ```
+    /// use middleware_std::{rate_limit::Policy, redis::RedisRateLimitStore};
+    ///
+    /// assert_eq!(
+    ///     RedisRateLimitStore::default_prefix(&Policy::per_minute(5).named("login")),
+    ///     "mw:rl:login:5:60000:"
+    /// );
+    /// ```
+    #[must_use]
+    pub fn default_prefix(policy: &Policy) -> String {
+        format!(
+            "{DEFAULT_RATE_LIMIT_PREFIX}{}:{}:{}:",
+            policy.name(),
+            policy.quota(),
+            policy.window().as_millis()
+        )
+    }
+
+    /// The key prefix (default: [derived from the policy](Self::default_prefix)): instances
+    /// that share it share their quotas. It replaces the default whole; give each policy its
+    /// own.
     #[must_use]
     pub fn prefix(self, prefix: &str) -> Self {
         self.map(|s| s.prefix = prefix.as_bytes().into())
