@@ -187,6 +187,40 @@ async fn a_probe_failure_reopens_the_circuit_for_the_fleet() {
 }
 
 #[tokio::test]
+async fn an_unbounded_cool_down_opens_the_shared_circuit_cleanly() {
+    let Some(url) = support::redis_url("an_unbounded_cool_down_opens_the_shared_circuit_cleanly")
+    else {
+        return;
+    };
+    let prefix = support::prefix("cb-max");
+    let config = BreakerConfig::new()
+        .consecutive_failures(1)
+        .cool_down(Duration::MAX);
+    let (a, seen) = breaker(&url, &prefix, config);
+    a.ask("up").unwrap().report(false);
+    assert!(eventually(SEEN_WITHIN, || a.ask("up").is_err()).await);
+    // The pending transition is collected by that call.
+    assert!(!a.store().is_degraded());
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [Transition {
+            from: BreakerState::Closed,
+            to: BreakerState::Open
+        }],
+        "Closed → Open reported"
+    );
+    // Open in Redis for a year at most, and the hash still expires.
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(format!("{prefix}c:up"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(ttl > 0, "PTTL {ttl}");
+}
+
+#[tokio::test]
 async fn a_redis_that_never_answers_leaves_the_breaker_to_the_local_one() {
     let addr = support::silent_server();
     let redis = Redis::open(&format!("redis://{addr}"))

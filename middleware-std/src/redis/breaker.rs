@@ -27,6 +27,9 @@ use crate::breaker::{
 const RECORD: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = math.floor(tonumber(ARGV[10]))
+local cool_down = math.floor(tonumber(ARGV[9]))
+local window = math.floor(tonumber(ARGV[8]))
 local h = {}
 local raw = redis.call('HGETALL', KEYS[1])
 for i = 1, #raw, 2 do h[raw[i]] = tonumber(raw[i + 1]) end
@@ -38,7 +41,7 @@ local function open(f)
   from = f
   st = 1
   gen = gen + 1
-  local ends = now + tonumber(ARGV[9])
+  local ends = now + cool_down
   redis.call('DEL', KEYS[1])
   redis.call('HSET', KEYS[1], 'st', 1, 'gen', gen, 'until', ends)
   redis.call('HSET', KEYS[2], ARGV[1], '1:' .. gen .. ':' .. ends)
@@ -48,7 +51,7 @@ if ARGV[2] == '0' and st == 0 then
     local failed = outcome == '1'
     local consec = 0
     if failed then consec = (h.consec or 0) + 1 end
-    local slot_len = math.max(1, math.floor(tonumber(ARGV[8]) / 10))
+    local slot_len = math.max(1, math.floor(window / 10))
     local num = math.floor(now / slot_len)
     local i = num % 10
     if h['n' .. i] ~= num then
@@ -89,7 +92,7 @@ elseif ARGV[2] == '1' and st == 2 and tonumber(ARGV[3]) == gen then
     redis.call('HSET', KEYS[1], 'inflight', math.max(0, (h.inflight or 0) - 1))
   end
 end
-if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[10]) end
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('PEXPIRE', KEYS[1], ttl) end
 local ends = tonumber(redis.call('HGET', KEYS[1], 'until')) or now
 return {st, gen, math.max(0, ends - now), from}
 ";
@@ -103,6 +106,9 @@ return {st, gen, math.max(0, ends - now), from}
 const PROBE: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local probes = tonumber(ARGV[2])
+local lease_ms = math.floor(tonumber(ARGV[3]))
+local ttl = math.floor(tonumber(ARGV[4]))
 local st = tonumber(redis.call('HGET', KEYS[1], 'st')) or 0
 local gen = tonumber(redis.call('HGET', KEYS[1], 'gen')) or 0
 local from = -1
@@ -120,11 +126,11 @@ local inflight = tonumber(redis.call('HGET', KEYS[1], 'inflight')) or 0
 local lease = tonumber(redis.call('HGET', KEYS[1], 'lease')) or 0
 if now >= lease then inflight = 0 end
 local granted = 0
-if inflight < tonumber(ARGV[2]) then
+if inflight < probes then
   granted = 1
-  redis.call('HSET', KEYS[1], 'inflight', inflight + 1, 'lease', now + tonumber(ARGV[3]))
+  redis.call('HSET', KEYS[1], 'inflight', inflight + 1, 'lease', now + lease_ms)
 end
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ttl)
 return {2, gen, 0, from, granted}
 ";
 
@@ -171,7 +177,8 @@ const NOTHING: u64 = u64::MAX;
 /// across the fleet (the caller whose script moved it is the one that reports it), and hands
 /// out at most `probes` probe slots fleet-wide (a slot not handed back within the cool-down
 /// or a second, whichever is longer, its instance having died, is forgotten). Circuit hashes expire after the window and the
-/// cool-down have passed twice: idle circuits vanish.
+/// cool-down have passed twice: idle circuits vanish. A cool-down or window longer than a
+/// year counts as a year (as [`MemoryStore`] reads an "open until further notice" cool-down).
 ///
 /// **Answered locally.** The [`BreakerStore`] methods are synchronous (a call never waits on
 /// the network to be admitted), so the store answers from a local view of the circuits that
@@ -244,6 +251,15 @@ fn now() -> Instant {
     tokio::time::Instant::now().into_std()
 }
 
+/// The longest cool-down or window sent to the scripts: a longer one means "a year", as
+/// [`MemoryStore`] reads it (Redis refuses expiry times past `i64` milliseconds, and a script
+/// that fails leaves its earlier writes behind).
+const YEAR: Duration = Duration::from_secs(365 * 86_400);
+
+fn clamped(duration: Duration) -> Duration {
+    duration.min(YEAR)
+}
+
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
@@ -282,7 +298,7 @@ impl RedisBreakerStore {
         refresh: Duration,
     ) -> Self {
         let (_, _, window) = config.failure_rate_threshold();
-        let ttl_ms = millis(window.max(config.cool_down_period()))
+        let ttl_ms = millis(clamped(window).max(clamped(config.cool_down_period())))
             .saturating_mul(2)
             .max(1000);
         let shared = Arc::new(Shared {
@@ -455,7 +471,7 @@ impl Shared {
                     .key(&call_shared.tripped_key)
                     .arg(&call_key)
                     .arg(call_shared.config.max_probes())
-                    .arg(millis(call_shared.config.cool_down_period()).max(1000))
+                    .arg(millis(clamped(call_shared.config.cool_down_period())).max(1000))
                     .arg(call_shared.ttl_ms)
                     .invoke_async::<(i64, i64, i64, i64, i64)>(&mut conn)
                     .await
@@ -505,8 +521,8 @@ impl Shared {
                     .arg(config.consecutive_failures_threshold())
                     .arg(format!("{rate:.6}"))
                     .arg(min_calls)
-                    .arg(millis(window).max(10))
-                    .arg(millis(config.cool_down_period()))
+                    .arg(millis(clamped(window)).max(10))
+                    .arg(millis(clamped(config.cool_down_period())))
                     .arg(call_shared.ttl_ms)
                     .invoke_async::<(i64, i64, i64, i64)>(&mut conn)
                     .await
@@ -697,7 +713,7 @@ impl BreakerStore for RedisBreakerStore {
                 {
                     // Reopened (the script will say so): stop probing here at once.
                     view.state = Remote::Open {
-                        until: now + shared.config.cool_down_period(),
+                        until: now + clamped(shared.config.cool_down_period()),
                     };
                     view.probes = 0;
                 }
