@@ -345,6 +345,30 @@ async fn the_layer_answers_429_from_the_shared_quota() {
 }
 
 #[tokio::test]
+async fn a_fail_open_layer_lets_requests_through_without_quota_headers() {
+    // Needs no Redis: the store's address refuses connections, so it fails open at once.
+    let url = format!("redis://{}", support::refused_addr());
+    let store = RedisRateLimitStore::new(Redis::open(&url).unwrap(), Policy::per_minute(5))
+        .fallback(Fallback::FailOpen);
+    let svc = ServiceBuilder::new()
+        .layer(RateLimitLayer::with_store(store))
+        .service(service_fn(|_: Request<()>| async {
+            Ok::<_, Infallible>(Response::new(String::new()))
+        }));
+    // The first request tries Redis (a pending check), the next are decided at once.
+    for _ in 0..3 {
+        let res = svc.clone().oneshot(Request::new(())).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert!(
+            res.headers().get("ratelimit").is_none(),
+            "a quota the server does not have: {:?}",
+            res.headers().get("ratelimit")
+        );
+        assert!(res.headers().get("ratelimit-policy").is_none());
+    }
+}
+
+#[tokio::test]
 async fn a_fail_closed_layer_answers_503_with_retry_after_and_no_quota_headers() {
     // Needs no Redis: the store's address refuses connections, so it fails closed at once.
     let url = format!("redis://{}", support::refused_addr());

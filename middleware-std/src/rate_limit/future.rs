@@ -183,7 +183,9 @@ where
                         // The service taken ready in `call` is the one called.
                         State::Running {
                             future: service.call(request),
-                            headers: on_allowed.then(|| (Arc::clone(policy), decision)),
+                            // No quota to report when the store could not check it.
+                            headers: (*on_allowed && !decision.is_unavailable())
+                                .then(|| (Arc::clone(policy), decision)),
                         }
                     } else {
                         drop(service);

@@ -14,8 +14,9 @@
 //!   in the background.
 //!
 //! Both talk through a [`Redis`] handle (redis-rs's multiplexed `ConnectionManager`: one
-//! connection per handle, lazy, reconnecting on its own), every call bounded by a small
-//! timeout (50 ms by default).
+//! connection per handle, lazy, reconnecting on its own). Every rate-limit call is bounded by
+//! a small timeout (50 ms by default) and by the request's remaining time; the breaker's
+//! calls, which no request waits on, by the timeout or a second, whichever is longer.
 //!
 //! # When Redis is slow or down
 //!
@@ -24,9 +25,11 @@
 //! in-process store with the same policy), [`FailOpen`](Fallback::FailOpen) or
 //! [`FailClosed`](Fallback::FailClosed). The switch is logged once (`WARN`, target
 //! `middleware_std::redis`), and from then on requests are decided by the fallback at once,
-//! without waiting on Redis, while one call every [`retry_every`](Redis::retry_every) (500 ms)
-//! tries Redis again; the first that succeeds switches back and logs the recovery once, with
-//! the number of decisions the fallback made meanwhile. So with Redis down, a request waits
+//! without waiting on Redis, while one call every [`retry_every`](Redis::retry_every) (500 ms;
+//! for the breaker, its next [`refresh`](RedisBreakerStore::refresh)) tries Redis again; the
+//! first that succeeds switches back and logs the recovery once, with the number of decisions
+//! the fallback made meanwhile. Under [`FailOpen`](Fallback::FailOpen) the rate limit's
+//! responses carry no `RateLimit` headers (there is no quota to report). So with Redis down, a request waits
 //! at most one timeout, and only the requests that happen to try Redis wait at all.
 //!
 //! # Consistent and approximate
@@ -38,7 +41,9 @@
 //!   made are not replayed into Redis (they are logged as `by_fallback`).
 //! - **Breaker: the transitions are consistent, the view is approximate.** Scripts count the
 //!   outcomes and move the state atomically: a circuit opens once, goes open → half-open once
-//!   across the fleet, and admits at most `probes` probes fleet-wide. An instance answers from
+//!   across the fleet, and admits at most `probes` probes at once fleet-wide, per lease (a
+//!   slot not handed back within the cool-down or a second, whichever is longer, is
+//!   forgotten, so a probe slower than that no longer holds its slot). An instance answers from
 //!   a local view refreshed every [`refresh`](RedisBreakerStore::refresh) (100 ms by default):
 //!   a circuit opened elsewhere is seen open after at most one refresh (plus a round trip), and
 //!   during that delay the instance may still let calls through. Outcomes are sent in the

@@ -203,7 +203,7 @@ impl Shared {
                 Check::Ready(decision) => decision,
                 Check::Pending(_) => unreachable!("the in-process store decides at once"),
             },
-            Fallback::FailOpen => Decision::allowed(self.policy.quota(), Duration::ZERO),
+            Fallback::FailOpen => Decision::unchecked(),
             Fallback::FailClosed => {
                 Decision::unavailable(self.redis.retry_every.max(Duration::from_secs(1)))
             }
