@@ -14,8 +14,9 @@ use std::{
 };
 
 use middleware_std::{
+    breaker::{BreakerConfig, CircuitBreaker},
     rate_limit::{Check, Decision, Key, Policy, RateLimitStore},
-    redis::{Redis, RedisRateLimitStore},
+    redis::{Redis, RedisBreakerStore, RedisRateLimitStore},
 };
 
 /// The log lines of the test, as `tracing_subscriber::fmt` writes them.
@@ -140,4 +141,106 @@ fn redis_killed_and_restarted_falls_back_in_bounded_time_and_recovers_logged_onc
         "{logged}"
     );
     assert!(logged.contains("by_fallback="), "{logged}");
+}
+
+/// Captures the log lines of the current thread (the tests' runtimes are current-thread).
+fn capture() -> (Logs, tracing::subscriber::DefaultGuard) {
+    let logs = Logs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    (logs, tracing::subscriber::set_default(subscriber))
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn redis_out_of_memory_switches_the_rate_limit_once_and_does_not_flap() {
+    let test = "redis_out_of_memory_switches_the_rate_limit_once_and_does_not_flap";
+    let Some(server) = support::RedisServer::start(test) else {
+        return;
+    };
+    let (logs, _guard) = capture();
+    runtime().block_on(async {
+        let redis = Redis::open(&server.url())
+            .unwrap()
+            .retry_every(Duration::from_millis(5));
+        let store =
+            RedisRateLimitStore::new(redis, Policy::per_minute(1)).prefix(&support::prefix("oom"));
+        let spent = Key::from_bytes(b"spent");
+        assert!(timed(&store, &spent).await.0.is_allowed());
+        // Spent: its checks are limited decisions.
+        assert!(!timed(&store, &spent).await.0.is_allowed());
+        support::admin(&server.url(), &["CONFIG", "SET", "maxmemory", "1"]).await;
+        for i in 0..150u32 {
+            // A fresh key (an allowed decision, a write: OOM) and the spent one (limited, and
+            // no write were it not for the script's own), in turns first: either may be the
+            // retry.
+            let fresh = Key::from_bytes(&i.to_be_bytes());
+            let (first, second) = if i % 2 == 0 {
+                (&fresh, &spent)
+            } else {
+                (&spent, &fresh)
+            };
+            let _ = timed(&store, first).await;
+            let _ = timed(&store, second).await;
+            tokio::time::sleep(Duration::from_millis(6)).await;
+        }
+        assert!(store.is_degraded());
+        // Memory again: the next retry recovers, once.
+        support::admin(&server.url(), &["CONFIG", "SET", "maxmemory", "0"]).await;
+        let until = Instant::now() + Duration::from_secs(2);
+        while store.is_degraded() {
+            assert!(
+                Instant::now() < until,
+                "no recovery once Redis has memory again"
+            );
+            let _ = timed(&store, &spent).await;
+            tokio::time::sleep(Duration::from_millis(6)).await;
+        }
+    });
+    let logged = logs.text();
+    assert_eq!(logged.matches("redis unavailable").count(), 1, "{logged}");
+    assert_eq!(logged.matches("redis recovered").count(), 1, "{logged}");
+}
+
+#[test]
+fn redis_out_of_memory_switches_the_breaker_once_and_does_not_flap() {
+    let test = "redis_out_of_memory_switches_the_breaker_once_and_does_not_flap";
+    let Some(server) = support::RedisServer::start(test) else {
+        return;
+    };
+    let (logs, _guard) = capture();
+    runtime().block_on(async {
+        let redis = Redis::open(&server.url())
+            .unwrap()
+            .retry_every(Duration::from_millis(5));
+        let store = RedisBreakerStore::new(redis, BreakerConfig::new().consecutive_failures(1000))
+            .prefix(&support::prefix("cb-oom"))
+            .refresh(Duration::from_millis(5));
+        let breaker = CircuitBreaker::with_store(store);
+        breaker.ask("up").unwrap().report(true);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!breaker.store().is_degraded());
+        support::admin(&server.url(), &["CONFIG", "SET", "maxmemory", "1"]).await;
+        // Outcomes write (and fail); refreshes would only read, were it not for their write.
+        let until = Instant::now() + Duration::from_millis(1000);
+        while Instant::now() < until {
+            if let Ok(ticket) = breaker.ask("up") {
+                ticket.report(true);
+            }
+            tokio::time::sleep(Duration::from_millis(3)).await;
+        }
+        assert!(breaker.store().is_degraded());
+    });
+    let logged = logs.text();
+    assert_eq!(logged.matches("redis unavailable").count(), 1, "{logged}");
+    assert_eq!(logged.matches("redis recovered").count(), 0, "{logged}");
 }

@@ -5,7 +5,7 @@ use std::{
     fmt,
     future::Future,
     pin::Pin,
-    sync::atomic::{AtomicBool, AtomicU64, Ordering},
+    sync::atomic::{AtomicU64, Ordering},
     time::Duration,
 };
 
@@ -119,10 +119,18 @@ pub enum Fallback {
 }
 
 /// Whether Redis answered last time, and when to try it again; logs the switch to the
-/// fallback and the recovery once each (a compare-exchange on the flag), never per request.
+/// fallback and the recovery once each per episode (a compare-exchange on the epoch), never
+/// per request.
+///
+/// Each call carries the [`Attempt`] it was sent under. Only a call sent while healthy can
+/// switch to the fallback, and only the retry probe that [`should_try`](Self::should_try)
+/// granted during this degraded episode can switch back: a call sent before the switch that
+/// answers late, or a read-only call that works while writes fail, changes nothing. So a
+/// brownout or a half-working Redis (OOM, read-only replica) cannot make the store flap.
 #[derive(Debug)]
 pub(crate) struct Health {
-    degraded: AtomicBool,
+    /// Even: healthy; odd: degraded. Bumped by each switch.
+    epoch: AtomicU64,
     /// While degraded: when one call may try Redis again (nanoseconds since `origin`).
     next_try: AtomicU64,
     /// Decisions made by the fallback since the switch.
@@ -131,10 +139,25 @@ pub(crate) struct Health {
     what: &'static str,
 }
 
+/// What a call was sent under: the health epoch, and whether it is the retry probe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Attempt {
+    epoch: u64,
+    probe: bool,
+}
+
+impl Attempt {
+    /// Whether this is the retry probe of a degraded store.
+    #[allow(dead_code)] // reason: read by the tests; the reconnect on a timed-out probe comes next
+    pub(crate) const fn is_probe(self) -> bool {
+        self.probe
+    }
+}
+
 impl Health {
     pub(crate) fn new(what: &'static str) -> Self {
         Self {
-            degraded: AtomicBool::new(false),
+            epoch: AtomicU64::new(0),
             next_try: AtomicU64::new(0),
             by_fallback: AtomicU64::new(0),
             origin: tokio::time::Instant::now(),
@@ -146,15 +169,28 @@ impl Health {
         u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 
+    /// The attempt of a call sent now that is not a retry probe (a background call, a
+    /// permit's outcome).
+    pub(crate) fn current(&self) -> Attempt {
+        Attempt {
+            epoch: self.epoch.load(Ordering::Acquire),
+            probe: false,
+        }
+    }
+
     /// Whether this call should go to Redis: always when healthy; while degraded, one call
-    /// every `retry_every` (the one that wins the compare-exchange).
-    pub(crate) fn should_try(&self, retry_every: Duration) -> bool {
-        if !self.degraded.load(Ordering::Acquire) {
-            return true;
+    /// every `retry_every` (the one that wins the compare-exchange), the retry probe.
+    pub(crate) fn should_try(&self, retry_every: Duration) -> Option<Attempt> {
+        let epoch = self.epoch.load(Ordering::Acquire);
+        if epoch % 2 == 0 {
+            return Some(Attempt {
+                epoch,
+                probe: false,
+            });
         }
         let now = self.now();
         let next = self.next_try.load(Ordering::Acquire);
-        now >= next
+        let won = now >= next
             && self
                 .next_try
                 .compare_exchange(
@@ -163,7 +199,8 @@ impl Health {
                     Ordering::AcqRel,
                     Ordering::Relaxed,
                 )
-                .is_ok()
+                .is_ok();
+        won.then_some(Attempt { epoch, probe: true })
     }
 
     /// Counts one decision made by the fallback.
@@ -173,21 +210,39 @@ impl Health {
 
     /// Whether the store decides by its fallback now.
     pub(crate) fn is_degraded(&self) -> bool {
-        self.degraded.load(Ordering::Acquire)
+        self.epoch.load(Ordering::Acquire) % 2 == 1
     }
 
-    /// A call failed: switch to the fallback (logged by the one caller that switches).
-    pub(crate) fn failed(&self, address: &str, retry_every: Duration, error: &dyn fmt::Display) {
+    /// A call sent under `attempt` failed: a call sent while healthy (in this healthy
+    /// episode) switches to the fallback, logged by the one caller that switches. Answers
+    /// whether this call switched.
+    pub(crate) fn failed(
+        &self,
+        attempt: Attempt,
+        address: &str,
+        retry_every: Duration,
+        error: &dyn fmt::Display,
+    ) -> bool {
+        if attempt.epoch % 2 == 1 || self.epoch.load(Ordering::Acquire) != attempt.epoch {
+            // Already degraded (the probe failed: it tries again after `retry_every`), or a
+            // stale call from an earlier episode.
+            return false;
+        }
         self.next_try.store(
             self.now().saturating_add(nanos(retry_every)),
             Ordering::Release,
         );
-        if self
-            .degraded
-            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok()
-        {
-            self.by_fallback.store(0, Ordering::Relaxed);
+        self.by_fallback.store(0, Ordering::Relaxed);
+        let switched = self
+            .epoch
+            .compare_exchange(
+                attempt.epoch,
+                attempt.epoch + 1,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            )
+            .is_ok();
+        if switched {
             tracing::warn!(
                 target: "middleware_std::redis",
                 store = self.what,
@@ -196,16 +251,25 @@ impl Health {
                 "redis unavailable: deciding by the fallback"
             );
         }
+        switched
     }
 
-    /// A call succeeded: back to shared state (logged by the one caller that recovers, with
-    /// the number of decisions the fallback made meanwhile).
-    pub(crate) fn succeeded(&self, address: &str) {
-        if self.degraded.load(Ordering::Acquire)
-            && self
-                .degraded
-                .compare_exchange(true, false, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
+    /// A call sent under `attempt` succeeded: the retry probe of this degraded episode
+    /// switches back to shared state (logged once, with the number of decisions the fallback
+    /// made meanwhile); any other call changes nothing.
+    pub(crate) fn succeeded(&self, attempt: Attempt, address: &str) {
+        if !attempt.probe {
+            return;
+        }
+        if self
+            .epoch
+            .compare_exchange(
+                attempt.epoch,
+                attempt.epoch + 1,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            )
+            .is_ok()
         {
             let by_fallback = self.by_fallback.swap(0, Ordering::Relaxed);
             tracing::info!(
@@ -258,44 +322,76 @@ mod tests {
 
     use super::*;
 
+    const ERROR: CallError = CallError::TimedOut(Duration::from_millis(1));
+
     #[test]
     fn concurrent_failures_and_successes_switch_once_each() {
         let health = Arc::new(Health::new("test"));
+        let sent = health.current();
         let threads: Vec<_> = (0..8)
             .map(|_| {
                 let health = Arc::clone(&health);
                 std::thread::spawn(move || {
-                    let error = CallError::TimedOut(Duration::from_millis(1));
+                    let mut switched = 0;
                     for _ in 0..1000 {
-                        health.failed("redis", Duration::from_secs(60), &error);
+                        switched += u32::from(health.failed(
+                            sent,
+                            "redis",
+                            Duration::from_secs(60),
+                            &ERROR,
+                        ));
                         health.count_fallback();
                     }
+                    switched
                 })
             })
             .collect();
-        for thread in threads {
-            thread.join().unwrap();
-        }
+        let switched: u32 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        assert_eq!(switched, 1);
         assert!(health.is_degraded());
         // While degraded and before `retry_every`, no call tries Redis.
-        assert!(!health.should_try(Duration::from_secs(60)));
-        health.succeeded("redis");
-        assert!(!health.is_degraded());
-        assert!(health.should_try(Duration::from_secs(60)));
+        assert!(health.should_try(Duration::from_secs(60)).is_none());
     }
 
     #[test]
     fn a_degraded_store_lets_one_caller_try_redis_per_interval() {
         let health = Health::new("test");
-        health.failed(
-            "redis",
-            Duration::ZERO,
-            &CallError::TimedOut(Duration::from_millis(1)),
-        );
+        health.failed(health.current(), "redis", Duration::ZERO, &ERROR);
         // `retry_every` of zero: due at once, but only one of the racing callers wins it.
-        let tries = (0..100)
-            .filter(|_| health.should_try(Duration::from_secs(60)))
-            .count();
-        assert_eq!(tries, 1);
+        let tries: Vec<_> = (0..100)
+            .filter_map(|_| health.should_try(Duration::from_secs(60)))
+            .collect();
+        assert_eq!(tries.len(), 1);
+        assert!(tries[0].is_probe());
+        health.succeeded(tries[0], "redis");
+        assert!(!health.is_degraded());
+        assert!(health.should_try(Duration::from_secs(60)).is_some());
+    }
+
+    #[test]
+    fn only_the_retry_probe_recovers_and_stale_calls_change_nothing() {
+        let health = Health::new("test");
+        let sent = health.current();
+        let other = health.current();
+        health.failed(other, "redis", Duration::ZERO, &ERROR);
+        // A call sent before the switch answers late: still degraded.
+        health.succeeded(sent, "redis");
+        assert!(health.is_degraded());
+        // A call sent while degraded that is not the probe: still degraded.
+        health.succeeded(health.current(), "redis");
+        assert!(health.is_degraded());
+        // The probe fails: still degraded, and it does not switch again.
+        let probe = health.should_try(Duration::ZERO).unwrap();
+        assert!(!health.failed(probe, "redis", Duration::ZERO, &ERROR));
+        assert!(health.is_degraded());
+        // The next probe succeeds: recovered; a stale failure from before does not switch.
+        let probe = health.should_try(Duration::ZERO).unwrap();
+        health.succeeded(probe, "redis");
+        assert!(!health.is_degraded());
+        assert!(!health.failed(sent, "redis", Duration::ZERO, &ERROR));
+        assert!(!health.is_degraded());
+        // A stale probe of the old episode does not switch anything either.
+        health.succeeded(probe, "redis");
+        assert!(!health.is_degraded());
     }
 }

@@ -10,7 +10,7 @@ use std::{
 
 use redis::Script;
 
-use super::backend::{CallError, Fallback, Health, Redis, bounded};
+use super::backend::{Attempt, CallError, Fallback, Health, Redis, bounded};
 use crate::breaker::{
     Acquired, BreakerConfig, BreakerState, BreakerStore, CallOutcome, MemoryStore, Permit,
     Transition,
@@ -135,11 +135,14 @@ return {2, gen, 0, from, granted}
 ";
 
 /// The circuits that are not closed, with the server's time: `{now ms, name, 'st:gen:until',
-/// ...}`; drops the entries whose circuit expired. `KEYS[1]`: that hash; `ARGV[1]`: the
-/// circuits' key prefix.
+/// ...}`; drops the entries whose circuit expired. `KEYS[1]`: that hash; `KEYS[2]`: a key
+/// written on every refresh, so that a Redis refusing writes (out of memory, a read-only
+/// replica) fails the refresh as it fails the outcomes, instead of answering it and making
+/// the store flap; `ARGV[1]`: the circuits' key prefix.
 const REFRESH: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('SET', KEYS[2], now, 'PX', 60000)
 local raw = redis.call('HGETALL', KEYS[1])
 local out = {tostring(now)}
 for i = 1, #raw, 2 do
@@ -195,7 +198,8 @@ const NOTHING: u64 = u64::MAX;
 ///
 /// **When Redis is slow or down** (a background call failed or outlasted the
 /// [`timeout`](Redis::timeout), at least a second here since no request waits on it) the store decides by its [`Fallback`] (default: an in-process
-/// [`MemoryStore`] with the same config) until a call succeeds; both switches are logged once.
+/// [`MemoryStore`] with the same config) until a retry succeeds (a refresh every
+/// [`retry_every`](Redis::retry_every)); both switches are logged once.
 ///
 /// Its scripts touch keys they compute (not only those passed as `KEYS`): it is for one
 /// Redis server (or a primary with replicas), not a Redis Cluster.
@@ -211,6 +215,7 @@ struct Shared {
     config: BreakerConfig,
     prefix: String,
     tripped_key: String,
+    alive_key: String,
     fallback: Fallback,
     local: MemoryStore,
     health: Health,
@@ -306,6 +311,7 @@ impl RedisBreakerStore {
             config,
             prefix: format!("{prefix}c:"),
             tripped_key: format!("{prefix}tripped"),
+            alive_key: format!("{prefix}alive"),
             fallback,
             local: MemoryStore::new(config),
             health: Health::new("breaker"),
@@ -415,9 +421,9 @@ impl Shared {
         self.redis.timeout.max(Duration::from_secs(1))
     }
 
-    fn failed(&self, error: &CallError) {
+    fn failed(&self, attempt: Attempt, error: &CallError) {
         self.health
-            .failed(&self.redis.address, self.redis.retry_every, error);
+            .failed(attempt, &self.redis.address, self.redis.retry_every, error);
     }
 
     fn circuit_key(&self, key: &str) -> String {
@@ -460,6 +466,7 @@ impl Shared {
     fn ask_probe(self: &Arc<Self>, key: &str) {
         let shared = Arc::clone(self);
         let key = key.to_owned();
+        let attempt = self.health.current();
         self.runtime.spawn(async move {
             let mut conn = shared.redis.conn.clone();
             let call_shared = Arc::clone(&shared);
@@ -480,7 +487,7 @@ impl Shared {
             shared.with_view(&key, |view| view.asking = false);
             match answer {
                 Ok((state, generation, until, from, granted)) => {
-                    shared.health.succeeded(&shared.redis.address);
+                    shared.health.succeeded(attempt, &shared.redis.address);
                     shared.apply(&key, state, generation, until, from);
                     if granted == 1 {
                         shared.with_view(&key, |view| {
@@ -490,7 +497,7 @@ impl Shared {
                         });
                     }
                 }
-                Err(error) => shared.failed(&error),
+                Err(error) => shared.failed(attempt, &error),
             }
         });
     }
@@ -503,6 +510,7 @@ impl Shared {
             CallOutcome::Failure => 1,
             _ => 2,
         };
+        let attempt = self.health.current();
         self.runtime.spawn(async move {
             let mut conn = shared.redis.conn.clone();
             let call_shared = Arc::clone(&shared);
@@ -529,33 +537,35 @@ impl Shared {
             });
             match bounded(call, shared.background_timeout()).await {
                 Ok((state, generation, until, from)) => {
-                    shared.health.succeeded(&shared.redis.address);
+                    shared.health.succeeded(attempt, &shared.redis.address);
                     shared.apply(&key, state, generation, until, from);
                 }
-                Err(error) => shared.failed(&error),
+                Err(error) => shared.failed(attempt, &error),
             }
         });
     }
 
     /// One refresh: the circuits that are not closed, as the server sees them.
-    async fn refresh_once(&self) {
+    async fn refresh_once(&self, attempt: Attempt) {
         let started = now();
         let mut conn = self.redis.conn.clone();
         let script = self.refresh_script.clone();
         let tripped_key = self.tripped_key.clone();
+        let alive_key = self.alive_key.clone();
         let prefix = self.prefix.clone();
         let call = Box::pin(async move {
             script
                 .key(tripped_key)
+                .key(alive_key)
                 .arg(prefix)
                 .invoke_async::<Vec<String>>(&mut conn)
                 .await
         });
         let answer = match bounded(call, self.background_timeout()).await {
             Ok(answer) => answer,
-            Err(error) => return self.failed(&error),
+            Err(error) => return self.failed(attempt, &error),
         };
-        self.health.succeeded(&self.redis.address);
+        self.health.succeeded(attempt, &self.redis.address);
         let Some((server_now, entries)) = answer.split_first() else {
             return;
         };
@@ -623,7 +633,11 @@ async fn refresh_loop(shared: Weak<Shared>, every: Duration) {
         let Some(shared) = shared.upgrade() else {
             return;
         };
-        shared.refresh_once().await;
+        // While degraded, a refresh every `retry_every` is the retry probe, the one call
+        // that may switch back.
+        if let Some(attempt) = shared.health.should_try(shared.redis.retry_every) {
+            shared.refresh_once(attempt).await;
+        }
     }
 }
 

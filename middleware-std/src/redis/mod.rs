@@ -26,9 +26,11 @@
 //! [`FailClosed`](Fallback::FailClosed). The switch is logged once (`WARN`, target
 //! `middleware_std::redis`), and from then on requests are decided by the fallback at once,
 //! without waiting on Redis, while one call every [`retry_every`](Redis::retry_every) (500 ms;
-//! for the breaker, its next [`refresh`](RedisBreakerStore::refresh)) tries Redis again; the
-//! first that succeeds switches back and logs the recovery once, with the number of decisions
-//! the fallback made meanwhile. Under [`FailOpen`](Fallback::FailOpen) the rate limit's
+//! for the breaker, a refresh) tries Redis again; the first of these retries that succeeds
+//! switches back and logs the recovery once, with the number of decisions the fallback made
+//! meanwhile. Nothing else switches back: a call sent before the switch that answers late,
+//! or a read that works on a Redis refusing writes (every script writes, so an out-of-memory
+//! or read-only Redis fails every call alike), so the store does not flap. Under [`FailOpen`](Fallback::FailOpen) the rate limit's
 //! responses carry no `RateLimit` headers (there is no quota to report). So with Redis down, a request waits
 //! at most one timeout, and only the requests that happen to try Redis wait at all.
 //!

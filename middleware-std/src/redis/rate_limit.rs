@@ -11,7 +11,7 @@ use std::{
 
 use redis::Script;
 
-use super::backend::{Call, CallError, Fallback, Health, Redis, bounded};
+use super::backend::{Attempt, Call, CallError, Fallback, Health, Redis, bounded};
 use crate::rate_limit::{Check, Decision, Key, MemoryStore, Policy, RateLimitStore};
 
 /// The GCRA step, atomic on the server, on the server's clock.
@@ -20,16 +20,21 @@ use crate::rate_limit::{Check, Decision, Key, MemoryStore, Policy, RateLimitStor
 /// [`interval_arg`]). `ARGV[2]`: the burst (the
 /// quota). The key holds the theoretical arrival time (µs, server clock) and expires when the
 /// quota is whole again, so an idle key vanishes. Answers `{allowed, remaining, reset µs}`.
+/// Every path writes (a limited key is written back as it is, `KEEPTTL`): a Redis that
+/// refuses writes (out of memory, a read-only replica) fails every call alike, instead of
+/// answering the limited ones and making the store flap.
 const GCRA: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+local raw = redis.call('GET', KEYS[1])
+local tat = tonumber(raw or now)
 if tat < now then tat = now end
 local new_tat = tat + interval
 local allow_at = new_tat - interval * burst
 if now < allow_at then
+  redis.call('SET', KEYS[1], raw, 'KEEPTTL')
   return {0, 0, allow_at - now}
 end
 redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil((new_tat - now) / 1000))
@@ -241,9 +246,9 @@ impl RateLimitStore for RedisRateLimitStore {
             // blame for it.
             return Check::Ready(shared.decide_by_fallback(key));
         }
-        if !shared.health.should_try(shared.redis.retry_every) {
+        let Some(attempt) = shared.health.should_try(shared.redis.retry_every) else {
             return Check::Ready(shared.decide_by_fallback(key));
-        }
+        };
         let by_budget = budget.is_some_and(|b| b < shared.redis.timeout);
         let timeout = budget.map_or(shared.redis.timeout, |b| b.min(shared.redis.timeout));
         let redis_key = self.redis_key(key);
@@ -263,6 +268,7 @@ impl RateLimitStore for RedisRateLimitStore {
             timer: tokio::time::sleep(timeout),
             timeout,
             by_budget,
+            attempt,
             shared: Arc::clone(shared),
             key: Some(key.clone()),
         })
@@ -280,6 +286,7 @@ pin_project_lite::pin_project! {
         // The bound is the request's remaining time, shorter than the connection's timeout:
         // running out of it says nothing about Redis.
         by_budget: bool,
+        attempt: Attempt,
         shared: Arc<Shared>,
         key: Option<Key>,
     }
@@ -299,17 +306,25 @@ fn micros(us: i64) -> Duration {
 
 /// Lets a call cut short by its request's deadline finish within `rest`, to learn whether
 /// Redis answers (no request waits on it; outside a runtime it is dropped).
-fn finish_in_background(shared: Arc<Shared>, call: Call<(i64, i64, i64)>, rest: Duration) {
+fn finish_in_background(
+    shared: Arc<Shared>,
+    attempt: Attempt,
+    call: Call<(i64, i64, i64)>,
+    rest: Duration,
+) {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return;
     };
     runtime.spawn(async move {
         match bounded(call, rest).await {
-            Ok(_) => shared.health.succeeded(&shared.redis.address),
+            Ok(_) => shared.health.succeeded(attempt, &shared.redis.address),
             Err(error) => {
-                shared
-                    .health
-                    .failed(&shared.redis.address, shared.redis.retry_every, &error);
+                shared.health.failed(
+                    attempt,
+                    &shared.redis.address,
+                    shared.redis.retry_every,
+                    &error,
+                );
             }
         }
     });
@@ -324,7 +339,9 @@ impl Future for RedisCheck {
         let error = match call.as_mut().poll(cx) {
             Poll::Ready(Ok((allowed, remaining, reset))) => {
                 *this.call = None;
-                this.shared.health.succeeded(&this.shared.redis.address);
+                this.shared
+                    .health
+                    .succeeded(*this.attempt, &this.shared.redis.address);
                 return Poll::Ready(if allowed == 1 {
                     Decision::allowed(u32::try_from(remaining).unwrap_or(0), micros(reset))
                 } else {
@@ -340,7 +357,7 @@ impl Future for RedisCheck {
                     // so that Redis's real health is still learned.
                     let call = this.call.take().expect("future polled after completion");
                     let rest = this.shared.redis.timeout.saturating_sub(*this.timeout);
-                    finish_in_background(Arc::clone(this.shared), call, rest);
+                    finish_in_background(Arc::clone(this.shared), *this.attempt, call, rest);
                     let key = this.key.take().expect("future polled after completion");
                     return Poll::Ready(this.shared.decide_by_fallback(&key));
                 }
@@ -349,9 +366,12 @@ impl Future for RedisCheck {
         };
         *this.call = None;
         let shared = &this.shared;
-        shared
-            .health
-            .failed(&shared.redis.address, shared.redis.retry_every, &error);
+        shared.health.failed(
+            *this.attempt,
+            &shared.redis.address,
+            shared.redis.retry_every,
+            &error,
+        );
         let key = this.key.take().expect("future polled after completion");
         Poll::Ready(shared.decide_by_fallback(&key))
     }

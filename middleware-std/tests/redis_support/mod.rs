@@ -131,6 +131,11 @@ impl RedisServer {
         Some(server)
     }
 
+    /// The port it listens on (127.0.0.1).
+    pub(crate) fn port(&self) -> u16 {
+        self.port
+    }
+
     /// `redis://127.0.0.1:<port>`.
     pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
@@ -194,4 +199,18 @@ pub(crate) fn silent_server() -> SocketAddr {
 /// A loopback address nothing listens on (connections are refused).
 pub(crate) fn refused_addr() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], free_port()))
+}
+
+/// Runs one admin command (`CONFIG SET`, `REPLICAOF`…) on its own connection.
+pub(crate) async fn admin(url: &str, args: &[&str]) {
+    let client = redis::Client::open(url).expect("a Redis URL");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("the admin connection");
+    let mut cmd = redis::cmd(args[0]);
+    for arg in &args[1..] {
+        cmd.arg(*arg);
+    }
+    let _: redis::Value = cmd.query_async(&mut conn).await.expect("the admin command");
 }
