@@ -231,7 +231,7 @@ fn redis_out_of_memory_switches_the_breaker_once_and_does_not_flap() {
         assert!(!breaker.store().is_degraded());
         support::admin(&server.url(), &["CONFIG", "SET", "maxmemory", "1"]).await;
         // Outcomes write (and fail); refreshes would only read, were it not for their write.
-        let until = Instant::now() + Duration::from_millis(1000);
+        let until = Instant::now() + Duration::from_secs(1);
         while Instant::now() < until {
             if let Ok(ticket) = breaker.ask("up") {
                 ticket.report(true);
@@ -243,4 +243,164 @@ fn redis_out_of_memory_switches_the_breaker_once_and_does_not_flap() {
     let logged = logs.text();
     assert_eq!(logged.matches("redis unavailable").count(), 1, "{logged}");
     assert_eq!(logged.matches("redis recovered").count(), 0, "{logged}");
+}
+
+/// A loopback forwarder: each new connection goes to `*target` as it is at accept time (a
+/// DNS name or a virtual IP that a failover moves).
+async fn forwarder(target: Arc<Mutex<std::net::SocketAddr>>) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            let to = *target.lock().unwrap();
+            tokio::spawn(async move {
+                if let Ok(mut out) = tokio::net::TcpStream::connect(to).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+fn loopback(port: u16) -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+#[test]
+fn a_failover_to_a_read_only_replica_reconnects() {
+    let test = "a_failover_to_a_read_only_replica_reconnects";
+    let (Some(old), Some(new)) = (
+        support::RedisServer::start(test),
+        support::RedisServer::start(test),
+    ) else {
+        return;
+    };
+    runtime().block_on(async {
+        let target = Arc::new(Mutex::new(loopback(old.port())));
+        let front = forwarder(Arc::clone(&target)).await;
+        let redis = Redis::open(&format!("redis://{front}"))
+            .unwrap()
+            .retry_every(Duration::from_millis(50));
+        let store = RedisRateLimitStore::new(redis, Policy::per_minute(1000))
+            .prefix(&support::prefix("failover"));
+        assert!(
+            timed(&store, &Key::from_bytes(b"warm"))
+                .await
+                .0
+                .is_allowed()
+        );
+        // Fail over: the new server is the primary, the old one a replica of it, and the
+        // name moves to the new one.
+        support::admin(&new.url(), &["REPLICAOF", "NO", "ONE"]).await;
+        let new_port = new.port().to_string();
+        support::admin(&old.url(), &["REPLICAOF", "127.0.0.1", &new_port]).await;
+        *target.lock().unwrap() = loopback(new.port());
+        let until = Instant::now() + Duration::from_secs(5);
+        let mut shared_in_a_row = 0;
+        for i in 0u32.. {
+            // A fresh key each time: an allowed decision, a write.
+            let _ = timed(&store, &Key::from_bytes(&i.to_be_bytes())).await;
+            shared_in_a_row = if store.is_degraded() {
+                0
+            } else {
+                shared_in_a_row + 1
+            };
+            if shared_in_a_row > 5 && i > 10 {
+                break;
+            }
+            assert!(
+                Instant::now() < until,
+                "still writing to the demoted primary after 5 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+}
+
+/// A loopback forwarder whose open connections can be blackholed: from
+/// [`blackhole`](Self::blackhole) on, the bytes of the connections already open vanish both
+/// ways (a frozen peer, a dropped route: nothing closes them), while new connections work.
+#[derive(Clone)]
+struct Blackholing {
+    addr: std::net::SocketAddr,
+    epoch: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Blackholing {
+    async fn start(to: std::net::SocketAddr) -> Self {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let epoch = Arc::new(AtomicU64::new(0));
+        let current = Arc::clone(&epoch);
+        tokio::spawn(async move {
+            while let Ok((inbound, _)) = listener.accept().await {
+                let Ok(outbound) = tokio::net::TcpStream::connect(to).await else {
+                    continue;
+                };
+                let born = current.load(Ordering::SeqCst);
+                let (ri, wi) = inbound.into_split();
+                let (ro, wo) = outbound.into_split();
+                for (mut from, mut into) in [(ri, wo), (ro, wi)].map(|(r, w)| {
+                    (
+                        Box::new(r) as Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+                        Box::new(w) as Box<dyn tokio::io::AsyncWrite + Send + Unpin>,
+                    )
+                }) {
+                    let current = Arc::clone(&current);
+                    tokio::spawn(async move {
+                        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                        let mut buf = [0; 4096];
+                        while let Ok(n @ 1..) = from.read(&mut buf).await {
+                            if current.load(Ordering::SeqCst) != born {
+                                continue; // blackholed: the bytes vanish
+                            }
+                            if into.write_all(&buf[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    });
+                }
+            }
+        });
+        Self { addr, epoch }
+    }
+
+    fn blackhole(&self) {
+        self.epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn a_connection_gone_silent_is_replaced_by_the_retry() {
+    let test = "a_connection_gone_silent_is_replaced_by_the_retry";
+    let Some(server) = support::RedisServer::start(test) else {
+        return;
+    };
+    runtime().block_on(async {
+        let front = Blackholing::start(loopback(server.port())).await;
+        let redis = Redis::open(&format!("redis://{}", front.addr))
+            .unwrap()
+            .timeout(Duration::from_millis(50))
+            .retry_every(Duration::from_millis(50));
+        let store = RedisRateLimitStore::new(redis, Policy::per_minute(1000))
+            .prefix(&support::prefix("silent"));
+        let key = Key::from_bytes(b"k");
+        assert!(timed(&store, &key).await.0.is_allowed());
+        assert!(!store.is_degraded());
+        // The open connection goes silent (nothing closes it); a new one would work.
+        front.blackhole();
+        let _ = timed(&store, &key).await;
+        assert!(store.is_degraded());
+        let until = Instant::now() + Duration::from_secs(5);
+        while store.is_degraded() {
+            assert!(
+                Instant::now() < until,
+                "still waiting on the silent connection after 5 s"
+            );
+            let _ = timed(&store, &key).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
 }

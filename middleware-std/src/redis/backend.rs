@@ -5,13 +5,17 @@ use std::{
     fmt,
     future::Future,
     pin::Pin,
-    sync::atomic::{AtomicU64, Ordering},
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
 use redis::{
-    Client, RedisError, RedisResult,
+    Client, ErrorKind, RedisError, RedisResult, ServerErrorKind,
     aio::{ConnectionManager, ConnectionManagerConfig},
+    io::tcp::socket2::TcpKeepalive,
 };
 
 /// The default bound of every Redis call.
@@ -26,12 +30,16 @@ pub const DEFAULT_RETRY_EVERY: Duration = Duration::from_millis(500);
 ///
 /// It connects lazily (the first call connects; a server that is down when the service starts
 /// is not an error) and reconnects on its own after the connection broke (redis-rs's
-/// `ConnectionManager`). Every call a store makes through it is bounded by
-/// [`timeout`](Self::timeout) (50 ms by default), and by the request's remaining time when the
-/// caller passes it.
+/// `ConnectionManager`). It also drops the connection and opens a fresh one when the server
+/// answers that it cannot take writes as it is (`READONLY`: a primary demoted to a replica
+/// by a failover, the name now pointing at the new primary; `MASTERDOWN`; `LOADING`), and
+/// when a store's retry finds it still silent (a blackholed route or a frozen peer, which
+/// never closes the connection); TCP keepalive is on, so the kernel gives up on such a peer
+/// too. Every call a store makes through it is bounded by [`timeout`](Self::timeout) (50 ms
+/// by default), and by the request's remaining time when the caller passes it.
 #[derive(Clone)]
 pub struct Redis {
-    pub(crate) conn: ConnectionManager,
+    conn: Arc<Connection>,
     pub(crate) timeout: Duration,
     pub(crate) retry_every: Duration,
     /// `host:port/db`, without credentials (for `Debug` and logs).
@@ -49,9 +57,17 @@ impl Redis {
     ///
     /// Outside a tokio runtime (the connection's task is spawned on the current one).
     pub fn open(url: &str) -> Result<Self, RedisError> {
-        let client = Client::open(url)?;
-        let info = client.get_connection_info();
+        let info = Client::open(url)?.get_connection_info().clone();
         let address = format!("{}/{}", info.addr(), info.redis_settings().db()).into();
+        // Keepalive: a peer that vanished without a word (blackholed, frozen) errors the
+        // connection out within about half a minute instead of the kernel's 15 minutes.
+        let tcp = info
+            .tcp_settings()
+            .clone()
+            .set_keepalive(TcpKeepalive::new().with_time(Duration::from_secs(10)));
+        #[cfg(any(target_os = "android", target_os = "fuchsia", target_os = "linux"))]
+        let tcp = tcp.set_user_timeout(Duration::from_secs(30));
+        let client = Client::open(info.set_tcp_settings(tcp))?;
         let config = ConnectionManagerConfig::new()
             // Our own timeout bounds each call; the manager's bounds each (re)connection.
             .set_connection_timeout(Some(Duration::from_millis(500)))
@@ -59,9 +75,13 @@ impl Redis {
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_lazy_with_config(client, config)?;
+        let manager = ConnectionManager::new_lazy_with_config(client.clone(), config.clone())?;
         Ok(Self {
-            conn,
+            conn: Arc::new(Connection {
+                client,
+                config,
+                current: Mutex::new((0, manager)),
+            }),
             timeout: DEFAULT_TIMEOUT,
             retry_every: DEFAULT_RETRY_EVERY,
             address,
@@ -90,6 +110,70 @@ impl Redis {
     pub fn address(&self) -> &str {
         &self.address
     }
+
+    /// The connection for one call, and its generation (for [`after_failure`]).
+    ///
+    /// [`after_failure`]: Self::after_failure
+    pub(crate) fn connection(&self) -> (u64, ConnectionManager) {
+        let current = self
+            .conn
+            .current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        (current.0, current.1.clone())
+    }
+
+    /// A call on the connection of `generation`, sent under `attempt`, failed with `error`:
+    /// opens a fresh connection when this one cannot recover by itself (the server cannot
+    /// take writes as it is, or the retry probe found it silent). Once per connection: the
+    /// calls that failed on it together replace it once.
+    pub(crate) fn after_failure(&self, generation: u64, attempt: Attempt, error: &CallError) {
+        let stuck = match error {
+            CallError::Redis(e) => matches!(
+                e.kind(),
+                ErrorKind::Server(
+                    ServerErrorKind::ReadOnly
+                        | ServerErrorKind::MasterDown
+                        | ServerErrorKind::BusyLoading
+                )
+            ),
+            CallError::TimedOut(_) => attempt.is_probe(),
+        };
+        if !stuck {
+            return;
+        }
+        let mut current = self
+            .conn
+            .current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if current.0 != generation {
+            return;
+        }
+        let Ok(fresh) = ConnectionManager::new_lazy_with_config(
+            self.conn.client.clone(),
+            self.conn.config.clone(),
+        ) else {
+            return;
+        };
+        *current = (generation + 1, fresh);
+        drop(current);
+        // Debug: at most once per retry while the store is degraded, whose switch is the
+        // warning.
+        tracing::debug!(
+            target: "middleware_std::redis",
+            redis = &*self.address,
+            %error,
+            "redis connection replaced"
+        );
+    }
+}
+
+/// The client and its current connection manager, replaced when it cannot recover alone.
+struct Connection {
+    client: Client,
+    config: ConnectionManagerConfig,
+    current: Mutex<(u64, ConnectionManager)>,
 }
 
 impl fmt::Debug for Redis {
@@ -148,7 +232,6 @@ pub(crate) struct Attempt {
 
 impl Attempt {
     /// Whether this is the retry probe of a degraded store.
-    #[allow(dead_code)] // reason: read by the tests; the reconnect on a timed-out probe comes next
     pub(crate) const fn is_probe(self) -> bool {
         self.probe
     }

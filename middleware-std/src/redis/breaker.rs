@@ -421,9 +421,10 @@ impl Shared {
         self.redis.timeout.max(Duration::from_secs(1))
     }
 
-    fn failed(&self, attempt: Attempt, error: &CallError) {
+    fn failed(&self, generation: u64, attempt: Attempt, error: &CallError) {
         self.health
             .failed(attempt, &self.redis.address, self.redis.retry_every, error);
+        self.redis.after_failure(generation, attempt, error);
     }
 
     fn circuit_key(&self, key: &str) -> String {
@@ -468,7 +469,7 @@ impl Shared {
         let key = key.to_owned();
         let attempt = self.health.current();
         self.runtime.spawn(async move {
-            let mut conn = shared.redis.conn.clone();
+            let (generation, mut conn) = shared.redis.connection();
             let call_shared = Arc::clone(&shared);
             let call_key = key.clone();
             let call = Box::pin(async move {
@@ -497,7 +498,7 @@ impl Shared {
                         });
                     }
                 }
-                Err(error) => shared.failed(attempt, &error),
+                Err(error) => shared.failed(generation, attempt, &error),
             }
         });
     }
@@ -512,7 +513,7 @@ impl Shared {
         };
         let attempt = self.health.current();
         self.runtime.spawn(async move {
-            let mut conn = shared.redis.conn.clone();
+            let (generation, mut conn) = shared.redis.connection();
             let call_shared = Arc::clone(&shared);
             let call_key = key.clone();
             let call = Box::pin(async move {
@@ -540,7 +541,7 @@ impl Shared {
                     shared.health.succeeded(attempt, &shared.redis.address);
                     shared.apply(&key, state, generation, until, from);
                 }
-                Err(error) => shared.failed(attempt, &error),
+                Err(error) => shared.failed(generation, attempt, &error),
             }
         });
     }
@@ -548,7 +549,7 @@ impl Shared {
     /// One refresh: the circuits that are not closed, as the server sees them.
     async fn refresh_once(&self, attempt: Attempt) {
         let started = now();
-        let mut conn = self.redis.conn.clone();
+        let (generation, mut conn) = self.redis.connection();
         let script = self.refresh_script.clone();
         let tripped_key = self.tripped_key.clone();
         let alive_key = self.alive_key.clone();
@@ -563,7 +564,7 @@ impl Shared {
         });
         let answer = match bounded(call, self.background_timeout()).await {
             Ok(answer) => answer,
-            Err(error) => return self.failed(attempt, &error),
+            Err(error) => return self.failed(generation, attempt, &error),
         };
         self.health.succeeded(attempt, &self.redis.address);
         let Some((server_now, entries)) = answer.split_first() else {

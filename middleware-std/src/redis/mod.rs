@@ -14,7 +14,8 @@
 //!   in the background.
 //!
 //! Both talk through a [`Redis`] handle (redis-rs's multiplexed `ConnectionManager`: one
-//! connection per handle, lazy, reconnecting on its own). Every rate-limit call is bounded by
+//! connection per handle, lazy, reconnecting on its own, and replaced when a failover left it
+//! on a read-only replica or the peer went silent: see [`Redis`]). Every rate-limit call is bounded by
 //! a small timeout (50 ms by default) and by the request's remaining time; the breaker's
 //! calls, which no request waits on, by the timeout or a second, whichever is longer.
 //!

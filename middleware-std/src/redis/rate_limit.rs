@@ -201,6 +201,14 @@ impl RedisRateLimitStore {
 }
 
 impl Shared {
+    /// A call failed: switches to the fallback (if it was sent while healthy) and replaces
+    /// the connection if it cannot recover alone.
+    fn failed(&self, generation: u64, attempt: Attempt, error: &CallError) {
+        self.health
+            .failed(attempt, &self.redis.address, self.redis.retry_every, error);
+        self.redis.after_failure(generation, attempt, error);
+    }
+
     fn decide_by_fallback(&self, key: &Key) -> Decision {
         self.health.count_fallback();
         match self.fallback {
@@ -253,8 +261,8 @@ impl RateLimitStore for RedisRateLimitStore {
         let timeout = budget.map_or(shared.redis.timeout, |b| b.min(shared.redis.timeout));
         let redis_key = self.redis_key(key);
         let call_shared = Arc::clone(shared);
+        let (generation, mut conn) = shared.redis.connection();
         let call: Call<(i64, i64, i64)> = Box::pin(async move {
-            let mut conn = call_shared.redis.conn.clone();
             call_shared
                 .script
                 .key(redis_key)
@@ -269,6 +277,7 @@ impl RateLimitStore for RedisRateLimitStore {
             timeout,
             by_budget,
             attempt,
+            generation,
             shared: Arc::clone(shared),
             key: Some(key.clone()),
         })
@@ -287,6 +296,8 @@ pin_project_lite::pin_project! {
         // running out of it says nothing about Redis.
         by_budget: bool,
         attempt: Attempt,
+        // The connection's, for a reconnection.
+        generation: u64,
         shared: Arc<Shared>,
         key: Option<Key>,
     }
@@ -308,7 +319,7 @@ fn micros(us: i64) -> Duration {
 /// Redis answers (no request waits on it; outside a runtime it is dropped).
 fn finish_in_background(
     shared: Arc<Shared>,
-    attempt: Attempt,
+    (attempt, generation): (Attempt, u64),
     call: Call<(i64, i64, i64)>,
     rest: Duration,
 ) {
@@ -318,14 +329,7 @@ fn finish_in_background(
     runtime.spawn(async move {
         match bounded(call, rest).await {
             Ok(_) => shared.health.succeeded(attempt, &shared.redis.address),
-            Err(error) => {
-                shared.health.failed(
-                    attempt,
-                    &shared.redis.address,
-                    shared.redis.retry_every,
-                    &error,
-                );
-            }
+            Err(error) => shared.failed(generation, attempt, &error),
         }
     });
 }
@@ -357,7 +361,12 @@ impl Future for RedisCheck {
                     // so that Redis's real health is still learned.
                     let call = this.call.take().expect("future polled after completion");
                     let rest = this.shared.redis.timeout.saturating_sub(*this.timeout);
-                    finish_in_background(Arc::clone(this.shared), *this.attempt, call, rest);
+                    finish_in_background(
+                        Arc::clone(this.shared),
+                        (*this.attempt, *this.generation),
+                        call,
+                        rest,
+                    );
                     let key = this.key.take().expect("future polled after completion");
                     return Poll::Ready(this.shared.decide_by_fallback(&key));
                 }
@@ -366,12 +375,7 @@ impl Future for RedisCheck {
         };
         *this.call = None;
         let shared = &this.shared;
-        shared.health.failed(
-            *this.attempt,
-            &shared.redis.address,
-            shared.redis.retry_every,
-            &error,
-        );
+        shared.failed(*this.generation, *this.attempt, &error);
         let key = this.key.take().expect("future polled after completion");
         Poll::Ready(shared.decide_by_fallback(&key))
     }
