@@ -404,3 +404,68 @@ fn a_connection_gone_silent_is_replaced_by_the_retry() {
         }
     });
 }
+
+/// A field of `INFO`, as a number.
+async fn info_field(url: &str, section: &str, field: &str) -> u64 {
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let info: String = redis::cmd("INFO")
+        .arg(section)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|line| line.strip_prefix(&format!("{field}:")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in INFO {section}"))
+}
+
+#[test]
+fn a_flood_of_distinct_keys_at_maxmemory_evicts_instead_of_degrading() {
+    let test = "a_flood_of_distinct_keys_at_maxmemory_evicts_instead_of_degrading";
+    let Some(server) = support::RedisServer::start(test) else {
+        return;
+    };
+    runtime().block_on(async {
+        // The deployment the docs require: a memory bound, and a policy that evicts keys with
+        // a TTL (every rate-limit key has one). A megabyte over what the server holds now.
+        let used = info_field(&server.url(), "memory", "used_memory").await;
+        let max = (used + (1 << 20)).to_string();
+        support::admin(&server.url(), &["CONFIG", "SET", "maxmemory", &max]).await;
+        support::admin(
+            &server.url(),
+            &["CONFIG", "SET", "maxmemory-policy", "volatile-ttl"],
+        )
+        .await;
+        // A bound for the machine's load, not Redis's health: this test is about memory.
+        let redis = Redis::open(&server.url())
+            .unwrap()
+            .timeout(Duration::from_secs(1));
+        let store = Arc::new(
+            RedisRateLimitStore::new(redis, Policy::new(10, Duration::from_secs(86_400)))
+                .prefix(&support::prefix("flood")),
+        );
+        let mut allowed = 0;
+        for batch in 0..200u32 {
+            let mut calls = tokio::task::JoinSet::new();
+            for i in 0..100u32 {
+                let store = Arc::clone(&store);
+                let key = Key::from_bytes(&(batch * 100 + i).to_be_bytes());
+                calls.spawn(async move { timed(&*store, &key).await.0.is_allowed() });
+            }
+            while let Some(decision) = calls.join_next().await {
+                allowed += u32::from(decision.unwrap());
+            }
+        }
+        assert!(
+            info_field(&server.url(), "stats", "evicted_keys").await > 0,
+            "the flood did not reach maxmemory"
+        );
+        assert!(
+            !store.is_degraded(),
+            "a distinct-key flood took the shared limit down"
+        );
+        assert_eq!(allowed, 20_000, "every fresh key is allowed");
+        assert!(store.local().is_empty(), "decided by Redis throughout");
+    });
+}

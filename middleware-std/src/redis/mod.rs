@@ -64,6 +64,25 @@
 //! outcome), plus one refresh script per [`refresh`](RedisBreakerStore::refresh) period per
 //! store whatever the traffic.
 //!
+//! # Memory: set `maxmemory` and a `volatile-*` policy
+//!
+//! Every key these stores write has a TTL, but the rate-limit keys are chosen by clients (an
+//! address, a header): a flood of distinct keys makes one key each, living up to one window
+//! (`per_day(10)` at 10 000 requests per second is about 86 million keys). The in-process
+//! store caps its table; Redis does not, so give the Redis (or the database) these stores
+//! use a memory bound and a policy that evicts keys with a TTL:
+//!
+//! ```text
+//! maxmemory 256mb
+//! maxmemory-policy volatile-ttl    # or volatile-lru
+//! ```
+//!
+//! An evicted rate-limit key is a fresh quota for that client, the same trade-off as the
+//! in-process store's eviction. Under the default `noeviction`, Redis at its bound refuses
+//! every write (`OOM command not allowed`): both stores then decide by their fallback (once,
+//! logged once, without flapping) until memory frees up. An `allkeys-*` policy would let a
+//! flood evict other data sharing the server.
+//!
 //! # Running it
 //!
 //! Start a server and point the stores at it, e.g. `redis-server --port 6379 --save ''` and
