@@ -221,6 +221,81 @@ async fn an_unbounded_cool_down_opens_the_shared_circuit_cleanly() {
 }
 
 #[tokio::test]
+async fn a_call_admitted_before_the_circuit_opened_does_not_count_after_it_closed() {
+    let Some(url) = support::redis_url(
+        "a_call_admitted_before_the_circuit_opened_does_not_count_after_it_closed",
+    ) else {
+        return;
+    };
+    let config = BreakerConfig::new()
+        .consecutive_failures(2)
+        .cool_down(Duration::from_millis(100));
+    let (a, _) = breaker(&url, &support::prefix("cb-stale"), config);
+    let stale = a.ask("up").unwrap(); // a slow call, still out
+    a.ask("up").unwrap().report(false);
+    a.ask("up").unwrap().report(false); // opens
+    assert!(eventually(SEEN_WITHIN, || a.state("up") == BreakerState::Open).await);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let probe = loop {
+        if let Ok(ticket) = a.ask("up") {
+            break ticket;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    assert!(probe.is_probe());
+    probe.report(true); // closes
+    assert!(eventually(SEEN_WITHIN, || a.state("up") == BreakerState::Closed).await);
+    // Refreshes come and go meanwhile: the closed circuit's view keeps its generation.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    stale.report(false); // the old call fails at last
+    a.ask("up").unwrap().report(false); // one fresh failure
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        a.state("up"),
+        BreakerState::Closed,
+        "as MemoryStore: the stale call is ignored"
+    );
+    // Fresh failures still count: a second one opens it.
+    a.ask("up").unwrap().report(false);
+    assert!(eventually(SEEN_WITHIN, || a.state("up") == BreakerState::Open).await);
+}
+
+#[tokio::test]
+async fn a_full_view_still_sees_a_circuit_opened_later() {
+    let Some(url) = support::redis_url("a_full_view_still_sees_a_circuit_opened_later") else {
+        return;
+    };
+    let prefix = support::prefix("cb-full");
+    let config = BreakerConfig::new()
+        .consecutive_failures(1)
+        .cool_down(Duration::from_secs(30));
+    let (a, _) = breaker(&url, &prefix, config);
+    let (b, _) = breaker(&url, &prefix, config);
+    // A flood of hostile circuits, opened in Redis: more than a view holds.
+    for i in 0..1100 {
+        if let Ok(ticket) = a.ask(&format!("junk-{i}")) {
+            ticket.report(false);
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A legitimate upstream fails, on A: open in Redis, and seen by A.
+    a.ask("payments").unwrap().report(false);
+    assert!(
+        eventually(SEEN_WITHIN, || a.ask("payments").is_err()).await,
+        "open fleet-wide, yet this instance keeps calling the dead upstream"
+    );
+    // B, whose view the refreshes filled with the flood, lets one call through at most: its
+    // outcome's answer gives the circuit a view.
+    if let Ok(ticket) = b.ask("payments") {
+        ticket.report(false);
+    }
+    assert!(
+        eventually(SEEN_WITHIN, || b.ask("payments").is_err()).await,
+        "open fleet-wide, yet the other instance keeps calling the dead upstream"
+    );
+}
+
+#[tokio::test]
 async fn a_redis_that_never_answers_leaves_the_breaker_to_the_local_one() {
     let addr = support::silent_server();
     let redis = Redis::open(&format!("redis://{addr}"))

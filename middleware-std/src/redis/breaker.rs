@@ -17,7 +17,9 @@ use crate::breaker::{
 };
 
 /// Counts one outcome; opens, closes or reopens the circuit. Exactly one caller across the
-/// fleet gets a change of state back (`from` ≥ 0).
+/// fleet gets a change of state back (`from` ≥ 0). An outcome of an earlier generation (a
+/// call admitted before the circuit opened, arriving after it closed) counts for nothing, as
+/// in [`MemoryStore`]; its answer tells the instance the current generation.
 ///
 /// `KEYS`: the circuit's hash, the hash of the circuits that are not closed. `ARGV`: the
 /// circuit's name, probe (0/1), the permit's generation, the outcome (0 success, 1 failure,
@@ -46,7 +48,13 @@ local function open(f)
   redis.call('HSET', KEYS[1], 'st', 1, 'gen', gen, 'until', ends)
   redis.call('HSET', KEYS[2], ARGV[1], '1:' .. gen .. ':' .. ends)
 end
-if ARGV[2] == '0' and st == 0 then
+local pgen = tonumber(ARGV[3])
+if ARGV[2] == '0' and st == 0 and pgen > gen then
+  -- The hash expired (or the server lost it) while instances still know a later
+  -- generation: adopt it, so that generations never go back.
+  gen = pgen
+end
+if ARGV[2] == '0' and st == 0 and pgen == gen then
   if outcome ~= '2' then
     local failed = outcome == '1'
     local consec = 0
@@ -78,7 +86,7 @@ if ARGV[2] == '0' and st == 0 then
         'n' .. i, num, 'c' .. i, h['c' .. i], 'f' .. i, h['f' .. i])
     end
   end
-elseif ARGV[2] == '1' and st == 2 and tonumber(ARGV[3]) == gen then
+elseif ARGV[2] == '1' and st == 2 and pgen == gen then
   if outcome == '0' then
     from = 2
     st = 0
@@ -194,7 +202,12 @@ const NOTHING: u64 = u64::MAX;
 ///   a call after the answer takes the slot;
 /// - a change of state made by this instance's outcome is reported with the next call of that
 ///   circuit (the trait's [`Acquired::transition`] or the `release` return);
-/// - a closed circuit's outcome counts in the closed period it arrives in.
+/// - an outcome of a call admitted before the circuit opened counts for nothing once it has
+///   closed again (as in [`MemoryStore`]); so does the first outcome this instance sends for a
+///   circuit whose latest generation it learned from a refresh only (its answer teaches it);
+/// - the view holds at most 1024 circuits, closed ones included (their generation), and
+///   evicts the least recently used to make room: a circuit this instance calls always has
+///   one, whatever other circuits a flood opened.
 ///
 /// **When Redis is slow or down** (a background call failed or outlasted the
 /// [`timeout`](Redis::timeout), at least a second here since no request waits on it) the store decides by its [`Fallback`] (default: an in-process
@@ -219,7 +232,7 @@ struct Shared {
     fallback: Fallback,
     local: MemoryStore,
     health: Health,
-    views: Mutex<HashMap<String, View>>,
+    views: Mutex<Views>,
     refresh: Duration,
     runtime: tokio::runtime::Handle,
     record: Script,
@@ -228,8 +241,44 @@ struct Shared {
     ttl_ms: u64,
 }
 
+/// The local view: at most [`MAX_VIEWS`] circuits, the least recently used evicted to make
+/// room (a closed circuit's view is kept too: its generation tells stale outcomes apart).
+#[derive(Debug, Default)]
+struct Views {
+    map: HashMap<String, View>,
+    /// Bumped by each use of a view.
+    tick: u64,
+}
+
+impl Views {
+    fn get(&self, key: &str) -> Option<&View> {
+        self.map.get(key)
+    }
+
+    /// The view of `key`, made (evicting the least recently used when full) if there is none.
+    fn entry(&mut self, key: &str) -> &mut View {
+        self.tick += 1;
+        let tick = self.tick;
+        if !self.map.contains_key(key) && self.map.len() >= MAX_VIEWS {
+            let oldest = self
+                .map
+                .iter()
+                .min_by_key(|(_, v)| v.used)
+                .map(|(k, _)| k.clone());
+            if let Some(oldest) = oldest {
+                self.map.remove(&oldest);
+            }
+        }
+        let view = self.map.entry(key.to_owned()).or_default();
+        view.used = tick;
+        view
+    }
+}
+
 #[derive(Debug, Default)]
 struct View {
+    /// When it was last used (`Views::tick`).
+    used: u64,
     state: Remote,
     generation: u64,
     /// Probe slots Redis granted this instance (for `generation`), not yet used.
@@ -394,24 +443,15 @@ impl fmt::Debug for RedisBreakerStore {
 }
 
 impl Shared {
-    fn views(&self) -> std::sync::MutexGuard<'_, HashMap<String, View>> {
+    fn views(&self) -> std::sync::MutexGuard<'_, Views> {
         self.views.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The view of `key`, made when there is room (`None` when the view is full: the
-    /// circuit answers closed, as Redis would for an unknown one).
-    fn with_view<R>(&self, key: &str, f: impl FnOnce(&mut View) -> R) -> Option<R> {
-        let mut views = self.views();
-        if !views.contains_key(key) && views.len() >= MAX_VIEWS {
-            views.retain(|_, v| !v.is_idle());
-        }
-        if let Some(view) = views.get_mut(key) {
-            return Some(f(view));
-        }
-        if views.len() >= MAX_VIEWS {
-            return None;
-        }
-        Some(f(views.entry(key.to_owned()).or_default()))
+    /// The view of `key`, made if there is none (evicting the least recently used one when
+    /// the view is full: a circuit this instance calls, or one a script just answered for,
+    /// always has a view).
+    fn with_view<R>(&self, key: &str, f: impl FnOnce(&mut View) -> R) -> R {
+        f(self.views().entry(key))
     }
 
     /// The bound of a call no request waits on (outcomes, probes, refreshes): the
@@ -583,7 +623,7 @@ impl Shared {
         }
         let at = now();
         let mut views = self.views();
-        for (key, view) in views.iter_mut() {
+        for (key, view) in &mut views.map {
             if view.updated.is_some_and(|u| u > started) {
                 continue; // a script's answer is newer
             }
@@ -593,10 +633,13 @@ impl Shared {
             }
         }
         for (key, (state, generation, until_ms)) in tripped {
-            if !views.contains_key(key) && views.len() >= MAX_VIEWS {
+            // A circuit this instance has no view of gets one when there is room, without
+            // evicting one in use (and first in line to be evicted itself): a flood of
+            // circuits opened elsewhere does not push out the ones this instance calls.
+            if !views.map.contains_key(key) && views.map.len() >= MAX_VIEWS {
                 continue;
             }
-            let view = views.entry(key.to_owned()).or_default();
+            let view = views.map.entry(key.to_owned()).or_default();
             if view.updated.is_some_and(|u| u > started) {
                 continue;
             }
@@ -616,13 +659,6 @@ impl Shared {
                 Remote::HalfOpen
             };
         }
-        views.retain(|_, v| !v.is_idle());
-    }
-}
-
-impl View {
-    fn is_idle(&self) -> bool {
-        self.state == Remote::Closed && self.pending.is_none() && !self.asking
     }
 }
 
@@ -692,10 +728,7 @@ impl BreakerStore for RedisBreakerStore {
         if ask {
             shared.ask_probe(key);
         }
-        acquired.unwrap_or(Acquired {
-            permit: Some(Permit::closed(0)),
-            transition: None,
-        })
+        acquired
     }
 
     fn release(
@@ -720,21 +753,17 @@ impl BreakerStore for RedisBreakerStore {
             return shared.local.release(key, permit, outcome, now);
         }
         shared.send_outcome(key, permit, outcome);
-        shared
-            .with_view(key, |view| {
-                if permit.is_probe()
-                    && outcome == CallOutcome::Failure
-                    && view.generation == generation
-                {
-                    // Reopened (the script will say so): stop probing here at once.
-                    view.state = Remote::Open {
-                        until: now + clamped(shared.config.cool_down_period()),
-                    };
-                    view.probes = 0;
-                }
-                view.pending.take()
-            })
-            .flatten()
+        shared.with_view(key, |view| {
+            if permit.is_probe() && outcome == CallOutcome::Failure && view.generation == generation
+            {
+                // Reopened (the script will say so): stop probing here at once.
+                view.state = Remote::Open {
+                    until: now + clamped(shared.config.cool_down_period()),
+                };
+                view.probes = 0;
+            }
+            view.pending.take()
+        })
     }
 
     fn state(&self, key: &str, now: Instant) -> BreakerState {
