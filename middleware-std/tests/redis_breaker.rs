@@ -296,6 +296,55 @@ async fn a_full_view_still_sees_a_circuit_opened_later() {
 }
 
 #[tokio::test]
+async fn a_late_release_of_an_expired_probe_slot_frees_no_other_slot() {
+    let Some(url) =
+        support::redis_url("a_late_release_of_an_expired_probe_slot_frees_no_other_slot")
+    else {
+        return;
+    };
+    let prefix = support::prefix("cb-lease");
+    // One probe at a time; its lease is a second (the cool-down is shorter).
+    let config = BreakerConfig::new()
+        .consecutive_failures(1)
+        .cool_down(Duration::from_millis(100))
+        .probes(1);
+    let (a, _) = breaker(&url, &prefix, config);
+    let (b, _) = breaker(&url, &prefix, config);
+    let (c, _) = breaker(&url, &prefix, config);
+    a.ask("up").unwrap().report(false);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let first = loop {
+        if let Ok(ticket) = a.ask("up") {
+            break ticket;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    assert!(first.is_probe());
+    // A's probe outlasts its lease: B gets the slot again.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let mut second = None;
+    let until = Instant::now() + SEEN_WITHIN;
+    while second.is_none() && Instant::now() < until {
+        second = b.ask("up").ok();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let second = second.expect("a probe once the first one's lease is over");
+    assert!(second.is_probe());
+    // A's call ends at last, abandoned: it must not free B's slot.
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let until = Instant::now() + Duration::from_millis(300);
+    while Instant::now() < until {
+        assert!(
+            c.ask("up").is_err(),
+            "a second probe while B's is still out"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(second);
+}
+
+#[tokio::test]
 async fn a_redis_that_never_answers_leaves_the_breaker_to_the_local_one() {
     let addr = support::silent_server();
     let redis = Redis::open(&format!("redis://{addr}"))

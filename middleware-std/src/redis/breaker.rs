@@ -24,8 +24,9 @@ use crate::breaker::{
 /// `KEYS`: the circuit's hash, the hash of the circuits that are not closed. `ARGV`: the
 /// circuit's name, probe (0/1), the permit's generation, the outcome (0 success, 1 failure,
 /// 2 abandoned), consecutive failures to open, failure rate, min calls, window (ms),
-/// cool-down (ms), TTL (ms). Answers `{state, generation, ms until the cool-down ends,
-/// from}` (states: 0 closed, 1 open, 2 half-open; `from` -1: no change).
+/// cool-down (ms), TTL (ms), the probe's slot id (0 for a closed permit). Answers `{state,
+/// generation, ms until the cool-down ends, from}` (states: 0 closed, 1 open, 2 half-open;
+/// `from` -1: no change).
 const RECORD: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -97,7 +98,9 @@ elseif ARGV[2] == '1' and st == 2 and pgen == gen then
   elseif outcome == '1' then
     open(2)
   else
-    redis.call('HSET', KEYS[1], 'inflight', math.max(0, (h.inflight or 0) - 1))
+    -- Abandoned: frees this probe's own slot (a slot that expired meanwhile, and may have
+    -- been granted again under another id, is not touched).
+    redis.call('HDEL', KEYS[1], 'p:' .. ARGV[11])
   end
 end
 if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('PEXPIRE', KEYS[1], ttl) end
@@ -107,10 +110,12 @@ return {st, gen, math.max(0, ends - now), from}
 
 /// Asks for a probe slot: moves an open circuit whose cool-down is over to half-open (once
 /// across the fleet: `from` 1 for that one caller) and grants at most `probes` slots at once
-/// fleet-wide; a slot not handed back within the lease (its instance died) is forgotten.
+/// fleet-wide; a slot not handed back within the lease (its instance died, or its call is
+/// slower than the lease) is forgotten. Each slot has its own id (a field `p:<id>` of the
+/// circuit's hash holding its expiry), so a late release frees only its own slot.
 ///
 /// `KEYS`: as [`RECORD`]. `ARGV`: the circuit's name, probes, lease (ms), TTL (ms). Answers
-/// `{state, generation, ms until the cool-down ends, from, granted}`.
+/// `{state, generation, ms until the cool-down ends, from, granted slot id or 0}`.
 const PROBE: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -127,17 +132,22 @@ if st == 1 then
   st = 2
   gen = gen + 1
   from = 1
-  redis.call('HSET', KEYS[1], 'st', 2, 'gen', gen, 'inflight', 0, 'lease', 0)
+  redis.call('HSET', KEYS[1], 'st', 2, 'gen', gen)
   redis.call('HSET', KEYS[2], ARGV[1], '2:' .. gen .. ':0')
 end
-local inflight = tonumber(redis.call('HGET', KEYS[1], 'inflight')) or 0
-local lease = tonumber(redis.call('HGET', KEYS[1], 'lease')) or 0
-if now >= lease then inflight = 0 end
-local granted = 0
-if inflight < probes then
-  granted = 1
-  redis.call('HSET', KEYS[1], 'inflight', inflight + 1, 'lease', now + lease_ms)
+local live, expired = 0, {}
+local raw = redis.call('HGETALL', KEYS[1])
+for i = 1, #raw, 2 do
+  if string.sub(raw[i], 1, 2) == 'p:' then
+    if tonumber(raw[i + 1]) > now then live = live + 1 else expired[#expired + 1] = raw[i] end
+  end
 end
+local granted = 0
+if live < probes then
+  granted = redis.call('HINCRBY', KEYS[1], 'seq', 1) % 2147483647 + 1
+  redis.call('HSET', KEYS[1], 'p:' .. granted, now + lease_ms)
+end
+if #expired > 0 then redis.call('HDEL', KEYS[1], unpack(expired)) end
 redis.call('PEXPIRE', KEYS[1], ttl)
 return {2, gen, 0, from, granted}
 ";
@@ -179,6 +189,23 @@ const LOCAL: u64 = 1 << 63;
 /// The generation of a permit the fail-open fallback handed out (counts for nothing).
 const NOTHING: u64 = u64::MAX;
 
+/// A Redis probe permit's generation: the circuit's generation in the low 32 bits, the
+/// slot's id in bits 32 to 62 (bit 63 is [`LOCAL`]).
+fn probe_generation(generation: u64, slot: u32) -> u64 {
+    (u64::from(slot & 0x7fff_ffff) << 32) | (generation & 0xffff_ffff)
+}
+
+/// A Redis permit's circuit generation, and its probe slot id (0 for a closed permit).
+fn split(permit: Permit) -> (u64, u32) {
+    let generation = permit.generation();
+    if permit.is_probe() {
+        let slot = u32::try_from((generation >> 32) & 0x7fff_ffff).unwrap_or(0);
+        (generation & 0xffff_ffff, slot)
+    } else {
+        (generation, 0)
+    }
+}
+
 /// A [`BreakerStore`] in Redis: every instance that uses the same Redis and prefix sees one
 /// circuit per key.
 ///
@@ -186,9 +213,13 @@ const NOTHING: u64 = u64::MAX;
 /// window live in a Redis hash (the prefix, default `mw:cb:`, then `c:` and the key), moved
 /// only by Lua scripts on the server's clock: a circuit opens once, goes open → half-open once
 /// across the fleet (the caller whose script moved it is the one that reports it), and hands
-/// out at most `probes` probe slots fleet-wide (a slot not handed back within the cool-down
-/// or a second, whichever is longer, its instance having died, is forgotten). Circuit hashes expire after the window and the
-/// cool-down have passed twice: idle circuits vanish. A cool-down or window longer than a
+/// out at most `probes` probe slots at once fleet-wide, each leased for the cool-down or a
+/// second, whichever is longer. A slot not handed back within its lease (its instance died,
+/// or its call is slower than that) is forgotten and may be granted again: the bound is
+/// `probes` per lease, so a hung upstream gets a new probe every lease. Each slot has its own
+/// id, so a release that comes after its lease frees nothing else (never another probe's
+/// slot). Circuit hashes expire after the window and the cool-down have passed twice: idle
+/// circuits vanish. A cool-down or window longer than a
 /// year counts as a year (as [`MemoryStore`] reads an "open until further notice" cool-down).
 ///
 /// **Answered locally.** The [`BreakerStore`] methods are synchronous (a call never waits on
@@ -281,8 +312,9 @@ struct View {
     used: u64,
     state: Remote,
     generation: u64,
-    /// Probe slots Redis granted this instance (for `generation`), not yet used.
-    probes: u32,
+    /// The ids of the probe slots Redis granted this instance (for `generation`), not yet
+    /// used.
+    slots: Vec<u32>,
     /// A probe request is in flight.
     asking: bool,
     /// A change of state this instance made, to report with the next call.
@@ -485,7 +517,7 @@ impl Shared {
             };
             if generation >= view.generation {
                 if generation != view.generation {
-                    view.probes = 0;
+                    view.slots.clear();
                 }
                 view.state = state;
                 view.generation = generation;
@@ -509,7 +541,7 @@ impl Shared {
         let key = key.to_owned();
         let attempt = self.health.current();
         self.runtime.spawn(async move {
-            let (generation, mut conn) = shared.redis.connection();
+            let (conn_gen, mut conn) = shared.redis.connection();
             let call_shared = Arc::clone(&shared);
             let call_key = key.clone();
             let call = Box::pin(async move {
@@ -530,15 +562,15 @@ impl Shared {
                 Ok((state, generation, until, from, granted)) => {
                     shared.health.succeeded(attempt, &shared.redis.address);
                     shared.apply(&key, state, generation, until, from);
-                    if granted == 1 {
+                    if let Ok(slot @ 1..) = u32::try_from(granted) {
                         shared.with_view(&key, |view| {
                             if view.generation == u64::try_from(generation).unwrap_or(0) {
-                                view.probes += 1;
+                                view.slots.push(slot);
                             }
                         });
                     }
                 }
-                Err(error) => shared.failed(generation, attempt, &error),
+                Err(error) => shared.failed(conn_gen, attempt, &error),
             }
         });
     }
@@ -552,8 +584,9 @@ impl Shared {
             _ => 2,
         };
         let attempt = self.health.current();
+        let (circuit_generation, slot) = split(permit);
         self.runtime.spawn(async move {
-            let (generation, mut conn) = shared.redis.connection();
+            let (conn_gen, mut conn) = shared.redis.connection();
             let call_shared = Arc::clone(&shared);
             let call_key = key.clone();
             let call = Box::pin(async move {
@@ -565,7 +598,7 @@ impl Shared {
                     .key(&call_shared.tripped_key)
                     .arg(&call_key)
                     .arg(u8::from(permit.is_probe()))
-                    .arg(permit.generation())
+                    .arg(circuit_generation)
                     .arg(code)
                     .arg(config.consecutive_failures_threshold())
                     .arg(format!("{rate:.6}"))
@@ -573,6 +606,7 @@ impl Shared {
                     .arg(millis(clamped(window)).max(10))
                     .arg(millis(clamped(config.cool_down_period())))
                     .arg(call_shared.ttl_ms)
+                    .arg(slot)
                     .invoke_async::<(i64, i64, i64, i64)>(&mut conn)
                     .await
             });
@@ -581,7 +615,7 @@ impl Shared {
                     shared.health.succeeded(attempt, &shared.redis.address);
                     shared.apply(&key, state, generation, until, from);
                 }
-                Err(error) => shared.failed(generation, attempt, &error),
+                Err(error) => shared.failed(conn_gen, attempt, &error),
             }
         });
     }
@@ -589,7 +623,7 @@ impl Shared {
     /// One refresh: the circuits that are not closed, as the server sees them.
     async fn refresh_once(&self, attempt: Attempt) {
         let started = now();
-        let (generation, mut conn) = self.redis.connection();
+        let (conn_gen, mut conn) = self.redis.connection();
         let script = self.refresh_script.clone();
         let tripped_key = self.tripped_key.clone();
         let alive_key = self.alive_key.clone();
@@ -604,7 +638,7 @@ impl Shared {
         });
         let answer = match bounded(call, self.background_timeout()).await {
             Ok(answer) => answer,
-            Err(error) => return self.failed(generation, attempt, &error),
+            Err(error) => return self.failed(conn_gen, attempt, &error),
         };
         self.health.succeeded(attempt, &self.redis.address);
         let Some((server_now, entries)) = answer.split_first() else {
@@ -629,7 +663,7 @@ impl Shared {
             }
             if !tripped.contains_key(key.as_str()) {
                 view.state = Remote::Closed;
-                view.probes = 0;
+                view.slots.clear();
             }
         }
         for (key, (state, generation, until_ms)) in tripped {
@@ -648,7 +682,7 @@ impl Shared {
                 continue;
             }
             if generation != view.generation {
-                view.probes = 0;
+                view.slots.clear();
             }
             view.generation = generation;
             view.state = if state == 1 {
@@ -713,9 +747,8 @@ impl BreakerStore for RedisBreakerStore {
                 Remote::Closed => Some(Permit::closed(view.generation)),
                 Remote::Open { until } if now < until => None,
                 Remote::Open { .. } | Remote::HalfOpen => {
-                    if view.probes > 0 {
-                        view.probes -= 1;
-                        Some(Permit::probe(view.generation))
+                    if let Some(slot) = view.slots.pop() {
+                        Some(Permit::probe(probe_generation(view.generation, slot)))
                     } else {
                         ask = !view.asking;
                         view.asking = true;
@@ -753,6 +786,7 @@ impl BreakerStore for RedisBreakerStore {
             return shared.local.release(key, permit, outcome, now);
         }
         shared.send_outcome(key, permit, outcome);
+        let (generation, _) = split(permit);
         shared.with_view(key, |view| {
             if permit.is_probe() && outcome == CallOutcome::Failure && view.generation == generation
             {
@@ -760,7 +794,7 @@ impl BreakerStore for RedisBreakerStore {
                 view.state = Remote::Open {
                     until: now + clamped(shared.config.cool_down_period()),
                 };
-                view.probes = 0;
+                view.slots.clear();
             }
             view.pending.take()
         })
