@@ -178,7 +178,7 @@ fn redis_out_of_memory_switches_the_rate_limit_once_and_does_not_flap() {
         assert!(timed(&store, &spent).await.0.is_allowed());
         // Spent: its checks are limited decisions.
         assert!(!timed(&store, &spent).await.0.is_allowed());
-        support::admin(&server.url(), &["CONFIG", "SET", "maxmemory", "1"]).await;
+        admin(&server.url(), &["CONFIG", "SET", "maxmemory", "1"]).await;
         for i in 0..150u32 {
             // A fresh key (an allowed decision, a write: OOM) and the spent one (limited, and
             // no write were it not for the script's own), in turns first: either may be the
@@ -195,7 +195,7 @@ fn redis_out_of_memory_switches_the_rate_limit_once_and_does_not_flap() {
         }
         assert!(store.is_degraded());
         // Memory again: the next retry recovers, once.
-        support::admin(&server.url(), &["CONFIG", "SET", "maxmemory", "0"]).await;
+        admin(&server.url(), &["CONFIG", "SET", "maxmemory", "0"]).await;
         let until = Instant::now() + Duration::from_secs(2);
         while store.is_degraded() {
             assert!(
@@ -229,7 +229,7 @@ fn redis_out_of_memory_switches_the_breaker_once_and_does_not_flap() {
         breaker.ask("up").unwrap().report(true);
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!breaker.store().is_degraded());
-        support::admin(&server.url(), &["CONFIG", "SET", "maxmemory", "1"]).await;
+        admin(&server.url(), &["CONFIG", "SET", "maxmemory", "1"]).await;
         // Outcomes write (and fail); refreshes would only read, were it not for their write.
         let until = Instant::now() + Duration::from_secs(1);
         while Instant::now() < until {
@@ -292,9 +292,9 @@ fn a_failover_to_a_read_only_replica_reconnects() {
         );
         // Fail over: the new server is the primary, the old one a replica of it, and the
         // name moves to the new one.
-        support::admin(&new.url(), &["REPLICAOF", "NO", "ONE"]).await;
+        admin(&new.url(), &["REPLICAOF", "NO", "ONE"]).await;
         let new_port = new.port().to_string();
-        support::admin(&old.url(), &["REPLICAOF", "127.0.0.1", &new_port]).await;
+        admin(&old.url(), &["REPLICAOF", "127.0.0.1", &new_port]).await;
         *target.lock().unwrap() = loopback(new.port());
         let until = Instant::now() + Duration::from_secs(5);
         let mut shared_in_a_row = 0;
@@ -431,8 +431,8 @@ fn a_flood_of_distinct_keys_at_maxmemory_evicts_instead_of_degrading() {
         // a TTL (every rate-limit key has one). A megabyte over what the server holds now.
         let used = info_field(&server.url(), "memory", "used_memory").await;
         let max = (used + (1 << 20)).to_string();
-        support::admin(&server.url(), &["CONFIG", "SET", "maxmemory", &max]).await;
-        support::admin(
+        admin(&server.url(), &["CONFIG", "SET", "maxmemory", &max]).await;
+        admin(
             &server.url(),
             &["CONFIG", "SET", "maxmemory-policy", "volatile-ttl"],
         )
@@ -468,4 +468,18 @@ fn a_flood_of_distinct_keys_at_maxmemory_evicts_instead_of_degrading() {
         assert_eq!(allowed, 20_000, "every fresh key is allowed");
         assert!(store.local().is_empty(), "decided by Redis throughout");
     });
+}
+
+/// Runs one admin command (`CONFIG SET`, `REPLICAOF`…) on its own connection.
+async fn admin(url: &str, args: &[&str]) {
+    let client = redis::Client::open(url).expect("a Redis URL");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("the admin connection");
+    let mut cmd = redis::cmd(args[0]);
+    for arg in &args[1..] {
+        cmd.arg(*arg);
+    }
+    let _: redis::Value = cmd.query_async(&mut conn).await.expect("the admin command");
 }

@@ -200,17 +200,3 @@ pub(crate) fn silent_server() -> SocketAddr {
 pub(crate) fn refused_addr() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], free_port()))
 }
-
-/// Runs one admin command (`CONFIG SET`, `REPLICAOF`…) on its own connection.
-pub(crate) async fn admin(url: &str, args: &[&str]) {
-    let client = redis::Client::open(url).expect("a Redis URL");
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("the admin connection");
-    let mut cmd = redis::cmd(args[0]);
-    for arg in &args[1..] {
-        cmd.arg(*arg);
-    }
-    let _: redis::Value = cmd.query_async(&mut conn).await.expect("the admin command");
-}
