@@ -293,6 +293,15 @@ async fn a_full_view_still_sees_a_circuit_opened_later() {
         eventually(SEEN_WITHIN, || b.ask("payments").is_err()).await,
         "open fleet-wide, yet the other instance keeps calling the dead upstream"
     );
+    // Redis lists (and every refresh ships) a bounded number of them.
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let listed: usize = redis::cmd("HLEN")
+        .arg(format!("{prefix}tripped"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(listed, 1024);
 }
 
 #[tokio::test]

@@ -405,6 +405,53 @@ fn a_connection_gone_silent_is_replaced_by_the_retry() {
     });
 }
 
+#[test]
+fn a_breaker_script_refused_for_memory_writes_nothing() {
+    let test = "a_breaker_script_refused_for_memory_writes_nothing";
+    let Some(server) = support::RedisServer::start(test) else {
+        return;
+    };
+    runtime().block_on(async {
+        let prefix = support::prefix("cb-oom-write");
+        let store = RedisBreakerStore::new(
+            Redis::open(&server.url()).unwrap(),
+            BreakerConfig::new().consecutive_failures(2),
+        )
+        .prefix(&prefix);
+        let breaker = CircuitBreaker::with_store(store);
+        breaker.ask("up").unwrap().report(false);
+        let client = redis::Client::open(server.url()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let consec = || {
+            let mut conn = conn.clone();
+            let key = format!("{prefix}c:up");
+            async move {
+                redis::cmd("HGET")
+                    .arg(key)
+                    .arg("consec")
+                    .query_async::<Option<i64>>(&mut conn)
+                    .await
+                    .unwrap()
+            }
+        };
+        let until = Instant::now() + Duration::from_secs(2);
+        while consec().await != Some(1) {
+            assert!(Instant::now() < until, "the first failure was not counted");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        admin(&server.url(), &["CONFIG", "SET", "maxmemory", "1"]).await;
+        // The second failure would open the circuit: Redis refuses the script's first write.
+        breaker.ask("up").unwrap().report(false);
+        let until = Instant::now() + Duration::from_secs(2);
+        while !breaker.store().is_degraded() {
+            assert!(Instant::now() < until, "the refused script was not seen");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(consec().await, Some(1), "the circuit's hash was changed");
+        let _: () = redis::cmd("PING").query_async(&mut conn).await.unwrap();
+    });
+}
+
 /// A field of `INFO`, as a number.
 async fn info_field(url: &str, section: &str, field: &str) -> u64 {
     let client = redis::Client::open(url).unwrap();

@@ -24,7 +24,8 @@ use crate::breaker::{
 /// `KEYS`: the circuit's hash, the hash of the circuits that are not closed. `ARGV`: the
 /// circuit's name, probe (0/1), the permit's generation, the outcome (0 success, 1 failure,
 /// 2 abandoned), consecutive failures to open, failure rate, min calls, window (ms),
-/// cool-down (ms), TTL (ms), the probe's slot id (0 for a closed permit). Answers `{state,
+/// cool-down (ms), TTL (ms), the probe's slot id (0 for a closed permit), the most circuits
+/// listed in the second hash ([`MAX_VIEWS`]). Answers `{state,
 /// generation, ms until the cool-down ends, from}` (states: 0 closed, 1 open, 2 half-open;
 /// `from` -1: no change).
 const RECORD: &str = r"
@@ -40,14 +41,29 @@ local st = h.st or 0
 local gen = h.gen or 0
 local outcome = ARGV[4]
 local from = -1
+-- Sets the hash to these fields only: the write that may be refused (out of memory) first,
+-- so that a refused script has written nothing.
+local function reset(fields)
+  redis.call('HSET', KEYS[1], unpack(fields))
+  local keep, drop = {}, {}
+  for i = 1, #fields, 2 do keep[fields[i]] = true end
+  for i = 1, #raw, 2 do
+    if not keep[raw[i]] then drop[#drop + 1] = raw[i] end
+  end
+  if #drop > 0 then redis.call('HDEL', KEYS[1], unpack(drop)) end
+end
 local function open(f)
   from = f
   st = 1
   gen = gen + 1
   local ends = now + cool_down
-  redis.call('DEL', KEYS[1])
-  redis.call('HSET', KEYS[1], 'st', 1, 'gen', gen, 'until', ends)
-  redis.call('HSET', KEYS[2], ARGV[1], '1:' .. gen .. ':' .. ends)
+  -- Listed for the refreshes while the list has room (a flood of circuits cannot make every
+  -- refresh ship and check all of them); a circuit left out is still open, and an instance
+  -- learns it from its own outcome's answer.
+  local listed = redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1
+    or redis.call('HLEN', KEYS[2]) < tonumber(ARGV[12])
+  reset({'st', 1, 'gen', gen, 'until', ends})
+  if listed then redis.call('HSET', KEYS[2], ARGV[1], '1:' .. gen .. ':' .. ends) end
 end
 local pgen = tonumber(ARGV[3])
 if ARGV[2] == '0' and st == 0 and pgen > gen then
@@ -92,8 +108,7 @@ elseif ARGV[2] == '1' and st == 2 and pgen == gen then
     from = 2
     st = 0
     gen = gen + 1
-    redis.call('DEL', KEYS[1])
-    redis.call('HSET', KEYS[1], 'st', 0, 'gen', gen)
+    reset({'st', 0, 'gen', gen})
     redis.call('HDEL', KEYS[2], ARGV[1])
   elseif outcome == '1' then
     open(2)
@@ -133,7 +148,9 @@ if st == 1 then
   gen = gen + 1
   from = 1
   redis.call('HSET', KEYS[1], 'st', 2, 'gen', gen)
-  redis.call('HSET', KEYS[2], ARGV[1], '2:' .. gen .. ':0')
+  if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then
+    redis.call('HSET', KEYS[2], ARGV[1], '2:' .. gen .. ':0')
+  end
 end
 local live, expired = 0, {}
 local raw = redis.call('HGETALL', KEYS[1])
@@ -238,7 +255,11 @@ fn split(permit: Permit) -> (u64, u32) {
 ///   circuit whose latest generation it learned from a refresh only (its answer teaches it);
 /// - the view holds at most 1024 circuits, closed ones included (their generation), and
 ///   evicts the least recently used to make room: a circuit this instance calls always has
-///   one, whatever other circuits a flood opened.
+///   one, whatever other circuits a flood opened;
+/// - the refreshes ship at most 1024 circuits that are not closed (the first listed): past
+///   that (a flood of hostile per-host circuits), a circuit still opens in Redis for the
+///   whole fleet, but each other instance learns it from the answer to its own next call's
+///   outcome rather than from a refresh (one more call through per instance).
 ///
 /// **When Redis is slow or down** (a background call failed or outlasted the
 /// [`timeout`](Redis::timeout), at least a second here since no request waits on it) the store decides by its [`Fallback`] (default: an in-process
@@ -607,6 +628,7 @@ impl Shared {
                     .arg(millis(clamped(config.cool_down_period())))
                     .arg(call_shared.ttl_ms)
                     .arg(slot)
+                    .arg(MAX_VIEWS)
                     .invoke_async::<(i64, i64, i64, i64)>(&mut conn)
                     .await
             });
