@@ -187,6 +187,173 @@ async fn a_probe_failure_reopens_the_circuit_for_the_fleet() {
 }
 
 #[tokio::test]
+async fn an_unbounded_cool_down_opens_the_shared_circuit_cleanly() {
+    let Some(url) = support::redis_url("an_unbounded_cool_down_opens_the_shared_circuit_cleanly")
+    else {
+        return;
+    };
+    let prefix = support::prefix("cb-max");
+    let config = BreakerConfig::new()
+        .consecutive_failures(1)
+        .cool_down(Duration::MAX);
+    let (a, seen) = breaker(&url, &prefix, config);
+    a.ask("up").unwrap().report(false);
+    assert!(eventually(SEEN_WITHIN, || a.ask("up").is_err()).await);
+    // The pending transition is collected by that call.
+    assert!(!a.store().is_degraded());
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [Transition {
+            from: BreakerState::Closed,
+            to: BreakerState::Open
+        }],
+        "Closed → Open reported"
+    );
+    // Open in Redis for a year at most, and the hash still expires.
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(format!("{prefix}c:up"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(ttl > 0, "PTTL {ttl}");
+}
+
+#[tokio::test]
+async fn a_call_admitted_before_the_circuit_opened_does_not_count_after_it_closed() {
+    let Some(url) = support::redis_url(
+        "a_call_admitted_before_the_circuit_opened_does_not_count_after_it_closed",
+    ) else {
+        return;
+    };
+    let config = BreakerConfig::new()
+        .consecutive_failures(2)
+        .cool_down(Duration::from_millis(100));
+    let (a, _) = breaker(&url, &support::prefix("cb-stale"), config);
+    let stale = a.ask("up").unwrap(); // a slow call, still out
+    a.ask("up").unwrap().report(false);
+    a.ask("up").unwrap().report(false); // opens
+    assert!(eventually(SEEN_WITHIN, || a.state("up") == BreakerState::Open).await);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let probe = loop {
+        if let Ok(ticket) = a.ask("up") {
+            break ticket;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    assert!(probe.is_probe());
+    probe.report(true); // closes
+    assert!(eventually(SEEN_WITHIN, || a.state("up") == BreakerState::Closed).await);
+    // Refreshes come and go meanwhile: the closed circuit's view keeps its generation.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    stale.report(false); // the old call fails at last
+    a.ask("up").unwrap().report(false); // one fresh failure
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        a.state("up"),
+        BreakerState::Closed,
+        "as MemoryStore: the stale call is ignored"
+    );
+    // Fresh failures still count: a second one opens it.
+    a.ask("up").unwrap().report(false);
+    assert!(eventually(SEEN_WITHIN, || a.state("up") == BreakerState::Open).await);
+}
+
+#[tokio::test]
+async fn a_full_view_still_sees_a_circuit_opened_later() {
+    let Some(url) = support::redis_url("a_full_view_still_sees_a_circuit_opened_later") else {
+        return;
+    };
+    let prefix = support::prefix("cb-full");
+    let config = BreakerConfig::new()
+        .consecutive_failures(1)
+        .cool_down(Duration::from_secs(30));
+    let (a, _) = breaker(&url, &prefix, config);
+    let (b, _) = breaker(&url, &prefix, config);
+    // A flood of hostile circuits, opened in Redis: more than a view holds.
+    for i in 0..1100 {
+        if let Ok(ticket) = a.ask(&format!("junk-{i}")) {
+            ticket.report(false);
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A legitimate upstream fails, on A: open in Redis, and seen by A.
+    a.ask("payments").unwrap().report(false);
+    assert!(
+        eventually(SEEN_WITHIN, || a.ask("payments").is_err()).await,
+        "open fleet-wide, yet this instance keeps calling the dead upstream"
+    );
+    // B, whose view the refreshes filled with the flood, lets one call through at most: its
+    // outcome's answer gives the circuit a view.
+    if let Ok(ticket) = b.ask("payments") {
+        ticket.report(false);
+    }
+    assert!(
+        eventually(SEEN_WITHIN, || b.ask("payments").is_err()).await,
+        "open fleet-wide, yet the other instance keeps calling the dead upstream"
+    );
+    // Redis lists (and every refresh ships) a bounded number of them.
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let listed: usize = redis::cmd("HLEN")
+        .arg(format!("{prefix}tripped"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(listed, 1024);
+}
+
+#[tokio::test]
+async fn a_late_release_of_an_expired_probe_slot_frees_no_other_slot() {
+    let Some(url) =
+        support::redis_url("a_late_release_of_an_expired_probe_slot_frees_no_other_slot")
+    else {
+        return;
+    };
+    let prefix = support::prefix("cb-lease");
+    // One probe at a time; its lease is a second (the cool-down is shorter).
+    let config = BreakerConfig::new()
+        .consecutive_failures(1)
+        .cool_down(Duration::from_millis(100))
+        .probes(1);
+    let (a, _) = breaker(&url, &prefix, config);
+    let (b, _) = breaker(&url, &prefix, config);
+    let (c, _) = breaker(&url, &prefix, config);
+    a.ask("up").unwrap().report(false);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let first = loop {
+        if let Ok(ticket) = a.ask("up") {
+            break ticket;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    assert!(first.is_probe());
+    // A's probe outlasts its lease: B gets the slot again.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let mut second = None;
+    let until = Instant::now() + SEEN_WITHIN;
+    while second.is_none() && Instant::now() < until {
+        second = b.ask("up").ok();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let second = second.expect("a probe once the first one's lease is over");
+    assert!(second.is_probe());
+    // A's call ends at last, abandoned: it must not free B's slot.
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let until = Instant::now() + Duration::from_millis(300);
+    while Instant::now() < until {
+        assert!(
+            c.ask("up").is_err(),
+            "a second probe while B's is still out"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(second);
+}
+
+#[tokio::test]
 async fn a_redis_that_never_answers_leaves_the_breaker_to_the_local_one() {
     let addr = support::silent_server();
     let redis = Redis::open(&format!("redis://{addr}"))

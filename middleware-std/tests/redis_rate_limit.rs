@@ -239,6 +239,58 @@ async fn the_request_budget_bounds_the_call_below_the_timeout() {
         "{:?}",
         started.elapsed()
     );
+    // The request's deadline ran out, not Redis's timeout: Redis is not marked down for it.
+    assert!(!store.is_degraded());
+}
+
+#[tokio::test]
+async fn two_policies_with_default_prefixes_do_not_share_a_key() {
+    let Some(url) = support::redis_url("two_policies_with_default_prefixes_do_not_share_a_key")
+    else {
+        return;
+    };
+    let redis = Redis::open(&url).unwrap();
+    // This run's own key: the default prefixes are shared by every run on the server.
+    let key = Key::from_bytes(support::prefix("default-prefix").as_bytes());
+    let login = RedisRateLimitStore::new(redis.clone(), Policy::per_minute(5));
+    let global = RedisRateLimitStore::new(redis, Policy::per_second(100));
+    assert!(decide(&login, &key).await.is_allowed());
+    assert!(
+        decide(&global, &key).await.is_allowed(),
+        "one login attempt locked the client out of the global limit"
+    );
+    // An explicit prefix still wins: two policies under one prefix share the key.
+    let prefix = support::prefix("explicit");
+    let a = store(&url, &prefix, Policy::per_minute(5));
+    let b = store(&url, &prefix, Policy::per_second(100));
+    assert!(decide(&a, &key).await.is_allowed());
+    assert!(!decide(&b, &key).await.is_allowed());
+}
+
+#[tokio::test]
+async fn a_spent_request_budget_is_not_a_redis_failure() {
+    let Some(url) = support::redis_url("a_spent_request_budget_is_not_a_redis_failure") else {
+        return;
+    };
+    let store = store(&url, &support::prefix("budget"), Policy::per_minute(5));
+    let key = Key::from_bytes(b"k");
+    // Connected: only the budget can cut a call short.
+    assert!(decide(&store, &key).await.is_allowed());
+    for _ in 0..20 {
+        match store.check_within(&key, Some(Duration::ZERO)) {
+            // No time left: decided at once, without a call that could not answer in time.
+            Check::Ready(_) => {}
+            Check::Pending(f) => drop(f.await),
+        }
+    }
+    assert!(
+        !store.is_degraded(),
+        "a request's deadline switched the store to its fallback"
+    );
+    assert!(
+        matches!(store.check(&key), Check::Pending(_)),
+        "still decided by Redis"
+    );
 }
 
 #[tokio::test]
@@ -290,6 +342,30 @@ async fn the_layer_answers_429_from_the_shared_quota() {
     let refused = a.oneshot(req()).await.unwrap();
     assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(refused.headers()["retry-after"], "30");
+}
+
+#[tokio::test]
+async fn a_fail_open_layer_lets_requests_through_without_quota_headers() {
+    // Needs no Redis: the store's address refuses connections, so it fails open at once.
+    let url = format!("redis://{}", support::refused_addr());
+    let store = RedisRateLimitStore::new(Redis::open(&url).unwrap(), Policy::per_minute(5))
+        .fallback(Fallback::FailOpen);
+    let svc = ServiceBuilder::new()
+        .layer(RateLimitLayer::with_store(store))
+        .service(service_fn(|_: Request<()>| async {
+            Ok::<_, Infallible>(Response::new(String::new()))
+        }));
+    // The first request tries Redis (a pending check), the next are decided at once.
+    for _ in 0..3 {
+        let res = svc.clone().oneshot(Request::new(())).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert!(
+            res.headers().get("ratelimit").is_none(),
+            "a quota the server does not have: {:?}",
+            res.headers().get("ratelimit")
+        );
+        assert!(res.headers().get("ratelimit-policy").is_none());
+    }
 }
 
 #[tokio::test]

@@ -96,9 +96,11 @@ impl<C: Future<Output = Decision>> Pending for Checking<C> {
 
     fn admit(self: Pin<&mut Self>, decision: Decision) -> Result<Option<Headers>, Decision> {
         if decision.is_allowed() {
-            // The policy is shared only when allowed responses carry its headers.
+            // The policy is shared only when allowed responses carry its headers (and there is a
+            // quota to report: not when the store could not check it).
             let this = self.project();
-            Ok(this.on_allowed.then(|| (Arc::clone(this.policy), decision)))
+            Ok((*this.on_allowed && !decision.is_unavailable())
+                .then(|| (Arc::clone(this.policy), decision)))
         } else {
             Err(decision)
         }

@@ -2,7 +2,7 @@
 
 use std::{
     fmt,
-    hash::{DefaultHasher, Hash, Hasher},
+    hash::Hash,
     net::{IpAddr, SocketAddr},
 };
 
@@ -54,15 +54,15 @@ impl Key {
             return Self(Repr::Heap(heap.into_boxed_slice()));
         }
         // Too long: a prefix for readability, the length and a hash of the whole for identity.
-        // SipHash with fixed keys: stable within a build, so every process of a deployment
-        // (and a shared store) agrees.
-        let mut hasher = DefaultHasher::new();
-        bytes.hash(&mut hasher);
+        // SipHash-2-4 written out with fixed keys: the same on every build and toolchain, so
+        // every process of a deployment (and a shared store) agrees, across a rolling deploy
+        // too (std's `DefaultHasher` promises no such thing).
+        let hash = siphash24(bytes);
         let mut heap = Vec::with_capacity(MAX_KEY_LEN);
         heap.push(tag | 0x80);
         heap.extend_from_slice(&bytes[..KEY_PREFIX - 1]);
         heap.push(b'#');
-        heap.extend_from_slice(&hasher.finish().to_be_bytes());
+        heap.extend_from_slice(&hash.to_be_bytes());
         Self(Repr::Heap(heap.into_boxed_slice()))
     }
 
@@ -214,5 +214,75 @@ impl<B> MakeKey<B> for PrincipalKey {
         use middleware_core::RequestExt;
         let principal = req.try_context()?.get::<crate::auth::Principal>()?;
         Some(Key::tagged(b'p', principal.id().as_bytes()))
+    }
+}
+
+/// SipHash-2-4 of `bytes` with the key `0..16` (the reference test key: any fixed key does).
+fn siphash24(bytes: &[u8]) -> u64 {
+    #[inline]
+    fn round(v: &mut [u64; 4]) {
+        v[0] = v[0].wrapping_add(v[1]);
+        v[1] = v[1].rotate_left(13) ^ v[0];
+        v[0] = v[0].rotate_left(32);
+        v[2] = v[2].wrapping_add(v[3]);
+        v[3] = v[3].rotate_left(16) ^ v[2];
+        v[0] = v[0].wrapping_add(v[3]);
+        v[3] = v[3].rotate_left(21) ^ v[0];
+        v[2] = v[2].wrapping_add(v[1]);
+        v[1] = v[1].rotate_left(17) ^ v[2];
+        v[2] = v[2].rotate_left(32);
+    }
+    const K0: u64 = 0x0706_0504_0302_0100;
+    const K1: u64 = 0x0f0e_0d0c_0b0a_0908;
+    let mut v = [
+        K0 ^ 0x736f_6d65_7073_6575,
+        K1 ^ 0x646f_7261_6e64_6f6d,
+        K0 ^ 0x6c79_6765_6e65_7261,
+        K1 ^ 0x7465_6462_7974_6573,
+    ];
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let m = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+        v[3] ^= m;
+        round(&mut v);
+        round(&mut v);
+        v[0] ^= m;
+    }
+    let mut last = [0; 8];
+    last[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+    // The length's low byte, as the algorithm specifies.
+    #[allow(clippy::cast_possible_truncation)] // reason: only the low byte is wanted
+    let len = bytes.len() as u8;
+    last[7] = len;
+    let m = u64::from_le_bytes(last);
+    v[3] ^= m;
+    round(&mut v);
+    round(&mut v);
+    v[0] ^= m;
+    v[2] ^= 0xff;
+    for _ in 0..4 {
+        round(&mut v);
+    }
+    v[0] ^ v[1] ^ v[2] ^ v[3]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_long_key_hash_is_siphash_2_4_and_the_same_on_every_build() {
+        // The reference implementation's vectors (key 00..0f, message 00..len-1).
+        let message: Vec<u8> = (0..64).collect();
+        assert_eq!(siphash24(&message[..0]), 0x726f_db47_dd0e_0e31);
+        assert_eq!(siphash24(&message[..1]), 0x74f8_39c5_93dc_67fd);
+        assert_eq!(siphash24(&message[..15]), 0xa129_ca61_49be_45e5);
+        // A long key's bytes are pinned: shared stores see the same key from every build.
+        let key = Key::from_bytes(&[b'x'; 100]);
+        assert_eq!(
+            &key.as_bytes()[MAX_KEY_LEN - 8..],
+            &siphash24(&[b'x'; 100]).to_be_bytes()
+        );
+        assert_eq!(key.as_bytes().len(), MAX_KEY_LEN);
     }
 }

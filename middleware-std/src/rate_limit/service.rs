@@ -100,9 +100,9 @@ where
         }
         match check {
             Check::Ready(decision) if decision.is_allowed() => {
-                // The policy is shared only when allowed responses carry its headers.
-                let headers = layer
-                    .on_allowed
+                // The policy is shared only when allowed responses carry its headers (and
+                // there is a quota to report: not when the store could not check it).
+                let headers = (layer.on_allowed && !decision.is_unavailable())
                     .then(|| (Arc::clone(&layer.policy), decision));
                 // Called right here: the service that reported ready is the one called.
                 ResponseFuture::running(self.inner.call(req), headers)

@@ -198,7 +198,28 @@ impl Decision {
         }
     }
 
-    /// Whether the store could not decide ([`Decision::unavailable`]).
+    /// The store could not check the quota and lets the request through (its backend is down
+    /// and it fails open): allowed, with no `RateLimit` headers on the response, since there
+    /// is no quota to report ([`is_unavailable`](Self::is_unavailable) is `true`).
+    ///
+    /// ```
+    /// use middleware_std::rate_limit::Decision;
+    ///
+    /// let decision = Decision::unchecked();
+    /// assert!(decision.is_allowed() && decision.is_unavailable());
+    /// ```
+    #[must_use]
+    pub const fn unchecked() -> Self {
+        Self {
+            allowed: true,
+            unavailable: true,
+            remaining: 0,
+            reset: Duration::ZERO,
+        }
+    }
+
+    /// Whether the store could not decide ([`Decision::unavailable`], or
+    /// [`Decision::unchecked`] when it let the request through anyway).
     #[must_use]
     pub const fn is_unavailable(&self) -> bool {
         self.unavailable
@@ -238,7 +259,9 @@ pub enum Check<F> {
 /// A store counts each checked request against the key's quota under its [`Policy`] and says
 /// whether it may pass. It is shared by every clone of the service (behind an `Arc`), so it
 /// synchronizes itself. A store that cannot reach its backend decides for itself whether to
-/// fail open ([`Decision::allowed`]) or closed ([`Decision::limited`]).
+/// fail open ([`Decision::unchecked`]: allowed, without quota headers) or closed
+/// ([`Decision::unavailable`]: `503` with `Retry-After`; not [`Decision::limited`], whose
+/// `429` tells the client it is over a quota).
 pub trait RateLimitStore {
     /// The future of a decision that is not ready at once; `std::future::Ready` for a store
     /// that always decides at once.

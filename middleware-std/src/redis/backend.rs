@@ -5,13 +5,17 @@ use std::{
     fmt,
     future::Future,
     pin::Pin,
-    sync::atomic::{AtomicBool, AtomicU64, Ordering},
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
 use redis::{
-    Client, RedisError, RedisResult,
+    Client, ErrorKind, RedisError, RedisResult, ServerErrorKind,
     aio::{ConnectionManager, ConnectionManagerConfig},
+    io::tcp::socket2::TcpKeepalive,
 };
 
 /// The default bound of every Redis call.
@@ -26,12 +30,16 @@ pub const DEFAULT_RETRY_EVERY: Duration = Duration::from_millis(500);
 ///
 /// It connects lazily (the first call connects; a server that is down when the service starts
 /// is not an error) and reconnects on its own after the connection broke (redis-rs's
-/// `ConnectionManager`). Every call a store makes through it is bounded by
-/// [`timeout`](Self::timeout) (50 ms by default), and by the request's remaining time when the
-/// caller passes it.
+/// `ConnectionManager`). It also drops the connection and opens a fresh one when the server
+/// answers that it cannot take writes as it is (`READONLY`: a primary demoted to a replica
+/// by a failover, the name now pointing at the new primary; `MASTERDOWN`; `LOADING`), and
+/// when a store's retry finds it still silent (a blackholed route or a frozen peer, which
+/// never closes the connection); TCP keepalive is on, so the kernel gives up on such a peer
+/// too. Every call a store makes through it is bounded by [`timeout`](Self::timeout) (50 ms
+/// by default), and by the request's remaining time when the caller passes it.
 #[derive(Clone)]
 pub struct Redis {
-    pub(crate) conn: ConnectionManager,
+    conn: Arc<Connection>,
     pub(crate) timeout: Duration,
     pub(crate) retry_every: Duration,
     /// `host:port/db`, without credentials (for `Debug` and logs).
@@ -49,9 +57,17 @@ impl Redis {
     ///
     /// Outside a tokio runtime (the connection's task is spawned on the current one).
     pub fn open(url: &str) -> Result<Self, RedisError> {
-        let client = Client::open(url)?;
-        let info = client.get_connection_info();
+        let info = Client::open(url)?.get_connection_info().clone();
         let address = format!("{}/{}", info.addr(), info.redis_settings().db()).into();
+        // Keepalive: a peer that vanished without a word (blackholed, frozen) errors the
+        // connection out within about half a minute instead of the kernel's 15 minutes.
+        let tcp = info
+            .tcp_settings()
+            .clone()
+            .set_keepalive(TcpKeepalive::new().with_time(Duration::from_secs(10)));
+        #[cfg(any(target_os = "android", target_os = "fuchsia", target_os = "linux"))]
+        let tcp = tcp.set_user_timeout(Duration::from_secs(30));
+        let client = Client::open(info.set_tcp_settings(tcp))?;
         let config = ConnectionManagerConfig::new()
             // Our own timeout bounds each call; the manager's bounds each (re)connection.
             .set_connection_timeout(Some(Duration::from_millis(500)))
@@ -59,9 +75,13 @@ impl Redis {
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_lazy_with_config(client, config)?;
+        let manager = ConnectionManager::new_lazy_with_config(client.clone(), config.clone())?;
         Ok(Self {
-            conn,
+            conn: Arc::new(Connection {
+                client,
+                config,
+                current: Mutex::new((0, manager)),
+            }),
             timeout: DEFAULT_TIMEOUT,
             retry_every: DEFAULT_RETRY_EVERY,
             address,
@@ -90,6 +110,70 @@ impl Redis {
     pub fn address(&self) -> &str {
         &self.address
     }
+
+    /// The connection for one call, and its generation (for [`after_failure`]).
+    ///
+    /// [`after_failure`]: Self::after_failure
+    pub(crate) fn connection(&self) -> (u64, ConnectionManager) {
+        let current = self
+            .conn
+            .current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        (current.0, current.1.clone())
+    }
+
+    /// A call on the connection of `generation`, sent under `attempt`, failed with `error`:
+    /// opens a fresh connection when this one cannot recover by itself (the server cannot
+    /// take writes as it is, or the retry probe found it silent). Once per connection: the
+    /// calls that failed on it together replace it once.
+    pub(crate) fn after_failure(&self, generation: u64, attempt: Attempt, error: &CallError) {
+        let stuck = match error {
+            CallError::Redis(e) => matches!(
+                e.kind(),
+                ErrorKind::Server(
+                    ServerErrorKind::ReadOnly
+                        | ServerErrorKind::MasterDown
+                        | ServerErrorKind::BusyLoading
+                )
+            ),
+            CallError::TimedOut(_) => attempt.is_probe(),
+        };
+        if !stuck {
+            return;
+        }
+        let mut current = self
+            .conn
+            .current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if current.0 != generation {
+            return;
+        }
+        let Ok(fresh) = ConnectionManager::new_lazy_with_config(
+            self.conn.client.clone(),
+            self.conn.config.clone(),
+        ) else {
+            return;
+        };
+        *current = (generation + 1, fresh);
+        drop(current);
+        // Debug: at most once per retry while the store is degraded, whose switch is the
+        // warning.
+        tracing::debug!(
+            target: "middleware_std::redis",
+            redis = &*self.address,
+            %error,
+            "redis connection replaced"
+        );
+    }
+}
+
+/// The client and its current connection manager, replaced when it cannot recover alone.
+struct Connection {
+    client: Client,
+    config: ConnectionManagerConfig,
+    current: Mutex<(u64, ConnectionManager)>,
 }
 
 impl fmt::Debug for Redis {
@@ -119,10 +203,18 @@ pub enum Fallback {
 }
 
 /// Whether Redis answered last time, and when to try it again; logs the switch to the
-/// fallback and the recovery once each (a compare-exchange on the flag), never per request.
+/// fallback and the recovery once each per episode (a compare-exchange on the epoch), never
+/// per request.
+///
+/// Each call carries the [`Attempt`] it was sent under. Only a call sent while healthy can
+/// switch to the fallback, and only the retry probe that [`should_try`](Self::should_try)
+/// granted during this degraded episode can switch back: a call sent before the switch that
+/// answers late, or a read-only call that works while writes fail, changes nothing. So a
+/// brownout or a half-working Redis (OOM, read-only replica) cannot make the store flap.
 #[derive(Debug)]
 pub(crate) struct Health {
-    degraded: AtomicBool,
+    /// Even: healthy; odd: degraded. Bumped by each switch.
+    epoch: AtomicU64,
     /// While degraded: when one call may try Redis again (nanoseconds since `origin`).
     next_try: AtomicU64,
     /// Decisions made by the fallback since the switch.
@@ -131,10 +223,24 @@ pub(crate) struct Health {
     what: &'static str,
 }
 
+/// What a call was sent under: the health epoch, and whether it is the retry probe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Attempt {
+    epoch: u64,
+    probe: bool,
+}
+
+impl Attempt {
+    /// Whether this is the retry probe of a degraded store.
+    pub(crate) const fn is_probe(self) -> bool {
+        self.probe
+    }
+}
+
 impl Health {
     pub(crate) fn new(what: &'static str) -> Self {
         Self {
-            degraded: AtomicBool::new(false),
+            epoch: AtomicU64::new(0),
             next_try: AtomicU64::new(0),
             by_fallback: AtomicU64::new(0),
             origin: tokio::time::Instant::now(),
@@ -146,15 +252,28 @@ impl Health {
         u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 
+    /// The attempt of a call sent now that is not a retry probe (a background call, a
+    /// permit's outcome).
+    pub(crate) fn current(&self) -> Attempt {
+        Attempt {
+            epoch: self.epoch.load(Ordering::Acquire),
+            probe: false,
+        }
+    }
+
     /// Whether this call should go to Redis: always when healthy; while degraded, one call
-    /// every `retry_every` (the one that wins the compare-exchange).
-    pub(crate) fn should_try(&self, retry_every: Duration) -> bool {
-        if !self.degraded.load(Ordering::Acquire) {
-            return true;
+    /// every `retry_every` (the one that wins the compare-exchange), the retry probe.
+    pub(crate) fn should_try(&self, retry_every: Duration) -> Option<Attempt> {
+        let epoch = self.epoch.load(Ordering::Acquire);
+        if epoch % 2 == 0 {
+            return Some(Attempt {
+                epoch,
+                probe: false,
+            });
         }
         let now = self.now();
         let next = self.next_try.load(Ordering::Acquire);
-        now >= next
+        let won = now >= next
             && self
                 .next_try
                 .compare_exchange(
@@ -163,7 +282,8 @@ impl Health {
                     Ordering::AcqRel,
                     Ordering::Relaxed,
                 )
-                .is_ok()
+                .is_ok();
+        won.then_some(Attempt { epoch, probe: true })
     }
 
     /// Counts one decision made by the fallback.
@@ -173,21 +293,39 @@ impl Health {
 
     /// Whether the store decides by its fallback now.
     pub(crate) fn is_degraded(&self) -> bool {
-        self.degraded.load(Ordering::Acquire)
+        self.epoch.load(Ordering::Acquire) % 2 == 1
     }
 
-    /// A call failed: switch to the fallback (logged by the one caller that switches).
-    pub(crate) fn failed(&self, address: &str, retry_every: Duration, error: &dyn fmt::Display) {
+    /// A call sent under `attempt` failed: a call sent while healthy (in this healthy
+    /// episode) switches to the fallback, logged by the one caller that switches. Answers
+    /// whether this call switched.
+    pub(crate) fn failed(
+        &self,
+        attempt: Attempt,
+        address: &str,
+        retry_every: Duration,
+        error: &dyn fmt::Display,
+    ) -> bool {
+        if attempt.epoch % 2 == 1 || self.epoch.load(Ordering::Acquire) != attempt.epoch {
+            // Already degraded (the probe failed: it tries again after `retry_every`), or a
+            // stale call from an earlier episode.
+            return false;
+        }
         self.next_try.store(
             self.now().saturating_add(nanos(retry_every)),
             Ordering::Release,
         );
-        if self
-            .degraded
-            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok()
-        {
-            self.by_fallback.store(0, Ordering::Relaxed);
+        self.by_fallback.store(0, Ordering::Relaxed);
+        let switched = self
+            .epoch
+            .compare_exchange(
+                attempt.epoch,
+                attempt.epoch + 1,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            )
+            .is_ok();
+        if switched {
             tracing::warn!(
                 target: "middleware_std::redis",
                 store = self.what,
@@ -196,16 +334,25 @@ impl Health {
                 "redis unavailable: deciding by the fallback"
             );
         }
+        switched
     }
 
-    /// A call succeeded: back to shared state (logged by the one caller that recovers, with
-    /// the number of decisions the fallback made meanwhile).
-    pub(crate) fn succeeded(&self, address: &str) {
-        if self.degraded.load(Ordering::Acquire)
-            && self
-                .degraded
-                .compare_exchange(true, false, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
+    /// A call sent under `attempt` succeeded: the retry probe of this degraded episode
+    /// switches back to shared state (logged once, with the number of decisions the fallback
+    /// made meanwhile); any other call changes nothing.
+    pub(crate) fn succeeded(&self, attempt: Attempt, address: &str) {
+        if !attempt.probe {
+            return;
+        }
+        if self
+            .epoch
+            .compare_exchange(
+                attempt.epoch,
+                attempt.epoch + 1,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            )
+            .is_ok()
         {
             let by_fallback = self.by_fallback.swap(0, Ordering::Relaxed);
             tracing::info!(
@@ -258,44 +405,76 @@ mod tests {
 
     use super::*;
 
+    const ERROR: CallError = CallError::TimedOut(Duration::from_millis(1));
+
     #[test]
     fn concurrent_failures_and_successes_switch_once_each() {
         let health = Arc::new(Health::new("test"));
+        let sent = health.current();
         let threads: Vec<_> = (0..8)
             .map(|_| {
                 let health = Arc::clone(&health);
                 std::thread::spawn(move || {
-                    let error = CallError::TimedOut(Duration::from_millis(1));
+                    let mut switched = 0;
                     for _ in 0..1000 {
-                        health.failed("redis", Duration::from_secs(60), &error);
+                        switched += u32::from(health.failed(
+                            sent,
+                            "redis",
+                            Duration::from_secs(60),
+                            &ERROR,
+                        ));
                         health.count_fallback();
                     }
+                    switched
                 })
             })
             .collect();
-        for thread in threads {
-            thread.join().unwrap();
-        }
+        let switched: u32 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        assert_eq!(switched, 1);
         assert!(health.is_degraded());
         // While degraded and before `retry_every`, no call tries Redis.
-        assert!(!health.should_try(Duration::from_secs(60)));
-        health.succeeded("redis");
-        assert!(!health.is_degraded());
-        assert!(health.should_try(Duration::from_secs(60)));
+        assert!(health.should_try(Duration::from_secs(60)).is_none());
     }
 
     #[test]
     fn a_degraded_store_lets_one_caller_try_redis_per_interval() {
         let health = Health::new("test");
-        health.failed(
-            "redis",
-            Duration::ZERO,
-            &CallError::TimedOut(Duration::from_millis(1)),
-        );
+        health.failed(health.current(), "redis", Duration::ZERO, &ERROR);
         // `retry_every` of zero: due at once, but only one of the racing callers wins it.
-        let tries = (0..100)
-            .filter(|_| health.should_try(Duration::from_secs(60)))
-            .count();
-        assert_eq!(tries, 1);
+        let tries: Vec<_> = (0..100)
+            .filter_map(|_| health.should_try(Duration::from_secs(60)))
+            .collect();
+        assert_eq!(tries.len(), 1);
+        assert!(tries[0].is_probe());
+        health.succeeded(tries[0], "redis");
+        assert!(!health.is_degraded());
+        assert!(health.should_try(Duration::from_secs(60)).is_some());
+    }
+
+    #[test]
+    fn only_the_retry_probe_recovers_and_stale_calls_change_nothing() {
+        let health = Health::new("test");
+        let sent = health.current();
+        let other = health.current();
+        health.failed(other, "redis", Duration::ZERO, &ERROR);
+        // A call sent before the switch answers late: still degraded.
+        health.succeeded(sent, "redis");
+        assert!(health.is_degraded());
+        // A call sent while degraded that is not the probe: still degraded.
+        health.succeeded(health.current(), "redis");
+        assert!(health.is_degraded());
+        // The probe fails: still degraded, and it does not switch again.
+        let probe = health.should_try(Duration::ZERO).unwrap();
+        assert!(!health.failed(probe, "redis", Duration::ZERO, &ERROR));
+        assert!(health.is_degraded());
+        // The next probe succeeds: recovered; a stale failure from before does not switch.
+        let probe = health.should_try(Duration::ZERO).unwrap();
+        health.succeeded(probe, "redis");
+        assert!(!health.is_degraded());
+        assert!(!health.failed(sent, "redis", Duration::ZERO, &ERROR));
+        assert!(!health.is_degraded());
+        // A stale probe of the old episode does not switch anything either.
+        health.succeeded(probe, "redis");
+        assert!(!health.is_degraded());
     }
 }

@@ -10,23 +10,30 @@ use std::{
 
 use redis::Script;
 
-use super::backend::{CallError, Fallback, Health, Redis, bounded};
+use super::backend::{Attempt, CallError, Fallback, Health, Redis, bounded};
 use crate::breaker::{
     Acquired, BreakerConfig, BreakerState, BreakerStore, CallOutcome, MemoryStore, Permit,
     Transition,
 };
 
 /// Counts one outcome; opens, closes or reopens the circuit. Exactly one caller across the
-/// fleet gets a change of state back (`from` ≥ 0).
+/// fleet gets a change of state back (`from` ≥ 0). An outcome of an earlier generation (a
+/// call admitted before the circuit opened, arriving after it closed) counts for nothing, as
+/// in [`MemoryStore`]; its answer tells the instance the current generation.
 ///
 /// `KEYS`: the circuit's hash, the hash of the circuits that are not closed. `ARGV`: the
 /// circuit's name, probe (0/1), the permit's generation, the outcome (0 success, 1 failure,
 /// 2 abandoned), consecutive failures to open, failure rate, min calls, window (ms),
-/// cool-down (ms), TTL (ms). Answers `{state, generation, ms until the cool-down ends,
-/// from}` (states: 0 closed, 1 open, 2 half-open; `from` -1: no change).
+/// cool-down (ms), TTL (ms), the probe's slot id (0 for a closed permit), the most circuits
+/// listed in the second hash ([`MAX_VIEWS`]). Answers `{state,
+/// generation, ms until the cool-down ends, from}` (states: 0 closed, 1 open, 2 half-open;
+/// `from` -1: no change).
 const RECORD: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = math.floor(tonumber(ARGV[10]))
+local cool_down = math.floor(tonumber(ARGV[9]))
+local window = math.floor(tonumber(ARGV[8]))
 local h = {}
 local raw = redis.call('HGETALL', KEYS[1])
 for i = 1, #raw, 2 do h[raw[i]] = tonumber(raw[i + 1]) end
@@ -34,21 +41,42 @@ local st = h.st or 0
 local gen = h.gen or 0
 local outcome = ARGV[4]
 local from = -1
+-- Sets the hash to these fields only: the write that may be refused (out of memory) first,
+-- so that a refused script has written nothing.
+local function reset(fields)
+  redis.call('HSET', KEYS[1], unpack(fields))
+  local keep, drop = {}, {}
+  for i = 1, #fields, 2 do keep[fields[i]] = true end
+  for i = 1, #raw, 2 do
+    if not keep[raw[i]] then drop[#drop + 1] = raw[i] end
+  end
+  if #drop > 0 then redis.call('HDEL', KEYS[1], unpack(drop)) end
+end
 local function open(f)
   from = f
   st = 1
   gen = gen + 1
-  local ends = now + tonumber(ARGV[9])
-  redis.call('DEL', KEYS[1])
-  redis.call('HSET', KEYS[1], 'st', 1, 'gen', gen, 'until', ends)
-  redis.call('HSET', KEYS[2], ARGV[1], '1:' .. gen .. ':' .. ends)
+  local ends = now + cool_down
+  -- Listed for the refreshes while the list has room (a flood of circuits cannot make every
+  -- refresh ship and check all of them); a circuit left out is still open, and an instance
+  -- learns it from its own outcome's answer.
+  local listed = redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1
+    or redis.call('HLEN', KEYS[2]) < tonumber(ARGV[12])
+  reset({'st', 1, 'gen', gen, 'until', ends})
+  if listed then redis.call('HSET', KEYS[2], ARGV[1], '1:' .. gen .. ':' .. ends) end
 end
-if ARGV[2] == '0' and st == 0 then
+local pgen = tonumber(ARGV[3])
+if ARGV[2] == '0' and st == 0 and pgen > gen then
+  -- The hash expired (or the server lost it) while instances still know a later
+  -- generation: adopt it, so that generations never go back.
+  gen = pgen
+end
+if ARGV[2] == '0' and st == 0 and pgen == gen then
   if outcome ~= '2' then
     local failed = outcome == '1'
     local consec = 0
     if failed then consec = (h.consec or 0) + 1 end
-    local slot_len = math.max(1, math.floor(tonumber(ARGV[8]) / 10))
+    local slot_len = math.max(1, math.floor(window / 10))
     local num = math.floor(now / slot_len)
     local i = num % 10
     if h['n' .. i] ~= num then
@@ -75,34 +103,40 @@ if ARGV[2] == '0' and st == 0 then
         'n' .. i, num, 'c' .. i, h['c' .. i], 'f' .. i, h['f' .. i])
     end
   end
-elseif ARGV[2] == '1' and st == 2 and tonumber(ARGV[3]) == gen then
+elseif ARGV[2] == '1' and st == 2 and pgen == gen then
   if outcome == '0' then
     from = 2
     st = 0
     gen = gen + 1
-    redis.call('DEL', KEYS[1])
-    redis.call('HSET', KEYS[1], 'st', 0, 'gen', gen)
+    reset({'st', 0, 'gen', gen})
     redis.call('HDEL', KEYS[2], ARGV[1])
   elseif outcome == '1' then
     open(2)
   else
-    redis.call('HSET', KEYS[1], 'inflight', math.max(0, (h.inflight or 0) - 1))
+    -- Abandoned: frees this probe's own slot (a slot that expired meanwhile, and may have
+    -- been granted again under another id, is not touched).
+    redis.call('HDEL', KEYS[1], 'p:' .. ARGV[11])
   end
 end
-if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[10]) end
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('PEXPIRE', KEYS[1], ttl) end
 local ends = tonumber(redis.call('HGET', KEYS[1], 'until')) or now
 return {st, gen, math.max(0, ends - now), from}
 ";
 
 /// Asks for a probe slot: moves an open circuit whose cool-down is over to half-open (once
 /// across the fleet: `from` 1 for that one caller) and grants at most `probes` slots at once
-/// fleet-wide; a slot not handed back within the lease (its instance died) is forgotten.
+/// fleet-wide; a slot not handed back within the lease (its instance died, or its call is
+/// slower than the lease) is forgotten. Each slot has its own id (a field `p:<id>` of the
+/// circuit's hash holding its expiry), so a late release frees only its own slot.
 ///
 /// `KEYS`: as [`RECORD`]. `ARGV`: the circuit's name, probes, lease (ms), TTL (ms). Answers
-/// `{state, generation, ms until the cool-down ends, from, granted}`.
+/// `{state, generation, ms until the cool-down ends, from, granted slot id or 0}`.
 const PROBE: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local probes = tonumber(ARGV[2])
+local lease_ms = math.floor(tonumber(ARGV[3]))
+local ttl = math.floor(tonumber(ARGV[4]))
 local st = tonumber(redis.call('HGET', KEYS[1], 'st')) or 0
 local gen = tonumber(redis.call('HGET', KEYS[1], 'gen')) or 0
 local from = -1
@@ -113,27 +147,37 @@ if st == 1 then
   st = 2
   gen = gen + 1
   from = 1
-  redis.call('HSET', KEYS[1], 'st', 2, 'gen', gen, 'inflight', 0, 'lease', 0)
-  redis.call('HSET', KEYS[2], ARGV[1], '2:' .. gen .. ':0')
+  redis.call('HSET', KEYS[1], 'st', 2, 'gen', gen)
+  if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then
+    redis.call('HSET', KEYS[2], ARGV[1], '2:' .. gen .. ':0')
+  end
 end
-local inflight = tonumber(redis.call('HGET', KEYS[1], 'inflight')) or 0
-local lease = tonumber(redis.call('HGET', KEYS[1], 'lease')) or 0
-if now >= lease then inflight = 0 end
+local live, expired = 0, {}
+local raw = redis.call('HGETALL', KEYS[1])
+for i = 1, #raw, 2 do
+  if string.sub(raw[i], 1, 2) == 'p:' then
+    if tonumber(raw[i + 1]) > now then live = live + 1 else expired[#expired + 1] = raw[i] end
+  end
+end
 local granted = 0
-if inflight < tonumber(ARGV[2]) then
-  granted = 1
-  redis.call('HSET', KEYS[1], 'inflight', inflight + 1, 'lease', now + tonumber(ARGV[3]))
+if live < probes then
+  granted = redis.call('HINCRBY', KEYS[1], 'seq', 1) % 2147483647 + 1
+  redis.call('HSET', KEYS[1], 'p:' .. granted, now + lease_ms)
 end
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
+if #expired > 0 then redis.call('HDEL', KEYS[1], unpack(expired)) end
+redis.call('PEXPIRE', KEYS[1], ttl)
 return {2, gen, 0, from, granted}
 ";
 
 /// The circuits that are not closed, with the server's time: `{now ms, name, 'st:gen:until',
-/// ...}`; drops the entries whose circuit expired. `KEYS[1]`: that hash; `ARGV[1]`: the
-/// circuits' key prefix.
+/// ...}`; drops the entries whose circuit expired. `KEYS[1]`: that hash; `KEYS[2]`: a key
+/// written on every refresh, so that a Redis refusing writes (out of memory, a read-only
+/// replica) fails the refresh as it fails the outcomes, instead of answering it and making
+/// the store flap; `ARGV[1]`: the circuits' key prefix.
 const REFRESH: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('SET', KEYS[2], now, 'PX', 60000)
 local raw = redis.call('HGETALL', KEYS[1])
 local out = {tostring(now)}
 for i = 1, #raw, 2 do
@@ -162,6 +206,23 @@ const LOCAL: u64 = 1 << 63;
 /// The generation of a permit the fail-open fallback handed out (counts for nothing).
 const NOTHING: u64 = u64::MAX;
 
+/// A Redis probe permit's generation: the circuit's generation in the low 32 bits, the
+/// slot's id in bits 32 to 62 (bit 63 is [`LOCAL`]).
+fn probe_generation(generation: u64, slot: u32) -> u64 {
+    (u64::from(slot & 0x7fff_ffff) << 32) | (generation & 0xffff_ffff)
+}
+
+/// A Redis permit's circuit generation, and its probe slot id (0 for a closed permit).
+fn split(permit: Permit) -> (u64, u32) {
+    let generation = permit.generation();
+    if permit.is_probe() {
+        let slot = u32::try_from((generation >> 32) & 0x7fff_ffff).unwrap_or(0);
+        (generation & 0xffff_ffff, slot)
+    } else {
+        (generation, 0)
+    }
+}
+
 /// A [`BreakerStore`] in Redis: every instance that uses the same Redis and prefix sees one
 /// circuit per key.
 ///
@@ -169,9 +230,14 @@ const NOTHING: u64 = u64::MAX;
 /// window live in a Redis hash (the prefix, default `mw:cb:`, then `c:` and the key), moved
 /// only by Lua scripts on the server's clock: a circuit opens once, goes open → half-open once
 /// across the fleet (the caller whose script moved it is the one that reports it), and hands
-/// out at most `probes` probe slots fleet-wide (a slot not handed back within the cool-down
-/// or a second, whichever is longer, its instance having died, is forgotten). Circuit hashes expire after the window and the
-/// cool-down have passed twice: idle circuits vanish.
+/// out at most `probes` probe slots at once fleet-wide, each leased for the cool-down or a
+/// second, whichever is longer. A slot not handed back within its lease (its instance died,
+/// or its call is slower than that) is forgotten and may be granted again: the bound is
+/// `probes` per lease, so a hung upstream gets a new probe every lease. Each slot has its own
+/// id, so a release that comes after its lease frees nothing else (never another probe's
+/// slot). Circuit hashes expire after the window and the cool-down have passed twice: idle
+/// circuits vanish. A cool-down or window longer than a
+/// year counts as a year (as [`MemoryStore`] reads an "open until further notice" cool-down).
 ///
 /// **Answered locally.** The [`BreakerStore`] methods are synchronous (a call never waits on
 /// the network to be admitted), so the store answers from a local view of the circuits that
@@ -184,11 +250,21 @@ const NOTHING: u64 = u64::MAX;
 ///   a call after the answer takes the slot;
 /// - a change of state made by this instance's outcome is reported with the next call of that
 ///   circuit (the trait's [`Acquired::transition`] or the `release` return);
-/// - a closed circuit's outcome counts in the closed period it arrives in.
+/// - an outcome of a call admitted before the circuit opened counts for nothing once it has
+///   closed again (as in [`MemoryStore`]); so does the first outcome this instance sends for a
+///   circuit whose latest generation it learned from a refresh only (its answer teaches it);
+/// - the view holds at most 1024 circuits, closed ones included (their generation), and
+///   evicts the least recently used to make room: a circuit this instance calls always has
+///   one, whatever other circuits a flood opened;
+/// - the refreshes ship at most 1024 circuits that are not closed (the first listed): past
+///   that (a flood of hostile per-host circuits), a circuit still opens in Redis for the
+///   whole fleet, but each other instance learns it from the answer to its own next call's
+///   outcome rather than from a refresh (one more call through per instance).
 ///
 /// **When Redis is slow or down** (a background call failed or outlasted the
 /// [`timeout`](Redis::timeout), at least a second here since no request waits on it) the store decides by its [`Fallback`] (default: an in-process
-/// [`MemoryStore`] with the same config) until a call succeeds; both switches are logged once.
+/// [`MemoryStore`] with the same config) until a retry succeeds (a refresh every
+/// [`retry_every`](Redis::retry_every)); both switches are logged once.
 ///
 /// Its scripts touch keys they compute (not only those passed as `KEYS`): it is for one
 /// Redis server (or a primary with replicas), not a Redis Cluster.
@@ -204,10 +280,11 @@ struct Shared {
     config: BreakerConfig,
     prefix: String,
     tripped_key: String,
+    alive_key: String,
     fallback: Fallback,
     local: MemoryStore,
     health: Health,
-    views: Mutex<HashMap<String, View>>,
+    views: Mutex<Views>,
     refresh: Duration,
     runtime: tokio::runtime::Handle,
     record: Script,
@@ -216,12 +293,49 @@ struct Shared {
     ttl_ms: u64,
 }
 
+/// The local view: at most [`MAX_VIEWS`] circuits, the least recently used evicted to make
+/// room (a closed circuit's view is kept too: its generation tells stale outcomes apart).
+#[derive(Debug, Default)]
+struct Views {
+    map: HashMap<String, View>,
+    /// Bumped by each use of a view.
+    tick: u64,
+}
+
+impl Views {
+    fn get(&self, key: &str) -> Option<&View> {
+        self.map.get(key)
+    }
+
+    /// The view of `key`, made (evicting the least recently used when full) if there is none.
+    fn entry(&mut self, key: &str) -> &mut View {
+        self.tick += 1;
+        let tick = self.tick;
+        if !self.map.contains_key(key) && self.map.len() >= MAX_VIEWS {
+            let oldest = self
+                .map
+                .iter()
+                .min_by_key(|(_, v)| v.used)
+                .map(|(k, _)| k.clone());
+            if let Some(oldest) = oldest {
+                self.map.remove(&oldest);
+            }
+        }
+        let view = self.map.entry(key.to_owned()).or_default();
+        view.used = tick;
+        view
+    }
+}
+
 #[derive(Debug, Default)]
 struct View {
+    /// When it was last used (`Views::tick`).
+    used: u64,
     state: Remote,
     generation: u64,
-    /// Probe slots Redis granted this instance (for `generation`), not yet used.
-    probes: u32,
+    /// The ids of the probe slots Redis granted this instance (for `generation`), not yet
+    /// used.
+    slots: Vec<u32>,
     /// A probe request is in flight.
     asking: bool,
     /// A change of state this instance made, to report with the next call.
@@ -242,6 +356,15 @@ enum Remote {
 
 fn now() -> Instant {
     tokio::time::Instant::now().into_std()
+}
+
+/// The longest cool-down or window sent to the scripts: a longer one means "a year", as
+/// [`MemoryStore`] reads it (Redis refuses expiry times past `i64` milliseconds, and a script
+/// that fails leaves its earlier writes behind).
+const YEAR: Duration = Duration::from_secs(365 * 86_400);
+
+fn clamped(duration: Duration) -> Duration {
+    duration.min(YEAR)
 }
 
 fn millis(duration: Duration) -> u64 {
@@ -282,7 +405,7 @@ impl RedisBreakerStore {
         refresh: Duration,
     ) -> Self {
         let (_, _, window) = config.failure_rate_threshold();
-        let ttl_ms = millis(window.max(config.cool_down_period()))
+        let ttl_ms = millis(clamped(window).max(clamped(config.cool_down_period())))
             .saturating_mul(2)
             .max(1000);
         let shared = Arc::new(Shared {
@@ -290,6 +413,7 @@ impl RedisBreakerStore {
             config,
             prefix: format!("{prefix}c:"),
             tripped_key: format!("{prefix}tripped"),
+            alive_key: format!("{prefix}alive"),
             fallback,
             local: MemoryStore::new(config),
             health: Health::new("breaker"),
@@ -372,24 +496,15 @@ impl fmt::Debug for RedisBreakerStore {
 }
 
 impl Shared {
-    fn views(&self) -> std::sync::MutexGuard<'_, HashMap<String, View>> {
+    fn views(&self) -> std::sync::MutexGuard<'_, Views> {
         self.views.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The view of `key`, made when there is room (`None` when the view is full: the
-    /// circuit answers closed, as Redis would for an unknown one).
-    fn with_view<R>(&self, key: &str, f: impl FnOnce(&mut View) -> R) -> Option<R> {
-        let mut views = self.views();
-        if !views.contains_key(key) && views.len() >= MAX_VIEWS {
-            views.retain(|_, v| !v.is_idle());
-        }
-        if let Some(view) = views.get_mut(key) {
-            return Some(f(view));
-        }
-        if views.len() >= MAX_VIEWS {
-            return None;
-        }
-        Some(f(views.entry(key.to_owned()).or_default()))
+    /// The view of `key`, made if there is none (evicting the least recently used one when
+    /// the view is full: a circuit this instance calls, or one a script just answered for,
+    /// always has a view).
+    fn with_view<R>(&self, key: &str, f: impl FnOnce(&mut View) -> R) -> R {
+        f(self.views().entry(key))
     }
 
     /// The bound of a call no request waits on (outcomes, probes, refreshes): the
@@ -399,9 +514,10 @@ impl Shared {
         self.redis.timeout.max(Duration::from_secs(1))
     }
 
-    fn failed(&self, error: &CallError) {
+    fn failed(&self, generation: u64, attempt: Attempt, error: &CallError) {
         self.health
-            .failed(&self.redis.address, self.redis.retry_every, error);
+            .failed(attempt, &self.redis.address, self.redis.retry_every, error);
+        self.redis.after_failure(generation, attempt, error);
     }
 
     fn circuit_key(&self, key: &str) -> String {
@@ -422,7 +538,7 @@ impl Shared {
             };
             if generation >= view.generation {
                 if generation != view.generation {
-                    view.probes = 0;
+                    view.slots.clear();
                 }
                 view.state = state;
                 view.generation = generation;
@@ -444,8 +560,9 @@ impl Shared {
     fn ask_probe(self: &Arc<Self>, key: &str) {
         let shared = Arc::clone(self);
         let key = key.to_owned();
+        let attempt = self.health.current();
         self.runtime.spawn(async move {
-            let mut conn = shared.redis.conn.clone();
+            let (conn_gen, mut conn) = shared.redis.connection();
             let call_shared = Arc::clone(&shared);
             let call_key = key.clone();
             let call = Box::pin(async move {
@@ -455,7 +572,7 @@ impl Shared {
                     .key(&call_shared.tripped_key)
                     .arg(&call_key)
                     .arg(call_shared.config.max_probes())
-                    .arg(millis(call_shared.config.cool_down_period()).max(1000))
+                    .arg(millis(clamped(call_shared.config.cool_down_period())).max(1000))
                     .arg(call_shared.ttl_ms)
                     .invoke_async::<(i64, i64, i64, i64, i64)>(&mut conn)
                     .await
@@ -464,17 +581,17 @@ impl Shared {
             shared.with_view(&key, |view| view.asking = false);
             match answer {
                 Ok((state, generation, until, from, granted)) => {
-                    shared.health.succeeded(&shared.redis.address);
+                    shared.health.succeeded(attempt, &shared.redis.address);
                     shared.apply(&key, state, generation, until, from);
-                    if granted == 1 {
+                    if let Ok(slot @ 1..) = u32::try_from(granted) {
                         shared.with_view(&key, |view| {
                             if view.generation == u64::try_from(generation).unwrap_or(0) {
-                                view.probes += 1;
+                                view.slots.push(slot);
                             }
                         });
                     }
                 }
-                Err(error) => shared.failed(&error),
+                Err(error) => shared.failed(conn_gen, attempt, &error),
             }
         });
     }
@@ -487,8 +604,10 @@ impl Shared {
             CallOutcome::Failure => 1,
             _ => 2,
         };
+        let attempt = self.health.current();
+        let (circuit_generation, slot) = split(permit);
         self.runtime.spawn(async move {
-            let mut conn = shared.redis.conn.clone();
+            let (conn_gen, mut conn) = shared.redis.connection();
             let call_shared = Arc::clone(&shared);
             let call_key = key.clone();
             let call = Box::pin(async move {
@@ -500,46 +619,50 @@ impl Shared {
                     .key(&call_shared.tripped_key)
                     .arg(&call_key)
                     .arg(u8::from(permit.is_probe()))
-                    .arg(permit.generation())
+                    .arg(circuit_generation)
                     .arg(code)
                     .arg(config.consecutive_failures_threshold())
                     .arg(format!("{rate:.6}"))
                     .arg(min_calls)
-                    .arg(millis(window).max(10))
-                    .arg(millis(config.cool_down_period()))
+                    .arg(millis(clamped(window)).max(10))
+                    .arg(millis(clamped(config.cool_down_period())))
                     .arg(call_shared.ttl_ms)
+                    .arg(slot)
+                    .arg(MAX_VIEWS)
                     .invoke_async::<(i64, i64, i64, i64)>(&mut conn)
                     .await
             });
             match bounded(call, shared.background_timeout()).await {
                 Ok((state, generation, until, from)) => {
-                    shared.health.succeeded(&shared.redis.address);
+                    shared.health.succeeded(attempt, &shared.redis.address);
                     shared.apply(&key, state, generation, until, from);
                 }
-                Err(error) => shared.failed(&error),
+                Err(error) => shared.failed(conn_gen, attempt, &error),
             }
         });
     }
 
     /// One refresh: the circuits that are not closed, as the server sees them.
-    async fn refresh_once(&self) {
+    async fn refresh_once(&self, attempt: Attempt) {
         let started = now();
-        let mut conn = self.redis.conn.clone();
+        let (conn_gen, mut conn) = self.redis.connection();
         let script = self.refresh_script.clone();
         let tripped_key = self.tripped_key.clone();
+        let alive_key = self.alive_key.clone();
         let prefix = self.prefix.clone();
         let call = Box::pin(async move {
             script
                 .key(tripped_key)
+                .key(alive_key)
                 .arg(prefix)
                 .invoke_async::<Vec<String>>(&mut conn)
                 .await
         });
         let answer = match bounded(call, self.background_timeout()).await {
             Ok(answer) => answer,
-            Err(error) => return self.failed(&error),
+            Err(error) => return self.failed(conn_gen, attempt, &error),
         };
-        self.health.succeeded(&self.redis.address);
+        self.health.succeeded(attempt, &self.redis.address);
         let Some((server_now, entries)) = answer.split_first() else {
             return;
         };
@@ -556,20 +679,23 @@ impl Shared {
         }
         let at = now();
         let mut views = self.views();
-        for (key, view) in views.iter_mut() {
+        for (key, view) in &mut views.map {
             if view.updated.is_some_and(|u| u > started) {
                 continue; // a script's answer is newer
             }
             if !tripped.contains_key(key.as_str()) {
                 view.state = Remote::Closed;
-                view.probes = 0;
+                view.slots.clear();
             }
         }
         for (key, (state, generation, until_ms)) in tripped {
-            if !views.contains_key(key) && views.len() >= MAX_VIEWS {
+            // A circuit this instance has no view of gets one when there is room, without
+            // evicting one in use (and first in line to be evicted itself): a flood of
+            // circuits opened elsewhere does not push out the ones this instance calls.
+            if !views.map.contains_key(key) && views.map.len() >= MAX_VIEWS {
                 continue;
             }
-            let view = views.entry(key.to_owned()).or_default();
+            let view = views.map.entry(key.to_owned()).or_default();
             if view.updated.is_some_and(|u| u > started) {
                 continue;
             }
@@ -578,7 +704,7 @@ impl Shared {
                 continue;
             }
             if generation != view.generation {
-                view.probes = 0;
+                view.slots.clear();
             }
             view.generation = generation;
             view.state = if state == 1 {
@@ -589,13 +715,6 @@ impl Shared {
                 Remote::HalfOpen
             };
         }
-        views.retain(|_, v| !v.is_idle());
-    }
-}
-
-impl View {
-    fn is_idle(&self) -> bool {
-        self.state == Remote::Closed && self.pending.is_none() && !self.asking
     }
 }
 
@@ -607,7 +726,11 @@ async fn refresh_loop(shared: Weak<Shared>, every: Duration) {
         let Some(shared) = shared.upgrade() else {
             return;
         };
-        shared.refresh_once().await;
+        // While degraded, a refresh every `retry_every` is the retry probe, the one call
+        // that may switch back.
+        if let Some(attempt) = shared.health.should_try(shared.redis.retry_every) {
+            shared.refresh_once(attempt).await;
+        }
     }
 }
 
@@ -646,9 +769,8 @@ impl BreakerStore for RedisBreakerStore {
                 Remote::Closed => Some(Permit::closed(view.generation)),
                 Remote::Open { until } if now < until => None,
                 Remote::Open { .. } | Remote::HalfOpen => {
-                    if view.probes > 0 {
-                        view.probes -= 1;
-                        Some(Permit::probe(view.generation))
+                    if let Some(slot) = view.slots.pop() {
+                        Some(Permit::probe(probe_generation(view.generation, slot)))
                     } else {
                         ask = !view.asking;
                         view.asking = true;
@@ -661,10 +783,7 @@ impl BreakerStore for RedisBreakerStore {
         if ask {
             shared.ask_probe(key);
         }
-        acquired.unwrap_or(Acquired {
-            permit: Some(Permit::closed(0)),
-            transition: None,
-        })
+        acquired
     }
 
     fn release(
@@ -689,21 +808,18 @@ impl BreakerStore for RedisBreakerStore {
             return shared.local.release(key, permit, outcome, now);
         }
         shared.send_outcome(key, permit, outcome);
-        shared
-            .with_view(key, |view| {
-                if permit.is_probe()
-                    && outcome == CallOutcome::Failure
-                    && view.generation == generation
-                {
-                    // Reopened (the script will say so): stop probing here at once.
-                    view.state = Remote::Open {
-                        until: now + shared.config.cool_down_period(),
-                    };
-                    view.probes = 0;
-                }
-                view.pending.take()
-            })
-            .flatten()
+        let (generation, _) = split(permit);
+        shared.with_view(key, |view| {
+            if permit.is_probe() && outcome == CallOutcome::Failure && view.generation == generation
+            {
+                // Reopened (the script will say so): stop probing here at once.
+                view.state = Remote::Open {
+                    until: now + clamped(shared.config.cool_down_period()),
+                };
+                view.slots.clear();
+            }
+            view.pending.take()
+        })
     }
 
     fn state(&self, key: &str, now: Instant) -> BreakerState {

@@ -14,8 +14,10 @@
 //!   in the background.
 //!
 //! Both talk through a [`Redis`] handle (redis-rs's multiplexed `ConnectionManager`: one
-//! connection per handle, lazy, reconnecting on its own), every call bounded by a small
-//! timeout (50 ms by default).
+//! connection per handle, lazy, reconnecting on its own, and replaced when a failover left it
+//! on a read-only replica or the peer went silent: see [`Redis`]). Every rate-limit call is bounded by
+//! a small timeout (50 ms by default) and by the request's remaining time; the breaker's
+//! calls, which no request waits on, by the timeout or a second, whichever is longer.
 //!
 //! # When Redis is slow or down
 //!
@@ -24,9 +26,13 @@
 //! in-process store with the same policy), [`FailOpen`](Fallback::FailOpen) or
 //! [`FailClosed`](Fallback::FailClosed). The switch is logged once (`WARN`, target
 //! `middleware_std::redis`), and from then on requests are decided by the fallback at once,
-//! without waiting on Redis, while one call every [`retry_every`](Redis::retry_every) (500 ms)
-//! tries Redis again; the first that succeeds switches back and logs the recovery once, with
-//! the number of decisions the fallback made meanwhile. So with Redis down, a request waits
+//! without waiting on Redis, while one call every [`retry_every`](Redis::retry_every) (500 ms;
+//! for the breaker, a refresh) tries Redis again; the first of these retries that succeeds
+//! switches back and logs the recovery once, with the number of decisions the fallback made
+//! meanwhile. Nothing else switches back: a call sent before the switch that answers late,
+//! or a read that works on a Redis refusing writes (every script writes, so an out-of-memory
+//! or read-only Redis fails every call alike), so the store does not flap. Under [`FailOpen`](Fallback::FailOpen) the rate limit's
+//! responses carry no `RateLimit` headers (there is no quota to report). So with Redis down, a request waits
 //! at most one timeout, and only the requests that happen to try Redis wait at all.
 //!
 //! # Consistent and approximate
@@ -38,7 +44,9 @@
 //!   made are not replayed into Redis (they are logged as `by_fallback`).
 //! - **Breaker: the transitions are consistent, the view is approximate.** Scripts count the
 //!   outcomes and move the state atomically: a circuit opens once, goes open → half-open once
-//!   across the fleet, and admits at most `probes` probes fleet-wide. An instance answers from
+//!   across the fleet, and admits at most `probes` probes at once fleet-wide, per lease (a
+//!   slot not handed back within the cool-down or a second, whichever is longer, is
+//!   forgotten, so a probe slower than that no longer holds its slot). An instance answers from
 //!   a local view refreshed every [`refresh`](RedisBreakerStore::refresh) (100 ms by default):
 //!   a circuit opened elsewhere is seen open after at most one refresh (plus a round trip), and
 //!   during that delay the instance may still let calls through. Outcomes are sent in the
@@ -55,6 +63,25 @@
 //! lock on the call's path, and one background script per outcome (one task spawned per
 //! outcome), plus one refresh script per [`refresh`](RedisBreakerStore::refresh) period per
 //! store whatever the traffic.
+//!
+//! # Memory: set `maxmemory` and a `volatile-*` policy
+//!
+//! Every key these stores write has a TTL, but the rate-limit keys are chosen by clients (an
+//! address, a header): a flood of distinct keys makes one key each, living up to one window
+//! (`per_day(10)` at 10 000 requests per second is about 86 million keys). The in-process
+//! store caps its table; Redis does not, so give the Redis (or the database) these stores
+//! use a memory bound and a policy that evicts keys with a TTL:
+//!
+//! ```text
+//! maxmemory 256mb
+//! maxmemory-policy volatile-ttl    # or volatile-lru
+//! ```
+//!
+//! An evicted rate-limit key is a fresh quota for that client, the same trade-off as the
+//! in-process store's eviction. Under the default `noeviction`, Redis at its bound refuses
+//! every write (`OOM command not allowed`): both stores then decide by their fallback (once,
+//! logged once, without flapping) until memory frees up. An `allkeys-*` policy would let a
+//! flood evict other data sharing the server.
 //!
 //! # Running it
 //!
