@@ -15,7 +15,7 @@ use tower_service::Service;
 
 use super::{
     layer::PolicyHeaders,
-    store::{Decision, ceil_secs},
+    policy::{Decision, ceil_secs},
 };
 use crate::admission::{AdmissionFuture, Grant, Pending};
 

@@ -7,8 +7,9 @@ use tower_layer::Layer;
 
 use super::{
     key::{HeaderKey, PeerIp},
+    policy::Policy,
     service::RateLimit,
-    store::{MemoryStore, Policy, RateLimitStore},
+    store::{MemoryStore, RateLimitStore},
 };
 
 /// A keyed rate limit: each key (client address by default) gets its own quota; a request over

@@ -94,6 +94,7 @@
 mod future;
 mod key;
 mod layer;
+mod policy;
 mod service;
 mod store;
 #[cfg(test)]
@@ -107,6 +108,7 @@ pub use self::{
     future::{RATELIMIT, RATELIMIT_POLICY, ResponseFuture},
     key::{HeaderKey, Key, MAX_KEY_LEN, MakeKey, PeerIp},
     layer::RateLimitLayer,
+    policy::{Decision, Policy},
     service::RateLimit,
-    store::{Check, DEFAULT_CAPACITY, Decision, MemoryStore, Policy, RateLimitStore},
+    store::{Check, DEFAULT_CAPACITY, MemoryStore, RateLimitStore},
 };

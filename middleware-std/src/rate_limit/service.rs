@@ -17,7 +17,8 @@ use super::{
     future::{ResponseFuture, limited},
     key::{Key, MakeKey, PeerIp},
     layer::RateLimitLayer,
-    store::{Check, MemoryStore, Policy, RateLimitStore},
+    policy::Policy,
+    store::{Check, MemoryStore, RateLimitStore},
 };
 
 /// Counts each request against its key's quota and answers `429` past it. See
