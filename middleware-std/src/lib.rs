@@ -70,16 +70,8 @@ pub mod timing;
 
 #[cfg(any(feature = "limit", feature = "rate-limit"))]
 mod admission;
-#[cfg(any(
-    feature = "catch-panic",
-    feature = "dump",
-    feature = "lifecycle",
-    feature = "limit",
-    feature = "logging",
-    feature = "metrics",
-    feature = "timeout",
-    feature = "timing"
-))]
+// Compiled with every feature set: its items are dead (and allowed to be) when no wrapper that
+// uses them is on.
 mod body_state;
 mod compose;
 #[cfg(any(feature = "logging", feature = "metrics"))]
