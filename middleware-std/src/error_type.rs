@@ -58,16 +58,17 @@ impl ErrorType {
     }
 
     /// A server request's `error` (`None`: it completed), refined by the expiry a timeout
-    /// layer reported: a client's own deadline, else the server's.
+    /// layer reported: a client's own deadline, else the server's. A body error is the timeout
+    /// layer's own when it reported an expiry (a response body cut by its deadline).
     #[cfg_attr(not(feature = "metrics"), allow(dead_code))] // the access record has its own
     pub(crate) fn with_expiry(error: Option<Self>, expiry: Option<Expiry>) -> Option<Self> {
         match (error, expiry) {
-            (None | Some(Self::Timeout | Self::Disconnected), Some(expiry))
+            (None | Some(Self::Timeout | Self::Disconnected | Self::Other), Some(expiry))
                 if expiry.is_by_client() =>
             {
                 Some(Self::ClientDeadline)
             }
-            (None | Some(Self::Disconnected), Some(_)) => Some(Self::Timeout),
+            (None | Some(Self::Disconnected | Self::Other), Some(_)) => Some(Self::Timeout),
             (error, _) => error,
         }
     }

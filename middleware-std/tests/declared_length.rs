@@ -24,6 +24,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Request, Response, header::CONTENT_LENGTH};
 use http_body::{Body, Frame};
 use http_body_util::BodyExt;
+use middleware_std::BoxError;
 use middleware_std::{
     logging::LogLayer,
     metrics::HttpMetricsLayer,
@@ -162,6 +163,65 @@ async fn a_hostile_content_length_is_no_declared_length() {
     }
 }
 
+#[tokio::test]
+async fn an_error_after_the_declared_length_is_still_an_error() {
+    // What hyper's HTTP/2 server does: poll on past the declared length, to the end or an error.
+    let (_guard, text) = subscriber();
+    let (provider, exporter) = provider();
+    let ends = Arc::new(Mutex::new(Vec::new()));
+    let app = stack_with(&provider, &ends, "5", || {
+        Stream::failing(&["hel", "lo"], "upstream reset")
+    });
+    let res = app.oneshot(Request::new(String::new())).await.unwrap();
+    let mut body = res.into_body();
+    body.frame().await.unwrap().unwrap();
+    body.frame().await.unwrap().unwrap();
+    assert!(body.frame().await.unwrap().is_err());
+    drop(body);
+    assert!(text().contains("outcome=\"error\""), "{}", text());
+    assert_eq!(*ends.lock().unwrap(), [StreamEnd::Error]);
+    let point = duration_point(&provider, &exporter);
+    assert!(point.contains("error.type=_OTHER"), "{point}");
+}
+
+#[tokio::test]
+async fn a_body_polled_past_its_declared_length_and_dropped_is_complete() {
+    let (_guard, text) = subscriber();
+    let (provider, exporter) = provider();
+    let ends = Arc::new(Mutex::new(Vec::new()));
+    let app = stack(&provider, &ends, "5");
+    let res = app.oneshot(Request::new(String::new())).await.unwrap();
+    let mut body = res.into_body();
+    body.frame().await.unwrap().unwrap();
+    body.frame().await.unwrap().unwrap();
+    // Polled on past the length (HTTP/2), then dropped while the body is still pending.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(20), body.frame())
+            .await
+            .is_err()
+    );
+    drop(body);
+    assert!(text().contains("outcome=\"completed\""), "{}", text());
+    assert_eq!(*ends.lock().unwrap(), [StreamEnd::Complete]);
+    let point = duration_point(&provider, &exporter);
+    assert!(!point.contains("error.type"), "{point}");
+}
+
+#[tokio::test]
+async fn a_declared_length_of_zero_ends_at_the_head() {
+    let (_guard, text) = subscriber();
+    let (provider, exporter) = provider();
+    let ends = Arc::new(Mutex::new(Vec::new()));
+    let app = stack_with(&provider, &ends, "0", || Stream::new(&[]));
+    let res = app.oneshot(Request::new(String::new())).await.unwrap();
+    // hyper writes nothing for `Content-Length: 0` and drops the body unpolled.
+    drop(res);
+    assert!(text().contains("outcome=\"completed\""), "{}", text());
+    assert_eq!(*ends.lock().unwrap(), [StreamEnd::Complete]);
+    let point = duration_point(&provider, &exporter);
+    assert!(!point.contains("error.type"), "{point}");
+}
+
 // ----- fixtures -----
 
 /// Metrics outside the log outside the timing layer, around a handler that streams "hello" in
@@ -175,9 +235,23 @@ fn stack(
     Response = Response<impl Body<Data = Bytes, Error: std::fmt::Debug>>,
     Error = Infallible,
 > {
+    stack_with(provider, ends, length, || Stream::new(&["hel", "lo"]))
+}
+
+/// [`stack`] with the handler's body made by `body`.
+fn stack_with(
+    provider: &SdkMeterProvider,
+    ends: &Arc<Mutex<Vec<StreamEnd>>>,
+    length: &'static str,
+    body: fn() -> Stream,
+) -> impl tower::Service<
+    Request<String>,
+    Response = Response<impl Body<Data = Bytes, Error: std::fmt::Debug>>,
+    Error = Infallible,
+> {
     let ends = Arc::clone(ends);
     let handler = service_fn(move |_req: Request<String>| async move {
-        Ok::<_, Infallible>(with_length(Stream::new(&["hel", "lo"]), length))
+        Ok::<_, Infallible>(with_length(body(), length))
     });
     let timing = ServerTimingLayer::new().on_body_end(move |end: BodyEnd| {
         ends.lock().unwrap().push(end.stream);
@@ -193,26 +267,43 @@ fn with_length(body: Stream, length: &'static str) -> Response<Stream> {
     res
 }
 
-/// Yields its chunks, then stays pending: like a file stream that never says it ended before
-/// `None`, and `None` is never asked for.
-struct Stream(Vec<&'static str>);
+/// Yields its chunks (then an error, if it has one), then stays pending: like a file stream
+/// that never says it ended before `None`, and `None` is never asked for.
+struct Stream {
+    chunks: Vec<&'static str>,
+    error: Option<&'static str>,
+}
 
 impl Stream {
     fn new(chunks: &[&'static str]) -> Self {
-        Self(chunks.iter().rev().copied().collect())
+        Self {
+            chunks: chunks.iter().rev().copied().collect(),
+            error: None,
+        }
+    }
+
+    /// The chunks, then an error (an upstream reset after the last byte).
+    fn failing(chunks: &[&'static str], error: &'static str) -> Self {
+        Self {
+            error: Some(error),
+            ..Self::new(chunks)
+        }
     }
 }
 
 impl Body for Stream {
     type Data = Bytes;
-    type Error = Infallible;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         _: &mut TaskContext<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        match self.0.pop() {
-            Some(chunk) => Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(chunk.as_bytes()))))),
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Some(chunk) = self.chunks.pop() {
+            return Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(chunk.as_bytes())))));
+        }
+        match self.error.take() {
+            Some(error) => Poll::Ready(Some(Err(error.into()))),
             None => Poll::Pending,
         }
     }

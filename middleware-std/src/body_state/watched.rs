@@ -7,10 +7,12 @@
 //! agree on what "the end" is and on what follows an error:
 //!
 //! - the end is the first of: the inner body returns `None` (complete) or an error (failed),
-//!   yields trailers or reports [`Body::is_end_stream`] after a frame, or has streamed the length
-//!   the response declared (complete: servers stop polling then; hyper drops a body unpolled once
-//!   its `Content-Length` is written), or the watcher says it has seen enough; the watcher hears
-//!   it once, by value;
+//!   yields trailers or reports [`Body::is_end_stream`] after a frame (complete: servers stop
+//!   polling then), or the watcher says it has seen enough; the watcher hears it once, by value;
+//! - once the body has streamed the length the response declared, the watcher is told it was
+//!   [`sent`](Watcher::sent): a body dropped from then on was complete (hyper's HTTP/1 server
+//!   drops a body unpolled once its `Content-Length` is written), while a body polled on (HTTP/2
+//!   polls to the end) still ends by what the next poll yields, an error included;
 //! - a watcher dropped before the end (the body dropped: a client gone, a panic) covers that case
 //!   in its own `Drop`;
 //! - after the inner body's error the wrapper never ends cleanly (see [`Failed`]): not at its
@@ -43,6 +45,11 @@ pub(crate) trait Watcher<B: Body>: Sized {
         let _ = data;
         false
     }
+
+    /// Everything the response declared has streamed: if the body is dropped from now on, it
+    /// was complete (a server stops polling there), not cut. The end, if the body is polled
+    /// again, is still told by [`end`](Self::end).
+    fn sent(&mut self) {}
 
     /// Runs one poll of the inner body; a watcher that must tell a panic inside the poll from a
     /// drop marks the poll here.
@@ -78,8 +85,9 @@ impl<B, W> Watched<B, W> {
         }
     }
 
-    /// The body is complete once `length` bytes have streamed (see [`declared_length`]), even if
-    /// the inner body has not said so yet: a server stops polling there.
+    /// The watcher is told the body was [`sent`](Watcher::sent) once `length` bytes have
+    /// streamed (see [`declared_length`]; a length of 0 is the caller's: a response that ends
+    /// at its head).
     ///
     /// [`declared_length`]: super::declared_length
     pub(crate) const fn with_length(mut self, length: Option<u64>) -> Self {
@@ -124,9 +132,12 @@ impl<B: Body, W: Watcher<B>> Watched<B, W> {
                 let mut done = frame.is_trailers() || this.inner.is_end_stream();
                 if let Some(data) = frame.data_ref() {
                     done |= watcher.data(data);
-                    if let Some(left) = this.left {
+                    if let Some(left) = this.left.as_mut() {
                         *left = left.saturating_sub(data.remaining() as u64);
-                        done |= *left == 0;
+                        if *left == 0 {
+                            *this.left = None;
+                            watcher.sent();
+                        }
                     }
                 }
                 done.then_some(Ok(()))

@@ -23,12 +23,16 @@ pin_project! {
     }
 }
 
-/// A call whose body has not ended yet: finished as failed when dropped first.
-pub(crate) struct Pending<H: OnTimings>(Option<(Call<H>, Timings)>);
+/// A call whose body has not ended yet: finished as failed when dropped first (unless its
+/// declared length had streamed).
+pub(crate) struct Pending<H: OnTimings> {
+    call: Option<(Call<H>, Timings)>,
+    sent: bool,
+}
 
 impl<H: OnTimings> Pending<H> {
     fn finish(mut self, completed: bool) {
-        if let Some((call, timings)) = self.0.take() {
+        if let Some((call, timings)) = self.call.take() {
             call.finish(timings, completed);
         }
     }
@@ -36,13 +40,17 @@ impl<H: OnTimings> Pending<H> {
 
 impl<H: OnTimings> Drop for Pending<H> {
     fn drop(&mut self) {
-        if let Some((call, timings)) = self.0.take() {
-            call.finish(timings, false);
+        if let Some((call, timings)) = self.call.take() {
+            call.finish(timings, self.sent);
         }
     }
 }
 
 impl<B: Body, H: OnTimings> Watcher<B> for Pending<H> {
+    fn sent(&mut self) {
+        self.sent = true;
+    }
+
     fn end(self, end: Result<(), &B::Error>) {
         self.finish(end.is_ok());
     }
@@ -51,7 +59,13 @@ impl<B: Body, H: OnTimings> Watcher<B> for Pending<H> {
 impl<B, H: OnTimings> TimedBody<B, H> {
     pub(crate) fn new(inner: B, pending: Option<(Call<H>, Timings)>) -> Self {
         Self {
-            body: Watched::new(inner, pending.map(|p| Pending(Some(p)))),
+            body: Watched::new(
+                inner,
+                pending.map(|call| Pending {
+                    call: Some(call),
+                    sent: false,
+                }),
+            ),
         }
     }
 }

@@ -181,6 +181,7 @@ impl<L: MakeLevel> Access<L> {
             guard,
             polling: false,
             ended: false,
+            sent: false,
         })
     }
 
@@ -240,6 +241,14 @@ impl<L: MakeLevel> Access<L> {
         }
     }
 
+    /// The response's declared length has streamed: dropped from now on, it was complete.
+    pub(crate) fn sent(&mut self) {
+        match self {
+            Self::Off(watch) => watch.sent = true,
+            Self::On(record) => record.sent = true,
+        }
+    }
+
     /// Emits the access event, once (notes the end, when off).
     pub(crate) fn finish(&mut self, outcome: RequestOutcome, error: Option<&dyn fmt::Display>) {
         match self {
@@ -269,11 +278,13 @@ pub(crate) struct Watch {
     guard: DropGuard,
     polling: bool,
     ended: bool,
+    /// The response's declared length has streamed: dropped now, it was complete.
+    sent: bool,
 }
 
 impl Drop for Watch {
     fn drop(&mut self) {
-        if self.ended || self.polling || std::thread::panicking() {
+        if self.ended || self.sent || self.polling || std::thread::panicking() {
             self.guard.disarm();
         }
         // Otherwise the guard cancels with `Dropped` as it drops. The first cause wins: a
@@ -282,8 +293,8 @@ impl Drop for Watch {
 }
 
 /// One request's pending access event.
-// Four independent facts about one record (polling, id recorded, emitted, ended): not a state
-// machine in disguise.
+// Five independent facts about one record (polling, id recorded, emitted, ended, sent): not a
+// state machine in disguise.
 #[allow(clippy::struct_excessive_bools)]
 pub(crate) struct Record<L: MakeLevel> {
     span: Span,
@@ -316,6 +327,8 @@ pub(crate) struct Record<L: MakeLevel> {
     done: bool,
     /// The request reached an end that `finish` saw: a complete body, an error.
     ended: bool,
+    /// The response's declared length has streamed: dropped now, it was complete.
+    sent: bool,
 }
 
 impl<L: MakeLevel> Record<L> {
@@ -347,6 +360,7 @@ impl<L: MakeLevel> Record<L> {
             trace: None,
             done: false,
             ended: false,
+            sent: false,
         }
     }
 
@@ -437,14 +451,20 @@ impl<L: MakeLevel> Record<L> {
     /// The outcome, refined by the expiry a timeout layer reported: a deadline that expired
     /// was the client's own, or the server's.
     fn with_expiry(outcome: RequestOutcome, expiry: Option<Expiry>) -> RequestOutcome {
+        // A body error is the timeout layer's own when it reported an expiry (a response
+        // body cut by its deadline): the same rule as the metrics' `error.type`.
         match (outcome, expiry) {
             (
-                RequestOutcome::Completed | RequestOutcome::TimedOut | RequestOutcome::Disconnected,
+                RequestOutcome::Completed
+                | RequestOutcome::TimedOut
+                | RequestOutcome::Disconnected
+                | RequestOutcome::Error,
                 Some(expiry),
             ) if expiry.is_by_client() => RequestOutcome::ClientDeadline,
-            (RequestOutcome::Completed | RequestOutcome::Disconnected, Some(_)) => {
-                RequestOutcome::TimedOut
-            }
+            (
+                RequestOutcome::Completed | RequestOutcome::Disconnected | RequestOutcome::Error,
+                Some(_),
+            ) => RequestOutcome::TimedOut,
             (outcome, _) => outcome,
         }
     }
@@ -512,6 +532,11 @@ impl<L: MakeLevel> Record<L> {
 impl<L: MakeLevel> Drop for Record<L> {
     fn drop(&mut self) {
         if self.ended {
+            return;
+        }
+        if self.sent && !self.polling && !std::thread::panicking() {
+            // Dropped after its declared length streamed: a server stops polling there.
+            self.finish(self.completed(), None);
             return;
         }
         let outcome = self.dropped();

@@ -33,7 +33,8 @@ impl<B, L: MakeLevel> LogBody<B, L> {
         }
     }
 
-    /// Complete once `length` bytes have streamed (the length a server will send).
+    /// Dropped once `length` bytes have streamed (the length a server will send), the body was
+    /// complete.
     pub(crate) fn with_length(mut self, length: Option<u64>) -> Self {
         self.body = self.body.with_length(length);
         self
@@ -56,6 +57,10 @@ where
     fn data(&mut self, data: &B::Data) -> bool {
         Self::data(self, data);
         false
+    }
+
+    fn sent(&mut self) {
+        Self::sent(self);
     }
 
     fn polling<T>(&mut self, poll: impl FnOnce() -> T) -> T {

@@ -67,17 +67,20 @@ where
             Ok(res) => {
                 access.response(&res);
                 access.response_request_id(res.extensions());
-                let access =
-                    if *this.head || is_bodiless(res.status()) || res.body().is_end_stream() {
-                        // Nothing to stream: a server will not poll the body (hyper drops the
-                        // body of a response to HEAD, 1xx, 204 and 304 unpolled), so the request
-                        // ends at the head, completed: not a disconnect.
-                        access.finish(access.completed(), None);
-                        None
-                    } else {
-                        Some(access)
-                    };
                 let length = declared_length(&res);
+                let access = if *this.head
+                    || is_bodiless(res.status())
+                    || res.body().is_end_stream()
+                    || length == Some(0)
+                {
+                    // Nothing to stream: a server will not poll the body (hyper drops the body
+                    // of a response to HEAD, 1xx, 204 and 304, or of a declared length of 0,
+                    // unpolled), so the request ends at the head, completed: not a disconnect.
+                    access.finish(access.completed(), None);
+                    None
+                } else {
+                    Some(access)
+                };
                 Poll::Ready(Ok(
                     res.map(|body| LogBody::new(body, access).with_length(length))
                 ))

@@ -29,7 +29,8 @@ impl<B> MetricsBody<B> {
 }
 
 impl<B> MetricsBody<B> {
-    /// Complete once `length` bytes have streamed (the length a server will send).
+    /// Dropped once `length` bytes have streamed (the length a server will send), the body was
+    /// complete.
     pub(crate) fn with_length(mut self, length: Option<u64>) -> Self {
         self.body = self.body.with_length(length);
         self
@@ -48,6 +49,10 @@ impl<B: Body> Watcher<B> for Measure {
     fn data(&mut self, data: &B::Data) -> bool {
         self.body_bytes = self.body_bytes.saturating_add(data.remaining() as u64);
         false
+    }
+
+    fn sent(&mut self) {
+        self.sent = true;
     }
 
     fn polling<T>(&mut self, poll: impl FnOnce() -> T) -> T {

@@ -24,6 +24,7 @@ use crate::{Context, RequestExt as _, layer_time};
 #[must_use]
 pub struct HttpClientMetricsLayer {
     duration: Arc<Histogram<f64>>,
+    host_header: bool,
 }
 
 impl HttpClientMetricsLayer {
@@ -37,13 +38,33 @@ impl HttpClientMetricsLayer {
             .build();
         Self {
             duration: Arc::new(duration),
+            host_header: false,
         }
+    }
+
+    /// For an origin-form call (no authority in the URI, as a tonic channel sends), take
+    /// `server.address` and `server.port` from the `Host` header when it is a valid authority
+    /// of at most 256 bytes. Off by default: a proxy that forwards its clients' `Host` would
+    /// make every client-chosen host a new metric series; turn it on when the application sets
+    /// the `Host` of its calls itself.
+    ///
+    /// ```
+    /// use middleware_std::metrics::HttpClientMetricsLayer;
+    ///
+    /// let meter = opentelemetry::global::meter("client");
+    /// let layer = HttpClientMetricsLayer::new(&meter).server_from_host_header();
+    /// # let _ = layer;
+    /// ```
+    pub const fn server_from_host_header(mut self) -> Self {
+        self.host_header = true;
+        self
     }
 }
 
 impl fmt::Debug for HttpClientMetricsLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct(stringify!(HttpClientMetricsLayer))
+            .field("server_from_host_header", &self.host_header)
             .finish_non_exhaustive()
     }
 }
@@ -55,6 +76,7 @@ impl<S> Layer<S> for HttpClientMetricsLayer {
         HttpClientMetrics {
             inner,
             duration: Arc::clone(&self.duration),
+            host_header: self.host_header,
         }
     }
 }
@@ -64,6 +86,7 @@ impl<S> Layer<S> for HttpClientMetricsLayer {
 pub struct HttpClientMetrics<S> {
     inner: S,
     duration: Arc<Histogram<f64>>,
+    host_header: bool,
 }
 
 impl<S> HttpClientMetrics<S> {
@@ -110,9 +133,9 @@ where
         ));
         attributes.push(KeyValue::new("url.scheme", scheme_attr(uri)));
         // The host the application chose to call: bounded by the application, not a client.
-        // The URI's, else the `Host` header's when it is a valid authority (a client that
-        // keeps the authority out of the URI, as a tonic channel does).
-        let host_header = if uri.host().is_none() {
+        // The URI's, else (when asked) the `Host` header's when it is a valid authority (a
+        // client that keeps the authority out of the URI, as a tonic channel does).
+        let host_header = if uri.host().is_none() && self.host_header {
             host_authority(&req)
         } else {
             None

@@ -49,8 +49,11 @@
 //! one of the known methods or `_OTHER`, the route is the template axum matched
 //! (`/users/{id}`, from `MatchedPath`, when the layer runs inside the router) or absent, the
 //! scheme is the URI's or `http`, and the status a number. A client's `server.address` is the
-//! host the *application* called: the URI's, else (an origin-form URI, as a tonic channel
-//! sends) the `Host` header's when it is a valid authority of at most 256 bytes.
+//! host the *application* called: the URI's, else, only with
+//! [`server_from_host_header`](HttpClientMetricsLayer::server_from_host_header) (an
+//! origin-form URI, as a tonic channel sends), the `Host` header's when it is a valid
+//! authority of at most 256 bytes (off by default: a proxy forwarding its clients' `Host`
+//! would turn them into series).
 //!
 //! The layer reads the request's [`Context`](crate::Context) (and makes one when no outer
 //! layer did, which the layers inside then share): a timeout layer inside reports its

@@ -189,11 +189,13 @@ where
         Poll::Ready(match result {
             Ok(res) => {
                 measure.status = Some(res.status());
+                let length = crate::body_state::declared_length(&res);
                 let bodiless = measure.head
                     || res.status().is_informational()
                     || res.status() == StatusCode::NO_CONTENT
                     || res.status() == StatusCode::NOT_MODIFIED
-                    || res.body().is_end_stream();
+                    || res.body().is_end_stream()
+                    || length == Some(0);
                 let measure = if bodiless {
                     // hyper drops such a body unpolled: the request ends at the head.
                     measure.finish(None);
@@ -201,7 +203,6 @@ where
                 } else {
                     Some(measure)
                 };
-                let length = crate::body_state::declared_length(&res);
                 Ok(res.map(|body| MetricsBody::new(body, measure).with_length(length)))
             }
             Err(error) => {
@@ -244,6 +245,8 @@ fn take_request_bytes(size: u64) -> bool {
 
 /// One request's pending measurement, carried by the future and then the body; recorded once,
 /// by `finish` or by `Drop`.
+// Four independent facts (a HEAD, polling, sent, done): not a state machine in disguise.
+#[allow(clippy::struct_excessive_bools)]
 pub(crate) struct Measure {
     instruments: Arc<Instruments>,
     start: Instant,
@@ -257,6 +260,8 @@ pub(crate) struct Measure {
     /// Set while the inner service, its future or the body is polled: a drop while set is an
     /// unwind (a panic).
     pub(crate) polling: bool,
+    /// The response's declared length has streamed: dropped now, it was complete.
+    pub(crate) sent: bool,
     done: bool,
 }
 
@@ -288,6 +293,7 @@ impl Measure {
             status: None,
             body_bytes: 0,
             polling: false,
+            sent: false,
             done: false,
         }
     }
@@ -342,6 +348,11 @@ impl Drop for Measure {
             return;
         }
         let panicking = self.polling || std::thread::panicking();
+        if self.sent && !panicking {
+            // Dropped after its declared length streamed: a server stops polling there.
+            self.finish(None);
+            return;
+        }
         let error = ErrorType::dropped(panicking, self.cx.as_ref().and_then(Context::cause));
         self.finish(Some(error));
     }

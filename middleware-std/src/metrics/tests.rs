@@ -118,6 +118,28 @@ async fn a_server_error_is_recorded_with_its_status_as_error_type() {
     );
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_response_body_cut_by_its_deadline_is_recorded_as_a_timeout() {
+    let rec = Recorder::new();
+    let app = ServiceBuilder::new()
+        .layer(HttpMetricsLayer::new(&rec.meter()))
+        .layer(
+            crate::timeout::TimeoutLayer::new(std::time::Duration::from_secs(10))
+                .response_body_idle(std::time::Duration::from_millis(10)),
+        )
+        .service(service_fn(|_req: Request<()>| async {
+            Ok::<_, Infallible>(Response::new(Chunks::stalling(&["a"])))
+        }));
+    let mut body = app.oneshot(Request::new(())).await.unwrap().into_body();
+    assert!(body.frame().await.unwrap().is_ok());
+    // The idle deadline passes: the timeout layer's body error, with its expiry reported.
+    assert!(body.frame().await.unwrap().is_err());
+    drop(body);
+    let point = rec.only("http.server.request.duration");
+    assert_eq!(point["error.type"], "timeout", "{point:?}");
+    assert_eq!(rec.value("middleware.server.timeouts"), 1);
+}
+
 #[tokio::test]
 async fn an_error_of_the_inner_service_is_recorded_once_as_other() {
     let rec = Recorder::new();
@@ -389,8 +411,9 @@ async fn a_client_call_dropped_before_its_head_is_recorded_as_cancelled() {
 #[tokio::test]
 async fn an_origin_form_client_call_takes_its_server_from_the_host_header() {
     let rec = Recorder::new();
-    let client =
-        HttpClientMetricsLayer::new(&rec.meter()).layer(service_fn(|_req: Request<()>| async {
+    let client = HttpClientMetricsLayer::new(&rec.meter())
+        .server_from_host_header()
+        .layer(service_fn(|_req: Request<()>| async {
             Ok::<_, Infallible>(Response::new(()))
         }));
     let req = Request::get("/orders")
@@ -401,10 +424,27 @@ async fn an_origin_form_client_call_takes_its_server_from_the_host_header() {
     let point = rec.only("http.client.request.duration");
     assert_eq!(point["server.address"], "upstream.test");
     assert_eq!(point["server.port"], "8080");
-    // Not a host: no attribute.
+    // Not asked: a forwarded client's `Host` never becomes a series.
     let rec = Recorder::new();
     let client =
         HttpClientMetricsLayer::new(&rec.meter()).layer(service_fn(|_req: Request<()>| async {
+            Ok::<_, Infallible>(Response::new(()))
+        }));
+    for i in 0..50 {
+        let req = Request::get("/")
+            .header("host", format!("h{i}.test"))
+            .body(())
+            .unwrap();
+        client.clone().oneshot(req).await.unwrap();
+    }
+    let points = rec.points("http.client.request.duration");
+    assert_eq!(points.len(), 1, "one series for fifty hosts: {points:?}");
+    assert!(!points[0].1.contains_key("server.address"));
+    // Not a host: no attribute.
+    let rec = Recorder::new();
+    let client = HttpClientMetricsLayer::new(&rec.meter())
+        .server_from_host_header()
+        .layer(service_fn(|_req: Request<()>| async {
             Ok::<_, Infallible>(Response::new(()))
         }));
     let req = Request::get("/")

@@ -22,6 +22,8 @@ pub(crate) struct Pending<H: OnBodyEnd> {
     pub(crate) start: Duration,
     pub(crate) headers: Duration,
     pub(crate) status: StatusCode,
+    /// The response's declared length has streamed: dropped now, it was complete.
+    pub(crate) sent: bool,
 }
 
 impl<H: OnBodyEnd> Pending<H> {
@@ -39,7 +41,12 @@ impl<H: OnBodyEnd> Pending<H> {
 
 impl<H: OnBodyEnd> Drop for Pending<H> {
     fn drop(&mut self) {
-        self.report(StreamEnd::Dropped);
+        // Dropped after its declared length streamed: a server stops polling there.
+        self.report(if self.sent {
+            StreamEnd::Complete
+        } else {
+            StreamEnd::Dropped
+        });
     }
 }
 
@@ -50,9 +57,10 @@ pin_project_lite::pin_project! {
     /// The end is the first of: the response has no body on the wire (a response to `HEAD`,
     /// `1xx`, `204`, `304`: reported at the head, as [`StreamEnd::Complete`], since servers
     /// drop such a body unpolled), the inner body returns `None` or an error, yields trailers,
-    /// reports [`Body::is_end_stream`] after a frame, or has streamed the response's exact size
-    /// or `Content-Length` (servers stop polling then: hyper drops the body unpolled); otherwise
-    /// the drop of this body, reported as [`StreamEnd::Dropped`].
+    /// or reports [`Body::is_end_stream`] after a frame (servers stop polling then); otherwise
+    /// the drop of this body, reported as [`StreamEnd::Dropped`], or as
+    /// [`StreamEnd::Complete`] once the response's exact size or `Content-Length` has streamed
+    /// (hyper's HTTP/1 server drops the body unpolled there).
     ///
     /// After an error of the inner body, the inner body is not polled again and every later
     /// poll yields a [`BodyFailedError`]: a cut body never ends cleanly. `size_hint`,
@@ -146,12 +154,16 @@ where
                 end(this.pending, StreamEnd::Error);
             }
             Some(Ok(frame)) => {
-                let mut done = frame.is_trailers() || this.inner.is_end_stream();
                 if let (Some(left), Some(data)) = (this.left.as_mut(), frame.data_ref()) {
                     *left = left.saturating_sub(data.remaining() as u64);
-                    done |= *left == 0;
+                    if *left == 0 {
+                        *this.left = None;
+                        if let Some(pending) = this.pending.as_mut() {
+                            pending.sent = true;
+                        }
+                    }
                 }
-                if done {
+                if frame.is_trailers() || this.inner.is_end_stream() {
                     end(this.pending, StreamEnd::Complete);
                 }
             }

@@ -116,16 +116,17 @@ where
                 start,
                 headers: total,
                 status,
+                sent: false,
             })
         });
-        if is_bodiless(head, status) {
-            // Finished at the head: the server will drop the body unpolled, which is not a
-            // client going away.
+        let length = crate::body_state::declared_length(&res);
+        if is_bodiless(head, status) || length == Some(0) {
+            // Finished at the head: the server will drop the body unpolled (as it does a
+            // declared length of 0), which is not a client going away.
             if let Some(mut pending) = pending.take() {
                 pending.report(StreamEnd::Complete);
             }
         }
-        let length = crate::body_state::declared_length(&res);
         Poll::Ready(Ok(res.map(|body| TimingBody::new(body, pending, length))))
     }
 }
