@@ -21,6 +21,13 @@ use redis::{
 /// The default bound of every Redis call.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(50);
 
+/// The bound of one attempt to open a connection (TCP, TLS, `HELLO`/`AUTH`): longer than a
+/// call's [`DEFAULT_TIMEOUT`], since no request waits on it.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The bound of opening a replacement connection in the background, its retry included.
+const REPLACE_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// How often a store whose Redis failed tries it again (one call; the others decide locally
 /// at once meanwhile).
 pub const DEFAULT_RETRY_EVERY: Duration = Duration::from_millis(500);
@@ -35,7 +42,10 @@ pub const DEFAULT_RETRY_EVERY: Duration = Duration::from_millis(500);
 /// by a failover, the name now pointing at the new primary; `MASTERDOWN`; `LOADING`), and
 /// when a store's retry finds it still silent (a blackholed route or a frozen peer, which
 /// never closes the connection); TCP keepalive is on, so the kernel gives up on such a peer
-/// too. Every call a store makes through it is bounded by [`timeout`](Self::timeout) (50 ms
+/// too. The fresh connection is opened in the background (one at a time, each attempt
+/// bounded by a second, longer than a call's timeout: a far or TLS server may need several
+/// round trips to set one up) and used once it is connected; meanwhile the calls go to the
+/// old one, and the stores decide by their fallback. Every call a store makes through it is bounded by [`timeout`](Self::timeout) (50 ms
 /// by default), and by the request's remaining time when the caller passes it.
 #[derive(Clone)]
 pub struct Redis {
@@ -70,7 +80,7 @@ impl Redis {
         let client = Client::open(info.set_tcp_settings(tcp))?;
         let config = ConnectionManagerConfig::new()
             // Our own timeout bounds each call; the manager's bounds each (re)connection.
-            .set_connection_timeout(Some(Duration::from_millis(500)))
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(None)
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(50))
@@ -80,7 +90,12 @@ impl Redis {
             conn: Arc::new(Connection {
                 client,
                 config,
-                current: Mutex::new((0, manager)),
+                address: Box::clone(&address),
+                current: Mutex::new(Current {
+                    generation: 0,
+                    manager,
+                    replacing: false,
+                }),
             }),
             timeout: DEFAULT_TIMEOUT,
             retry_every: DEFAULT_RETRY_EVERY,
@@ -115,17 +130,14 @@ impl Redis {
     ///
     /// [`after_failure`]: Self::after_failure
     pub(crate) fn connection(&self) -> (u64, ConnectionManager) {
-        let current = self
-            .conn
-            .current
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        (current.0, current.1.clone())
+        let current = self.conn.lock();
+        (current.generation, current.manager.clone())
     }
 
     /// A call on the connection of `generation`, sent under `attempt`, failed with `error`:
-    /// opens a fresh connection when this one cannot recover by itself (the server cannot
-    /// take writes as it is, or the retry probe found it silent). Once per connection: the
+    /// opens a fresh connection in the background when this one cannot recover by itself
+    /// (the server cannot take writes as it is, or the retry probe found it silent), and
+    /// installs it once it is connected. One opening at a time, and once per connection: the
     /// calls that failed on it together replace it once.
     pub(crate) fn after_failure(&self, generation: u64, attempt: Attempt, error: &CallError) {
         let stuck = match error {
@@ -142,30 +154,62 @@ impl Redis {
         if !stuck {
             return;
         }
-        let mut current = self
-            .conn
-            .current
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if current.0 != generation {
-            return;
-        }
-        let Ok(fresh) = ConnectionManager::new_lazy_with_config(
-            self.conn.client.clone(),
-            self.conn.config.clone(),
-        ) else {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        *current = (generation + 1, fresh);
-        drop(current);
-        // Debug: at most once per retry while the store is degraded, whose switch is the
-        // warning.
-        tracing::debug!(
-            target: "middleware_std::redis",
-            redis = &*self.address,
-            %error,
-            "redis connection replaced"
-        );
+        {
+            let mut current = self.conn.lock();
+            if current.generation != generation || current.replacing {
+                return;
+            }
+            current.replacing = true;
+        }
+        // Eagerly, off the request path: redis-rs drives a lazy manager's first connection
+        // only while a caller waits on it, so a connection needing longer than a call's
+        // timeout would never be set up by calls that give up and replace it again.
+        let conn = Arc::clone(&self.conn);
+        let error = error.to_string();
+        runtime.spawn(async move {
+            let fresh = tokio::time::timeout(
+                REPLACE_TIMEOUT,
+                ConnectionManager::new_with_config(conn.client.clone(), conn.config.clone()),
+            )
+            .await;
+            let mut current = conn.lock();
+            current.replacing = false;
+            match fresh {
+                Ok(Ok(fresh)) => {
+                    current.generation += 1;
+                    current.manager = fresh;
+                    drop(current);
+                    // Debug: at most once per retry while the store is degraded, whose switch
+                    // is the warning.
+                    tracing::debug!(
+                        target: "middleware_std::redis",
+                        redis = &*conn.address,
+                        %error,
+                        "redis connection replaced"
+                    );
+                }
+                Ok(Err(e)) => {
+                    drop(current);
+                    tracing::debug!(
+                        target: "middleware_std::redis",
+                        redis = &*conn.address,
+                        error = %e,
+                        "redis connection not replaced: the fresh one failed"
+                    );
+                }
+                Err(_) => {
+                    drop(current);
+                    tracing::debug!(
+                        target: "middleware_std::redis",
+                        redis = &*conn.address,
+                        "redis connection not replaced: the fresh one timed out"
+                    );
+                }
+            }
+        });
     }
 }
 
@@ -173,7 +217,22 @@ impl Redis {
 struct Connection {
     client: Client,
     config: ConnectionManagerConfig,
-    current: Mutex<(u64, ConnectionManager)>,
+    address: Box<str>,
+    current: Mutex<Current>,
+}
+
+struct Current {
+    /// Bumped by each replacement.
+    generation: u64,
+    manager: ConnectionManager,
+    /// Whether a replacement is being opened (at most one at a time).
+    replacing: bool,
+}
+
+impl Connection {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Current> {
+        self.current.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 impl fmt::Debug for Redis {
