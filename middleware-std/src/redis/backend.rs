@@ -141,14 +141,7 @@ impl Redis {
     /// calls that failed on it together replace it once.
     pub(crate) fn after_failure(&self, generation: u64, attempt: Attempt, error: &CallError) {
         let stuck = match error {
-            CallError::Redis(e) => matches!(
-                e.kind(),
-                ErrorKind::Server(
-                    ServerErrorKind::ReadOnly
-                        | ServerErrorKind::MasterDown
-                        | ServerErrorKind::BusyLoading
-                )
-            ),
+            CallError::Redis(e) => cannot_take_writes(e),
             CallError::TimedOut(_) => attempt.is_probe(),
         };
         if !stuck {
@@ -211,6 +204,30 @@ impl Redis {
             }
         });
     }
+}
+
+/// Whether the server answered that it cannot take writes as it is: `READONLY` (a replica),
+/// `MASTERDOWN`, `LOADING`. Also when the code is inside the text of another error: before
+/// Redis 7, a write refused inside a script answers `ERR Error running script (call to
+/// f_…): … -READONLY You can't write against a read only replica.`, which redis-rs
+/// classifies as a plain `ERR`.
+fn cannot_take_writes(error: &RedisError) -> bool {
+    const CODES: [&str; 3] = ["READONLY", "MASTERDOWN", "LOADING"];
+    if matches!(
+        error.kind(),
+        ErrorKind::Server(
+            ServerErrorKind::ReadOnly | ServerErrorKind::MasterDown | ServerErrorKind::BusyLoading
+        )
+    ) {
+        return true;
+    }
+    // A code counts as a whole upper-case word of the text (`-READONLY`), not inside another.
+    error
+        .detail()
+        .into_iter()
+        .chain(error.code())
+        .flat_map(|text| text.split(|c: char| !c.is_ascii_uppercase()))
+        .any(|word| CODES.contains(&word))
 }
 
 /// The client and its current connection manager, replaced when it cannot recover alone.
@@ -465,6 +482,42 @@ mod tests {
     use super::*;
 
     const ERROR: CallError = CallError::TimedOut(Duration::from_millis(1));
+
+    /// The error redis-rs makes of a server's error line (`-CODE detail`).
+    fn server_error(line: &str) -> RedisError {
+        redis::parse_redis_value(format!("-{line}\r\n").as_bytes())
+            .and_then(redis::Value::extract_error)
+            .expect_err("an error line")
+    }
+
+    #[test]
+    fn an_error_that_cannot_take_writes_is_recognized_also_inside_a_script_error() {
+        for line in [
+            "READONLY You can't write against a read only replica.",
+            "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.",
+            "LOADING Redis is loading the dataset in memory",
+            // Redis < 7: a write refused inside a script, wrapped in the script's error.
+            "ERR Error running script (call to f_8a1b2c3d4e5f60718293a4b5c6d7e8f901234567): \
+             @user_script:12: @user_script: 12: -READONLY You can't write against a read only \
+             replica.",
+            "ERR Error running script (call to f_0123): @user_script:3: -MASTERDOWN Link with \
+             MASTER is down",
+            "ERR Error running script (call to f_0123): @user_script:3: -LOADING Redis is \
+             loading the dataset in memory",
+        ] {
+            assert!(cannot_take_writes(&server_error(line)), "{line}");
+        }
+        for line in [
+            "ERR Error running script (call to f_0123): @user_script:3: user_script:3: Bad \
+             data format in input.",
+            "OOM command not allowed when used memory > 'maxmemory'.",
+            "NOSCRIPT No matching script. Please use EVAL.",
+            "ERR wrong number of arguments for 'evalsha' command",
+            "ERR unknown command 'readonly_stuff'",
+        ] {
+            assert!(!cannot_take_writes(&server_error(line)), "{line}");
+        }
+    }
 
     #[test]
     fn concurrent_failures_and_successes_switch_once_each() {
