@@ -261,6 +261,63 @@ async fn a_call_admitted_before_the_circuit_opened_does_not_count_after_it_close
 }
 
 #[tokio::test]
+async fn the_outcomes_of_a_circuit_whose_view_was_evicted_still_count() {
+    let Some(url) =
+        support::redis_url("the_outcomes_of_a_circuit_whose_view_was_evicted_still_count")
+    else {
+        return;
+    };
+    let prefix = support::prefix("cb-evicted");
+    let config = BreakerConfig::new()
+        .consecutive_failures(3)
+        .cool_down(Duration::from_millis(100));
+    let (a, _) = breaker(&url, &prefix, config);
+    // Open and close `victim` once: its generation in Redis is past 0.
+    for _ in 0..3 {
+        a.ask("victim").unwrap().report(false);
+    }
+    assert!(eventually(SEEN_WITHIN, || a.state("victim") == BreakerState::Open).await);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let probe = loop {
+        if let Ok(ticket) = a.ask("victim") {
+            break ticket;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    assert!(probe.is_probe());
+    probe.report(true);
+    assert!(eventually(SEEN_WITHIN, || a.state("victim") == BreakerState::Closed).await);
+    // Each round, a flood of other circuits evicts its view before its call fails.
+    for round in 0..3 {
+        for i in 0..1100 {
+            drop(a.ask(&format!("flood-{round}-{i}")));
+        }
+        a.ask("victim").unwrap().report(false);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // In Redis, where every instance reads it (the outcomes may queue behind the flood's).
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let until = Instant::now() + Duration::from_secs(3);
+    loop {
+        let st: Option<i64> = redis::cmd("HGET")
+            .arg(format!("{prefix}c:victim"))
+            .arg("st")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if st == Some(1) {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "three failures did not open the circuit in Redis: st {st:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
 async fn a_full_view_still_sees_a_circuit_opened_later() {
     let Some(url) = support::redis_url("a_full_view_still_sees_a_circuit_opened_later") else {
         return;

@@ -405,6 +405,66 @@ fn a_connection_gone_silent_is_replaced_by_the_retry() {
     });
 }
 
+/// A loopback forwarder to `to` that holds each new connection for `handshake` before it
+/// forwards a byte (a far or TLS-terminated Redis: a fresh connection costs several round
+/// trips); an open connection then forwards at once.
+async fn slow_handshake(to: std::net::SocketAddr, handshake: Duration) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                tokio::time::sleep(handshake).await;
+                if let Ok(mut out) = tokio::net::TcpStream::connect(to).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_store_recovers_when_a_fresh_connection_needs_longer_than_the_timeout() {
+    let test = "a_store_recovers_when_a_fresh_connection_needs_longer_than_the_timeout";
+    let Some(server) = support::RedisServer::start(test) else {
+        return;
+    };
+    runtime().block_on(async {
+        // A connection takes 400 ms to set up, longer than a call's 100 ms but within the
+        // connection bound; a call on an open connection takes a loopback round trip.
+        let front = slow_handshake(loopback(server.port()), Duration::from_millis(400)).await;
+        let redis = Redis::open(&format!("redis://{front}"))
+            .unwrap()
+            .timeout(Duration::from_millis(100))
+            .retry_every(Duration::from_millis(50));
+        let store = RedisRateLimitStore::new(redis, Policy::per_second(1000))
+            .prefix(&support::prefix("slow-handshake"));
+        let key = Key::from_bytes(b"k");
+        // The first call (and the probes while the connection is set up) time out.
+        let _ = timed(&store, &key).await;
+        let until = Instant::now() + Duration::from_secs(5);
+        let mut shared_in_a_row = 0;
+        while shared_in_a_row < 5 {
+            assert!(
+                Instant::now() < until,
+                "still on the fallback after 5 s: each retry starts a fresh connection over"
+            );
+            let (_, took) = timed(&store, &key).await;
+            assert!(
+                took < Duration::from_millis(300),
+                "a decision took {took:?}"
+            );
+            shared_in_a_row = if store.is_degraded() {
+                0
+            } else {
+                shared_in_a_row + 1
+            };
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+}
+
 #[test]
 fn a_breaker_script_refused_for_memory_writes_nothing() {
     let test = "a_breaker_script_refused_for_memory_writes_nothing";

@@ -21,6 +21,13 @@ use redis::{
 /// The default bound of every Redis call.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(50);
 
+/// The bound of one attempt to open a connection (TCP, TLS, `HELLO`/`AUTH`): longer than a
+/// call's [`DEFAULT_TIMEOUT`], since no request waits on it.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The bound of opening a replacement connection in the background, its retry included.
+const REPLACE_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// How often a store whose Redis failed tries it again (one call; the others decide locally
 /// at once meanwhile).
 pub const DEFAULT_RETRY_EVERY: Duration = Duration::from_millis(500);
@@ -35,7 +42,10 @@ pub const DEFAULT_RETRY_EVERY: Duration = Duration::from_millis(500);
 /// by a failover, the name now pointing at the new primary; `MASTERDOWN`; `LOADING`), and
 /// when a store's retry finds it still silent (a blackholed route or a frozen peer, which
 /// never closes the connection); TCP keepalive is on, so the kernel gives up on such a peer
-/// too. Every call a store makes through it is bounded by [`timeout`](Self::timeout) (50 ms
+/// too. The fresh connection is opened in the background (one at a time, each attempt
+/// bounded by a second, longer than a call's timeout: a far or TLS server may need several
+/// round trips to set one up) and used once it is connected; meanwhile the calls go to the
+/// old one, and the stores decide by their fallback. Every call a store makes through it is bounded by [`timeout`](Self::timeout) (50 ms
 /// by default), and by the request's remaining time when the caller passes it.
 #[derive(Clone)]
 pub struct Redis {
@@ -70,7 +80,7 @@ impl Redis {
         let client = Client::open(info.set_tcp_settings(tcp))?;
         let config = ConnectionManagerConfig::new()
             // Our own timeout bounds each call; the manager's bounds each (re)connection.
-            .set_connection_timeout(Some(Duration::from_millis(500)))
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(None)
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(50))
@@ -80,7 +90,12 @@ impl Redis {
             conn: Arc::new(Connection {
                 client,
                 config,
-                current: Mutex::new((0, manager)),
+                address: Box::clone(&address),
+                current: Mutex::new(Current {
+                    generation: 0,
+                    manager,
+                    replacing: false,
+                }),
             }),
             timeout: DEFAULT_TIMEOUT,
             retry_every: DEFAULT_RETRY_EVERY,
@@ -115,65 +130,126 @@ impl Redis {
     ///
     /// [`after_failure`]: Self::after_failure
     pub(crate) fn connection(&self) -> (u64, ConnectionManager) {
-        let current = self
-            .conn
-            .current
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        (current.0, current.1.clone())
+        let current = self.conn.lock();
+        (current.generation, current.manager.clone())
     }
 
     /// A call on the connection of `generation`, sent under `attempt`, failed with `error`:
-    /// opens a fresh connection when this one cannot recover by itself (the server cannot
-    /// take writes as it is, or the retry probe found it silent). Once per connection: the
+    /// opens a fresh connection in the background when this one cannot recover by itself
+    /// (the server cannot take writes as it is, or the retry probe found it silent), and
+    /// installs it once it is connected. One opening at a time, and once per connection: the
     /// calls that failed on it together replace it once.
     pub(crate) fn after_failure(&self, generation: u64, attempt: Attempt, error: &CallError) {
         let stuck = match error {
-            CallError::Redis(e) => matches!(
-                e.kind(),
-                ErrorKind::Server(
-                    ServerErrorKind::ReadOnly
-                        | ServerErrorKind::MasterDown
-                        | ServerErrorKind::BusyLoading
-                )
-            ),
+            CallError::Redis(e) => cannot_take_writes(e),
             CallError::TimedOut(_) => attempt.is_probe(),
         };
         if !stuck {
             return;
         }
-        let mut current = self
-            .conn
-            .current
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if current.0 != generation {
-            return;
-        }
-        let Ok(fresh) = ConnectionManager::new_lazy_with_config(
-            self.conn.client.clone(),
-            self.conn.config.clone(),
-        ) else {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        *current = (generation + 1, fresh);
-        drop(current);
-        // Debug: at most once per retry while the store is degraded, whose switch is the
-        // warning.
-        tracing::debug!(
-            target: "middleware_std::redis",
-            redis = &*self.address,
-            %error,
-            "redis connection replaced"
-        );
+        {
+            let mut current = self.conn.lock();
+            if current.generation != generation || current.replacing {
+                return;
+            }
+            current.replacing = true;
+        }
+        // Eagerly, off the request path: redis-rs drives a lazy manager's first connection
+        // only while a caller waits on it, so a connection needing longer than a call's
+        // timeout would never be set up by calls that give up and replace it again.
+        let conn = Arc::clone(&self.conn);
+        let error = error.to_string();
+        runtime.spawn(async move {
+            let fresh = tokio::time::timeout(
+                REPLACE_TIMEOUT,
+                ConnectionManager::new_with_config(conn.client.clone(), conn.config.clone()),
+            )
+            .await;
+            let mut current = conn.lock();
+            current.replacing = false;
+            match fresh {
+                Ok(Ok(fresh)) => {
+                    current.generation += 1;
+                    current.manager = fresh;
+                    drop(current);
+                    // Debug: at most once per retry while the store is degraded, whose switch
+                    // is the warning.
+                    tracing::debug!(
+                        target: "middleware_std::redis",
+                        redis = &*conn.address,
+                        %error,
+                        "redis connection replaced"
+                    );
+                }
+                Ok(Err(e)) => {
+                    drop(current);
+                    tracing::debug!(
+                        target: "middleware_std::redis",
+                        redis = &*conn.address,
+                        error = %e,
+                        "redis connection not replaced: the fresh one failed"
+                    );
+                }
+                Err(_) => {
+                    drop(current);
+                    tracing::debug!(
+                        target: "middleware_std::redis",
+                        redis = &*conn.address,
+                        "redis connection not replaced: the fresh one timed out"
+                    );
+                }
+            }
+        });
     }
+}
+
+/// Whether the server answered that it cannot take writes as it is: `READONLY` (a replica),
+/// `MASTERDOWN`, `LOADING`. Also when the code is inside the text of another error: before
+/// Redis 7, a write refused inside a script answers `ERR Error running script (call to
+/// f_…): … -READONLY You can't write against a read only replica.`, which redis-rs
+/// classifies as a plain `ERR`.
+fn cannot_take_writes(error: &RedisError) -> bool {
+    const CODES: [&str; 3] = ["READONLY", "MASTERDOWN", "LOADING"];
+    if matches!(
+        error.kind(),
+        ErrorKind::Server(
+            ServerErrorKind::ReadOnly | ServerErrorKind::MasterDown | ServerErrorKind::BusyLoading
+        )
+    ) {
+        return true;
+    }
+    // A code counts as a whole upper-case word of the text (`-READONLY`), not inside another.
+    error
+        .detail()
+        .into_iter()
+        .chain(error.code())
+        .flat_map(|text| text.split(|c: char| !c.is_ascii_uppercase()))
+        .any(|word| CODES.contains(&word))
 }
 
 /// The client and its current connection manager, replaced when it cannot recover alone.
 struct Connection {
     client: Client,
     config: ConnectionManagerConfig,
-    current: Mutex<(u64, ConnectionManager)>,
+    address: Box<str>,
+    current: Mutex<Current>,
+}
+
+struct Current {
+    /// Bumped by each replacement.
+    generation: u64,
+    manager: ConnectionManager,
+    /// Whether a replacement is being opened (at most one at a time).
+    replacing: bool,
+}
+
+impl Connection {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Current> {
+        self.current.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 impl fmt::Debug for Redis {
@@ -406,6 +482,42 @@ mod tests {
     use super::*;
 
     const ERROR: CallError = CallError::TimedOut(Duration::from_millis(1));
+
+    /// The error redis-rs makes of a server's error line (`-CODE detail`).
+    fn server_error(line: &str) -> RedisError {
+        redis::parse_redis_value(format!("-{line}\r\n").as_bytes())
+            .and_then(redis::Value::extract_error)
+            .expect_err("an error line")
+    }
+
+    #[test]
+    fn an_error_that_cannot_take_writes_is_recognized_also_inside_a_script_error() {
+        for line in [
+            "READONLY You can't write against a read only replica.",
+            "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.",
+            "LOADING Redis is loading the dataset in memory",
+            // Redis < 7: a write refused inside a script, wrapped in the script's error.
+            "ERR Error running script (call to f_8a1b2c3d4e5f60718293a4b5c6d7e8f901234567): \
+             @user_script:12: @user_script: 12: -READONLY You can't write against a read only \
+             replica.",
+            "ERR Error running script (call to f_0123): @user_script:3: -MASTERDOWN Link with \
+             MASTER is down",
+            "ERR Error running script (call to f_0123): @user_script:3: -LOADING Redis is \
+             loading the dataset in memory",
+        ] {
+            assert!(cannot_take_writes(&server_error(line)), "{line}");
+        }
+        for line in [
+            "ERR Error running script (call to f_0123): @user_script:3: user_script:3: Bad \
+             data format in input.",
+            "OOM command not allowed when used memory > 'maxmemory'.",
+            "NOSCRIPT No matching script. Please use EVAL.",
+            "ERR wrong number of arguments for 'evalsha' command",
+            "ERR unknown command 'readonly_stuff'",
+        ] {
+            assert!(!cannot_take_writes(&server_error(line)), "{line}");
+        }
+    }
 
     #[test]
     fn concurrent_failures_and_successes_switch_once_each() {

@@ -20,7 +20,7 @@ mod scripts;
 
 mod local;
 
-use local::{LOCAL, MAX_VIEWS, NOTHING, Remote, View, Views, probe_generation, split};
+use local::{LOCAL, MAX_VIEWS, NOTHING, Remote, UNKNOWN, View, Views, probe_generation, split};
 use scripts::{PROBE, RECORD, REFRESH};
 
 /// The default key prefix of [`RedisBreakerStore`].
@@ -61,7 +61,13 @@ pub const DEFAULT_REFRESH: Duration = Duration::from_millis(100);
 ///   circuit whose latest generation it learned from a refresh only (its answer teaches it);
 /// - the view holds at most 1024 circuits, closed ones included (their generation), and
 ///   evicts the least recently used to make room: a circuit this instance calls always has
-///   one, whatever other circuits a flood opened;
+///   one, whatever other circuits a flood opened. A view made afresh (a circuit new to this
+///   instance, or its view evicted) does not know the circuit's generation until an answer
+///   teaches it: the outcomes of the calls it admitted meanwhile count in the circuit's
+///   current closed period if they were admitted after it began (by the server's clock, to
+///   about a round trip), so a flood that keeps evicting a circuit's view does not silence
+///   it. An evicted view loses a change of state not yet reported (the observer never hears
+///   of it) and the probe slots granted to it (held until their lease ends);
 /// - the refreshes ship at most 1024 circuits that are not closed (the first listed): past
 ///   that (a flood of hostile per-host circuits), a circuit still opens in Redis for the
 ///   whole fleet, but each other instance learns it from the answer to its own next call's
@@ -97,6 +103,8 @@ struct Shared {
     probe: Script,
     refresh_script: Script,
     ttl_ms: u64,
+    /// When the store was made (the clock of [`UNKNOWN`] permits).
+    origin: Instant,
 }
 
 fn now() -> Instant {
@@ -169,6 +177,7 @@ impl RedisBreakerStore {
             probe: Script::new(PROBE),
             refresh_script: Script::new(REFRESH),
             ttl_ms,
+            origin: now(),
         });
         shared
             .runtime
@@ -287,6 +296,7 @@ impl Shared {
                 }
                 view.state = state;
                 view.generation = generation;
+                view.known = true;
                 view.updated = Some(at);
             }
             if from >= 0 {
@@ -351,6 +361,14 @@ impl Shared {
         };
         let attempt = self.health.current();
         let (circuit_generation, slot) = split(permit);
+        // Unknown: sent as `-1 - age` (ms since the permit was issued), for the script to
+        // tell whether it was issued in the current closed period.
+        let circuit_generation = if circuit_generation & UNKNOWN != 0 {
+            let issued = self.origin + Duration::from_millis(circuit_generation & !UNKNOWN);
+            -1 - i64::try_from(millis(now().saturating_duration_since(issued))).unwrap_or(0)
+        } else {
+            i64::try_from(circuit_generation).unwrap_or(i64::MAX)
+        };
         self.runtime.spawn(async move {
             let (conn_gen, mut conn) = shared.redis.connection();
             let call_shared = Arc::clone(&shared);
@@ -452,6 +470,7 @@ impl Shared {
                 view.slots.clear();
             }
             view.generation = generation;
+            view.known = true;
             view.state = if state == 1 {
                 Remote::Open {
                     until: at + Duration::from_millis(u64::try_from(until_ms).unwrap_or(0)),
@@ -511,6 +530,10 @@ impl BreakerStore for RedisBreakerStore {
         let acquired = shared.with_view(key, |view| {
             let transition = view.pending.take();
             let permit = match view.state {
+                Remote::Closed if !view.known => {
+                    let issued = millis(self::now().saturating_duration_since(shared.origin));
+                    Some(Permit::closed(UNKNOWN | (issued & (UNKNOWN - 1))))
+                }
                 Remote::Closed => Some(Permit::closed(view.generation)),
                 Remote::Open { until } if now < until => None,
                 Remote::Open { .. } | Remote::HalfOpen => {

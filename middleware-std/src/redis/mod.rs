@@ -85,6 +85,11 @@
 //!
 //! # Running it
 //!
+//! The stores need Redis 5.0 or later (or a server speaking its protocol and Lua scripting,
+//! such as Valkey): their scripts read the server's clock (`TIME`) before they write, which
+//! Redis allows from 5.0 on (script effects replication), and set several hash fields in one
+//! `HSET` (4.0). They use no command of 6.0 or later.
+//!
 //! Start a server and point the stores at it, e.g. `redis-server --port 6379 --save ''` and
 //! `REDIS_URL=redis://127.0.0.1:6379`. The tests (`middleware-std/tests/redis_*.rs`,
 //! `tests/tests/redis_fleet.rs`) read `REDIS_URL`; without it they say loudly that they were

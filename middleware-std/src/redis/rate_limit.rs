@@ -20,9 +20,10 @@ use crate::rate_limit::{Check, Decision, Key, MemoryStore, Policy, RateLimitStor
 /// [`interval_arg`]). `ARGV[2]`: the burst (the
 /// quota). The key holds the theoretical arrival time (µs, server clock) and expires when the
 /// quota is whole again, so an idle key vanishes. Answers `{allowed, remaining, reset µs}`.
-/// Every path writes (a limited key is written back as it is, `KEEPTTL`): a Redis that
-/// refuses writes (out of memory, a read-only replica) fails every call alike, instead of
-/// answering the limited ones and making the store flap.
+/// Every path writes (a limited key is written back as it is, with the expiry it had: when
+/// its TAT passes): a Redis that refuses writes (out of memory, a read-only replica) fails
+/// every call alike, instead of answering the limited ones and making the store flap. No
+/// `KEEPTTL` (Redis 6.0): the script runs on Redis 5.0.
 const GCRA: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -34,7 +35,7 @@ if tat < now then tat = now end
 local new_tat = tat + interval
 local allow_at = new_tat - interval * burst
 if now < allow_at then
-  redis.call('SET', KEYS[1], raw, 'KEEPTTL')
+  redis.call('SET', KEYS[1], raw, 'PX', math.ceil((tat - now) / 1000))
   return {0, 0, allow_at - now}
 end
 redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil((new_tat - now) / 1000))
@@ -384,6 +385,18 @@ impl Future for RedisCheck {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_script_runs_on_redis_5() {
+        // `SET`'s options newer than 5.0: `KEEPTTL` (6.0), `GET`, `EXAT`, `PXAT` (6.2).
+        let sets: Vec<_> = GCRA.lines().filter(|l| l.contains("'SET'")).collect();
+        assert_eq!(sets.len(), 2, "both paths write");
+        for set in sets {
+            for newer in ["'KEEPTTL'", "'GET'", "'EXAT'", "'PXAT'"] {
+                assert!(!set.contains(newer), "{set}");
+            }
+        }
+    }
 
     #[test]
     fn the_interval_sent_to_redis_keeps_its_fraction_of_a_microsecond() {

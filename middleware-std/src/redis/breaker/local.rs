@@ -14,6 +14,12 @@ pub(super) const LOCAL: u64 = 1 << 63;
 /// The generation of a permit the fail-open fallback handed out (counts for nothing).
 pub(super) const NOTHING: u64 = u64::MAX;
 
+/// The bit of a closed permit handed out by a view that has not learned its circuit's
+/// generation (made afresh: a circuit new to this instance, or its view evicted); the low
+/// bits hold when it was issued (milliseconds since the store was made). Redis counts its
+/// outcome in the current closed period if that began before the permit was issued.
+pub(super) const UNKNOWN: u64 = 1 << 62;
+
 /// A Redis probe permit's generation: the circuit's generation in the low 32 bits, the
 /// slot's id in bits 32 to 62 (bit 63 is [`LOCAL`]).
 pub(super) fn probe_generation(generation: u64, slot: u32) -> u64 {
@@ -71,6 +77,9 @@ pub(super) struct View {
     pub(super) used: u64,
     pub(super) state: Remote,
     pub(super) generation: u64,
+    /// Whether `generation` was learned from Redis (a script's answer or a refresh); a view
+    /// made fresh does not know it.
+    pub(super) known: bool,
     /// The ids of the probe slots Redis granted this instance (for `generation`), not yet
     /// used.
     pub(super) slots: Vec<u32>,

@@ -7,7 +7,9 @@
 /// in [`MemoryStore`](crate::breaker::MemoryStore); its answer tells the instance the current generation.
 ///
 /// `KEYS`: the circuit's hash, the hash of the circuits that are not closed. `ARGV`: the
-/// circuit's name, probe (0/1), the permit's generation, the outcome (0 success, 1 failure,
+/// circuit's name, probe (0/1), the permit's generation (`-1 - age` when unknown: a closed
+/// permit of a view that has not learned it, issued `age` ms ago, counted in the current
+/// closed period if that began before), the outcome (0 success, 1 failure,
 /// 2 abandoned), consecutive failures to open, failure rate, min calls, window (ms),
 /// cool-down (ms), TTL (ms), the probe's slot id (0 for a closed permit), the most circuits
 /// listed in the second hash ([`MAX_VIEWS`](super::MAX_VIEWS)). Answers `{state,
@@ -51,6 +53,13 @@ local function open(f)
   if listed then redis.call('HSET', KEYS[2], ARGV[1], '1:' .. gen .. ':' .. ends) end
 end
 local pgen = tonumber(ARGV[3])
+if pgen < 0 then
+  -- A closed permit from a view made afresh (a circuit new to the instance, or its view
+  -- evicted): counted in the current closed period if it was issued after that began
+  -- (`since`, set when a probe closed the circuit).
+  local issued = now + pgen + 1
+  if ARGV[2] == '0' and (h.since == nil or issued >= h.since) then pgen = gen end
+end
 if ARGV[2] == '0' and st == 0 and pgen > gen then
   -- The hash expired (or the server lost it) while instances still know a later
   -- generation: adopt it, so that generations never go back.
@@ -93,7 +102,7 @@ elseif ARGV[2] == '1' and st == 2 and pgen == gen then
     from = 2
     st = 0
     gen = gen + 1
-    reset({'st', 0, 'gen', gen})
+    reset({'st', 0, 'gen', gen, 'since', now})
     redis.call('HDEL', KEYS[2], ARGV[1])
   elseif outcome == '1' then
     open(2)
