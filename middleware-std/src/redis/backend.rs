@@ -392,15 +392,7 @@ impl Health {
             Ordering::Release,
         );
         self.by_fallback.store(0, Ordering::Relaxed);
-        let switched = self
-            .epoch
-            .compare_exchange(
-                attempt.epoch,
-                attempt.epoch + 1,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            )
-            .is_ok();
+        let switched = self.advance(attempt.epoch);
         if switched {
             tracing::warn!(
                 target: "middleware_std::redis",
@@ -413,6 +405,14 @@ impl Health {
         switched
     }
 
+    /// Moves from episode `epoch` to the next (a switch either way), once: whoever moves it
+    /// logs the switch.
+    fn advance(&self, epoch: u64) -> bool {
+        self.epoch
+            .compare_exchange(epoch, epoch + 1, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    }
+
     /// A call sent under `attempt` succeeded: the retry probe of this degraded episode
     /// switches back to shared state (logged once, with the number of decisions the fallback
     /// made meanwhile); any other call changes nothing.
@@ -420,16 +420,7 @@ impl Health {
         if !attempt.probe {
             return;
         }
-        if self
-            .epoch
-            .compare_exchange(
-                attempt.epoch,
-                attempt.epoch + 1,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            )
-            .is_ok()
-        {
+        if self.advance(attempt.epoch) {
             let by_fallback = self.by_fallback.swap(0, Ordering::Relaxed);
             tracing::info!(
                 target: "middleware_std::redis",
