@@ -656,3 +656,130 @@ mod tests {
         );
     }
 }
+
+// ----- concurrency limit held to the end of the body ----------------------------------------
+//
+// The same work as our `ConcurrencyLimitLayer` (and not tower's, which gives the place back at
+// the response head, so a streamed response is not counted): at most N requests inside, the
+// N+1th answered `503` at once, and the place held by the response body until it ends or is
+// dropped.
+
+#[derive(Clone)]
+pub struct HeldLimitLayer(std::sync::Arc<tokio::sync::Semaphore>);
+
+impl HeldLimitLayer {
+    pub fn new(max: usize) -> Self {
+        Self(std::sync::Arc::new(tokio::sync::Semaphore::new(max)))
+    }
+}
+
+impl<S> Layer<S> for HeldLimitLayer {
+    type Service = HeldLimit<S>;
+
+    fn layer(&self, inner: S) -> HeldLimit<S> {
+        HeldLimit {
+            inner,
+            places: std::sync::Arc::clone(&self.0),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct HeldLimit<S> {
+    inner: S,
+    places: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+impl<S, B, RB> Service<Request<B>> for HeldLimit<S>
+where
+    S: Service<Request<B>, Response = Response<RB>>,
+    RB: Default,
+{
+    type Response = Response<HeldBody<RB>>;
+    type Error = S::Error;
+    type Future = HeldFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        match std::sync::Arc::clone(&self.places).try_acquire_owned() {
+            Ok(permit) => HeldFuture::Running {
+                future: self.inner.call(req),
+                permit: Some(permit),
+            },
+            Err(_) => HeldFuture::Shed,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = HeldProj]
+    pub enum HeldFuture<F> {
+        Running { #[pin] future: F, permit: Option<tokio::sync::OwnedSemaphorePermit> },
+        Shed,
+    }
+}
+
+impl<F, RB, E> Future for HeldFuture<F>
+where
+    F: Future<Output = Result<Response<RB>, E>>,
+    RB: Default,
+{
+    type Output = Result<Response<HeldBody<RB>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            HeldProj::Running { future, permit } => {
+                let res = ready!(future.poll(cx))?;
+                let permit = permit.take();
+                Poll::Ready(Ok(res.map(|body| HeldBody { body, permit })))
+            }
+            HeldProj::Shed => {
+                let mut res = Response::new(HeldBody {
+                    body: RB::default(),
+                    permit: None,
+                });
+                *res.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                res.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                Poll::Ready(Ok(res))
+            }
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body holding its request's place until it ends or is dropped.
+    pub struct HeldBody<B> {
+        #[pin]
+        body: B,
+        permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    }
+}
+
+impl<B: http_body::Body> http_body::Body for HeldBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<B::Data>, B::Error>>> {
+        let mut this = self.project();
+        let frame = ready!(this.body.as_mut().poll_frame(cx));
+        if !matches!(frame, Some(Ok(_))) || this.body.is_end_stream() {
+            *this.permit = None;
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}

@@ -4,7 +4,9 @@
 //!
 //! - `std-concurrency-limit` vs `tower-concurrency-limit`: a limit that is never full
 //!   (sequential requests, 1,024 places), shedding when it is: ours answers `503` itself,
-//!   tower's `LoadShed` over `ConcurrencyLimit` fails with an error.
+//!   tower's `LoadShed` over `ConcurrencyLimit` fails with an error. tower gives the place back
+//!   at the response head; ours holds it to the end of the body, so `hand-concurrency-limit`
+//!   (`hand.rs`) is the same work written by hand: shed with `503`, the place held by the body.
 //! - `std-rate-limit` (`()` key: one global quota), `std-rate-limit-header` (keyed by the
 //!   `Authorization` header, hashed into the store) vs `tower-rate-limit`: a quota of a billion
 //!   requests per second, never reached, and no `RateLimit` headers on allowed responses
@@ -13,7 +15,9 @@
 //!   bare, owned by the one caller: the harness drives one service through `&mut`, so it needs
 //!   no `Buffer` here. Shared by every connection of a server it would (it is not `Clone`), and
 //!   the `Buffer` adds a channel hop and a worker task per request; so this pairing favours
-//!   tower. It is also one quota per service, not keyed.
+//!   tower. It is also one quota per service, not keyed. `tower-rate-limit-shared` is that
+//!   shared form (`Buffer` over `RateLimit`, what a server has to write, since `RateLimit` is
+//!   not `Clone`): the same work as ours, one quota for every connection.
 //! - `std-body-limit` vs `tower-http-body-limit`: 1 MiB, an empty request body (the check of
 //!   the declared length and the body wrapper, on both sides).
 //! - `ours-outbound` vs `hand-outbound`: `BreakerLayer` (default config) over `RetryLayer`
@@ -47,11 +51,14 @@ use tower::{Layer, Service, ServiceBuilder};
 use crate::{InnerFor, Variant, hand, inner_for, unauthenticated, variant};
 
 /// Each of ours next to its tower twin.
-pub const PAIRS: [(&str, &str); 7] = [
+pub const PAIRS: [(&str, &str); 10] = [
     ("std-concurrency-limit", "tower-concurrency-limit"),
+    ("std-concurrency-limit", "hand-concurrency-limit"),
     ("std-rate-limit", "tower-rate-limit"),
     ("std-rate-limit-header", "tower-rate-limit"),
     ("std-rate-limit-ietf", "tower-rate-limit"),
+    ("std-rate-limit", "tower-rate-limit-shared"),
+    ("std-rate-limit-header", "tower-rate-limit-shared"),
     ("std-body-limit", "tower-http-body-limit"),
     ("ours-outbound", "hand-outbound"),
     ("ours-outbound-scoped", "hand-outbound-scoped"),
@@ -102,6 +109,11 @@ fn protection_variants() -> Vec<Variant> {
                 .service(crate::inner()),
         ),
         variant_any(
+            "hand-concurrency-limit",
+            "hand-written limit of 1024 that sheds with 503 and holds the place to the end of the body (ours' work; tower gives it back at the head)",
+            hand::HeldLimitLayer::new(MAX_IN_FLIGHT).layer(crate::inner()),
+        ),
+        variant_any(
             "std-rate-limit",
             "middleware_std RateLimitLayer, key () (one global quota), 1e9/s never reached, no headers on allowed responses",
             rate_limit::RateLimitLayer::new(rate_policy())
@@ -131,6 +143,14 @@ fn protection_variants() -> Vec<Variant> {
                 .layer(crate::inner()),
         ),
         variant_any(
+            "tower-rate-limit-shared",
+            "tower RateLimitLayer(1e9 per 1 s) behind a BufferLayer(1024): the form a server shares between its connections (RateLimit is not Clone)",
+            SharedRateLimit::new(
+                tower::limit::RateLimitLayer::new(u64::from(QUOTA), Duration::from_secs(1))
+                    .layer(crate::inner()),
+            ),
+        ),
+        variant_any(
             "std-body-limit",
             "middleware_std RequestBodyLimitLayer::new(1 MiB), empty body",
             body_limit::RequestBodyLimitLayer::new(BODY_LIMIT).layer(inner_for()),
@@ -144,6 +164,58 @@ fn protection_variants() -> Vec<Variant> {
             .layer(inner_for()),
         ),
     ]
+}
+
+/// tower's rate limit the way a server has to use it: behind a `Buffer` (its `RateLimit` is not
+/// `Clone`, so every connection's clone of the app shares it through the buffer's worker task),
+/// as axum's and tower's answers to "`RateLimitLayer` does not compile in a `Router`" show. The
+/// worker is spawned on the benchmark's runtime at the first `poll_ready`.
+struct SharedRateLimit<S, Req>
+where
+    S: tower::Service<Req>,
+{
+    buffer: tower::buffer::Buffer<Req, S::Future>,
+    /// The buffer's worker (its type is not nameable), until it is spawned.
+    worker: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
+}
+
+impl<S, Req> SharedRateLimit<S, Req>
+where
+    S: tower::Service<Req> + Send + 'static,
+    S::Error: Into<middleware_std::BoxError> + Send + Sync,
+    S::Future: Send,
+    Req: Send + 'static,
+{
+    fn new(service: S) -> Self {
+        let (buffer, worker) = tower::buffer::Buffer::pair(service, 1024);
+        Self {
+            buffer,
+            worker: Some(Box::pin(worker)),
+        }
+    }
+}
+
+impl<S, Req> Service<Req> for SharedRateLimit<S, Req>
+where
+    S: tower::Service<Req> + Send + 'static,
+    S::Error: Into<middleware_std::BoxError> + Send + Sync,
+    S::Future: Send,
+    Req: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = middleware_std::BoxError;
+    type Future = tower::buffer::future::ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+        if let Some(worker) = self.worker.take() {
+            tokio::spawn(worker);
+        }
+        self.buffer.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        self.buffer.call(req)
+    }
 }
 
 /// The outbound layers one at a time, ours and the twin the stacks use, for `--per-layer`.
