@@ -244,13 +244,38 @@ const SLOTS: u64 = 10;
 
 /// The in-process [`BreakerStore`]: one mutex, a map of circuits by key.
 ///
-/// It holds at most [`max_keys`](Self::max_keys) circuits (1024): when keys come from
+/// It holds at most [`max_keys`](Self::max_keys) circuits by key (1024): when keys come from
 /// untrusted input (hosts of URLs a user supplied), a new key beyond the limit first evicts the
-/// closed circuits that have seen no failure, then shares the overflow circuit `*`.
+/// closed circuits that have seen no failure, then shares the overflow circuit `*`. The
+/// unkeyed circuit (`""`: every call of a breaker that is not per host) is kept apart, never
+/// evicted, and found without hashing.
 pub struct MemoryStore {
     config: BreakerConfig,
     max_keys: usize,
-    circuits: Mutex<HashMap<String, Circuit>>,
+    circuits: Mutex<Circuits>,
+}
+
+/// The circuits of a [`MemoryStore`].
+#[derive(Default)]
+struct Circuits {
+    /// The unkeyed circuit (`""`: every call of a breaker that is not per host), apart: found
+    /// without hashing.
+    unkeyed: Option<Circuit>,
+    keyed: HashMap<String, Circuit>,
+}
+
+impl Circuits {
+    fn len(&self) -> usize {
+        self.keyed.len() + usize::from(self.unkeyed.is_some())
+    }
+
+    fn get(&self, key: &str) -> Option<&Circuit> {
+        if key.is_empty() {
+            self.unkeyed.as_ref()
+        } else {
+            self.keyed.get(key)
+        }
+    }
 }
 
 impl MemoryStore {
@@ -260,11 +285,12 @@ impl MemoryStore {
         Self {
             config,
             max_keys: 1024,
-            circuits: Mutex::new(HashMap::new()),
+            circuits: Mutex::new(Circuits::default()),
         }
     }
 
-    /// Holds at most `max` circuits (at least 1).
+    /// Holds at most `max` circuits by key (at least 1), besides the overflow circuit `*` and
+    /// the unkeyed one.
     #[must_use]
     pub fn max_keys(mut self, max: usize) -> Self {
         self.max_keys = max.max(1);
@@ -288,18 +314,29 @@ impl MemoryStore {
 
     fn with_circuit<R>(&self, key: &str, f: impl FnOnce(&mut Circuit) -> R) -> R {
         let mut circuits = self.circuits.lock().unwrap_or_else(PoisonError::into_inner);
-        if !circuits.contains_key(key) && circuits.len() >= self.max_keys {
-            circuits.retain(|_, c| !c.is_idle());
+        let circuits = &mut *circuits;
+        if key.is_empty() {
+            return f(circuits.unkeyed.get_or_insert_with(Circuit::new));
         }
-        let key = if circuits.contains_key(key) || circuits.len() < self.max_keys {
+        // A known circuit (every call but a circuit's first): one lookup, one hash of the key.
+        if let Some(circuit) = circuits.keyed.get_mut(key) {
+            return f(circuit);
+        }
+        if circuits.keyed.len() >= self.max_keys {
+            circuits.keyed.retain(|_, c| !c.is_idle());
+        }
+        let key = if circuits.keyed.len() < self.max_keys {
             key
         } else {
             "*"
         };
-        if let Some(circuit) = circuits.get_mut(key) {
+        if let Some(circuit) = circuits.keyed.get_mut(key) {
             return f(circuit);
         }
-        f(circuits.entry(key.to_owned()).or_insert_with(Circuit::new))
+        f(circuits
+            .keyed
+            .entry(key.to_owned())
+            .or_insert_with(Circuit::new))
     }
 }
 
@@ -435,9 +472,10 @@ impl Circuit {
     fn count(&mut self, failed: bool, now: Instant, config: &BreakerConfig) {
         self.consecutive = if failed { self.consecutive + 1 } else { 0 };
         let epoch = *self.epoch.get_or_insert(now);
-        let slot_len = (config.window / 10).as_nanos().max(1);
-        let number = u64::try_from(now.saturating_duration_since(epoch).as_nanos() / slot_len)
-            .unwrap_or(u64::MAX);
+        // In nanoseconds as `u64`s (584 years), so the divisions are not 128-bit ones.
+        let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        let slot_len = nanos(config.window / 10).max(1);
+        let number = nanos(now.saturating_duration_since(epoch)) / slot_len;
         let oldest = number.saturating_sub(SLOTS - 1);
         for slot in &mut self.slots {
             if slot.0 < oldest || slot.0 > number {

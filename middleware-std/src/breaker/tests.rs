@@ -338,6 +338,37 @@ fn untrusted_keys_never_grow_the_store_past_its_bound() {
     );
 }
 
+#[test]
+fn the_unkeyed_circuit_is_kept_apart_from_the_bounded_keys() {
+    let breaker = CircuitBreaker::with_store(
+        MemoryStore::new(BreakerConfig::new().consecutive_failures(1)).max_keys(2),
+    );
+    assert!(breaker.store().is_empty());
+    breaker.ask("").unwrap().report(false);
+    assert_eq!(breaker.state(""), BreakerState::Open);
+    assert_eq!(breaker.store().len(), 1);
+    // A flood of keys neither evicts nor shares the unkeyed circuit...
+    for i in 0..100 {
+        if let Ok(ticket) = breaker.ask(&format!("host-{i}.example")) {
+            ticket.report(false);
+        }
+    }
+    assert_eq!(
+        breaker.store().len(),
+        4,
+        "the unkeyed, 2 keys and the overflow"
+    );
+    assert_eq!(breaker.state(""), BreakerState::Open);
+    assert!(breaker.ask("").is_err());
+    // ...and the unkeyed circuit's failures open no keyed one.
+    let fresh = CircuitBreaker::with_store(
+        MemoryStore::new(BreakerConfig::new().consecutive_failures(1)).max_keys(2),
+    );
+    fresh.ask("").unwrap().report(false);
+    assert_eq!(fresh.state("*"), BreakerState::Closed);
+    assert!(fresh.ask("a.example").is_ok());
+}
+
 #[tokio::test(start_paused = true)]
 async fn each_call_runs_in_a_child_scope_and_a_dropped_call_cancels_only_it() {
     let request = Context::new();

@@ -39,7 +39,10 @@ pub struct RetryBudget {
 }
 
 struct Shared {
-    slot_len: Duration,
+    /// The window, for `Debug`.
+    span: Duration,
+    /// The length of a slot in nanoseconds (at least 1 ms).
+    slot_nanos: u64,
     reserve: f64,
     ratio: f64,
     window: Mutex<Window>,
@@ -65,7 +68,10 @@ impl RetryBudget {
         };
         Self {
             shared: Arc::new(Shared {
-                slot_len: window / u32::try_from(SLOTS).unwrap_or(10),
+                span: window,
+                slot_nanos: u64::try_from((window / u32::try_from(SLOTS).unwrap_or(10)).as_nanos())
+                    .unwrap_or(u64::MAX)
+                    .max(1),
                 reserve: f64::from(min_per_sec) * window.as_secs_f64(),
                 ratio,
                 window: Mutex::new(Window {
@@ -78,7 +84,15 @@ impl RetryBudget {
 
     /// Counts a request.
     pub fn deposit(&self) {
-        self.with_slot(|slot, _| slot.1 += 1);
+        // Every request deposits: only the current slot is touched (stale slots are cleared
+        // when a retry reads the window's totals).
+        let mut window = self.lock();
+        let now = self.slot_number(&window);
+        let slot = &mut window.slots[slot_index(now)];
+        if slot.0 != now {
+            *slot = (now, 0, 0);
+        }
+        slot.1 += 1;
     }
 
     /// Takes one retry from the budget; `false` (and nothing taken) when it is spent.
@@ -99,14 +113,8 @@ impl RetryBudget {
 
     /// Runs `f` on the current slot (cleared if stale) and the totals of the live window.
     fn with_slot<R>(&self, f: impl FnOnce(&mut (u64, u64, u64), (u64, u64)) -> R) -> R {
-        let mut window = self
-            .shared
-            .window
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let elapsed = Instant::now().saturating_duration_since(window.start);
-        let now = u64::try_from(elapsed.as_nanos() / self.shared.slot_len.as_nanos().max(1))
-            .unwrap_or(u64::MAX);
+        let mut window = self.lock();
+        let now = self.slot_number(&window);
         let oldest = now.saturating_sub(u64::try_from(SLOTS - 1).unwrap_or(9));
         let mut totals = (0, 0);
         for slot in &mut window.slots {
@@ -116,8 +124,7 @@ impl RetryBudget {
             totals.0 += slot.1;
             totals.1 += slot.2;
         }
-        let index = usize::try_from(now % u64::try_from(SLOTS).unwrap_or(10)).unwrap_or(0);
-        let slot = &mut window.slots[index];
+        let slot = &mut window.slots[slot_index(now)];
         if slot.0 != now {
             totals.0 -= slot.1;
             totals.1 -= slot.2;
@@ -125,6 +132,25 @@ impl RetryBudget {
         }
         f(slot, totals)
     }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Window> {
+        self.shared
+            .window
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The number of the slot now, counted from the window's start.
+    fn slot_number(&self, window: &Window) -> u64 {
+        // In nanoseconds as a `u64` (584 years), so the division is not a 128-bit one.
+        let elapsed = Instant::now().saturating_duration_since(window.start);
+        u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX) / self.shared.slot_nanos
+    }
+}
+
+/// Where slot number `now` lives in the ring.
+fn slot_index(now: u64) -> usize {
+    usize::try_from(now % u64::try_from(SLOTS).unwrap_or(10)).unwrap_or(0)
 }
 
 impl Default for RetryBudget {
@@ -137,7 +163,7 @@ impl Default for RetryBudget {
 impl fmt::Debug for RetryBudget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct(stringify!(RetryBudget))
-            .field("window", &(self.shared.slot_len * 10))
+            .field("window", &self.shared.span)
             .field("reserve", &self.shared.reserve)
             .field("ratio", &self.shared.ratio)
             .finish_non_exhaustive()
