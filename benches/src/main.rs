@@ -269,8 +269,33 @@ pub fn hand_written() -> served!() {
 }
 
 /// tower-http's closest equivalents of the five.
-#[allow(deprecated)] // `TimeoutLayer::new` is what tower-http's users call
+#[allow(deprecated)] // `bearer` is deprecated ("too basic"), but it is what the docs show
 pub fn tower_http() -> served!() {
+    tower_http_with(tower_http::validate_request::ValidateRequestHeaderLayer::bearer(TOKEN))
+}
+
+/// tower-http's five with the bearer check the other variants make: the SHA-256 digest of the
+/// presented credential compared in constant time (`hand::credential_ok`), through
+/// `ValidateRequestHeaderLayer::custom`, tower-http's way to validate a header otherwise.
+/// Its `bearer` compares the header with `==`, which takes longer the more leading bytes of a
+/// guess are right.
+pub fn tower_http_digest() -> served!() {
+    tower_http_with(tower_http::validate_request::ValidateRequestHeaderLayer::custom(
+        DigestBearer::new(TOKEN),
+    ))
+}
+
+/// tower-http's trace, panic recovery, `Server-Timing` and timeout layers over `auth`.
+#[allow(deprecated)] // `TimeoutLayer::new` is what tower-http's users call
+fn tower_http_with<V>(
+    auth: tower_http::validate_request::ValidateRequestHeaderLayer<V>,
+) -> served!()
+where
+    V: tower_http::validate_request::ValidateRequest<Body, ResponseBody = Full<Bytes>>
+        + Clone
+        + Send
+        + 'static,
+{
     ServiceBuilder::new()
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
@@ -279,19 +304,60 @@ pub fn tower_http() -> served!() {
             |_: &Response<_>| Some(hand::server_timing(Duration::from_micros(3))),
         ))
         .layer(tower_http::timeout::TimeoutLayer::new(TIMEOUT))
-        .layer(tower_http::validate_request::ValidateRequestHeaderLayer::bearer(TOKEN))
+        .layer(auth)
         .service(inner())
 }
 
+/// A bearer check for `ValidateRequestHeaderLayer::custom` that does what ours and the
+/// hand-written one do: the digest of the presented header compared in constant time.
+#[derive(Clone)]
+pub struct DigestBearer([u8; 32]);
+
+impl DigestBearer {
+    fn new(token: &str) -> Self {
+        Self(variants::digest(token))
+    }
+}
+
+impl<B> tower_http::validate_request::ValidateRequest<B> for DigestBearer {
+    type ResponseBody = Full<Bytes>;
+
+    fn validate(&mut self, request: &mut Request<B>) -> Result<(), Response<Full<Bytes>>> {
+        if hand::credential_ok(request.headers().get(http::header::AUTHORIZATION), &self.0) {
+            Ok(())
+        } else {
+            let mut res = Response::new(Full::default());
+            *res.status_mut() = http::StatusCode::UNAUTHORIZED;
+            Err(res)
+        }
+    }
+}
+
 /// tower-http's five plus its request id (UUID v4, set on the request, copied to the
-/// response): the same work as `ours_std_stack`.
+/// response): the same work as `ours_std_stack`, but for the bearer check's `==`.
 pub fn tower_http_stack() -> served!() {
+    tower_http_request_id(tower_http())
+}
+
+/// [`tower_http_stack`] with the digest bearer check: the same work as `ours_std_stack`.
+pub fn tower_http_stack_digest() -> served!() {
+    tower_http_request_id(tower_http_digest())
+}
+
+/// tower-http's request id (UUID v4, set on the request, copied to the response) around
+/// `inner`.
+fn tower_http_request_id<S, B>(inner: S) -> served!()
+where
+    S: Service<Request<Body>, Response = Response<B>, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = Bytes, Error: Into<BoxError> + std::fmt::Debug> + Send + 'static,
+{
     ServiceBuilder::new()
         .layer(tower_http::request_id::SetRequestIdLayer::x_request_id(
             tower_http::request_id::MakeRequestUuid,
         ))
         .layer(tower_http::request_id::PropagateRequestIdLayer::x_request_id())
-        .service(tower_http())
+        .service(inner)
 }
 
 /// The five as axum `from_fn` layers.
@@ -446,9 +512,19 @@ pub fn variants() -> Vec<Variant> {
             tower_http(),
         ),
         variant(
+            "tower-http-digest",
+            "tower-http's five with the bearer check of the others (SHA-256 digest compared in constant time) through ValidateRequestHeaderLayer::custom: the same work as ours-std-5",
+            tower_http_digest(),
+        ),
+        variant(
             "tower-http-stack",
-            "tower-http's five plus SetRequestIdLayer (MakeRequestUuid) and PropagateRequestIdLayer: the same work as ours-std-stack",
+            "tower-http's five plus SetRequestIdLayer (MakeRequestUuid) and PropagateRequestIdLayer",
             tower_http_stack(),
+        ),
+        variant(
+            "tower-http-stack-digest",
+            "tower-http-stack with the digest bearer check: the same work as ours-std-stack",
+            tower_http_stack_digest(),
         ),
         variant(
             "axum-from-fn",
@@ -643,11 +719,14 @@ fn summary(values: Vec<f64>) -> Figure {
 }
 
 /// The pairs the targets and the docs compare.
-const PAIRS: [(&str, &str); 9] = [
+const PAIRS: [(&str, &str); 12] = [
     ("tower-http", "hand-written"),
+    ("tower-http-digest", "hand-written"),
     ("ours-std-5", "hand-written"),
     ("ours-std-5", "tower-http"),
+    ("ours-std-5", "tower-http-digest"),
     ("ours-std-stack", "tower-http-stack"),
+    ("ours-std-stack", "tower-http-stack-digest"),
     ("ours-hook-3", "hand-written-3"),
     ("ours-derive-hook-3", "hand-written-3"),
     ("ours-chain-5", "hand-written"),
