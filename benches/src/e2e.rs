@@ -79,7 +79,12 @@ fn servers() -> Vec<(&'static str, Serve)> {
         ("bare", server(crate::inner())),
         ("hand-written", server(crate::hand_written())),
         ("tower-http", server(crate::tower_http())),
+        ("tower-http-digest", server(crate::tower_http_digest())),
         ("tower-http-stack", server(crate::tower_http_stack())),
+        (
+            "tower-http-stack-digest",
+            server(crate::tower_http_stack_digest()),
+        ),
         ("axum-from-fn", server(crate::axum_from_fn())),
         ("ours-chain-5", server(crate::ours_chain())),
         ("ours-std-5", server(crate::ours_std_five())),

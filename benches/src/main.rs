@@ -280,9 +280,9 @@ pub fn tower_http() -> served!() {
 /// Its `bearer` compares the header with `==`, which takes longer the more leading bytes of a
 /// guess are right.
 pub fn tower_http_digest() -> served!() {
-    tower_http_with(tower_http::validate_request::ValidateRequestHeaderLayer::custom(
-        DigestBearer::new(TOKEN),
-    ))
+    tower_http_with(
+        tower_http::validate_request::ValidateRequestHeaderLayer::custom(DigestBearer::new(TOKEN)),
+    )
 }
 
 /// tower-http's trace, panic recovery, `Server-Timing` and timeout layers over `auth`.
