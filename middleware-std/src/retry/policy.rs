@@ -19,7 +19,21 @@ pub trait RetryPolicy<B, RB, E> {
     }
 
     /// Whether to retry after `outcome`, the result of an attempt of `request`.
+    ///
+    /// `request` is the copy of the request the retries are made from, extensions included
+    /// unless [`reads_extensions`](Self::reads_extensions) says they are not read.
     fn should_retry(&self, request: &Request<B>, outcome: Result<&Response<RB>, &E>) -> bool;
+
+    /// Whether [`should_retry`](Self::should_retry) reads the request's extensions (the
+    /// caller's context among them). The default says it may.
+    ///
+    /// A policy that does not (as [`DefaultRetryPolicy`], which decides on the outcome alone)
+    /// says so, and the layer keeps its copy of a request whose only extension is the context
+    /// (a handler's call) without the extension map: three allocations fewer per call. Each
+    /// attempt runs in a scope of its own, so the copy's context is never sent.
+    fn reads_extensions(&self) -> bool {
+        true
+    }
 }
 
 /// The default [`RetryPolicy`]: idempotent methods; retried after any error of the inner
@@ -30,6 +44,10 @@ pub trait RetryPolicy<B, RB, E> {
 pub struct DefaultRetryPolicy;
 
 impl<B, RB, E> RetryPolicy<B, RB, E> for DefaultRetryPolicy {
+    fn reads_extensions(&self) -> bool {
+        false
+    }
+
     fn should_retry(&self, _request: &Request<B>, outcome: Result<&Response<RB>, &E>) -> bool {
         outcome.map_or(true, |res| {
             matches!(

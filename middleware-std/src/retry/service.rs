@@ -86,8 +86,8 @@ where
         self.config.budget.deposit();
         let parent = req.context().clone();
         // Keep a copy only of a request that may be retried (and of its body: `B: Clone`).
-        let template =
-            (self.config.max_attempts > 1 && self.policy.is_retryable(&req)).then(|| req.clone());
+        let template = (self.config.max_attempts > 1 && self.policy.is_retryable(&req))
+            .then(|| copy_for_retries(&req, self.policy.reads_extensions()));
         let scope = parent.child();
         let guard = scope.drop_guard();
         *req.context() = scope;
@@ -105,6 +105,23 @@ where
             config: self.config.clone(),
         }
     }
+}
+
+/// The copy of `req` the retries are made from. Each attempt runs in a scope of its own, so the
+/// copy's context is never sent: when it is the request's only extension (a handler's call,
+/// carrying its context and nothing else) and the policy does not read extensions, the copy is
+/// made without the extension map (three allocations: the map, its table, the context's box),
+/// which only a retry then makes.
+fn copy_for_retries<B: Clone>(req: &Request<B>, policy_reads_extensions: bool) -> Request<B> {
+    if policy_reads_extensions || req.extensions().len() != 1 || req.try_context().is_none() {
+        return req.clone();
+    }
+    let mut copy = Request::new(req.body().clone());
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = req.uri().clone();
+    *copy.version_mut() = req.version();
+    *copy.headers_mut() = req.headers().clone();
+    copy
 }
 
 pin_project! {
@@ -222,7 +239,9 @@ where
                         .expect("only a request with a copy is retried");
                     let scope = this.parent.child();
                     *this.guard = scope.drop_guard();
-                    *req.context() = scope;
+                    // Inserted, not assigned through `context()`: a copy made without its
+                    // context would otherwise make one only to replace it.
+                    req.extensions_mut().insert(scope);
                     *this.attempt += 1;
                     let future = this.service.call(req);
                     this.state.set(State::Calling { future });

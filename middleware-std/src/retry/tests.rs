@@ -412,6 +412,91 @@ fn debug_names_the_policy_and_settings() {
     assert!(format!("{svc:?}").starts_with("Retry { inner: (),"));
 }
 
+#[tokio::test(start_paused = true)]
+async fn every_attempt_sends_the_request_as_the_caller_made_it() {
+    #[derive(Clone, Debug, PartialEq)]
+    struct Tag(u8);
+    let seen: Arc<Mutex<Vec<(Method, String, http::Version, HeaderMap, Option<Tag>)>>> =
+        Arc::default();
+    let upstream = {
+        let seen = Arc::clone(&seen);
+        service_fn(move |req: Request<String>| {
+            let mut seen = seen.lock().unwrap();
+            seen.push((
+                req.method().clone(),
+                req.uri().to_string(),
+                req.version(),
+                req.headers().clone(),
+                req.extensions().get::<Tag>().cloned(),
+            ));
+            let status = if seen.len() < 3 { 503 } else { 200 };
+            async move { Ok::<_, Infallible>(Response::builder().status(status).body(()).unwrap()) }
+        })
+    };
+    let make = |tag: Option<Tag>| {
+        let mut req = Request::builder()
+            .method(Method::PUT)
+            .uri("http://upstream.example/items/7?x=1")
+            .version(http::Version::HTTP_2)
+            .header("x-one", "1")
+            .header("x-many", "a")
+            .header("x-many", "b")
+            .body(String::from("body"))
+            .unwrap();
+        req.extensions_mut().insert(caller(Duration::from_secs(10)));
+        if let Some(tag) = tag {
+            req.extensions_mut().insert(tag);
+        }
+        req
+    };
+    // The context alone (the copy is made without the extension map), then with another
+    // extension (the copy keeps it).
+    for tag in [None, Some(Tag(7))] {
+        seen.lock().unwrap().clear();
+        let res = RetryLayer::new()
+            .layer(upstream.clone())
+            .oneshot(make(tag.clone()))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 3);
+        for attempt in seen.iter() {
+            assert_eq!(attempt.0, Method::PUT);
+            assert_eq!(attempt.1, "http://upstream.example/items/7?x=1");
+            assert_eq!(attempt.2, http::Version::HTTP_2);
+            assert_eq!(attempt.3["x-one"], "1");
+            assert_eq!(
+                attempt.3.get_all("x-many").iter().collect::<Vec<_>>(),
+                ["a", "b"]
+            );
+            assert_eq!(attempt.4, tag);
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_policy_that_reads_extensions_sees_the_callers_context() {
+    #[derive(Clone)]
+    struct ByCaller(Arc<Mutex<Vec<bool>>>);
+    impl<B, RB, E> RetryPolicy<B, RB, E> for ByCaller {
+        fn should_retry(&self, request: &Request<B>, outcome: Result<&Response<RB>, &E>) -> bool {
+            self.0.lock().unwrap().push(request.try_context().is_some());
+            outcome.is_ok_and(|res| res.status() == StatusCode::SERVICE_UNAVAILABLE)
+        }
+    }
+    let asked = Arc::default();
+    let upstream = Upstream::new(vec![503, 200]);
+    let res = RetryLayer::new()
+        .policy(ByCaller(Arc::clone(&asked)))
+        .layer(upstream.service())
+        .oneshot(get(&caller(Duration::from_secs(10))))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(*asked.lock().unwrap(), [true, true]);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Fixtures
 
