@@ -150,24 +150,13 @@ pin_project_lite::pin_project! {
     /// [`HookFuture`].
     #[must_use = "futures do nothing unless polled"]
     pub struct ObserveFuture<O: Observe, F> {
+        // Built by `ObserveService::call` as a struct literal, so that the inner future is
+        // written in place rather than moved through a constructor's argument.
         #[pin]
-        future: F,
-        observer: Arc<O>,
-        state: Option<O::State>,
-        guard: DropGuard,
-    }
-}
-
-impl<O: Observe, F> ObserveFuture<O, F> {
-    /// The inner future is running; `after` runs when it completes with a response.
-    #[inline]
-    pub(crate) fn new(future: F, observer: Arc<O>, state: O::State, guard: DropGuard) -> Self {
-        Self {
-            future,
-            observer,
-            state: Some(state),
-            guard,
-        }
+        pub(crate) future: F,
+        pub(crate) observer: Arc<O>,
+        pub(crate) state: Option<O::State>,
+        pub(crate) guard: DropGuard,
     }
 }
 
@@ -180,13 +169,17 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let mut result = ready!(this.future.poll(cx));
-        this.guard.disarm();
-        let state = this.state.take().expect("future polled after completion");
-        if let Ok(res) = &mut result {
-            this.observer.after(state, res);
+        // The output is edited where it lies and returned as it came: not moved out of `Poll`
+        // and back in (a copy of the whole response per layer).
+        let mut poll = this.future.poll(cx);
+        if let Poll::Ready(result) = &mut poll {
+            this.guard.disarm();
+            let state = this.state.take().expect("future polled after completion");
+            if let Ok(res) = result {
+                this.observer.after(state, res);
+            }
         }
-        Poll::Ready(result)
+        poll
     }
 }
 

@@ -251,12 +251,12 @@ where
             .map_or_else(DropGuard::none, crate::Context::drop_guard);
         // As in `HookService::call`: the ready inner service is called right here, and the
         // inner future is built in place.
-        ObserveFuture::new(
-            self.inner.call(req),
-            Arc::clone(&self.observer),
-            state,
+        ObserveFuture {
+            future: self.inner.call(req),
+            observer: Arc::clone(&self.observer),
+            state: Some(state),
             guard,
-        )
+        }
     }
 }
 

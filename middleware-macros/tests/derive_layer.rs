@@ -8,8 +8,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use middleware_core::{
-    Hook, Layer, Middleware, Next, Observe, Outcome, RequestExt, ResponseBody,
-    testing::Conformance,
+    Hook, Layer, Middleware, Next, Observe, Outcome, RequestExt, ResponseBody, testing::Conformance,
 };
 use tower::{Layer as _, ServiceBuilder, ServiceExt, service_fn};
 
@@ -210,7 +209,10 @@ async fn the_observe_mode_uses_the_observe_service_and_keeps_the_response_type()
     // The inner service's response type, not a `ResponseBody` over it.
     let res: Response<String> = svc.oneshot(req).await.unwrap();
     assert_eq!(res.headers()["x-method"], "PUT");
-    assert_eq!(format!("{:?}", EchoMethod::new("x-m")), "EchoMethod { header: \"x-m\" }");
+    assert_eq!(
+        format!("{:?}", EchoMethod::new("x-m")),
+        "EchoMethod { header: \"x-m\" }"
+    );
 }
 
 #[tokio::test]

@@ -12,8 +12,9 @@ use crate::{
 };
 
 /// Keys accepted on the struct.
-pub(crate) const CONTAINER_KEYS: &[&str] =
-    &["around", "hook", "observe", "crate", "service", "new", "provides"];
+pub(crate) const CONTAINER_KEYS: &[&str] = &[
+    "around", "hook", "observe", "crate", "service", "new", "provides",
+];
 /// Keys accepted on a field.
 pub(crate) const FIELD_KEYS: &[&str] = &["secret", "default"];
 
