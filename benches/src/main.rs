@@ -46,7 +46,7 @@ use axum::body::Body;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, header};
 use http_body_util::{BodyExt, Full};
-use middleware_std::{BoxError, HookLayer, Middleware, MiddlewareLayer};
+use middleware_std::{BoxError, HookLayer, Middleware, MiddlewareLayer, ObserveLayer};
 use tokio::runtime::Runtime;
 use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
 
@@ -551,6 +551,15 @@ pub fn variants() -> Vec<Variant> {
                 .service(inner()),
         ),
         variant(
+            "ours-observe-3",
+            "ours-hook-3 with log and timing as observers (ObserveLayer each, the response type unchanged) and auth as a hook (HookLayer, it answers 401)",
+            ServiceBuilder::new()
+                .layer(ObserveLayer::new(variants::ObserveLog))
+                .layer(ObserveLayer::new(variants::ObserveTiming))
+                .layer(HookLayer::new(variants::HookAuth(digest)))
+                .service(inner()),
+        ),
+        variant(
             "ours-around-5",
             "the five as separate around-style layers (MiddlewareLayer each)",
             ServiceBuilder::new()
@@ -719,7 +728,7 @@ fn summary(values: Vec<f64>) -> Figure {
 }
 
 /// The pairs the targets and the docs compare.
-const PAIRS: [(&str, &str); 12] = [
+const PAIRS: [(&str, &str); 14] = [
     ("tower-http", "hand-written"),
     ("tower-http-digest", "hand-written"),
     ("ours-std-5", "hand-written"),
@@ -728,6 +737,8 @@ const PAIRS: [(&str, &str); 12] = [
     ("ours-std-stack", "tower-http-stack"),
     ("ours-std-stack", "tower-http-stack-digest"),
     ("ours-hook-3", "hand-written-3"),
+    ("ours-observe-3", "hand-written-3"),
+    ("ours-observe-3", "ours-hook-3"),
     ("ours-derive-hook-3", "hand-written-3"),
     ("ours-chain-5", "hand-written"),
     ("ours-fn-chain-5", "ours-chain-5"),

@@ -12,7 +12,7 @@ use futures_util::FutureExt;
 use http::{Method, Response, StatusCode, header};
 use http_body_util::Full;
 use middleware_std::{
-    Hook, Layer, Middleware, Next, Outcome, ResponseBody,
+    Hook, Layer, Middleware, Next, Observe, Outcome, ResponseBody,
     auth::{AuthLayer, Principal},
     middleware_fn,
 };
@@ -132,6 +132,45 @@ impl Hook for HookTiming {
     }
 
     fn after<B>(&self, start: Instant, res: &mut Response<ResponseBody<B>>) {
+        res.headers_mut()
+            .insert("server-timing", server_timing(start.elapsed()));
+    }
+}
+
+// ----- ours, observe style ------------------------------------------------------------------
+//
+// `HookLog` and `HookTiming` never answer early: the same logic as observers, whose layer keeps
+// the inner response type (`ours-observe-3` vs `ours-hook-3`; auth stays a hook).
+
+pub struct ObserveLog;
+
+impl Observe for ObserveLog {
+    type State = (Method, Instant);
+
+    fn before<B>(&self, req: &mut http::Request<B>) -> Self::State {
+        (req.method().clone(), Instant::now())
+    }
+
+    fn after<B>(&self, (method, start): Self::State, res: &mut Response<B>) {
+        tracing::info!(
+            method = %method,
+            status = res.status().as_u16(),
+            latency_us = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX),
+            "request"
+        );
+    }
+}
+
+pub struct ObserveTiming;
+
+impl Observe for ObserveTiming {
+    type State = Instant;
+
+    fn before<B>(&self, _: &mut http::Request<B>) -> Instant {
+        Instant::now()
+    }
+
+    fn after<B>(&self, start: Instant, res: &mut Response<B>) {
         res.headers_mut()
             .insert("server-timing", server_timing(start.elapsed()));
     }

@@ -334,6 +334,14 @@ impl<H, S: Describe> Describe for crate::HookService<H, S> {
     }
 }
 
+/// An observer's entry is its type's name; then its inner service.
+impl<O, S: Describe> Describe for crate::ObserveService<O, S> {
+    fn describe(&self, description: &mut Description) {
+        description.layer(short_type_name::<O>());
+        self.get_ref().describe(description);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

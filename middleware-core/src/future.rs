@@ -10,7 +10,11 @@ use std::{
 
 use bytes::Bytes;
 
-use crate::{body::ResponseBody, context::DropGuard, middleware::Hook};
+use crate::{
+    body::ResponseBody,
+    context::DropGuard,
+    middleware::{Hook, Observe},
+};
 
 /// The response future of [`MiddlewareService`](crate::MiddlewareService).
 ///
@@ -130,6 +134,59 @@ impl<H: Hook, F> fmt::Debug for HookFuture<H, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct(stringify!(HookFuture))
             .field("hook", &std::any::type_name::<H>())
+            .finish_non_exhaustive()
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of [`ObserveService`](crate::ObserveService): named, no allocation,
+    /// and its output is the inner future's, unchanged.
+    ///
+    /// When the inner future completes, the request's drop guard is disarmed; with a response,
+    /// [`Observe::after`] runs on it; with an error, the state is dropped. Dropped before that
+    /// (or unwound by a panic in the inner future), it drops the state without `after` and
+    /// cancels the request's context, if it has one, with
+    /// [`CancelCause::Dropped`](crate::CancelCause::Dropped): the same as
+    /// [`HookFuture`].
+    #[must_use = "futures do nothing unless polled"]
+    pub struct ObserveFuture<O: Observe, F> {
+        // Built by `ObserveService::call` as a struct literal, so that the inner future is
+        // written in place rather than moved through a constructor's argument.
+        #[pin]
+        pub(crate) future: F,
+        pub(crate) observer: Arc<O>,
+        pub(crate) state: Option<O::State>,
+        pub(crate) guard: DropGuard,
+    }
+}
+
+impl<O, F, B, E> Future for ObserveFuture<O, F>
+where
+    O: Observe,
+    F: Future<Output = Result<http::Response<B>, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        // The output is edited where it lies and returned as it came: not moved out of `Poll`
+        // and back in (a copy of the whole response per layer).
+        let mut poll = this.future.poll(cx);
+        if let Poll::Ready(result) = &mut poll {
+            this.guard.disarm();
+            let state = this.state.take().expect("future polled after completion");
+            if let Ok(res) = result {
+                this.observer.after(state, res);
+            }
+        }
+        poll
+    }
+}
+
+impl<O: Observe, F> fmt::Debug for ObserveFuture<O, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct(stringify!(ObserveFuture))
+            .field("observer", &std::any::type_name::<O>())
             .finish_non_exhaustive()
     }
 }

@@ -1,12 +1,13 @@
-//! [`MiddlewareLayer`] and [`HookLayer`]: turn a middleware into a tower [`Layer`].
+//! [`MiddlewareLayer`], [`HookLayer`] and [`ObserveLayer`]: turn a middleware into a tower
+//! [`Layer`].
 
 use std::{fmt, sync::Arc};
 
 use tower_layer::Layer;
 
 use crate::{
-    middleware::{Hook, Middleware},
-    service::{HookService, MiddlewareService},
+    middleware::{Hook, Middleware, Observe},
+    service::{HookService, MiddlewareService, ObserveService},
 };
 
 /// A tower [`Layer`] for an around-style [`Middleware`].
@@ -105,5 +106,55 @@ impl<H, S> Layer<S> for HookLayer<H> {
 
     fn layer(&self, inner: S) -> Self::Service {
         HookService::from_arc(Arc::clone(&self.hook), inner)
+    }
+}
+
+/// A tower [`Layer`] for an [`Observe`]: a hook that never answers early, whose service
+/// returns the inner service's response type unchanged.
+///
+/// See the [`Observe`] docs for an example, and for when to pick it over a [`HookLayer`].
+#[must_use]
+pub struct ObserveLayer<O> {
+    observer: Arc<O>,
+}
+
+impl<O: Observe> ObserveLayer<O> {
+    /// A layer that runs `observer` before and after the inner service.
+    pub fn new(observer: O) -> Self {
+        Self {
+            observer: Arc::new(observer),
+        }
+    }
+}
+
+impl<O> ObserveLayer<O> {
+    /// The observer.
+    #[must_use]
+    pub fn observer(&self) -> &O {
+        &self.observer
+    }
+}
+
+impl<O> Clone for ObserveLayer<O> {
+    fn clone(&self) -> Self {
+        Self {
+            observer: Arc::clone(&self.observer),
+        }
+    }
+}
+
+impl<O: fmt::Debug> fmt::Debug for ObserveLayer<O> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct(stringify!(ObserveLayer))
+            .field("observer", &self.observer)
+            .finish()
+    }
+}
+
+impl<O, S> Layer<S> for ObserveLayer<O> {
+    type Service = ObserveService<O, S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ObserveService::from_arc(Arc::clone(&self.observer), inner)
     }
 }

@@ -27,10 +27,10 @@ pub use self::{
     },
     describe::{Describe, describe, described},
     error::{BoxError, Error, ProblemDetails, RenderError, Renderer},
-    layer::{HookLayer, MiddlewareLayer},
-    middleware::{Chain, EnsureContext, Hook, Middleware, Outcome},
+    layer::{HookLayer, MiddlewareLayer, ObserveLayer},
+    middleware::{Chain, EnsureContext, Hook, Middleware, Observe, Outcome},
     next::Next,
-    service::{HookService, MiddlewareService},
+    service::{HookService, MiddlewareService, ObserveService},
 };
 
 #[cfg(feature = "macros")]
@@ -60,8 +60,8 @@ pub mod __private {
     pub use crate::axum::Provides;
     /// Not public API.
     pub use crate::{
-        Context, Hook, HookService, Middleware, MiddlewareService, Next, Outcome, RequestExt,
-        ResponseBody,
+        Context, Hook, HookService, Middleware, MiddlewareService, Next, Observe, ObserveService,
+        Outcome, RequestExt, ResponseBody,
     };
     /// Not public API.
     pub use ::bytes::Bytes;

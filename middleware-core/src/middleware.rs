@@ -1,4 +1,5 @@
-//! The two authoring styles: [`Middleware`] (around) and [`Hook`] (before/after).
+//! The authoring styles: [`Middleware`] (around), [`Hook`] (before/after, may answer early) and
+//! [`Observe`] (before/after, never answers early).
 
 use std::{future::Future, ops::ControlFlow};
 
@@ -74,7 +75,7 @@ pub type Outcome<N> =
 ///
 /// # Around or hook: the trade-off
 ///
-/// There are two traits because there are two costs.
+/// There are two styles because there are two costs.
 ///
 /// - `Middleware` (this trait) is the flexible one: arbitrary async code before and after the
 ///   inner call. Its future cannot be named on stable Rust, so the adapter boxes it: **one heap
@@ -86,6 +87,9 @@ pub type Outcome<N> =
 ///   synchronous `after`. Its tower future is a named pin-project-lite type: **zero heap
 ///   allocations per request**, and it creates no context unless `before` asks for one. Most
 ///   header-level middleware (auth checks, header stamping, request ids) fits this shape.
+/// - [`Observe`] is a hook that cannot answer early: the same zero allocations, and its layer
+///   also leaves the response body type alone (a [`Hook`] wraps it in a [`ResponseBody`]), so
+///   logging, timing and stamping cost what they cost hand-written.
 ///
 /// # Backpressure / readiness
 ///
@@ -183,6 +187,14 @@ impl<O: Middleware, I: Middleware> Middleware for Chain<O, I> {
 /// Wrap a hook in [`HookLayer`](crate::HookLayer) to use it as a tower layer; see the
 /// [`Middleware`] trait docs for when to pick which style.
 ///
+/// # Hook or [`Observe`]
+///
+/// A hook may answer early, so its layer's response body is a [`ResponseBody`] over the inner
+/// body: every response is re-wrapped, and every body poll goes through one more enum level.
+/// A hook that never breaks (logging, timing, header stamping) pays for that and gains nothing:
+/// write it as an [`Observe`] instead, whose layer returns the inner service's response type
+/// unchanged. Keep `Hook` for the ones that answer early (auth checks, required headers).
+///
 /// # Example
 ///
 /// ```
@@ -260,6 +272,114 @@ pub trait Hook: Send + Sync + 'static {
 
     /// Runs after the inner service produced a response (not on errors, short-circuits or drops).
     fn after<B>(&self, state: Self::State, res: &mut http::Response<ResponseBody<B>>);
+}
+
+/// A hook that never answers early: `before` sees the request, `after` sees the inner
+/// service's response, and the response type is the inner service's, unchanged.
+///
+/// `before` returns a state, `after` gets it back with the response: the same shape as
+/// [`Hook`] without the short-circuit. Because the inner service is always called, the adapter
+/// does not wrap the response body in a [`ResponseBody`] and adds no enum level to body polls:
+/// [`ObserveLayer`](crate::ObserveLayer) over a service `S` answers with `S::Response`, and a
+/// stack of observers costs what the same logic costs hand-written. The state is dropped
+/// without `after` when the inner service fails or the request future is dropped, as with
+/// [`Hook`].
+///
+/// Wrap it in [`ObserveLayer`](crate::ObserveLayer) to use it as a tower layer.
+///
+/// # Example
+///
+/// ```
+/// use std::{convert::Infallible, time::Instant};
+/// use http::{Method, Request, Response};
+/// use middleware_core::{Observe, ObserveLayer};
+/// use tower::{ServiceBuilder, ServiceExt, service_fn};
+///
+/// /// Stamps the time spent below it on every response.
+/// struct Elapsed;
+///
+/// impl Observe for Elapsed {
+///     type State = (Method, Instant);
+///
+///     fn before<B>(&self, req: &mut Request<B>) -> Self::State {
+///         (req.method().clone(), Instant::now())
+///     }
+///
+///     fn after<B>(&self, (method, start): Self::State, res: &mut Response<B>) {
+///         let us = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
+///         res.headers_mut().insert("x-elapsed-us", us.into());
+///         res.headers_mut().insert("x-method", method.as_str().parse().unwrap());
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let svc = ServiceBuilder::new()
+///     .layer(ObserveLayer::new(Elapsed))
+///     .service(service_fn(|_: Request<String>| async {
+///         Ok::<_, Infallible>(Response::new(String::from("ok")))
+///     }));
+///
+/// // The response type is the inner service's: `Response<String>`, no wrapper.
+/// let res: Response<String> = svc.oneshot(Request::new(String::new())).await.unwrap();
+/// assert!(res.headers().contains_key("x-elapsed-us"));
+/// assert_eq!(res.headers()["x-method"], "GET");
+/// assert_eq!(res.into_body(), "ok");
+/// # }
+/// ```
+///
+/// # Observe or [`Hook`]
+///
+/// - `Observe` (this trait) cannot answer in place of the inner service; in exchange its layer
+///   leaves the response type alone: no body re-wrap per response, no extra enum level per body
+///   poll, zero heap allocations per request. Use it for logging, timing, metrics, header
+///   stamping: anything that lets every request through.
+/// - [`Hook`] can answer early (`ControlFlow::Break` in `before`), so its layer's response
+///   body is a [`ResponseBody`] over the inner body. Use it when some requests must be
+///   refused (auth, required headers, rate limits).
+///
+/// Both mix freely in one stack: observers outside or inside hooks.
+///
+/// # Backpressure / readiness
+///
+/// As with [`Hook`]: the adapter forwards `poll_ready` and calls the inner service inside its
+/// own `call`, so the service that reported ready is the one called, with no clone at all.
+///
+/// # Pitfalls
+///
+/// - Nothing here may block: `before` and `after` run inside `call` and `poll`.
+/// - `after` is not called for inner errors or dropped futures; the state is dropped instead,
+///   so a `Drop` impl on it sees every ending.
+/// - `after` gets the response head and the inner body type: it may edit headers and status,
+///   but a body of another type is a job for a plain tower layer.
+/// - The [`Context`](crate::Context) is not created unless `before` asks for it with
+///   [`RequestExt::context`](crate::RequestExt::context). When the request has one, dropping
+///   the response future cancels it with
+///   [`CancelCause::Dropped`](crate::CancelCause::Dropped), as [`HookLayer`](crate::HookLayer)
+///   does.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an observer (a hook that never answers early)",
+    label = "does not implement `Observe`",
+    note = "implement `middleware_core::Observe` (synchronous `before` returning a state, `after` with the inner response); see https://docs.rs/middleware-core/latest/middleware_core/trait.Observe.html"
+)]
+pub trait Observe: Send + Sync + 'static {
+    /// What `before` hands to `after`.
+    type State: Send + 'static;
+
+    /// Runs before the inner service, which is always called next.
+    fn before<B>(&self, req: &mut http::Request<B>) -> Self::State;
+
+    /// Runs after the inner service produced a response (not on errors or drops), with the
+    /// inner service's response, body type unchanged.
+    fn after<B>(&self, state: Self::State, res: &mut http::Response<B>);
+}
+
+impl Observe for () {
+    type State = ();
+
+    fn before<B>(&self, _: &mut http::Request<B>) {}
+
+    fn after<B>(&self, (): (), _: &mut http::Response<B>) {}
 }
 
 /// A hook that makes sure the request has a [`Context`](crate::Context), so that the layers it

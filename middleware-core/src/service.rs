@@ -1,4 +1,5 @@
-//! [`MiddlewareService`] and [`HookService`]: the tower services the layers make.
+//! [`MiddlewareService`], [`HookService`] and [`ObserveService`]: the tower services the layers
+//! make.
 
 use std::{
     fmt, mem,
@@ -13,9 +14,9 @@ use tower_service::Service;
 use crate::{
     body::ResponseBody,
     context::{DropGuard, RequestExt},
-    future::{HookFuture, ResponseFuture},
-    layer::{HookLayer, MiddlewareLayer},
-    middleware::{Hook, Middleware},
+    future::{HookFuture, ObserveFuture, ResponseFuture},
+    layer::{HookLayer, MiddlewareLayer, ObserveLayer},
+    middleware::{Hook, Middleware, Observe},
     next::ServiceNext,
 };
 
@@ -182,6 +183,83 @@ where
     }
 }
 
+/// The tower service of an [`ObserveLayer`]: runs an [`Observe`] before and after `S`.
+///
+/// Generic over request and response bodies; `Clone`, `Send` and `Sync` when `S` is; its
+/// response and error are `S`'s, unchanged; its future is the named, allocation-free
+/// [`ObserveFuture`].
+pub struct ObserveService<O, S> {
+    observer: Arc<O>,
+    inner: S,
+}
+
+impl<O: Observe, S> ObserveService<O, S> {
+    /// Wraps `inner` with `observer`.
+    pub fn new(inner: S, observer: O) -> Self {
+        Self::from_arc(Arc::new(observer), inner)
+    }
+
+    /// The layer form, same as [`ObserveLayer::new`].
+    pub fn layer(observer: O) -> ObserveLayer<O> {
+        ObserveLayer::new(observer)
+    }
+}
+
+impl<O, S> ObserveService<O, S> {
+    pub(crate) fn from_arc(observer: Arc<O>, inner: S) -> Self {
+        Self { observer, inner }
+    }
+
+    define_inner_service_accessors!();
+}
+
+impl<O, S: Clone> Clone for ObserveService<O, S> {
+    fn clone(&self) -> Self {
+        Self {
+            observer: Arc::clone(&self.observer),
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<O: fmt::Debug, S: fmt::Debug> fmt::Debug for ObserveService<O, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct(stringify!(ObserveService))
+            .field("observer", &self.observer)
+            .field("inner", &self.inner)
+            .finish()
+    }
+}
+
+impl<O, S, B, RB> Service<http::Request<B>> for ObserveService<O, S>
+where
+    O: Observe,
+    S: Service<http::Request<B>, Response = http::Response<RB>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = ObserveFuture<O, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        let state = self.observer.before(&mut req);
+        let guard = req
+            .try_context()
+            .map_or_else(DropGuard::none, crate::Context::drop_guard);
+        // As in `HookService::call`: the ready inner service is called right here, and the
+        // inner future is built in place.
+        ObserveFuture {
+            future: self.inner.call(req),
+            observer: Arc::clone(&self.observer),
+            state: Some(state),
+            guard,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::{
@@ -199,6 +277,8 @@ mod tests {
     use http_body_util::BodyExt;
     use tower::{ServiceBuilder, ServiceExt, service_fn};
     use tower_layer::Layer;
+
+    use std::future::Future as _;
 
     use super::*;
     #[cfg(feature = "testing")]
@@ -443,6 +523,8 @@ mod tests {
             .run()
             .await;
         Conformance::new(HookLayer::new(())).run().await;
+        Conformance::new(ObserveLayer::new(())).run().await;
+        Conformance::new(ObserveLayer::new(MakeContext)).run().await;
         Conformance::new(HookLayer::new(RequireHeader))
             .with_request(|| {
                 Request::builder()
@@ -454,6 +536,217 @@ mod tests {
             .await;
     }
 
+    #[tokio::test]
+    async fn observe_runs_before_then_inner_then_after_with_the_state() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let svc = ServiceBuilder::new()
+            .layer(ObserveLayer::new(Trace("outer", Arc::clone(&log))))
+            .layer(ObserveLayer::new(Trace("inner", Arc::clone(&log))))
+            .service(service_fn({
+                let log = Arc::clone(&log);
+                move |req: Request<String>| {
+                    let seen = req.headers()["x-trace"].to_str().unwrap().to_owned();
+                    log.lock().unwrap().push(format!("service saw {seen}"));
+                    async { Ok::<_, Infallible>(Response::new(String::from("body"))) }
+                }
+            }));
+        let res = svc.oneshot(Request::new(String::new())).await.unwrap();
+        assert_eq!(
+            *log.lock().unwrap(),
+            [
+                "before outer",
+                "before inner",
+                "service saw outer,inner",
+                "after inner (state: inner#0)",
+                "after outer (state: outer#0)",
+            ]
+        );
+        assert_eq!(res.headers()["x-after"], "outer");
+        assert_eq!(res.into_body(), "body", "the inner body, unwrapped");
+    }
+
+    #[tokio::test]
+    async fn observe_leaves_the_response_type_unchanged() {
+        fn same_response<S>(_: &S)
+        where
+            S: Service<Request<String>, Response = Response<String>, Error = Infallible>,
+        {
+        }
+        let svc = ObserveLayer::new(()).layer(ObserveLayer::new(()).layer(echo_header()));
+        same_response(&svc);
+        // A hook inside an observer: the observer's response is the hook's, unchanged.
+        let mixed = ObserveLayer::new(()).layer(HookLayer::new(RequireHeader).layer(echo_header()));
+        let res: Response<ResponseBody<String>> =
+            mixed.oneshot(Request::new(String::new())).await.unwrap();
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    }
+
+    #[tokio::test]
+    async fn observe_drops_the_state_without_after_on_an_inner_error() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let failing = service_fn(|_: Request<String>| async {
+            Err::<Response<String>, _>(std::io::Error::other("boom"))
+        });
+        let err = ObserveLayer::new(Trace("t", Arc::clone(&log)))
+            .layer(failing)
+            .oneshot(Request::new(String::new()))
+            .await
+            .unwrap_err();
+        assert_eq!(err.to_string(), "boom", "the inner error, unchanged");
+        assert_eq!(*log.lock().unwrap(), ["before t", "dropped t#0"]);
+    }
+
+    #[tokio::test]
+    async fn observe_drops_the_state_without_after_when_the_future_is_dropped() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let mut svc = ObserveLayer::new(Trace("t", Arc::clone(&log))).layer(service_fn(
+            |_: Request<String>| std::future::pending::<Result<Response<String>, Infallible>>(),
+        ));
+        let mut future = svc.call(Request::new(String::new()));
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(std::pin::Pin::new(&mut future).poll(&mut cx).is_pending());
+        drop(future);
+        assert_eq!(*log.lock().unwrap(), ["before t", "dropped t#0"]);
+    }
+
+    #[tokio::test]
+    async fn observe_fires_dropped_when_a_context_exists_like_the_hook_adapter() {
+        for observe in [true, false] {
+            let mut req = Request::new(String::new());
+            let cx = crate::RequestExt::context(&mut req).clone();
+            let inner = service_fn(|_: Request<String>| {
+                std::future::pending::<Result<Response<String>, Infallible>>()
+            });
+            let mut cx_task = std::task::Context::from_waker(std::task::Waker::noop());
+            if observe {
+                let mut future = ObserveLayer::new(()).layer(inner).call(req);
+                assert!(
+                    std::pin::Pin::new(&mut future)
+                        .poll(&mut cx_task)
+                        .is_pending()
+                );
+            } else {
+                let mut future = HookLayer::new(()).layer(inner).call(req);
+                assert!(
+                    std::pin::Pin::new(&mut future)
+                        .poll(&mut cx_task)
+                        .is_pending()
+                );
+            }
+            assert_eq!(cx.cause(), Some(CancelCause::Dropped), "observe: {observe}");
+        }
+    }
+
+    #[tokio::test]
+    async fn observe_does_not_cancel_a_request_that_completed_or_failed() {
+        let mut req = Request::new(String::new());
+        let cx = crate::RequestExt::context(&mut req).clone();
+        ObserveLayer::new(())
+            .layer(echo_header())
+            .oneshot(req)
+            .await
+            .unwrap();
+        assert_eq!(cx.cause(), None);
+
+        let mut req = Request::new(String::new());
+        let cx = crate::RequestExt::context(&mut req).clone();
+        let failing = service_fn(|_: Request<String>| async {
+            Err::<Response<String>, _>(std::io::Error::other("boom"))
+        });
+        let _ = ObserveLayer::new(()).layer(failing).oneshot(req).await;
+        assert_eq!(cx.cause(), None, "an error is an ending, not a drop");
+    }
+
+    #[tokio::test]
+    async fn observe_guards_a_context_that_before_created() {
+        let made = Arc::new(Mutex::new(None));
+        let mut future = ObserveLayer::new(Remember(Arc::clone(&made)))
+            .layer(service_fn(|_: Request<String>| {
+                std::future::pending::<Result<Response<String>, Infallible>>()
+            }))
+            .call(Request::new(String::new()));
+        let mut cx_task = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(
+            std::pin::Pin::new(&mut future)
+                .poll(&mut cx_task)
+                .is_pending()
+        );
+        let cx = made
+            .lock()
+            .unwrap()
+            .clone()
+            .expect("`before` made a context");
+        assert_eq!(cx.cause(), None);
+        drop(future);
+        assert_eq!(cx.cause(), Some(CancelCause::Dropped));
+    }
+
+    #[test]
+    fn a_panic_in_the_inner_future_cancels_like_a_drop_for_both_adapters() {
+        for observe in [true, false] {
+            let mut req = Request::new(String::new());
+            let cx = crate::RequestExt::context(&mut req).clone();
+            let inner = service_fn(|_: Request<String>| async {
+                panic!("inner panicked");
+                #[allow(unreachable_code)]
+                Ok::<Response<String>, Infallible>(Response::new(String::new()))
+            });
+            let mut cx_task = std::task::Context::from_waker(std::task::Waker::noop());
+            let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                if observe {
+                    let future = std::pin::pin!(ObserveLayer::new(()).layer(inner).call(req));
+                    let _ = future.poll(&mut cx_task);
+                } else {
+                    let future = std::pin::pin!(HookLayer::new(()).layer(inner).call(req));
+                    let _ = future.poll(&mut cx_task);
+                }
+            }));
+            assert!(caught.is_err());
+            assert_eq!(cx.cause(), Some(CancelCause::Dropped), "observe: {observe}");
+        }
+    }
+
+    #[test]
+    fn a_panic_in_before_or_after_does_not_cancel_for_both_adapters() {
+        // `before` runs before the guard exists; `after` after the inner service finished.
+        for (observe, in_before) in [(true, true), (true, false), (false, true), (false, false)] {
+            let mut req = Request::new(String::new());
+            let cx = crate::RequestExt::context(&mut req).clone();
+            let mut cx_task = std::task::Context::from_waker(std::task::Waker::noop());
+            let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                if observe {
+                    let mut svc = ObserveLayer::new(Panics(in_before)).layer(echo_header());
+                    let _ = std::pin::pin!(svc.call(req)).poll(&mut cx_task);
+                } else {
+                    let mut svc = HookLayer::new(Panics(in_before)).layer(echo_header());
+                    let _ = std::pin::pin!(svc.call(req)).poll(&mut cx_task);
+                }
+            }));
+            assert!(caught.is_err(), "observe: {observe}, before: {in_before}");
+            assert_eq!(cx.cause(), None, "observe: {observe}, before: {in_before}");
+        }
+    }
+
+    #[test]
+    fn observe_adapter_describes_and_debugs_with_the_observer_name() {
+        let svc = ObserveLayer::new(MakeContext).layer(crate::described("handler", ()));
+        assert_eq!(crate::describe(&svc).to_string(), "MakeContext -> handler");
+        assert_eq!(
+            format!("{:?}", ObserveLayer::new(MakeContext)),
+            "ObserveLayer { observer: MakeContext }"
+        );
+        assert!(format!("{svc:?}").starts_with("ObserveService { observer: MakeContext, inner: "));
+        let mut svc = ObserveLayer::new(MakeContext).layer(echo_header());
+        let future = svc.call(Request::new(String::new()));
+        assert_eq!(
+            format!("{future:?}"),
+            format!(
+                "ObserveFuture {{ observer: {:?}, .. }}",
+                std::any::type_name::<MakeContext>()
+            )
+        );
+    }
+
     #[test]
     fn adapters_are_clone_send_sync_when_their_parts_are() {
         fn assert_all<T: Clone + Send + Sync + 'static>(_: &T) {}
@@ -462,6 +755,8 @@ mod tests {
         assert_all(&HookLayer::new(RequireHeader).layer(svc));
         assert_all(&MiddlewareLayer::new(Stamp("x")));
         assert_all(&HookLayer::new(()));
+        assert_all(&ObserveLayer::new(MakeContext).layer(echo_header()));
+        assert_all(&ObserveLayer::new(()));
     }
 
     #[test]
@@ -471,6 +766,8 @@ mod tests {
         assert_send(around.call(Request::new(String::new())));
         let mut hook = HookLayer::new(RequireHeader).layer(echo_header());
         assert_send(hook.call(Request::new(String::new())));
+        let mut observe = ObserveLayer::new(MakeContext).layer(echo_header());
+        assert_send(observe.call(Request::new(String::new())));
     }
 
     // ----- fixtures -----------------------------------------------------------------------
@@ -553,6 +850,108 @@ mod tests {
         fn after<B>(&self, key: HeaderValue, res: &mut Response<ResponseBody<B>>) {
             res.headers_mut().insert("x-key-echo", key);
         }
+    }
+
+    /// Logs `before`, `after` (with the state it got) and a state dropped without `after`;
+    /// stamps `x-trace` on the request and `x-after` on the response.
+    struct Trace(&'static str, Arc<Mutex<Vec<String>>>);
+
+    /// A state that reports being dropped unless `after` consumed it.
+    struct TraceState {
+        name: String,
+        log: Option<Arc<Mutex<Vec<String>>>>,
+    }
+
+    impl Drop for TraceState {
+        fn drop(&mut self) {
+            if let Some(log) = self.log.take() {
+                log.lock().unwrap().push(format!("dropped {}", self.name));
+            }
+        }
+    }
+
+    impl Observe for Trace {
+        type State = TraceState;
+
+        fn before<B>(&self, req: &mut Request<B>) -> TraceState {
+            self.1.lock().unwrap().push(format!("before {}", self.0));
+            let trace = match req.headers().get("x-trace") {
+                Some(seen) => format!("{},{}", seen.to_str().unwrap(), self.0),
+                None => self.0.to_owned(),
+            };
+            req.headers_mut()
+                .insert("x-trace", HeaderValue::from_str(&trace).unwrap());
+            TraceState {
+                name: format!("{}#0", self.0),
+                log: Some(Arc::clone(&self.1)),
+            }
+        }
+
+        fn after<B>(&self, mut state: TraceState, res: &mut Response<B>) {
+            state.log = None;
+            self.1
+                .lock()
+                .unwrap()
+                .push(format!("after {} (state: {})", self.0, state.name));
+            res.headers_mut()
+                .insert("x-after", HeaderValue::from_static(self.0));
+        }
+    }
+
+    /// Panics in `before` (with `true`) or in `after`, as an observer and as a hook.
+    struct Panics(bool);
+
+    impl Observe for Panics {
+        type State = ();
+
+        fn before<B>(&self, _: &mut Request<B>) {
+            assert!(!self.0, "before panicked");
+        }
+
+        fn after<B>(&self, (): (), _: &mut Response<B>) {
+            panic!("after panicked");
+        }
+    }
+
+    impl Hook for Panics {
+        type State = ();
+
+        fn before<B>(&self, _: &mut Request<B>) -> ControlFlow<Response<Bytes>> {
+            assert!(!self.0, "before panicked");
+            ControlFlow::Continue(())
+        }
+
+        fn after<B>(&self, (): (), _: &mut Response<ResponseBody<B>>) {
+            panic!("after panicked");
+        }
+    }
+
+    /// An observer that creates the request's context.
+    #[derive(Debug)]
+    struct MakeContext;
+
+    impl Observe for MakeContext {
+        type State = ();
+
+        fn before<B>(&self, req: &mut Request<B>) {
+            let _ = crate::RequestExt::context(req);
+        }
+
+        fn after<B>(&self, (): (), _: &mut Response<B>) {}
+    }
+
+    /// An observer that creates the request's context and keeps a handle to it.
+    struct Remember(Arc<Mutex<Option<Context>>>);
+
+    impl Observe for Remember {
+        type State = ();
+
+        fn before<B>(&self, req: &mut Request<B>) {
+            let cx = crate::RequestExt::context(req).clone();
+            *self.0.lock().unwrap() = Some(cx);
+        }
+
+        fn after<B>(&self, (): (), _: &mut Response<B>) {}
     }
 
     type BoxFut<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;

@@ -9,7 +9,8 @@ use bytes::Bytes;
 use http::{Request, Response};
 use middleware_core::testing::{Bare, allocations_per_request, measure};
 use middleware_core::{
-    Hook, HookLayer, Middleware, MiddlewareLayer, Next, Outcome, RequestExt, ResponseBody,
+    Hook, HookLayer, Middleware, MiddlewareLayer, Next, Observe, ObserveLayer, Outcome, RequestExt,
+    ResponseBody,
 };
 use tower_layer::Layer;
 
@@ -44,6 +45,36 @@ impl Hook for StaticHeader {
             *res.status_mut() = http::StatusCode::ACCEPTED;
         }
     }
+}
+
+/// `StaticHeader` as an observer: the same work, the response type left alone.
+struct StaticHeaderObserver;
+
+impl Observe for StaticHeaderObserver {
+    type State = bool;
+
+    fn before<B>(&self, req: &mut Request<B>) -> bool {
+        req.headers().contains_key("x-accept")
+    }
+
+    fn after<B>(&self, accept: bool, res: &mut Response<B>) {
+        if !accept {
+            *res.status_mut() = http::StatusCode::ACCEPTED;
+        }
+    }
+}
+
+/// An observer that makes sure the request has a context.
+struct NeedsContextObserver;
+
+impl Observe for NeedsContextObserver {
+    type State = ();
+
+    fn before<B>(&self, req: &mut Request<B>) {
+        let _ = req.context();
+    }
+
+    fn after<B>(&self, (): (), _: &mut Response<B>) {}
 }
 
 /// A hook that makes sure the request has a context.
@@ -126,6 +157,39 @@ fn a_hook_that_does_not_touch_the_context_adds_no_allocation() {
         ),
     ));
     assert_eq!(allocations_per_request(five, plain), 0);
+}
+
+#[test]
+fn an_observer_that_does_not_touch_the_context_adds_no_allocation() {
+    let svc = ObserveLayer::new(StaticHeaderObserver).layer(Bare::new());
+    assert_eq!(allocations_per_request(svc, plain), 0);
+    let five = ObserveLayer::new(StaticHeaderObserver).layer(
+        ObserveLayer::new(StaticHeaderObserver).layer(
+            ObserveLayer::new(StaticHeaderObserver).layer(
+                ObserveLayer::new(StaticHeaderObserver)
+                    .layer(ObserveLayer::new(StaticHeaderObserver).layer(Bare::new())),
+            ),
+        ),
+    );
+    assert_eq!(allocations_per_request(five, plain), 0);
+    // Mixed with hooks: still nothing.
+    let mixed = ObserveLayer::new(StaticHeaderObserver).layer(
+        HookLayer::new(StaticHeader)
+            .layer(ObserveLayer::new(StaticHeaderObserver).layer(Bare::new())),
+    );
+    assert_eq!(allocations_per_request(mixed, plain), 0);
+}
+
+#[test]
+fn an_observer_pays_for_the_context_only_when_it_asks_and_once() {
+    let base = allocations_per_request(Bare::new(), with_extensions);
+    let one = ObserveLayer::new(NeedsContextObserver).layer(Bare::new());
+    assert_eq!(allocations_per_request(one, with_extensions) - base, 2);
+    let three = ObserveLayer::new(NeedsContextObserver).layer(
+        HookLayer::new(NeedsContext)
+            .layer(ObserveLayer::new(NeedsContextObserver).layer(Bare::new())),
+    );
+    assert_eq!(allocations_per_request(three, with_extensions) - base, 2);
 }
 
 #[test]

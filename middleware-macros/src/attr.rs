@@ -17,6 +17,7 @@ pub(crate) mod kw {
     syn::custom_keyword!(default);
     syn::custom_keyword!(hook);
     syn::custom_keyword!(new);
+    syn::custom_keyword!(observe);
     syn::custom_keyword!(provides);
     syn::custom_keyword!(secret);
     syn::custom_keyword!(service);

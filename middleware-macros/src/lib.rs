@@ -11,9 +11,10 @@ use proc_macro::TokenStream;
 
 /// Derives a tower `Layer` for a struct whose fields are a middleware's configuration.
 ///
-/// Write the struct and implement `middleware_core::Middleware` (around style, the default) or
-/// `middleware_core::Hook` (hook style, with `#[middleware(hook)]`) for it; the derive does the
-/// tower plumbing. The struct must be `Clone`: each `layer` call clones it once into the
+/// Write the struct and implement `middleware_core::Middleware` (around style, the default),
+/// `middleware_core::Hook` (hook style, with `#[middleware(hook)]`) or
+/// `middleware_core::Observe` (a hook that never answers early, with `#[middleware(observe)]`)
+/// for it; the derive does the tower plumbing. The struct must be `Clone`: each `layer` call clones it once into the
 /// service's shared `Arc` (never per request).
 ///
 /// # Example
@@ -68,7 +69,7 @@ use proc_macro::TokenStream;
 /// | item | what |
 /// | --- | --- |
 /// | `impl<S> tower::Layer<S> for Name` | `Service = NameService<S>`; clones `Name` into the service |
-/// | `type NameService<S> = MiddlewareService<Name, S>` | the service, named (`HookService` in hook mode); same visibility as the struct |
+/// | `type NameService<S> = MiddlewareService<Name, S>` | the service, named (`HookService` in hook mode, `ObserveService` in observe mode); same visibility as the struct |
 /// | `impl Debug for Name` | every field, `"<redacted>"` for `#[middleware(secret)]` ones |
 /// | `Name::new(required..) -> Name` | named-field structs: one argument per field without a default, in order; `#[must_use]` |
 /// | `Name::field(self, value) -> Name` | one `#[must_use]` setter per field with a default |
@@ -86,6 +87,8 @@ use proc_macro::TokenStream;
 /// - `around` (default): the struct implements `Middleware`; the layer is a
 ///   `MiddlewareService` (one allocation per request for the future).
 /// - `hook`: the struct implements `Hook`; the layer is a `HookService` (no allocation).
+/// - `observe`: the struct implements `Observe`; the layer is an `ObserveService` (no
+///   allocation, and the inner service's response type unchanged: no `ResponseBody` wrapper).
 /// - `service = Ident`: name the service alias (default `<Name>Service`), e.g.
 ///   `#[middleware(service = Stamp)]` on `struct StampLayer`, after tower-http's naming.
 /// - `new = false`: do not generate `new` (and so no `default`s either).

@@ -10,8 +10,8 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use middleware_core::testing::{Bare, allocations_per_request, measure, measure_per_request};
 use middleware_core::{
-    Context, Hook, HookLayer, Layer, Middleware, MiddlewareLayer, Next, Outcome, RequestExt,
-    ResponseBody, middleware_fn,
+    Context, Hook, HookLayer, Layer, Middleware, MiddlewareLayer, Next, Observe, ObserveLayer,
+    Outcome, RequestExt, ResponseBody, middleware_fn,
 };
 use tower::{Layer as _, Service};
 
@@ -135,6 +135,42 @@ impl Hook for DerivedHook {
     }
 }
 
+/// The same work as an observer, hand-written...
+struct HandObserver;
+
+impl Observe for HandObserver {
+    type State = bool;
+
+    fn before<B>(&self, req: &mut Request<B>) -> bool {
+        req.headers().contains_key("x-key")
+    }
+
+    fn after<B>(&self, keyed: bool, res: &mut Response<B>) {
+        if !keyed {
+            *res.status_mut() = StatusCode::ACCEPTED;
+        }
+    }
+}
+
+/// ... and derived in observe mode.
+#[derive(Clone, Layer)]
+#[middleware(observe)]
+struct DerivedObserver;
+
+impl Observe for DerivedObserver {
+    type State = bool;
+
+    fn before<B>(&self, req: &mut Request<B>) -> bool {
+        req.headers().contains_key("x-key")
+    }
+
+    fn after<B>(&self, keyed: bool, res: &mut Response<B>) {
+        if !keyed {
+            *res.status_mut() = StatusCode::ACCEPTED;
+        }
+    }
+}
+
 /// The same, as a `before` fn with an `after` fn.
 #[middleware_fn(before, after = fn_hook_after)]
 fn fn_hook<B>(req: &mut Request<B>) -> ControlFlow<Response<Bytes>, bool> {
@@ -189,6 +225,15 @@ fn derived_hook_costs_what_hand_written_hook_costs_which_is_nothing() {
     let base = per_request(Bare::new());
     let hand = per_request(HookLayer::new(HandHook).layer(Bare::new()));
     let derived = per_request(DerivedHook.layer(Bare::new()));
+    assert_eq!(derived, hand);
+    assert_eq!(derived - base, 0);
+}
+
+#[test]
+fn derived_observer_costs_what_hand_written_observer_costs_which_is_nothing() {
+    let base = per_request(Bare::new());
+    let hand = per_request(ObserveLayer::new(HandObserver).layer(Bare::new()));
+    let derived = per_request(DerivedObserver.layer(Bare::new()));
     assert_eq!(derived, hand);
     assert_eq!(derived - base, 0);
 }

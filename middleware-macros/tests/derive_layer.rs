@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use middleware_core::{
-    Hook, Layer, Middleware, Next, Outcome, RequestExt, ResponseBody, testing::Conformance,
+    Hook, Layer, Middleware, Next, Observe, Outcome, RequestExt, ResponseBody, testing::Conformance,
 };
 use tower::{Layer as _, ServiceBuilder, ServiceExt, service_fn};
 
@@ -65,6 +65,26 @@ impl Hook for Tenant {
 
     fn after<B>(&self, tenant: HeaderValue, res: &mut Response<ResponseBody<B>>) {
         res.headers_mut().insert("x-tenant", tenant);
+    }
+}
+
+/// An observer: stamps the request's method on the response; never answers early.
+#[derive(Clone, Layer)]
+#[middleware(observe)]
+struct EchoMethod {
+    header: &'static str,
+}
+
+impl Observe for EchoMethod {
+    type State = http::Method;
+
+    fn before<B>(&self, req: &mut Request<B>) -> http::Method {
+        req.method().clone()
+    }
+
+    fn after<B>(&self, method: http::Method, res: &mut Response<B>) {
+        res.headers_mut()
+            .insert(self.header, HeaderValue::from_str(method.as_str()).unwrap());
     }
 }
 
@@ -179,6 +199,23 @@ async fn the_hook_mode_uses_the_hook_service() {
 }
 
 #[tokio::test]
+async fn the_observe_mode_uses_the_observe_service_and_keeps_the_response_type() {
+    let svc: EchoMethodService<_> = EchoMethod::new("x-method").layer(echo());
+    let _: &middleware_core::ObserveService<EchoMethod, _> = &svc;
+    let req = Request::builder()
+        .method("PUT")
+        .body(String::new())
+        .unwrap();
+    // The inner service's response type, not a `ResponseBody` over it.
+    let res: Response<String> = svc.oneshot(req).await.unwrap();
+    assert_eq!(res.headers()["x-method"], "PUT");
+    assert_eq!(
+        format!("{:?}", EchoMethod::new("x-m")),
+        "EchoMethod { header: \"x-m\" }"
+    );
+}
+
+#[tokio::test]
 async fn generic_structs_get_a_generic_layer_and_alias() {
     let svc: TagService<_, &'static str> =
         Tag("hello").layer(service_fn(|req: Request<String>| async move {
@@ -217,6 +254,7 @@ async fn derived_layers_pass_the_conformance_kit() {
         })
         .run()
         .await;
+    Conformance::new(EchoMethod::new("x-method")).run().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

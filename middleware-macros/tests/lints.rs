@@ -8,7 +8,7 @@ use std::{ops::ControlFlow, time::Duration};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use middleware_core::{
-    Context, Hook, Layer, Middleware, Next, Outcome, ResponseBody, middleware_fn,
+    Context, Hook, Layer, Middleware, Next, Observe, Outcome, ResponseBody, middleware_fn,
 };
 
 /// A re-exporter, as `middleware_std` is: `crate = "..."` points the expansion at it.
@@ -116,6 +116,28 @@ impl Hook for Nothing {
     }
 
     fn after<B>(&self, (): (), _: &mut Response<ResponseBody<B>>) {}
+}
+
+/// Observe mode, named fields with a default, generic, through the re-exporter.
+#[derive(Clone, Layer)]
+#[middleware(observe, crate = "reexport")]
+pub struct Watch<T: Clone + Send + Sync + 'static> {
+    tag: T,
+    #[middleware(default)]
+    count: u8,
+}
+
+impl<T: Clone + Send + Sync + 'static> Observe for Watch<T> {
+    type State = u8;
+
+    fn before<B>(&self, _: &mut Request<B>) -> u8 {
+        let _ = &self.tag;
+        self.count
+    }
+
+    fn after<B>(&self, count: u8, _: &mut Response<B>) {
+        let _ = count;
+    }
 }
 
 /// Around fn, public.

@@ -10,8 +10,9 @@ mod macros;
 pub use middleware_core::{
     BoxError, CancelCause, Cancelled, Chain, Context, Describe, DropGuard, EnsureContext, Error,
     Expiry, Hook, HookLayer, HookService, Mark, Middleware, MiddlewareLayer, MiddlewareService,
-    Next, Outcome, ProblemDetails, RenderError, Renderer, RequestExt, RequestId, ResponseBody,
-    TimeoutPhase, body, context, describe, described, error, future, next,
+    Next, Observe, ObserveLayer, ObserveService, Outcome, ProblemDetails, RenderError, Renderer,
+    RequestExt, RequestId, ResponseBody, TimeoutPhase, body, context, describe, described, error,
+    future, next,
 };
 // The crates a layer's signatures are made of, so that an app or a layer crate depends on one
 // crate (not inlined: they are documented where they come from).

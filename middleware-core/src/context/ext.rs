@@ -52,6 +52,7 @@ impl RequestExt for Extensions {
         self.get_or_insert_with(Context::new)
     }
 
+    #[inline]
     fn try_context(&self) -> Option<&Context> {
         self.get::<Context>()
     }
@@ -62,6 +63,7 @@ impl<B> RequestExt for http::Request<B> {
         self.extensions_mut().context()
     }
 
+    #[inline]
     fn try_context(&self) -> Option<&Context> {
         self.extensions().try_context()
     }

@@ -38,12 +38,14 @@ impl DropGuard {
     }
 
     /// Disarms the guard: the request completed.
+    #[inline]
     pub fn disarm(&mut self) {
         self.0 = None;
     }
 }
 
 impl Drop for DropGuard {
+    #[inline]
     fn drop(&mut self) {
         if let Some(shared) = self.0.take() {
             shared.cancel(CancelCause::Dropped);

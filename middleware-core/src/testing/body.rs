@@ -483,7 +483,7 @@ mod tests {
     use http_body::SizeHint;
 
     use super::*;
-    use crate::{HookLayer, MiddlewareLayer, testing::ProbeBody};
+    use crate::{HookLayer, MiddlewareLayer, ObserveLayer, testing::ProbeBody};
 
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
     enum Bug {
@@ -758,6 +758,7 @@ mod tests {
     async fn the_core_adapters_pass_every_check() {
         check_conformance!(Conformance::new(HookLayer::new(()))).await;
         check_conformance!(Conformance::new(MiddlewareLayer::new(()))).await;
+        check_conformance!(Conformance::new(ObserveLayer::new(()))).await;
     }
 
     #[tokio::test]

@@ -21,6 +21,7 @@ pub(crate) fn expand(input: &Input<'_>, fallback: bool) -> TokenStream {
     let adapter = match input.mode() {
         Mode::Around => quote!(#p::MiddlewareService),
         Mode::Hook => quote!(#p::HookService),
+        Mode::Observe => quote!(#p::ObserveService),
     };
 
     let alias_type = alias_type(input, &inner, &adapter);
@@ -91,6 +92,7 @@ fn alias_type(input: &Input<'_>, inner: &Ident, adapter: &TokenStream) -> TokenS
     let style = match input.mode() {
         Mode::Around => "around style, `middleware_core::MiddlewareService`",
         Mode::Hook => "hook style, `middleware_core::HookService`",
+        Mode::Observe => "observe style, `middleware_core::ObserveService`",
     };
     let doc = format!(
         "The tower service that [`{}`] makes as a layer: it runs `{}` in front of the inner service `{inner}` ({style}).",
@@ -206,7 +208,7 @@ fn unit_constructor(input: &Input<'_>) -> TokenStream {
     }
 }
 
-/// `impl Layer<S> for Name`, bounded by `Self: Clone + Middleware` (or `Hook`) spanned on the
+/// `impl Layer<S> for Name`, bounded by `Self: Clone + Middleware` (or `Hook`, `Observe`) spanned on the
 /// struct's name, so a missing impl is reported there with the trait's own note.
 fn layer_impl(
     input: &Input<'_>,
@@ -242,6 +244,7 @@ fn layer_impl(
     let bound = match input.mode() {
         Mode::Around => quote_spanned!(span=> Self: #checked::Clone + #checked::Middleware),
         Mode::Hook => quote_spanned!(span=> Self: #checked::Clone + #checked::Hook),
+        Mode::Observe => quote_spanned!(span=> Self: #checked::Clone + #checked::Observe),
     };
     quote! {
         #[automatically_derived]

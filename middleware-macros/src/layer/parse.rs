@@ -12,8 +12,9 @@ use crate::{
 };
 
 /// Keys accepted on the struct.
-pub(crate) const CONTAINER_KEYS: &[&str] =
-    &["around", "hook", "crate", "service", "new", "provides"];
+pub(crate) const CONTAINER_KEYS: &[&str] = &[
+    "around", "hook", "observe", "crate", "service", "new", "provides",
+];
 /// Keys accepted on a field.
 pub(crate) const FIELD_KEYS: &[&str] = &["secret", "default"];
 
@@ -24,6 +25,8 @@ pub(crate) enum Mode {
     Around,
     /// `impl Hook for Struct`.
     Hook,
+    /// `impl Observe for Struct`.
+    Observe,
 }
 
 impl Mode {
@@ -31,6 +34,7 @@ impl Mode {
         match self {
             Self::Around => "around",
             Self::Hook => "hook",
+            Self::Observe => "observe",
         }
     }
 }
@@ -126,6 +130,9 @@ impl<'a> Input<'a> {
         } else if input.peek(kw::hook) {
             let key: kw::hook = input.parse()?;
             self.set_mode(key.span, Mode::Hook, errors);
+        } else if input.peek(kw::observe) {
+            let key: kw::observe = input.parse()?;
+            self.set_mode(key.span, Mode::Observe, errors);
         } else if input.peek(Token![crate]) {
             let key: Token![crate] = input.parse()?;
             attr::expect_eq(input, key.span, "crate = \"<path>\"")?;
@@ -174,7 +181,7 @@ impl<'a> Input<'a> {
             Some(&previous) if previous != mode => errors.error(
                 span,
                 format_args!(
-                    "`{}` conflicts with `{}`: a middleware is either around (`impl Middleware`) or hook (`impl Hook`)",
+                    "`{}` conflicts with `{}`: a middleware is one of around (`impl Middleware`), hook (`impl Hook`) or observe (`impl Observe`)",
                     mode.key(),
                     previous.key()
                 ),
@@ -241,6 +248,7 @@ impl<'a> Field<'a> {
             self.default.set(key.span, value, errors);
         } else if input.peek(kw::around)
             || input.peek(kw::hook)
+            || input.peek(kw::observe)
             || input.peek(Token![crate])
             || input.peek(kw::service)
             || input.peek(kw::new)
