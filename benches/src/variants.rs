@@ -142,6 +142,7 @@ impl Hook for HookTiming {
 // `HookLog` and `HookTiming` never answer early: the same logic as observers, whose layer keeps
 // the inner response type (`ours-observe-3` vs `ours-hook-3`; auth stays a hook).
 
+#[derive(Clone)]
 pub struct ObserveLog;
 
 impl Observe for ObserveLog {
@@ -161,6 +162,7 @@ impl Observe for ObserveLog {
     }
 }
 
+#[derive(Clone)]
 pub struct ObserveTiming;
 
 impl Observe for ObserveTiming {

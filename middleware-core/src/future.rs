@@ -154,7 +154,7 @@ pin_project_lite::pin_project! {
         // written in place rather than moved through a constructor's argument.
         #[pin]
         pub(crate) future: F,
-        pub(crate) observer: Arc<O>,
+        pub(crate) observer: O,
         pub(crate) state: Option<O::State>,
         pub(crate) guard: DropGuard,
     }

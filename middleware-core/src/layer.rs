@@ -112,18 +112,21 @@ impl<H, S> Layer<S> for HookLayer<H> {
 /// A tower [`Layer`] for an [`Observe`]: a hook that never answers early, whose service
 /// returns the inner service's response type unchanged.
 ///
+/// The observer is held by value and cloned into each service and each request's future, as
+/// tower-http's layers clone their callbacks: free for the usual stateless observer; put shared
+/// state behind an `Arc` inside it.
+///
 /// See the [`Observe`] docs for an example, and for when to pick it over a [`HookLayer`].
+#[derive(Clone)]
 #[must_use]
 pub struct ObserveLayer<O> {
-    observer: Arc<O>,
+    observer: O,
 }
 
-impl<O: Observe> ObserveLayer<O> {
+impl<O: Observe + Clone> ObserveLayer<O> {
     /// A layer that runs `observer` before and after the inner service.
     pub fn new(observer: O) -> Self {
-        Self {
-            observer: Arc::new(observer),
-        }
+        Self { observer }
     }
 }
 
@@ -135,14 +138,6 @@ impl<O> ObserveLayer<O> {
     }
 }
 
-impl<O> Clone for ObserveLayer<O> {
-    fn clone(&self) -> Self {
-        Self {
-            observer: Arc::clone(&self.observer),
-        }
-    }
-}
-
 impl<O: fmt::Debug> fmt::Debug for ObserveLayer<O> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct(stringify!(ObserveLayer))
@@ -151,10 +146,10 @@ impl<O: fmt::Debug> fmt::Debug for ObserveLayer<O> {
     }
 }
 
-impl<O, S> Layer<S> for ObserveLayer<O> {
+impl<O: Clone, S> Layer<S> for ObserveLayer<O> {
     type Service = ObserveService<O, S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        ObserveService::from_arc(Arc::clone(&self.observer), inner)
+        ObserveService::from_parts(self.observer.clone(), inner)
     }
 }

@@ -285,7 +285,11 @@ pub trait Hook: Send + Sync + 'static {
 /// without `after` when the inner service fails or the request future is dropped, as with
 /// [`Hook`].
 ///
-/// Wrap it in [`ObserveLayer`](crate::ObserveLayer) to use it as a tower layer.
+/// Wrap it in [`ObserveLayer`](crate::ObserveLayer) to use it as a tower layer. The layer
+/// holds the observer by value and clones it into each request's future (so it must be
+/// `Clone`), as tower-http's layers clone their callbacks: for the usual stateless observer
+/// that costs nothing, where a shared `Arc` would cost two atomic operations per request; keep
+/// state shared between requests behind an `Arc` inside the observer.
 ///
 /// # Example
 ///
@@ -296,6 +300,7 @@ pub trait Hook: Send + Sync + 'static {
 /// use tower::{ServiceBuilder, ServiceExt, service_fn};
 ///
 /// /// Stamps the time spent below it on every response.
+/// #[derive(Clone)]
 /// struct Elapsed;
 ///
 /// impl Observe for Elapsed {

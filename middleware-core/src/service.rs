@@ -188,15 +188,16 @@ where
 /// Generic over request and response bodies; `Clone`, `Send` and `Sync` when `S` is; its
 /// response and error are `S`'s, unchanged; its future is the named, allocation-free
 /// [`ObserveFuture`].
+#[derive(Clone)]
 pub struct ObserveService<O, S> {
-    observer: Arc<O>,
+    observer: O,
     inner: S,
 }
 
-impl<O: Observe, S> ObserveService<O, S> {
+impl<O: Observe + Clone, S> ObserveService<O, S> {
     /// Wraps `inner` with `observer`.
     pub fn new(inner: S, observer: O) -> Self {
-        Self::from_arc(Arc::new(observer), inner)
+        Self::from_parts(observer, inner)
     }
 
     /// The layer form, same as [`ObserveLayer::new`].
@@ -206,20 +207,11 @@ impl<O: Observe, S> ObserveService<O, S> {
 }
 
 impl<O, S> ObserveService<O, S> {
-    pub(crate) fn from_arc(observer: Arc<O>, inner: S) -> Self {
+    pub(crate) const fn from_parts(observer: O, inner: S) -> Self {
         Self { observer, inner }
     }
 
     define_inner_service_accessors!();
-}
-
-impl<O, S: Clone> Clone for ObserveService<O, S> {
-    fn clone(&self) -> Self {
-        Self {
-            observer: Arc::clone(&self.observer),
-            inner: self.inner.clone(),
-        }
-    }
 }
 
 impl<O: fmt::Debug, S: fmt::Debug> fmt::Debug for ObserveService<O, S> {
@@ -233,7 +225,7 @@ impl<O: fmt::Debug, S: fmt::Debug> fmt::Debug for ObserveService<O, S> {
 
 impl<O, S, B, RB> Service<http::Request<B>> for ObserveService<O, S>
 where
-    O: Observe,
+    O: Observe + Clone,
     S: Service<http::Request<B>, Response = http::Response<RB>>,
 {
     type Response = S::Response;
@@ -253,7 +245,7 @@ where
         // inner future is built in place.
         ObserveFuture {
             future: self.inner.call(req),
-            observer: Arc::clone(&self.observer),
+            observer: self.observer.clone(),
             state: Some(state),
             guard,
         }
@@ -854,6 +846,7 @@ mod tests {
 
     /// Logs `before`, `after` (with the state it got) and a state dropped without `after`;
     /// stamps `x-trace` on the request and `x-after` on the response.
+    #[derive(Clone)]
     struct Trace(&'static str, Arc<Mutex<Vec<String>>>);
 
     /// A state that reports being dropped unless `after` consumed it.
@@ -899,6 +892,7 @@ mod tests {
     }
 
     /// Panics in `before` (with `true`) or in `after`, as an observer and as a hook.
+    #[derive(Clone)]
     struct Panics(bool);
 
     impl Observe for Panics {
@@ -927,7 +921,7 @@ mod tests {
     }
 
     /// An observer that creates the request's context.
-    #[derive(Debug)]
+    #[derive(Clone, Debug)]
     struct MakeContext;
 
     impl Observe for MakeContext {
@@ -941,6 +935,7 @@ mod tests {
     }
 
     /// An observer that creates the request's context and keeps a handle to it.
+    #[derive(Clone)]
     struct Remember(Arc<Mutex<Option<Context>>>);
 
     impl Observe for Remember {

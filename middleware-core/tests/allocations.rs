@@ -48,6 +48,7 @@ impl Hook for StaticHeader {
 }
 
 /// `StaticHeader` as an observer: the same work, the response type left alone.
+#[derive(Clone)]
 struct StaticHeaderObserver;
 
 impl Observe for StaticHeaderObserver {
@@ -65,6 +66,7 @@ impl Observe for StaticHeaderObserver {
 }
 
 /// An observer that makes sure the request has a context.
+#[derive(Clone)]
 struct NeedsContextObserver;
 
 impl Observe for NeedsContextObserver {

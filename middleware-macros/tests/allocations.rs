@@ -136,6 +136,7 @@ impl Hook for DerivedHook {
 }
 
 /// The same work as an observer, hand-written...
+#[derive(Clone)]
 struct HandObserver;
 
 impl Observe for HandObserver {

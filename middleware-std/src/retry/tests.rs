@@ -416,8 +416,9 @@ fn debug_names_the_policy_and_settings() {
 async fn every_attempt_sends_the_request_as_the_caller_made_it() {
     #[derive(Clone, Debug, PartialEq)]
     struct Tag(u8);
-    let seen: Arc<Mutex<Vec<(Method, String, http::Version, HeaderMap, Option<Tag>)>>> =
-        Arc::default();
+    /// What one attempt carried: method, URI, version, headers, the other extension.
+    type Sent = (Method, String, http::Version, HeaderMap, Option<Tag>);
+    let seen: Arc<Mutex<Vec<Sent>>> = Arc::default();
     let upstream = {
         let seen = Arc::clone(&seen);
         service_fn(move |req: Request<String>| {
