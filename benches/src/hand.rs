@@ -783,3 +783,172 @@ impl<B: http_body::Body> http_body::Body for HeldBody<B> {
         self.body.size_hint()
     }
 }
+
+// ----- the same limit with our layer's observable behaviour ---------------------------------
+//
+// `HeldLimit` plus what `ConcurrencyLimitLayer` promises beyond it: the shed request gets a
+// problem-details `503` (a body of its own, so the response body is an either-body), and a
+// response body that failed never ends cleanly afterwards (a cut response must not look
+// complete): the same observable work as ours, written by hand.
+
+#[derive(Clone)]
+pub struct StrictLimitLayer(std::sync::Arc<tokio::sync::Semaphore>);
+
+impl StrictLimitLayer {
+    pub fn new(max: usize) -> Self {
+        Self(std::sync::Arc::new(tokio::sync::Semaphore::new(max)))
+    }
+}
+
+impl<S> Layer<S> for StrictLimitLayer {
+    type Service = StrictLimit<S>;
+
+    fn layer(&self, inner: S) -> StrictLimit<S> {
+        StrictLimit {
+            inner,
+            places: std::sync::Arc::clone(&self.0),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct StrictLimit<S> {
+    inner: S,
+    places: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+impl<S, B, RB> Service<Request<B>> for StrictLimit<S>
+where
+    S: Service<Request<B>, Response = Response<RB>>,
+{
+    type Response = Response<StrictBody<RB>>;
+    type Error = S::Error;
+    type Future = StrictFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        match std::sync::Arc::clone(&self.places).try_acquire_owned() {
+            Ok(permit) => StrictFuture::Running {
+                future: self.inner.call(req),
+                permit: Some(permit),
+            },
+            Err(_) => StrictFuture::Shed,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = StrictProj]
+    pub enum StrictFuture<F> {
+        Running { #[pin] future: F, permit: Option<tokio::sync::OwnedSemaphorePermit> },
+        Shed,
+    }
+}
+
+/// The shed request's problem details.
+const SHED: &str = r#"{"type":"about:blank","title":"Service Unavailable","status":503}"#;
+
+impl<F, RB, E> Future for StrictFuture<F>
+where
+    F: Future<Output = Result<Response<RB>, E>>,
+{
+    type Output = Result<Response<StrictBody<RB>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            StrictProj::Running { future, permit } => {
+                let res = ready!(future.poll(cx))?;
+                let permit = permit.take();
+                Poll::Ready(Ok(res.map(|body| StrictBody::Held {
+                    body,
+                    permit,
+                    failed: false,
+                })))
+            }
+            StrictProj::Shed => {
+                let mut res = Response::new(StrictBody::Shed {
+                    data: Some(bytes::Bytes::from_static(SHED.as_bytes())),
+                });
+                *res.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                let headers = res.headers_mut();
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                headers.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/problem+json"),
+                );
+                Poll::Ready(Ok(res))
+            }
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The shed response's own body, or the inner body holding its place until it ends, fails
+    /// or is dropped; after an error it never ends cleanly.
+    #[project = StrictBodyProj]
+    pub enum StrictBody<B> {
+        Shed { data: Option<bytes::Bytes> },
+        Held {
+            #[pin]
+            body: B,
+            permit: Option<tokio::sync::OwnedSemaphorePermit>,
+            failed: bool,
+        },
+    }
+}
+
+impl<B: http_body::Body<Data = bytes::Bytes>> http_body::Body for StrictBody<B> {
+    type Data = bytes::Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, B::Error>>> {
+        match self.project() {
+            StrictBodyProj::Shed { data } => {
+                Poll::Ready(data.take().map(|data| Ok(http_body::Frame::data(data))))
+            }
+            StrictBodyProj::Held {
+                mut body,
+                permit,
+                failed,
+            } => {
+                if *failed {
+                    return Poll::Pending;
+                }
+                let frame = ready!(body.as_mut().poll_frame(cx));
+                match &frame {
+                    Some(Err(_)) => {
+                        *failed = true;
+                        *permit = None;
+                    }
+                    None => *permit = None,
+                    Some(Ok(_)) if body.is_end_stream() => *permit = None,
+                    Some(Ok(_)) => {}
+                }
+                Poll::Ready(frame)
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Shed { data } => data.is_none(),
+            Self::Held { body, failed, .. } => !failed && body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        match self {
+            Self::Shed { data } => {
+                http_body::SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
+            Self::Held { failed: true, .. } => http_body::SizeHint::new(),
+            Self::Held { body, .. } => body.size_hint(),
+        }
+    }
+}

@@ -6,7 +6,9 @@
 //!   (sequential requests, 1,024 places), shedding when it is: ours answers `503` itself,
 //!   tower's `LoadShed` over `ConcurrencyLimit` fails with an error. tower gives the place back
 //!   at the response head; ours holds it to the end of the body, so `hand-concurrency-limit`
-//!   (`hand.rs`) is the same work written by hand: shed with `503`, the place held by the body.
+//!   (`hand.rs`) is that work written by hand: shed with `503`, the place held by the body.
+//!   `hand-concurrency-limit-strict` adds what ours promises beyond it: a problem-details `503`
+//!   (so an either-body) and a body that never ends cleanly after an error.
 //! - `std-rate-limit` (`()` key: one global quota), `std-rate-limit-header` (keyed by the
 //!   `Authorization` header, hashed into the store) vs `tower-rate-limit`: a quota of a billion
 //!   requests per second, never reached, and no `RateLimit` headers on allowed responses
@@ -51,9 +53,10 @@ use tower::{Layer, Service, ServiceBuilder};
 use crate::{InnerFor, Variant, hand, inner_for, unauthenticated, variant};
 
 /// Each of ours next to its tower twin.
-pub const PAIRS: [(&str, &str); 10] = [
+pub const PAIRS: [(&str, &str); 11] = [
     ("std-concurrency-limit", "tower-concurrency-limit"),
     ("std-concurrency-limit", "hand-concurrency-limit"),
+    ("std-concurrency-limit", "hand-concurrency-limit-strict"),
     ("std-rate-limit", "tower-rate-limit"),
     ("std-rate-limit-header", "tower-rate-limit"),
     ("std-rate-limit-ietf", "tower-rate-limit"),
@@ -112,6 +115,11 @@ fn protection_variants() -> Vec<Variant> {
             "hand-concurrency-limit",
             "hand-written limit of 1024 that sheds with 503 and holds the place to the end of the body (ours' work; tower gives it back at the head)",
             hand::HeldLimitLayer::new(MAX_IN_FLIGHT).layer(crate::inner()),
+        ),
+        variant_any(
+            "hand-concurrency-limit-strict",
+            "hand-concurrency-limit with our layer's observable behaviour: a problem-details 503 when shed (an either-body), and a body that never ends cleanly after an error",
+            hand::StrictLimitLayer::new(MAX_IN_FLIGHT).layer(crate::inner()),
         ),
         variant_any(
             "std-rate-limit",

@@ -40,8 +40,9 @@ pub(crate) trait Grant<B>: Sized {
     /// The response body, inside [`ResponseBody`].
     type Body;
 
-    /// The inner service's response, with the grant applied.
-    fn respond(grant: Option<Self>, res: Response<B>) -> Response<Self::Body>;
+    /// The inner service's response, with the grant applied and its body wrapped in
+    /// [`ResponseBody`]: in one `Response::map`, so the head is moved once.
+    fn respond(grant: Option<Self>, res: Response<B>) -> Response<ResponseBody<Self::Body>>;
 }
 
 pin_project_lite::pin_project! {
@@ -154,9 +155,7 @@ where
                 StateProj::Running { future, grant } => {
                     let result = ready!(future.poll(cx));
                     let grant = grant.take();
-                    return Poll::Ready(
-                        result.map(|res| G::respond(grant, res).map(ResponseBody::new)),
-                    );
+                    return Poll::Ready(result.map(|res| G::respond(grant, res)));
                 }
             };
             // Leaving `Waiting` drops the pending decision (and what it holds: a queue place).

@@ -112,11 +112,12 @@ impl Pending for Queued {
 impl<B: Body> Grant<B> for OwnedSemaphorePermit {
     type Body = PermitBody<B>;
 
-    fn respond(permit: Option<Self>, res: Response<B>) -> Response<PermitBody<B>> {
+    #[inline]
+    fn respond(permit: Option<Self>, res: Response<B>) -> Response<ResponseBody<PermitBody<B>>> {
         res.map(|body| {
             // A body already at its end gives the place back at the head.
             let permit = if body.is_end_stream() { None } else { permit };
-            PermitBody::new(body, permit)
+            ResponseBody::new(PermitBody::new(body, permit))
         })
     }
 }
@@ -196,6 +197,7 @@ where
 {
     type Output = Result<Response<ResponseBody<PermitBody<ResBody>>>, S::Error>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
         self.project().inner.poll(cx)
     }

@@ -114,11 +114,12 @@ impl<C: Future<Output = Decision>> Pending for Checking<C> {
 impl<B> Grant<B> for Headers {
     type Body = B;
 
-    fn respond(headers: Option<Self>, mut res: Response<B>) -> Response<B> {
+    #[inline]
+    fn respond(headers: Option<Self>, mut res: Response<B>) -> Response<ResponseBody<B>> {
         if let Some((policy, decision)) = headers {
             add_headers(res.headers_mut(), &policy, decision);
         }
-        res
+        res.map(ResponseBody::new)
     }
 }
 
@@ -187,6 +188,7 @@ where
 {
     type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
         self.project().inner.poll(cx)
     }
