@@ -91,6 +91,7 @@ where
     }
 
     /// Admitted at once: the service was called, and `future` holds `grant` until it answers.
+    #[inline]
     pub(crate) const fn running(future: S::Future, grant: Option<G>) -> Self {
         Self {
             state: State::Running { future, grant },
@@ -125,7 +126,13 @@ where
 {
     type Output = Result<Response<ResponseBody<G::Body>>, S::Error>;
 
+    #[inline]
     fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        // The common case first, outside the loop: admitted at once, the inner future running.
+        if let StateProj::Running { future, grant } = self.as_mut().project().state.project() {
+            let result = ready!(future.poll(cx));
+            return Poll::Ready(result.map(|res| G::respond(grant.take(), res)));
+        }
         loop {
             let next = match self.as_mut().project().state.project() {
                 StateProj::Rejected { response } => {

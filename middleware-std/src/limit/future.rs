@@ -143,6 +143,7 @@ where
         }
     }
 
+    #[inline]
     pub(crate) const fn running(future: S::Future, permit: OwnedSemaphorePermit) -> Self {
         Self {
             inner: AdmissionFuture::running(future, Some(permit)),

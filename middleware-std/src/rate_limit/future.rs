@@ -144,6 +144,7 @@ where
         }
     }
 
+    #[inline]
     pub(crate) const fn running(future: S::Future, headers: Option<Headers>) -> Self {
         Self {
             inner: AdmissionFuture::running(future, headers),
