@@ -47,6 +47,7 @@ impl<F> ResponseFuture<F> {
         }
     }
 
+    #[inline]
     pub(crate) const fn new(
         future: F,
         signal: Option<Arc<AtomicBool>>,
@@ -84,6 +85,7 @@ where
 {
     type Output = Result<Response<ResponseBody<B>>, E>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
             KindProj::Rejected { response } => Poll::Ready(Ok(ResponseBody::response(
