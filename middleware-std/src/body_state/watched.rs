@@ -118,6 +118,7 @@ impl<B, W> Watched<B, W> {
 
 impl<B: Body, W: Watcher<B>> Watched<B, W> {
     /// [`Body::poll_frame`]: the inner body's frame, after telling the watcher.
+    #[inline]
     pub(crate) fn poll_frame(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<FrameOf<B>> {
         let mut this = self.project();
         // Ended (or never watched): nothing to tell. A failed body has ended.

@@ -114,6 +114,7 @@ where
 {
     type Output = Result<Response<CatchPanicBody<B>>, E>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         let panic = match this.kind.as_mut().project() {

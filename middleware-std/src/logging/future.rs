@@ -53,6 +53,7 @@ where
 {
     type Output = Result<Response<LogBody<B, L>>, E>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let result = {

@@ -187,6 +187,7 @@ where
 {
     type Output = Result<Response<TimeoutBody<ResponseBody<B>>>, E>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         let mut phase = TimeoutPhase::Head;

@@ -79,6 +79,7 @@ where
 {
     type Output = Result<Response<TimingBody<RB, H>>, E>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let result = ready!(this.inner.poll(cx));
