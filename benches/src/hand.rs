@@ -787,9 +787,11 @@ impl<B: http_body::Body> http_body::Body for HeldBody<B> {
 // ----- the same limit with our layer's observable behaviour ---------------------------------
 //
 // `HeldLimit` plus what `ConcurrencyLimitLayer` promises beyond it: the shed request gets a
-// problem-details `503` (a body of its own, so the response body is an either-body), and a
+// problem-details `503` (a body of its own, so the response body is an either-body); a
 // response body that failed never ends cleanly afterwards (a cut response must not look
-// complete): the same observable work as ours, written by hand.
+// complete); a body already at its end gives the place back at the head; and the layer's own
+// time is recorded when the request's context asks for per-layer times (`Server-Timing`'s
+// `mw.limit`). The same observable work as ours, written by hand.
 
 #[derive(Clone)]
 pub struct StrictLimitLayer(std::sync::Arc<tokio::sync::Semaphore>);
@@ -820,6 +822,7 @@ pub struct StrictLimit<S> {
 impl<S, B, RB> Service<Request<B>> for StrictLimit<S>
 where
     S: Service<Request<B>, Response = Response<RB>>,
+    RB: http_body::Body,
 {
     type Response = Response<StrictBody<RB>>;
     type Error = S::Error;
@@ -830,7 +833,18 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        match std::sync::Arc::clone(&self.places).try_acquire_owned() {
+        let started = req
+            .extensions()
+            .get::<middleware_std::Context>()
+            .is_some_and(middleware_std::Context::layer_times_requested)
+            .then(Instant::now);
+        let acquired = std::sync::Arc::clone(&self.places).try_acquire_owned();
+        if let Some(started) = started {
+            if let Some(cx) = req.extensions().get::<middleware_std::Context>() {
+                cx.mark("mw.limit", started.elapsed());
+            }
+        }
+        match acquired {
             Ok(permit) => StrictFuture::Running {
                 future: self.inner.call(req),
                 permit: Some(permit),
@@ -854,6 +868,7 @@ const SHED: &str = r#"{"type":"about:blank","title":"Service Unavailable","statu
 impl<F, RB, E> Future for StrictFuture<F>
 where
     F: Future<Output = Result<Response<RB>, E>>,
+    RB: http_body::Body,
 {
     type Output = Result<Response<StrictBody<RB>>, E>;
 
@@ -862,10 +877,14 @@ where
             StrictProj::Running { future, permit } => {
                 let res = ready!(future.poll(cx))?;
                 let permit = permit.take();
-                Poll::Ready(Ok(res.map(|body| StrictBody::Held {
-                    body,
-                    permit,
-                    failed: false,
+                Poll::Ready(Ok(res.map(|body| {
+                    // A body already at its end gives the place back at the head.
+                    let permit = if body.is_end_stream() { None } else { permit };
+                    StrictBody::Held {
+                        body,
+                        permit,
+                        failed: false,
+                    }
                 })))
             }
             StrictProj::Shed => {

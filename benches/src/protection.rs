@@ -8,7 +8,8 @@
 //!   at the response head; ours holds it to the end of the body, so `hand-concurrency-limit`
 //!   (`hand.rs`) is that work written by hand: shed with `503`, the place held by the body.
 //!   `hand-concurrency-limit-strict` adds what ours promises beyond it: a problem-details `503`
-//!   (so an either-body) and a body that never ends cleanly after an error.
+//!   (so an either-body), a body that never ends cleanly after an error, the place given back
+//!   at the head for a body already at its end, and the per-layer time mark when asked for.
 //! - `std-rate-limit` (`()` key: one global quota), `std-rate-limit-header` (keyed by the
 //!   `Authorization` header, hashed into the store) vs `tower-rate-limit`: a quota of a billion
 //!   requests per second, never reached, and no `RateLimit` headers on allowed responses
@@ -118,7 +119,7 @@ fn protection_variants() -> Vec<Variant> {
         ),
         variant_any(
             "hand-concurrency-limit-strict",
-            "hand-concurrency-limit with our layer's observable behaviour: a problem-details 503 when shed (an either-body), and a body that never ends cleanly after an error",
+            "hand-concurrency-limit with our layer's observable behaviour: a problem-details 503 when shed (an either-body), a body that never ends cleanly after an error, the place given back at the head for an ended body, the mw.limit mark when asked for",
             hand::StrictLimitLayer::new(MAX_IN_FLIGHT).layer(crate::inner()),
         ),
         variant_any(
