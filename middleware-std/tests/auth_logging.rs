@@ -4,11 +4,10 @@
 #![cfg(all(feature = "auth", feature = "logging", feature = "request-id"))]
 #![allow(missing_docs)]
 
-use std::{
-    convert::Infallible,
-    io,
-    sync::{Arc, Mutex},
-};
+#[path = "log_support/mod.rs"]
+mod log_support;
+use log_support::Buf;
+use std::convert::Infallible;
 
 use http::{HeaderName, Request, Response, StatusCode};
 use http_body_util::BodyExt;
@@ -21,19 +20,6 @@ use tower::{ServiceBuilder, ServiceExt, service_fn, util::BoxCloneService};
 
 const KEY: &str = "k3y-0f-the-t3nant";
 const WRONG: &str = "wr0ng-gu3ss-k3y";
-
-#[derive(Clone, Default)]
-struct Buf(Arc<Mutex<Vec<u8>>>);
-
-impl io::Write for Buf {
-    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
 
 fn header() -> HeaderName {
     HeaderName::from_static("x-auth-token")

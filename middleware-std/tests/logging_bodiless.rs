@@ -3,6 +3,9 @@
 #![cfg(feature = "logging")]
 #![allow(missing_docs)]
 
+#[path = "log_support/mod.rs"]
+mod log_support;
+use log_support::subscriber;
 use std::{
     convert::Infallible,
     io,
@@ -202,32 +205,5 @@ impl Body for Unsized {
         } else {
             Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b"ok")))))
         }
-    }
-}
-
-/// A plain-text subscriber for this thread, and a reader of what it wrote.
-fn subscriber() -> (tracing::subscriber::DefaultGuard, impl Fn() -> String) {
-    let buf = Buf::default();
-    let read = buf.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || buf.clone())
-        .with_ansi(false)
-        .finish();
-    (tracing::subscriber::set_default(subscriber), move || {
-        String::from_utf8(read.0.lock().unwrap().clone()).unwrap()
-    })
-}
-
-#[derive(Clone, Default)]
-struct Buf(Arc<Mutex<Vec<u8>>>);
-
-impl io::Write for Buf {
-    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
     }
 }

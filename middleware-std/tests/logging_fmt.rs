@@ -3,12 +3,10 @@
 #![cfg(feature = "logging")]
 #![allow(missing_docs)]
 
-use std::{
-    convert::Infallible,
-    future::Future,
-    io,
-    sync::{Arc, Mutex},
-};
+#[path = "log_support/mod.rs"]
+mod log_support;
+use log_support::Buf;
+use std::{convert::Infallible, future::Future, sync::Arc};
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response};
@@ -417,20 +415,6 @@ fn buffer() -> (impl Fn() -> Buf + Clone + 'static, impl Fn() -> String) {
         move || buf.clone(),
         move || String::from_utf8(read.0.lock().unwrap().clone()).unwrap(),
     )
-}
-
-#[derive(Clone)]
-struct Buf(Arc<Mutex<Vec<u8>>>);
-
-impl io::Write for Buf {
-    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
 }
 
 fn plain() -> Request<String> {

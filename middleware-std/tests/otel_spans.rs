@@ -4,6 +4,9 @@
 #![cfg(all(feature = "otel", feature = "axum"))]
 #![allow(missing_docs)]
 
+#[path = "log_support/mod.rs"]
+mod log_support;
+use log_support::Buf;
 use std::{
     collections::BTreeMap,
     convert::Infallible,
@@ -556,24 +559,4 @@ async fn the_layers_keep_the_conformance_contract() {
     }))
     .await;
     check_conformance!(Conformance::new(PropagateTraceContextLayer::new())).await;
-}
-
-#[derive(Clone, Default)]
-struct Buf(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Buf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Buf {
-    type Writer = Self;
-    fn make_writer(&'a self) -> Self {
-        self.clone()
-    }
 }
