@@ -3,7 +3,7 @@
 
 use std::{fmt, future::Future};
 
-use http::{Extensions, HeaderMap, HeaderName};
+use http::{Extensions, HeaderName, HeaderValue};
 
 use super::{
     Principal, Rejection, Scheme, Validator,
@@ -23,11 +23,13 @@ pub trait Authenticate: sealed::Sealed {
     #[doc(hidden)]
     fn scheme(&self) -> &Scheme;
 
-    /// Checks the request's credentials. May add values (e.g. JWT claims) to `extensions`.
+    /// Checks the request's credentials: `credential` is the only value of the scheme's
+    /// header (`None` when it is missing or repeated). May add values (e.g. JWT claims) to
+    /// `extensions`.
     #[doc(hidden)]
     fn authenticate(
         &self,
-        headers: &HeaderMap,
+        credential: Option<&HeaderValue>,
         extensions: &mut Extensions,
     ) -> Verdict<Self::Future>;
 }
@@ -118,8 +120,12 @@ impl Authenticate for Basic {
         &BASIC
     }
 
-    fn authenticate(&self, headers: &HeaderMap, _: &mut Extensions) -> Verdict<NoFuture> {
-        let found = credentials::basic(headers, |username, password| {
+    fn authenticate(
+        &self,
+        credential: Option<&HeaderValue>,
+        _: &mut Extensions,
+    ) -> Verdict<NoFuture> {
+        let found = credentials::basic(credential, |username, password| {
             credentials::find(
                 &self.entries,
                 Some(&digest(username.as_bytes())),
@@ -177,9 +183,13 @@ impl Authenticate for Bearer {
         &BEARER
     }
 
-    fn authenticate(&self, headers: &HeaderMap, _: &mut Extensions) -> Verdict<NoFuture> {
-        let found = credentials::bearer(headers)
-            .and_then(|token| find_token(&self.entries, token.as_bytes()));
+    fn authenticate(
+        &self,
+        credential: Option<&HeaderValue>,
+        _: &mut Extensions,
+    ) -> Verdict<NoFuture> {
+        let found =
+            credentials::bearer(credential).and_then(|token| find_token(&self.entries, token));
         found.map_or(Verdict::Denied, |principal| {
             Verdict::Granted(principal.clone())
         })
@@ -233,8 +243,12 @@ impl Authenticate for ApiKey {
         &self.scheme
     }
 
-    fn authenticate(&self, headers: &HeaderMap, _: &mut Extensions) -> Verdict<NoFuture> {
-        let found = credentials::api_key(headers, self.scheme.header_name())
+    fn authenticate(
+        &self,
+        credential: Option<&HeaderValue>,
+        _: &mut Extensions,
+    ) -> Verdict<NoFuture> {
+        let found = credentials::api_key(credential)
             .and_then(|key| find_token(&self.entries, key.as_bytes()));
         found.map_or(Verdict::Denied, |principal| {
             Verdict::Granted(principal.clone())
@@ -296,8 +310,12 @@ impl<V: Validator> Authenticate for Custom<V> {
         &self.scheme
     }
 
-    fn authenticate(&self, headers: &HeaderMap, _: &mut Extensions) -> Verdict<V::Future> {
-        match self.scheme.credentials(headers) {
+    fn authenticate(
+        &self,
+        credential: Option<&HeaderValue>,
+        _: &mut Extensions,
+    ) -> Verdict<V::Future> {
+        match self.scheme.credentials(credential) {
             Some(credentials) => Verdict::Pending(self.validator.validate(credentials)),
             None => Verdict::Denied,
         }

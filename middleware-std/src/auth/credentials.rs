@@ -8,7 +8,7 @@
 use std::fmt;
 
 use base64::Engine as _;
-use http::{HeaderMap, HeaderName, header::AUTHORIZATION};
+use http::{HeaderName, HeaderValue, header::AUTHORIZATION};
 use sha2::{Digest as _, Sha256};
 use subtle::{ConditionallySelectable, ConstantTimeEq};
 
@@ -40,18 +40,18 @@ impl Scheme {
         }
     }
 
-    /// Reads this scheme's credentials from `headers` into owned [`Credentials`], or `None`
-    /// when they are missing or malformed.
-    pub(crate) fn credentials(&self, headers: &HeaderMap) -> Option<Credentials> {
+    /// Reads this scheme's credentials from `value` (the only value of its header) into owned
+    /// [`Credentials`], or `None` when they are missing or malformed.
+    pub(crate) fn credentials(&self, value: Option<&HeaderValue>) -> Option<Credentials> {
         match self {
-            Self::Basic => basic(headers, |username, password| Credentials::Basic {
+            Self::Basic => basic(value, |username, password| Credentials::Basic {
                 username: username.to_owned(),
                 password: Secret::new(password),
             }),
-            Self::Bearer => bearer(headers).map(|token| Credentials::Bearer {
+            Self::Bearer => bearer_str(value).map(|token| Credentials::Bearer {
                 token: Secret::new(token),
             }),
-            Self::ApiKey(name) => api_key(headers, name).map(|key| Credentials::ApiKey {
+            Self::ApiKey(_) => api_key(value).map(|key| Credentials::ApiKey {
                 key: Secret::new(key),
             }),
         }
@@ -196,22 +196,18 @@ pub(crate) fn find<'a, P>(
     }
 }
 
-/// The single value of header `name`, if there is exactly one, non-empty, of at most
-/// [`MAX_CREDENTIALS_LEN`] bytes.
-fn single_value<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<&'h [u8]> {
-    let mut values = headers.get_all(name).iter();
-    let value = values.next()?.as_bytes();
-    if values.next().is_some() || value.is_empty() || value.len() > MAX_CREDENTIALS_LEN {
-        return None;
-    }
-    Some(value)
+/// The bytes of a credentials header's only value (the layer passes `None` when the header is
+/// missing or repeated), if it is non-empty and at most [`MAX_CREDENTIALS_LEN`] bytes.
+fn checked(value: Option<&HeaderValue>) -> Option<&[u8]> {
+    let value = value?.as_bytes();
+    (!value.is_empty() && value.len() <= MAX_CREDENTIALS_LEN).then_some(value)
 }
 
-/// `<scheme> SP <token68>` from the `Authorization` header: the scheme name matched without
+/// `<scheme> SP <token68>` from the `Authorization` value: the scheme name matched without
 /// regard to case (RFC 9110 §11.1), exactly one space, and a well-formed token68 (RFC 9110
 /// §11.2). Anything else — a scheme alone, extra or other whitespace, parameters — is `None`.
-fn authorization<'h>(headers: &'h HeaderMap, scheme: &str) -> Option<&'h [u8]> {
-    let value = single_value(headers, &AUTHORIZATION)?;
+fn authorization<'h>(value: Option<&'h HeaderValue>, scheme: &str) -> Option<&'h [u8]> {
+    let value = checked(value)?;
     let space = value.iter().position(|&b| b == b' ')?;
     let (name, token) = (&value[..space], &value[space + 1..]);
     (name.eq_ignore_ascii_case(scheme.as_bytes()) && is_token68(token)).then_some(token)
@@ -220,21 +216,38 @@ fn authorization<'h>(headers: &'h HeaderMap, scheme: &str) -> Option<&'h [u8]> {
 /// `token68 = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`
 fn is_token68(token: &[u8]) -> bool {
     let body = token.len() - token.iter().rev().take_while(|&&b| b == b'=').count();
-    body > 0
-        && token[..body].iter().all(|&b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
-        })
+    body > 0 && token[..body].iter().all(|&b| TOKEN68[usize::from(b)])
+}
+
+/// The characters of a token68 before its padding, as a table: one load per byte.
+static TOKEN68: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        // `b < 256`, so the cast is exact.
+        #[allow(clippy::cast_possible_truncation)]
+        let c = b as u8;
+        table[b] =
+            c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~' | b'+' | b'/');
+        b += 1;
+    }
+    table
+};
+
+/// The bearer token's bytes (token68: ASCII), for a check that hashes them.
+pub(crate) fn bearer(value: Option<&HeaderValue>) -> Option<&[u8]> {
+    authorization(value, "Bearer")
 }
 
 /// The bearer token, as a string (token68 is ASCII).
-pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
-    authorization(headers, "Bearer").and_then(|token| std::str::from_utf8(token).ok())
+pub(crate) fn bearer_str(value: Option<&HeaderValue>) -> Option<&str> {
+    bearer(value).and_then(|token| std::str::from_utf8(token).ok())
 }
 
 /// Decodes Basic credentials into a stack buffer and calls `f(username, password)`, splitting on
 /// the first `:`. Rejects bad base64, non-canonical padding, non-UTF-8 and a missing colon.
-pub(crate) fn basic<R>(headers: &HeaderMap, f: impl FnOnce(&str, &str) -> R) -> Option<R> {
-    let token = authorization(headers, "Basic")?;
+pub(crate) fn basic<R>(value: Option<&HeaderValue>, f: impl FnOnce(&str, &str) -> R) -> Option<R> {
+    let token = authorization(value, "Basic")?;
     let mut buffer = [0_u8; BASIC_BUFFER];
     let len = base64::engine::general_purpose::STANDARD
         .decode_slice(token, &mut buffer)
@@ -244,11 +257,31 @@ pub(crate) fn basic<R>(headers: &HeaderMap, f: impl FnOnce(&str, &str) -> R) -> 
     Some(f(username, password))
 }
 
-/// The API key: the single value of header `name`, all visible ASCII.
-pub(crate) fn api_key<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<&'h str> {
-    let value = single_value(headers, name)?;
+/// The API key: the only value of its header, all visible ASCII.
+pub(crate) fn api_key(value: Option<&HeaderValue>) -> Option<&str> {
+    let value = checked(value)?;
     if !value.iter().all(|b| (0x21..=0x7e).contains(b)) {
         return None;
     }
     std::str::from_utf8(value).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token68_table_is_the_grammar_for_every_byte() {
+        for b in 0..=u8::MAX {
+            let grammar =
+                b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/');
+            assert_eq!(TOKEN68[usize::from(b)], grammar, "byte {b:#04x}");
+            // Padding only at the end, and never alone.
+            assert_eq!(is_token68(&[b]), grammar, "byte {b:#04x}");
+            assert_eq!(is_token68(&[b, b'=', b'=']), grammar, "byte {b:#04x}");
+            assert_eq!(is_token68(&[b'a', b, b'a']), grammar, "byte {b:#04x}");
+        }
+        assert!(!is_token68(b"=="));
+        assert!(!is_token68(b"a=b"));
+    }
 }

@@ -2,7 +2,7 @@
 
 use std::{fmt, sync::Arc, time::Duration};
 
-use http::{Extensions, HeaderMap};
+use http::{Extensions, HeaderValue};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use middleware_core::RequestExt;
 use serde_json::{Map, Value};
@@ -399,10 +399,10 @@ impl Authenticate for Jwt {
 
     fn authenticate(
         &self,
-        headers: &HeaderMap,
+        credential: Option<&HeaderValue>,
         extensions: &mut Extensions,
     ) -> Verdict<Self::Future> {
-        let Some(token) = credentials::bearer(headers) else {
+        let Some(token) = credentials::bearer_str(credential) else {
             return Verdict::Denied;
         };
         // Unverified: only used to pick the key; `decode` checks the header again. The token

@@ -4,7 +4,7 @@ use std::{fmt, sync::Arc};
 
 use bytes::Bytes;
 use http::{
-    HeaderName, HeaderValue, Request, Response, StatusCode,
+    Extensions, HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode,
     header::{self, AUTHORIZATION, COOKIE, PROXY_AUTHORIZATION, WWW_AUTHENTICATE},
 };
 use middleware_core::{Error, RequestExt};
@@ -201,24 +201,35 @@ impl Settings {
     /// declares it again, on the context it may have created). Runs before the credentials
     /// are even read, so it holds for valid, invalid and malformed values alike.
     ///
+    /// Returns the header's value when it has exactly one, for the authenticator to read:
+    /// found in one lookup when no header of the request is repeated (`len` counts values,
+    /// `keys_len` names), the usual case.
+    ///
     /// [`admit`]: Self::admit
-    pub(crate) fn protect<B>(&self, req: &mut Request<B>) {
-        let headers = req.headers_mut();
-        let mut values = headers.get_all(&self.sensitive).iter();
-        let several = values.next().is_some() && values.next().is_some();
-        if several {
-            // Only a request that is about to be rejected has several; `entry` may grow the map.
-            if let header::Entry::Occupied(mut entry) = headers.entry(&self.sensitive) {
-                entry.iter_mut().for_each(|value| value.set_sensitive(true));
-            }
-        } else if let Some(value) = headers.get_mut(&self.sensitive) {
-            value.set_sensitive(true);
-        }
+    pub(crate) fn protect<'h>(
+        &self,
+        headers: &'h mut HeaderMap,
+        extensions: &Extensions,
+    ) -> Option<&'h HeaderValue> {
         if self.declare {
-            if let Some(cx) = req.try_context() {
+            if let Some(cx) = extensions.try_context() {
                 cx.mark_sensitive_header(self.sensitive.clone());
             }
         }
+        if headers.len() != headers.keys_len() {
+            let mut values = headers.get_all(&self.sensitive).iter();
+            if values.next().is_some() && values.next().is_some() {
+                // Only a request that is about to be rejected has several; `entry` may grow the
+                // map.
+                if let header::Entry::Occupied(mut entry) = headers.entry(&self.sensitive) {
+                    entry.iter_mut().for_each(|value| value.set_sensitive(true));
+                }
+                return None;
+            }
+        }
+        let value = headers.get_mut(&self.sensitive)?;
+        value.set_sensitive(true);
+        Some(value)
     }
 
     /// Checks the requirements; when they are met, puts the principal into the context (which
@@ -344,27 +355,52 @@ mod tests {
         let name = HeaderName::from_static("x-auth-token");
         let settings = Settings::new(&Scheme::ApiKey(name.clone()));
         for values in [
-            &["valid-looking"][..],
+            &[][..],
+            &["valid-looking"],
             &["Bearer with-a-scheme"],
             &["two", "values"],
+            &["three", "values", "here"],
             &["non-ascii \u{e9}"],
         ] {
-            let mut req = Request::new(());
-            for value in values {
+            // With no other header repeated (found in one lookup), and with one (the slow path).
+            for other_repeated in [false, true] {
+                let mut req = Request::new(());
+                for value in values {
+                    req.headers_mut()
+                        .append(&name, HeaderValue::from_bytes(value.as_bytes()).unwrap());
+                }
                 req.headers_mut()
-                    .append(&name, HeaderValue::from_bytes(value.as_bytes()).unwrap());
+                    .insert("accept", HeaderValue::from_static("*/*"));
+                if other_repeated {
+                    req.headers_mut()
+                        .append("accept", HeaderValue::from_static("text/html"));
+                }
+                let (mut parts, ()) = req.into_parts();
+                let found = settings
+                    .protect(&mut parts.headers, &parts.extensions)
+                    .map(HeaderValue::as_bytes);
+                // The credential is handed on only when it is the header's one value.
+                let expected = match values {
+                    [one] => Some(one.as_bytes()),
+                    _ => None,
+                };
+                assert_eq!(found, expected, "{values:?}, {other_repeated}");
+                assert!(
+                    parts
+                        .headers
+                        .get_all(&name)
+                        .iter()
+                        .all(HeaderValue::is_sensitive),
+                    "{values:?}, {other_repeated}"
+                );
+                assert!(
+                    parts
+                        .headers
+                        .get_all("accept")
+                        .iter()
+                        .all(|value| !value.is_sensitive())
+                );
             }
-            req.headers_mut()
-                .insert("accept", HeaderValue::from_static("*/*"));
-            settings.protect(&mut req);
-            assert!(
-                req.headers()
-                    .get_all(&name)
-                    .iter()
-                    .all(HeaderValue::is_sensitive),
-                "{values:?}"
-            );
-            assert!(!req.headers()["accept"].is_sensitive());
         }
     }
 

@@ -87,14 +87,12 @@ where
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         // A clock is read only when a timing layer asks for this layer's own time.
         let started = layer_time::wanted(req.try_context()).then(std::time::Instant::now);
-        // Before anything is read: the header is protected whatever the verdict.
-        self.settings.protect(&mut req);
         // The extensions are taken out for the call (a pointer), not the request split into
         // parts and put back together (two moves of the whole request).
         let mut extensions = std::mem::take(req.extensions_mut());
-        let verdict = self
-            .authenticator
-            .authenticate(req.headers(), &mut extensions);
+        // Before anything is read: the header is protected whatever the verdict.
+        let credential = self.settings.protect(req.headers_mut(), &extensions);
+        let verdict = self.authenticator.authenticate(credential, &mut extensions);
         *req.extensions_mut() = extensions;
         let spent = |req: &Request<ReqBody>| {
             if let Some(started) = started {

@@ -1084,8 +1084,8 @@ fn static_checks_answer_in_call_without_allocating() {
     );
     let mut verdicts = Vec::with_capacity(3);
     let info = middleware_core::testing::measure(|| {
-        verdicts.push(bearer.authenticate(&headers, &mut extensions));
-        verdicts.push(api_key.authenticate(&headers, &mut extensions));
+        verdicts.push(bearer.authenticate(headers.get(header::AUTHORIZATION), &mut extensions));
+        verdicts.push(api_key.authenticate(headers.get("x-api-key"), &mut extensions));
     });
     assert_eq!(info.count_total, 0, "static checks allocated: {info:?}");
     assert!(
@@ -1100,7 +1100,7 @@ fn static_checks_answer_in_call_without_allocating() {
         HeaderValue::from_str(&basic_value("ada", "pa:ss")).unwrap(),
     );
     let info = middleware_core::testing::measure(|| {
-        verdicts.push(basic.authenticate(&headers, &mut extensions));
+        verdicts.push(basic.authenticate(headers.get(header::AUTHORIZATION), &mut extensions));
     });
     assert_eq!(info.count_total, 0, "basic check allocated: {info:?}");
     assert!(matches!(verdicts.pop(), Some(authenticate::Verdict::Granted(p)) if p.id() == "ada"));
@@ -1235,7 +1235,10 @@ fn comparison_time_does_not_depend_on_a_common_prefix() {
             },
             |headers| {
                 matches!(
-                    bearer.authenticate(std::hint::black_box(headers), &mut extensions),
+                    bearer.authenticate(
+                        std::hint::black_box(headers).get(header::AUTHORIZATION),
+                        &mut extensions,
+                    ),
                     authenticate::Verdict::Granted(_)
                 )
             },
