@@ -387,6 +387,19 @@ pub fn ours_chain() -> served!() {
         .service(inner())
 }
 
+/// `ours_chain` with each step's `handle` written as an `async fn`.
+fn ours_chain_async_fn(digest: [u8; 32]) -> served!() {
+    ServiceBuilder::new()
+        .layer(MiddlewareLayer::new(
+            variants::AsyncFnLog
+                .then(variants::AsyncFnCatchPanic)
+                .then(variants::AsyncFnTiming)
+                .then(variants::AsyncFnTimeout(TIMEOUT))
+                .then(variants::AsyncFnAuth(digest)),
+        ))
+        .service(inner())
+}
+
 /// Our std five: logging, timing, panic recovery, a 30 s budget, bearer auth.
 pub fn ours_std_five() -> served!() {
     ServiceBuilder::new()
@@ -575,6 +588,11 @@ pub fn variants() -> Vec<Variant> {
             "the five as one around-style chain (one MiddlewareLayer)",
             ours_chain(),
         ),
+        variant(
+            "ours-chain-5-async-fn",
+            "ours-chain-5 with each handle written as an async fn (stores a request it reads twice)",
+            ours_chain_async_fn(digest),
+        ),
     ];
     all.extend(macro_variants(digest));
     all.extend(protection::variants());
@@ -728,7 +746,7 @@ fn summary(values: Vec<f64>) -> Figure {
 }
 
 /// The pairs the targets and the docs compare.
-const PAIRS: [(&str, &str); 14] = [
+const PAIRS: [(&str, &str); 15] = [
     ("tower-http", "hand-written"),
     ("tower-http-digest", "hand-written"),
     ("ours-std-5", "hand-written"),
@@ -741,6 +759,7 @@ const PAIRS: [(&str, &str); 14] = [
     ("ours-observe-3", "ours-hook-3"),
     ("ours-derive-hook-3", "hand-written-3"),
     ("ours-chain-5", "hand-written"),
+    ("ours-chain-5-async-fn", "hand-written"),
     ("ours-fn-chain-5", "ours-chain-5"),
     ("ours-derive-5", "ours-around-5"),
 ];

@@ -1,6 +1,6 @@
 //! The non-hand-written variants: tower-http, axum `from_fn`, and ours written against core.
 
-use std::{ops::ControlFlow, panic::AssertUnwindSafe, time::Duration};
+use std::{future::Future, ops::ControlFlow, panic::AssertUnwindSafe, time::Duration};
 
 use axum::{
     extract::{Request, State},
@@ -247,13 +247,22 @@ macro_rules! catch_panic_step {
     }};
 }
 
+// `handle` returns an `async move` block, as the `Middleware` trait docs advise (and as
+// `#[middleware_fn]` expands): the block captures the request once. The same steps as `async fn
+// handle` (what a first implementation usually writes) are the `AsyncFn*` set below.
+
 #[derive(Clone, Layer)]
 #[middleware(crate = "middleware_std")]
 pub struct AroundAuth(pub [u8; 32]);
 
 impl Middleware for AroundAuth {
-    async fn handle<N: Next>(&self, req: http::Request<N::ReqBody>, next: N) -> Outcome<N> {
-        auth_step!(&self.0, req, next)
+    #[allow(clippy::manual_async_fn)] // an `async fn` would store the request twice
+    fn handle<N: Next>(
+        &self,
+        req: http::Request<N::ReqBody>,
+        next: N,
+    ) -> impl Future<Output = Outcome<N>> + Send {
+        async move { auth_step!(&self.0, req, next) }
     }
 }
 
@@ -262,8 +271,13 @@ impl Middleware for AroundAuth {
 pub struct AroundLog;
 
 impl Middleware for AroundLog {
-    async fn handle<N: Next>(&self, req: http::Request<N::ReqBody>, next: N) -> Outcome<N> {
-        log_step!(req, next)
+    #[allow(clippy::manual_async_fn)] // an `async fn` would store the request twice
+    fn handle<N: Next>(
+        &self,
+        req: http::Request<N::ReqBody>,
+        next: N,
+    ) -> impl Future<Output = Outcome<N>> + Send {
+        async move { log_step!(req, next) }
     }
 }
 
@@ -272,8 +286,13 @@ impl Middleware for AroundLog {
 pub struct AroundTiming;
 
 impl Middleware for AroundTiming {
-    async fn handle<N: Next>(&self, req: http::Request<N::ReqBody>, next: N) -> Outcome<N> {
-        timing_step!(req, next)
+    #[allow(clippy::manual_async_fn)] // an `async fn` would store the request twice
+    fn handle<N: Next>(
+        &self,
+        req: http::Request<N::ReqBody>,
+        next: N,
+    ) -> impl Future<Output = Outcome<N>> + Send {
+        async move { timing_step!(req, next) }
     }
 }
 
@@ -282,8 +301,13 @@ impl Middleware for AroundTiming {
 pub struct AroundTimeout(pub Duration);
 
 impl Middleware for AroundTimeout {
-    async fn handle<N: Next>(&self, req: http::Request<N::ReqBody>, next: N) -> Outcome<N> {
-        timeout_step!(self.0, req, next)
+    #[allow(clippy::manual_async_fn)] // an `async fn` would store the request twice
+    fn handle<N: Next>(
+        &self,
+        req: http::Request<N::ReqBody>,
+        next: N,
+    ) -> impl Future<Output = Outcome<N>> + Send {
+        async move { timeout_step!(self.0, req, next) }
     }
 }
 
@@ -292,6 +316,56 @@ impl Middleware for AroundTimeout {
 pub struct AroundCatchPanic;
 
 impl Middleware for AroundCatchPanic {
+    #[allow(clippy::manual_async_fn)] // an `async fn` would store the request twice
+    fn handle<N: Next>(
+        &self,
+        req: http::Request<N::ReqBody>,
+        next: N,
+    ) -> impl Future<Output = Outcome<N>> + Send {
+        async move { catch_panic_step!(req, next) }
+    }
+}
+
+// ----- ours, around style, as `async fn handle` ----------------------------------------------
+//
+// The same steps as `async fn handle`: a step that reads the request before `next.run(req)`
+// keeps a second copy of it in its future (the `Middleware` trait's pitfalls).
+
+pub struct AsyncFnAuth(pub [u8; 32]);
+
+impl Middleware for AsyncFnAuth {
+    async fn handle<N: Next>(&self, req: http::Request<N::ReqBody>, next: N) -> Outcome<N> {
+        auth_step!(&self.0, req, next)
+    }
+}
+
+pub struct AsyncFnLog;
+
+impl Middleware for AsyncFnLog {
+    async fn handle<N: Next>(&self, req: http::Request<N::ReqBody>, next: N) -> Outcome<N> {
+        log_step!(req, next)
+    }
+}
+
+pub struct AsyncFnTiming;
+
+impl Middleware for AsyncFnTiming {
+    async fn handle<N: Next>(&self, req: http::Request<N::ReqBody>, next: N) -> Outcome<N> {
+        timing_step!(req, next)
+    }
+}
+
+pub struct AsyncFnTimeout(pub Duration);
+
+impl Middleware for AsyncFnTimeout {
+    async fn handle<N: Next>(&self, req: http::Request<N::ReqBody>, next: N) -> Outcome<N> {
+        timeout_step!(self.0, req, next)
+    }
+}
+
+pub struct AsyncFnCatchPanic;
+
+impl Middleware for AsyncFnCatchPanic {
     async fn handle<N: Next>(&self, req: http::Request<N::ReqBody>, next: N) -> Outcome<N> {
         catch_panic_step!(req, next)
     }
