@@ -23,7 +23,13 @@ impl RequestId {
     /// id can always be logged and echoed in a header without escaping.
     pub fn new(value: HeaderValue) -> Result<Self, InvalidRequestId> {
         let bytes = value.as_bytes();
-        if bytes.is_empty() || !bytes.iter().all(|b| (0x21..=0x7e).contains(b)) {
+        // Every byte is looked at, without an early exit: one subtraction and one comparison
+        // each, which the compiler turns into vector instructions (ids are short and nearly
+        // always valid: a generated UUID is checked here on every request).
+        let visible = bytes
+            .iter()
+            .fold(true, |visible, &b| visible & (b.wrapping_sub(0x21) <= 0x7e - 0x21));
+        if bytes.is_empty() || !visible {
             return Err(InvalidRequestId(()));
         }
         Ok(Self(value))

@@ -248,6 +248,20 @@ fn hostile_request_ids_are_rejected() {
 }
 
 #[test]
+fn a_request_id_is_exactly_the_visible_ascii_values() {
+    for b in 0..=u8::MAX {
+        let visible = (0x21..=0x7e).contains(&b);
+        // Alone, first, last and in the middle of an otherwise valid id.
+        for bytes in [vec![b], vec![b, b'a'], vec![b'a', b], vec![b'a', b, b'a']] {
+            let Ok(value) = HeaderValue::from_bytes(&bytes) else {
+                continue; // not even a header value (a control character)
+            };
+            assert_eq!(RequestId::new(value).is_ok(), visible, "{bytes:?}");
+        }
+    }
+}
+
+#[test]
 fn marks_are_shared_and_ordered() {
     let cx = Context::new();
     let handler = cx.clone();
