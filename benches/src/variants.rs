@@ -247,129 +247,79 @@ macro_rules! catch_panic_step {
     }};
 }
 
-// `handle` returns an `async move` block, as the `Middleware` trait docs advise (and as
-// `#[middleware_fn]` expands): the block captures the request once. The same steps as `async fn
-// handle` (what a first implementation usually writes) are the `AsyncFn*` set below.
+// Each step stamped twice: the `Around*` set returns an `async move` block from `handle`, as the
+// `Middleware` trait docs advise (and as `#[middleware_fn]` expands; the block captures the
+// request once); the `AsyncFn*` set is the same steps as `async fn handle`, what a first
+// implementation usually writes (a step that reads the request before `next.run(req)` keeps a
+// second copy of it in its future).
+macro_rules! around_pair {
+    ($lean:ident, $naive:ident, |$this:pat, $req:ident, $next:ident| $step:expr) => {
+        impl Middleware for $lean {
+            #[allow(clippy::manual_async_fn)] // an `async fn` would store the request twice
+            fn handle<N: Next>(
+                &self,
+                $req: http::Request<N::ReqBody>,
+                $next: N,
+            ) -> impl Future<Output = Outcome<N>> + Send {
+                let $this = self;
+                async move { $step }
+            }
+        }
+
+        impl Middleware for $naive {
+            async fn handle<N: Next>(
+                &self,
+                $req: http::Request<N::ReqBody>,
+                $next: N,
+            ) -> Outcome<N> {
+                let $this = self;
+                $step
+            }
+        }
+    };
+}
 
 #[derive(Clone, Layer)]
 #[middleware(crate = "middleware_std")]
 pub struct AroundAuth(pub [u8; 32]);
 
-impl Middleware for AroundAuth {
-    #[allow(clippy::manual_async_fn)] // an `async fn` would store the request twice
-    fn handle<N: Next>(
-        &self,
-        req: http::Request<N::ReqBody>,
-        next: N,
-    ) -> impl Future<Output = Outcome<N>> + Send {
-        async move { auth_step!(&self.0, req, next) }
-    }
-}
-
 #[derive(Clone, Layer)]
 #[middleware(crate = "middleware_std")]
 pub struct AroundLog;
-
-impl Middleware for AroundLog {
-    #[allow(clippy::manual_async_fn)] // an `async fn` would store the request twice
-    fn handle<N: Next>(
-        &self,
-        req: http::Request<N::ReqBody>,
-        next: N,
-    ) -> impl Future<Output = Outcome<N>> + Send {
-        async move { log_step!(req, next) }
-    }
-}
 
 #[derive(Clone, Layer)]
 #[middleware(crate = "middleware_std")]
 pub struct AroundTiming;
 
-impl Middleware for AroundTiming {
-    #[allow(clippy::manual_async_fn)] // an `async fn` would store the request twice
-    fn handle<N: Next>(
-        &self,
-        req: http::Request<N::ReqBody>,
-        next: N,
-    ) -> impl Future<Output = Outcome<N>> + Send {
-        async move { timing_step!(req, next) }
-    }
-}
-
 #[derive(Clone, Layer)]
 #[middleware(crate = "middleware_std")]
 pub struct AroundTimeout(pub Duration);
-
-impl Middleware for AroundTimeout {
-    #[allow(clippy::manual_async_fn)] // an `async fn` would store the request twice
-    fn handle<N: Next>(
-        &self,
-        req: http::Request<N::ReqBody>,
-        next: N,
-    ) -> impl Future<Output = Outcome<N>> + Send {
-        async move { timeout_step!(self.0, req, next) }
-    }
-}
 
 #[derive(Clone, Layer)]
 #[middleware(crate = "middleware_std")]
 pub struct AroundCatchPanic;
 
-impl Middleware for AroundCatchPanic {
-    #[allow(clippy::manual_async_fn)] // an `async fn` would store the request twice
-    fn handle<N: Next>(
-        &self,
-        req: http::Request<N::ReqBody>,
-        next: N,
-    ) -> impl Future<Output = Outcome<N>> + Send {
-        async move { catch_panic_step!(req, next) }
-    }
-}
-
-// ----- ours, around style, as `async fn handle` ----------------------------------------------
-//
-// The same steps as `async fn handle`: a step that reads the request before `next.run(req)`
-// keeps a second copy of it in its future (the `Middleware` trait's pitfalls).
-
 pub struct AsyncFnAuth(pub [u8; 32]);
-
-impl Middleware for AsyncFnAuth {
-    async fn handle<N: Next>(&self, req: http::Request<N::ReqBody>, next: N) -> Outcome<N> {
-        auth_step!(&self.0, req, next)
-    }
-}
-
 pub struct AsyncFnLog;
-
-impl Middleware for AsyncFnLog {
-    async fn handle<N: Next>(&self, req: http::Request<N::ReqBody>, next: N) -> Outcome<N> {
-        log_step!(req, next)
-    }
-}
-
 pub struct AsyncFnTiming;
-
-impl Middleware for AsyncFnTiming {
-    async fn handle<N: Next>(&self, req: http::Request<N::ReqBody>, next: N) -> Outcome<N> {
-        timing_step!(req, next)
-    }
-}
-
 pub struct AsyncFnTimeout(pub Duration);
-
-impl Middleware for AsyncFnTimeout {
-    async fn handle<N: Next>(&self, req: http::Request<N::ReqBody>, next: N) -> Outcome<N> {
-        timeout_step!(self.0, req, next)
-    }
-}
-
 pub struct AsyncFnCatchPanic;
 
-impl Middleware for AsyncFnCatchPanic {
-    async fn handle<N: Next>(&self, req: http::Request<N::ReqBody>, next: N) -> Outcome<N> {
-        catch_panic_step!(req, next)
-    }
-}
+around_pair!(AroundAuth, AsyncFnAuth, |this, req, next| auth_step!(
+    &this.0, req, next
+));
+around_pair!(AroundLog, AsyncFnLog, |_, req, next| log_step!(req, next));
+around_pair!(AroundTiming, AsyncFnTiming, |_, req, next| timing_step!(
+    req, next
+));
+around_pair!(
+    AroundTimeout,
+    AsyncFnTimeout,
+    |this, req, next| timeout_step!(this.0, req, next)
+);
+around_pair!(AroundCatchPanic, AsyncFnCatchPanic, |_, req, next| {
+    catch_panic_step!(req, next)
+});
 
 // ----- ours, #[middleware_fn] ---------------------------------------------------------------
 

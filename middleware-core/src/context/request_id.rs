@@ -26,9 +26,9 @@ impl RequestId {
         // Every byte is looked at, without an early exit: one subtraction and one comparison
         // each, which the compiler turns into vector instructions (ids are short and nearly
         // always valid: a generated UUID is checked here on every request).
-        let visible = bytes
-            .iter()
-            .fold(true, |visible, &b| visible & (b.wrapping_sub(0x21) <= 0x7e - 0x21));
+        let visible = bytes.iter().fold(true, |visible, &b| {
+            visible & (b.wrapping_sub(0x21) <= 0x7e - 0x21)
+        });
         if bytes.is_empty() || !visible {
             return Err(InvalidRequestId(()));
         }
