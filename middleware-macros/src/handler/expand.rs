@@ -203,8 +203,13 @@ fn service(function: &Function<'_>, plan: &Plan, p: &TokenStream) -> TokenStream
     let handler = quote! {
         #p::HandlerFn(move |#req: #p::http::Request<#body>| {
             #capture
+            // Split before the block: the block captures the parts and the body, not the
+            // request as well (a captured value keeps its slot for the whole future).
+            let (mut #parts, #body_local) = #req.into_parts();
             async move {
-                let (mut #parts, #body_local) = #req.into_parts();
+                // Captured even when no parameter takes it: the body is dropped with the
+                // future, not before the handler runs.
+                let _ = &#body_local;
                 #(#lets)*
                 let #cx = #p::try_context(&#parts);
                 #(#last)*
