@@ -8,7 +8,7 @@ use std::{
     ops::ControlFlow,
     sync::{
         Arc,
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
 };
 
@@ -357,4 +357,107 @@ async fn values_are_axum_router_layers() {
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.headers()["x-stamp"], "1");
     assert_eq!(res.headers()["x-tenant"], "acme");
+}
+
+// ----- parameters live as long as the future ---------------------------------------------------
+
+/// Sets its flag when dropped.
+#[derive(Clone)]
+struct DropFlag(Arc<AtomicBool>);
+
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A `Next` that carries a drop flag and is never run.
+struct FlaggedNext(#[allow(dead_code)] DropFlag);
+
+impl Next for FlaggedNext {
+    type ReqBody = String;
+    type ResBody = String;
+    type Error = Infallible;
+
+    async fn run(self, _: Request<String>) -> Outcome<Self> {
+        Ok(Response::new(ResponseBody::new(String::new())))
+    }
+}
+
+/// Answers by itself, after a pause, without touching its parameters.
+#[middleware_fn]
+async fn ignores_named<N: Next>(_req: Request<N::ReqBody>, _next: N) -> Outcome<N> {
+    tokio::task::yield_now().await;
+    Ok(Response::new(ResponseBody::full(Bytes::from_static(
+        b"later",
+    ))))
+}
+
+/// The same with `_` patterns.
+#[middleware_fn]
+async fn ignores_wild<N: Next>(_: Request<N::ReqBody>, _: N) -> Outcome<N> {
+    tokio::task::yield_now().await;
+    Ok(Response::new(ResponseBody::full(Bytes::from_static(
+        b"later",
+    ))))
+}
+
+/// Reads the request through a `ref` pattern and `next` through `ref mut`.
+#[middleware_fn]
+async fn by_reference<N: Next>(ref req: Request<N::ReqBody>, ref mut next: N) -> Outcome<N> {
+    let keyed = req.headers().contains_key("x-key");
+    let _: &mut N = next;
+    tokio::task::yield_now().await;
+    let status = if keyed {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    let mut res = Response::new(ResponseBody::full(Bytes::from_static(b"")));
+    *res.status_mut() = status;
+    Ok(res)
+}
+
+/// Whether the request's and `next`'s drop flags are set: after `handle` returns, then after
+/// its future is dropped unpolled.
+fn drops<M: Middleware>(middleware: &M) -> [(bool, bool); 2] {
+    let request = Arc::new(AtomicBool::new(false));
+    let next = Arc::new(AtomicBool::new(false));
+    let mut req = Request::new(String::new());
+    req.extensions_mut().insert(DropFlag(Arc::clone(&request)));
+    let future = middleware.handle(req, FlaggedNext(DropFlag(Arc::clone(&next))));
+    let made = (request.load(Ordering::SeqCst), next.load(Ordering::SeqCst));
+    drop(future);
+    let dropped = (request.load(Ordering::SeqCst), next.load(Ordering::SeqCst));
+    [made, dropped]
+}
+
+#[test]
+fn unused_parameters_are_dropped_with_the_future_not_when_it_is_made() {
+    // As an `async fn`'s arguments: a middleware that answers by itself later still holds
+    // what outer layers put in the request (a permit, a guard) until it answers.
+    for (name, seen) in [
+        ("named", drops(&ignores_named())),
+        ("wild", drops(&ignores_wild())),
+        ("by reference", drops(&by_reference())),
+    ] {
+        assert_eq!(seen, [(false, false), (true, true)], "{name}");
+    }
+}
+
+#[tokio::test]
+async fn ref_patterns_bind_the_parameters() {
+    let svc = MiddlewareLayer::new(by_reference()).layer(service_fn(|_: Request<String>| async {
+        Ok::<_, Infallible>(Response::new(String::new()))
+    }));
+    let req = Request::builder()
+        .header("x-key", "1")
+        .body(String::new())
+        .unwrap();
+    assert_eq!(
+        svc.clone().oneshot(req).await.unwrap().status(),
+        StatusCode::OK
+    );
+    let res = svc.oneshot(Request::new(String::new())).await.unwrap();
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
 }

@@ -1,7 +1,7 @@
 //! `#[middleware_fn]`: the generated items. `quote!` only; the decisions are in `validate.rs`.
 
 use proc_macro2::{Span, TokenStream};
-use quote::{quote, quote_spanned};
+use quote::{ToTokens, quote, quote_spanned};
 use syn::{Ident, ItemFn, ext::IdentExt, spanned::Spanned};
 
 use super::{
@@ -275,25 +275,48 @@ fn around_impl(function: &Function<'_>, plan: &Plan, p: &TokenStream) -> TokenSt
             let #cx = #p::Clone::clone(#p::RequestExt::context(&mut #req));
         }
     });
-    let bindings = [req_arg, next_arg]
+    // A plain name (`req`, `mut req`) is bound before the block, which then captures that
+    // binding itself; `let _ = &name;` makes it captured even when the body never uses it, so
+    // the request and `next` are dropped with the future, as an `async fn`'s arguments are.
+    // Any other pattern (`_`, `ref req`, a destructuring) is bound inside the block, from the
+    // captured argument (captured even by `_`), as an `async fn` binds it.
+    let (outside, inside): (Vec<_>, Vec<_>) = [req_arg, next_arg]
         .into_iter()
         .zip([&req, &next])
         .map(|(arg, value)| {
             let pat = &arg.pat;
             let ty = &arg.ty;
-            quote!(let #pat: #ty = #value;)
-        });
+            match &*arg.pat {
+                syn::Pat::Ident(syn::PatIdent {
+                    by_ref: None,
+                    subpat: None,
+                    ident,
+                    ..
+                }) => (quote!(let #pat: #ty = #value;), quote!(let _ = &#ident;)),
+                _ => (
+                    TokenStream::new(),
+                    quote!(let _ = &#value; let #pat: #ty = #value;),
+                ),
+            }
+        })
+        .unzip();
     // Bound inside the block: `&cx` borrows the block's own capture of the context.
     let extras = typed.zip(extra_args(plan, &cx, p)).map(|(arg, value)| {
         let pat = &arg.pat;
         let ty = &arg.ty;
         quote!(let #pat: #ty = #value;)
     });
-    // On the user's return type, so that a future that is not `Send` is reported there.
+    // Spanned from the first to the last token of the user's return type, so that a future
+    // that is not `Send` is reported on that type, whole.
     let future = match output {
-        syn::ReturnType::Type(_, ty) => quote_spanned! {ty.span()=>
-            impl ::core::future::Future<Output = #ty> + ::core::marker::Send
-        },
+        syn::ReturnType::Type(_, ty) => {
+            let mut tokens = ty.to_token_stream().into_iter().map(|token| token.span());
+            let first = tokens.next().unwrap_or_else(Span::call_site);
+            let last = tokens.last().unwrap_or(first);
+            let open = quote_spanned!(first=> impl ::core::future::Future);
+            let send = quote_spanned!(last=> ::core::marker::Send);
+            quote!(#open<Output = #ty> + #send)
+        }
         syn::ReturnType::Default => quote! {
             impl ::core::future::Future<Output = ()> + ::core::marker::Send
         },
@@ -304,12 +327,14 @@ fn around_impl(function: &Function<'_>, plan: &Plan, p: &TokenStream) -> TokenSt
             #(#attrs)*
             fn handle #generics (
                 &self,
-                #req: #req_ty,
-                #next: #next_ty,
+                // `mut`, for a `ref mut` pattern bound from it.
+                #[allow(unused_mut)] mut #req: #req_ty,
+                #[allow(unused_mut)] mut #next: #next_ty,
             ) -> #future #where_clause {
                 #context
-                #(#bindings)*
+                #(#outside)*
                 async move {
+                    #(#inside)*
                     #(#extras)*
                     #block
                 }
